@@ -1,0 +1,24 @@
+"""Classifier heads: g_θ on the teacher's features and l_φ on the student's."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+HEADS = ("mlp", "dense")
+
+
+def build_head(kind: str, input_dim: int, width: int, name: str) -> tf.keras.Model:
+    """``mlp``: Linear → BN → ReLU → Linear, hidden and output width ``width`` (the released
+    BURN code: 1024→2000→2000 student side, 2048→2000→2000 teacher side); ``dense``: one
+    linear layer (the paper's "classifier")."""
+    inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
+    if kind == "mlp":
+        x = tf.keras.layers.Dense(width, name=f"{name}_fc1")(inputs)
+        x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        x = tf.keras.layers.ReLU(name=f"{name}_relu")(x)
+        x = tf.keras.layers.Dense(width, name=f"{name}_fc2")(x)
+    elif kind == "dense":
+        x = tf.keras.layers.Dense(width, name=f"{name}_fc")(inputs)
+    else:
+        raise ValueError(f"head {kind!r} is not one of {HEADS}")
+    return tf.keras.Model(inputs, x, name=name)
