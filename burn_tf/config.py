@@ -142,6 +142,8 @@ class TrainConfig:
     seed: int = 0
     # Turn XLA on for GPU/TPU; on CPU it makes this model's step ~7-10x slower.
     jit_compile: bool = False
+    # Debugging and tiny runs: skips tracing the step (slow to trace, fast to run when tiny).
+    run_eagerly: bool = False
     verbose: int = 1
 
     def __post_init__(self):

@@ -192,7 +192,7 @@ def pretrain_stage(
     teacher = build_teacher_from_config(cfg)
     model = build_burn(cfg, stage, teacher)
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, epochs)
-    model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile)
+    model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile, run_eagerly=cfg.train.run_eagerly)
     model.build_all()
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

@@ -37,6 +37,16 @@ def prepare_images(images: np.ndarray, image_size: int) -> tf.Tensor:
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
+def _traced_forward(model: tf.keras.Model, size: int):
+    """One traced inference function per model and size, for any batch size: tracing a
+    binary net costs seconds, so it must not happen per call or per last short batch."""
+    cache = model.__dict__.setdefault("_burn_tf_forward", {})
+    if size not in cache:
+        spec = tf.TensorSpec([None, size, size, 3], tf.float32)
+        cache[size] = tf.function(lambda batch: model(batch, training=False), input_signature=[spec])
+    return cache[size]
+
+
 def extract_features(
     model: tf.keras.Model,
     images: np.ndarray | tf.data.Dataset,
@@ -49,11 +59,7 @@ def extract_features(
     so a 60k-image set never sits in memory as float images.
     """
     size = image_size or backbone_input_size(model)
-
-    @tf.function(reduce_retracing=True)
-    def forward(batch):
-        return model(batch, training=False)
-
+    forward = _traced_forward(model, size)
     outputs = []
     if isinstance(images, tf.data.Dataset):
         for batch in images:

@@ -24,7 +24,9 @@ def make_burn(stage=1, **method):
     student = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125))
     cfg = MethodConfig(head_width=32, **method)
     model = BURN(tiny_teacher(), student, cfg)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    # Eager: tracing the binary net's train step costs more than the few steps a test runs;
+    # train_step is the same code either way (pretrain tests run it compiled).
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     return model
 
 
@@ -115,7 +117,7 @@ def test_lambda_scheduler_follows_global_step():
 def test_gradient_accumulation_applies_every_n_batches():
     student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125))
     model = BURN(tiny_teacher(), student, MethodConfig(head_width=32), accumulation_steps=3)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     model.build_all()
     phi = snapshot(model.student_backbone.trainable_variables)
     model.train_on_batch(batch(seed=1))

@@ -1,0 +1,180 @@
+"""Image retrieval with backbone features (CLD supplement §7–8, seed 003).
+
+Each query (a test image) retrieves its top-k cosine neighbours among the bank (train
+images). precision@k is the fraction of the k retrievals that share the query's class,
+averaged over the queries; ``hit@k`` is the fraction of queries with at least one correct
+retrieval in the top k. A PNG grid shows queries (first column, blue frame) and their
+ranked retrievals, outlined green when the class matches and red otherwise, as in the
+seed's Fig. A.3.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate.knn import (
+    check_image_backbone,
+    check_labels,
+    data_name,
+    cosine_topk,
+    embed,
+    load_labelled_split,
+    save_png,
+    subsample,
+)
+
+
+def _check_ks(ks) -> list[int]:
+    if isinstance(ks, int):
+        ks = [ks]
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    return ks
+
+
+def precision_at_k(query_labels, bank_labels, neighbours, ks: Sequence[int] = (1, 5, 10, 20)) -> dict:
+    """``{"precision@k": …, "hit@k": …}`` from ranked neighbour indices [Q, ≥ max(ks)]."""
+    query_labels = np.asarray(query_labels)
+    neighbours = np.asarray(neighbours)
+    ks = _check_ks(ks)
+    if neighbours.ndim != 2 or len(neighbours) != len(query_labels):
+        raise ValueError(f"neighbours must be [Q, k] with Q = {len(query_labels)}, got {neighbours.shape}")
+    if neighbours.shape[1] < ks[-1]:
+        raise ValueError(f"only {neighbours.shape[1]} neighbours per query for precision@{ks[-1]}")
+    correct = np.asarray(bank_labels)[neighbours] == query_labels[:, None]
+    out = {}
+    for k in ks:
+        out[f"precision@{k}"] = float(np.mean(correct[:, :k]))
+    for k in ks:
+        out[f"hit@{k}"] = float(np.mean(np.any(correct[:, :k], axis=1)))
+    return out
+
+
+def retrieve(query_features, bank_features, k: int, chunk_size: int | None = None):
+    """Top-``k`` cosine neighbours, ranked → (similarities [Q, k], indices [Q, k])."""
+    return cosine_topk(query_features, bank_features, k, chunk_size=chunk_size, sort=True)
+
+
+def _show(ax, image):
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255 if image.dtype == np.uint8 else 1)
+    else:
+        ax.imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _frame(ax, color: str, width: float = 3.0):
+    for spine in ax.spines.values():
+        spine.set_edgecolor(color)
+        spine.set_linewidth(width)
+        spine.set_visible(True)
+
+
+def plot_retrieval_grid(query_images, query_labels, bank_images, bank_labels, neighbours, path,
+                        title: str = "", class_names: dict | None = None) -> str:
+    """Rows: query + its ranked retrievals; green frame = same class, red = different."""
+    from matplotlib.figure import Figure
+
+    q, k = neighbours.shape
+    cell = 1.05
+    fig = Figure(figsize=(cell * (k + 1) + 0.4, cell * q + 0.6), dpi=100)
+    axes = fig.subplots(q, k + 1, squeeze=False)
+    for row in range(q):
+        ax = axes[row, 0]
+        _show(ax, query_images[row])
+        _frame(ax, "tab:blue")
+        label = int(query_labels[row])
+        ax.set_ylabel((class_names or {}).get(label, str(label)), fontsize=7, rotation=0,
+                      ha="right", va="center")
+        for col in range(k):
+            j = int(neighbours[row, col])
+            ax = axes[row, col + 1]
+            _show(ax, bank_images[j])
+            _frame(ax, "#1a9850" if int(bank_labels[j]) == label else "#d73027")
+            if row == 0:
+                ax.set_title(str(col + 1), fontsize=8)
+    axes[0, 0].set_title("query", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.12, hspace=0.12)
+    return save_png(fig, path)
+
+
+def retrieval(
+    backbone,
+    *,
+    data="fashion_mnist",
+    out_dir=None,
+    ks: Sequence[int] = (1, 5, 10, 20),
+    num_queries: int | None = 1000,
+    num_bank: int | None = None,
+    grid_queries: int = 8,
+    grid_k: int = 8,
+    batch_size: int = 256,
+    chunk_size: int | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """precision@k of cosine retrieval: ``num_queries`` random test images (default 1000)
+    against the train split (default: all of it) as the bank. Writes ``retrieval.json``
+    and ``retrieval.png`` (the first ``grid_queries`` queries × ``grid_k`` retrievals)."""
+    ks = _check_ks(ks)
+    model, meta = resolve_backbone(backbone)
+    size = check_image_backbone(model, image_size)
+    bank_images, bank_labels = subsample(*load_labelled_split(data, "train"), num_bank, seed)
+    query_images, query_labels = subsample(*load_labelled_split(data, "test"), num_queries, seed + 1)
+    check_labels(bank_labels, "bank (train) labels")
+    check_labels(query_labels, "query (test) labels", min_classes=1)
+    k_max = max(ks[-1], int(grid_k) if out_dir is not None else 0)
+    if k_max > len(bank_labels):
+        raise ValueError(f"k={k_max} is larger than the bank ({len(bank_labels)} train images)")
+    start = time.perf_counter()
+    f_bank = embed(model, bank_images, size, batch_size)
+    f_query = embed(model, query_images, size, batch_size)
+    extract_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    _, neighbours = retrieve(f_query, f_bank, k_max, chunk_size)
+    scores = precision_at_k(query_labels, bank_labels, neighbours, ks)
+    result = {
+        "task": "retrieval",
+        "data": data_name(data),
+        "backbone": meta.get("name", model.name),
+        **scores,
+        "ks": ks,
+        "num_queries": int(len(query_labels)),
+        "num_bank": int(len(bank_labels)),
+        "extract_seconds": round(extract_seconds, 3),
+        "retrieval_seconds": round(time.perf_counter() - start, 3),
+        "plot": None,
+    }
+    if out_dir is not None and grid_queries > 0 and grid_k > 0:
+        from burn_tf.evaluate.tsne import class_names_for
+
+        n = min(int(grid_queries), len(query_labels))
+        result["plot"] = plot_retrieval_grid(
+            query_images[:n], query_labels[:n], bank_images, bank_labels, neighbours[:n, :grid_k],
+            Path(out_dir) / "retrieval.png", f"retrieval — {result['backbone']}",
+            class_names_for(data, np.concatenate([bank_labels, query_labels])),
+        )
+    write_results(out_dir, "retrieval", result)
+    return result
+
+
+def format_result(result: dict) -> str:
+    rows = [{"k": k, "precision@k": result[f"precision@{k}"], "hit@k": result[f"hit@{k}"]}
+            for k in result["ks"]]
+    text = (f"retrieval ({result.get('backbone', '')}, {result.get('data', '')}, "
+            f"{result['num_queries']} queries, bank {result['num_bank']})\n" + format_table(rows))
+    if result.get("plot"):
+        text += f"\nplot: {result['plot']}"
+    return text

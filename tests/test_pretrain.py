@@ -1,0 +1,96 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from burn_tf.config import load_config
+from burn_tf.export import load_backbone
+from burn_tf.losses import lambda_at
+from burn_tf.pretrain import RunDirError, build_burn, checkpoint_for, main, pretrain, pretrain_stage
+
+TINY = [
+    "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
+    "teacher.input_size=32", "student.input_size=32", "student.width_multiplier=0.125",
+    "method.head_width=32", "train.batch_size=8", "train.steps_per_epoch=3", "train.epochs=2",
+    "train.verbose=0", "train.run_eagerly=true", "data.limit=64", "data.shuffle_buffer=64",
+    "optimizer.warmup_epochs=0",
+]
+
+
+@pytest.fixture
+def tiny_cfg(fashion_mnist_available):
+    return load_config("configs/demo.yaml", TINY)
+
+
+class Interrupt(tf.keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt("killed after epoch 1")
+
+
+def test_two_stages_write_the_run_dir_and_stage2_starts_from_stage1(tiny_cfg, tmp_path):
+    results = pretrain(tiny_cfg, tmp_path, "all")
+    for stage in (1, 2):
+        d = tmp_path / f"stage{stage}"
+        for name in ("config.yaml", "summary.txt", "metrics.json", "history.jsonl", "backbone/metadata.json",
+                     "backbone/classifier.keras"):
+            assert (d / name).exists(), name
+        assert results[stage]["global_step"] == 6
+        assert len((d / "history.jsonl").read_text().splitlines()) == 2
+        assert any((d / "logs").rglob("events.out.tfevents*"))
+    backbone, meta = load_backbone(tmp_path / "stage2" / "backbone")
+    assert meta["stage"] == 2 and meta["method"] == "burn" and meta["config_hash"] == tiny_cfg.hash()
+    assert "Ratio of MACs that are binarized" in (tmp_path / "stage2" / "summary.txt").read_text()
+
+    # Stage 2's initial state is stage 1's final θ and φ: rebuild it the way stage 2 does.
+    from burn_tf.pretrain import init_stage2_from_stage1
+
+    stage1 = build_burn(tiny_cfg, 1)
+    stage1.build_all()
+    checkpoint_for(stage1).restore(tf.train.latest_checkpoint(str(tmp_path / "stage1" / "final"))).expect_partial()
+    stage2 = build_burn(tiny_cfg, 2, teacher=stage1.teacher_backbone)
+    init_stage2_from_stage1(stage2, tiny_cfg, tmp_path / "stage1" / "final", stage1.teacher_backbone)
+    for a, b in zip(stage1.teacher_classifier.weights, stage2.teacher_classifier.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(stage1.student_backbone.weights, stage2.student_backbone.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(stage1.student_classifier.weights, stage2.student_classifier.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_resumed_run_matches_uninterrupted_step_and_lambda(tiny_cfg, tmp_path):
+    full = pretrain_stage(tiny_cfg, 1, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_stage(tiny_cfg, 1, tmp_path / "cut", extra_callbacks=[Interrupt()])
+    # The kill left epoch 1's checkpoint and no final result.
+    assert not (tmp_path / "cut" / "stage1" / "final").exists()
+    with pytest.raises(RunDirError, match="--resume"):
+        pretrain_stage(tiny_cfg, 1, tmp_path / "cut")
+    resumed = pretrain_stage(tiny_cfg, 1, tmp_path / "cut", resume=True)
+    assert resumed["global_step"] == full["global_step"] == 6
+    assert resumed["lambda"] == pytest.approx(full["lambda"]) == pytest.approx(lambda_at(5, 6))
+    assert resumed["lr"] == pytest.approx(full["lr"])
+    lines = [json.loads(x) for x in (tmp_path / "cut" / "stage1" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+
+
+def test_stage2_without_stage1_says_so(tiny_cfg, tmp_path):
+    with pytest.raises(RunDirError, match="run --stage 1 first"):
+        pretrain(tiny_cfg, tmp_path, "2")
+
+
+def test_cli_rejects_unknown_keys_and_keeps_existing_runs(tiny_cfg, tmp_path, capsys):
+    assert main(["--config", "configs/demo.yaml", "--set", "train.epoch=3"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epoch" in err and "epochs" in err
+    stage_dir = tmp_path / "stage1"
+    stage_dir.mkdir(parents=True)
+    keep = stage_dir / "precious.txt"
+    keep.write_text("do not lose me")
+    args = ["--config", "configs/demo.yaml", "--run-dir", str(tmp_path), "--stage", "1"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert keep.read_text() == "do not lose me"
