@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import weakref
 from typing import Sequence
 
 import numpy as np
@@ -35,8 +34,8 @@ import tensorflow as tf
 
 from burn_tf.evaluate.common import (
     backbone_input_size,
+    extract_features,
     format_table,
-    prepare_images,
     resolve_backbone,
     write_results,
 )
@@ -192,35 +191,18 @@ def limit_blas_threads(threads: int | None):
     return threadpool_limits(limits=int(threads))
 
 
-_FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
 
 def embed(model: tf.keras.Model, images, image_size: int, batch_size: int = 256) -> np.ndarray:
     """Features of ``images`` in inference mode, batch by batch (float32 [N, D]).
 
-    Like :func:`burn_tf.evaluate.common.extract_features`, but the ``tf.function`` is traced
-    once per model and input size (batch dimension left open) and reused by later calls,
-    so embedding a bank and then the queries — or once per epoch in the monitor — does not
-    pay a new trace (seconds for a ReActNet-A) each time or for the last, smaller batch.
+    :func:`burn_tf.evaluate.common.extract_features` traces the model once per input size
+    and reuses it, so embedding a bank and then the queries (or once per epoch in the
+    monitor) does not pay a new trace each time; this adds the pooled-output check.
     """
-    images = np.asarray(images)
-    if len(images) == 0:
-        raise ValueError("no images to extract features from")
-    size = int(image_size)
-    cached = _FORWARD.get(model)
-    if cached is None or cached[0] != size:
-        ref = weakref.ref(model)  # the cache must not keep the model alive
-        spec = tf.TensorSpec([None, size, size, 3], tf.float32)
-        cached = (size, tf.function(lambda x: ref()(x, training=False), input_signature=[spec]))
-        _FORWARD[model] = cached
-    forward = cached[1]
-    out = []
-    for start in range(0, len(images), int(batch_size)):
-        features = forward(prepare_images(images[start : start + batch_size], size))
-        if isinstance(features, (list, tuple)) or features.shape.rank != 2:
-            raise ValueError(f"model {model.name!r} does not return pooled features [B, D]")
-        out.append(features.numpy())
-    return np.concatenate(out).astype(np.float32)
+    out = extract_features(model, np.asarray(images), batch_size=int(batch_size), image_size=int(image_size))
+    if out.ndim != 2:
+        raise ValueError(f"model {model.name!r} does not return pooled features [B, D]")
+    return out
 
 
 # ------------------------------------------------------------------------ algorithm

