@@ -1,0 +1,473 @@
+"""SVM image classification (VOC07 protocol of Goyal et al. 2019, BURN supplement §1).
+
+Features of the last layer (the backbone's pooled output), L2-normalised, then one linear
+SVM per class (one-vs-rest, LIBLINEAR through ``sklearn.svm.LinearSVC``) with the settings of
+Goyal et al.'s benchmark code: squared hinge loss, L2 penalty, dual solver, ``tol`` 1e-4,
+``max_iter`` 2000, class weights {+1: 2, −1: 1}. Labels per class: 1 present, 0 absent, −1
+"difficult" (VOC) — difficult images count as negatives when training the full-shot SVMs
+and are ignored when scoring, as in that code.
+
+* **Full-shot**: for each class, the cost is chosen by ``folds``-fold cross-validation
+  (sklearn's ``average_precision`` scorer, unshuffled stratified folds) over the cost grid
+  :data:`DEFAULT_COSTS` (the benchmark's 10 decades 1e-7…100 plus 0.5^4…0.5^19), the SVM is
+  retrained on the whole train split with that cost and scored on the test split.
+* **Few-shot**: for k ∈ {1, 2, 4, 8, 16, 32, 64, 96}, each of ``samples`` independent samples
+  takes k positive images of every class (the union is the training set; difficult labels of
+  the sampled images are dropped per class). The reference protocol (``fewshot_cost="reference"``,
+  the default, what the paper's Table 2 uses) trains every cost and reports, per k, the cost
+  with the best mean test mAP over the samples — note: chosen on the test split, as in Goyal
+  et al.'s low-shot scripts. A number instead uses that one cost for everything.
+  mean ± std (population std, as the benchmark's aggregation) over the samples.
+
+AP is reported both ways; ``ap_method`` picks which one is called ``map``:
+
+* ``"area"`` (default): area under the monotone (interpolated) precision/recall curve — what
+  Goyal et al.'s benchmark code computes (``calculate_ap``) and hence the paper's numbers;
+* ``"voc07"``: the VOC2007 devkit's 11-point interpolated AP (mean of the max precision at
+  recall ≥ 0, 0.1, …, 1).
+
+Data: ``"composites"`` (default, embedded): Fashion-MNIST items pasted on 64×64 canvases,
+multi-hot over the 10 classes (:mod:`burn_tf.data.composites`), 5,011 train / 4,952 test
+images like VOC07 trainval / test; ``"voc2007"``: tfds ``voc/2007`` prepared under
+``data_dir`` (trainval → test; never downloaded); or ``(x_train, Y_train, x_test, Y_test)``
+with multi-hot ``Y``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from burn_tf.evaluate import common
+from burn_tf.evaluate.linear import _check_images, backbone_info, resolve_input_size
+
+TASK = "svm"
+DEFAULT_DATA = "composites"
+DEFAULT_COSTS = tuple(
+    [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0] + [0.5 ** k for k in range(4, 20)]
+)
+DEFAULT_SHOTS = (1, 2, 4, 8, 16, 32, 64, 96)
+AP_METHODS = ("area", "voc07")
+VOC_NAMES = ("voc2007", "voc/2007", "tfds:voc/2007")
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+
+
+# ------------------------------------------------------------------------------ AP
+
+
+def precision_recall(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall down the ranking by decreasing score (label −1 ignored)."""
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.asarray(labels).ravel()
+    if scores.shape != labels.shape:
+        raise ValueError(f"{scores.size} scores but {labels.size} labels")
+    keep = labels != -1
+    scores, labels = scores[keep], labels[keep] > 0
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(labels[order])
+    fp = np.cumsum(~labels[order])
+    positives = int(labels.sum())
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / positives if positives else np.full(len(tp), np.nan)
+    return precision, recall
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray, method: str = "area") -> float:
+    """AP of one class: ``labels`` 1 positive, 0 negative, −1 ignored (VOC "difficult").
+
+    ``method="area"``: area under the precision/recall curve made monotone (precision at
+    recall r = max precision at recall ≥ r) — Goyal et al.'s ``calculate_ap``.
+    ``method="voc07"``: VOC2007 11-point AP. NaN when there is no positive.
+    """
+    if method not in AP_METHODS:
+        raise ValueError(f"ap method must be one of {AP_METHODS}, got {method!r}")
+    precision, recall = precision_recall(scores, labels)
+    if recall.size == 0 or np.isnan(recall[-1]):
+        return float("nan")
+    if method == "voc07":
+        ap = 0.0
+        for t in np.linspace(0.0, 1.0, 11):
+            hits = precision[recall >= t]
+            ap += (hits.max() if hits.size else 0.0) / 11.0
+        return float(ap)
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    steps = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    return float(np.sum((mrec[steps] - mrec[steps - 1]) * mpre[steps]))
+
+
+def mean_ap(aps: Sequence[float]) -> float:
+    aps = np.asarray(aps, np.float64)
+    aps = aps[~np.isnan(aps)]
+    return float(aps.mean()) if aps.size else float("nan")
+
+
+# ----------------------------------------------------------------------------- SVMs
+
+
+def normalize_features(features: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation as in the benchmark: x / (‖x‖ + 1e-5)."""
+    features = np.asarray(features, np.float64)
+    return features / (np.linalg.norm(features, axis=1, keepdims=True) + 1e-5)
+
+
+def make_svm(cost: float):
+    from sklearn.svm import LinearSVC
+
+    return LinearSVC(
+        C=float(cost), class_weight={1: 2, -1: 1}, intercept_scaling=1.0, penalty="l2",
+        loss="squared_hinge", tol=1e-4, dual=True, max_iter=2000,
+    )
+
+
+def _check_multi_hot(labels: np.ndarray, n: int, what: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"{what}: labels must be multi-hot [N, classes], got shape {tuple(labels.shape)}")
+    if labels.shape[0] != n:
+        raise ValueError(f"{what}: {n} feature rows / images but {labels.shape[0]} label rows")
+    if labels.shape[1] < 2:
+        raise ValueError(f"{what}: labels hold {labels.shape[1]} class; the SVM task needs >= 2")
+    bad = ~np.isin(labels, (-1, 0, 1))
+    if bad.any():
+        raise ValueError(f"{what}: labels must be 1 (present), 0 (absent) or -1 (difficult), "
+                         f"found {np.unique(labels[bad])[:5].tolist()}")
+    return labels.astype(np.int64)
+
+
+def _binary(labels: np.ndarray, c: int) -> np.ndarray:
+    return np.where(labels[:, c] == 1, 1, -1)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """LIBLINEAR warns when max_iter stops it (as the benchmark allows): keep the log clean."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def cost_sweep(features: np.ndarray, labels_multi_hot: np.ndarray,
+               costs: Sequence[float] | None = None, folds: int = 3, *,
+               normalize: bool = True, n_jobs: int | None = None) -> dict:
+    """k-fold cross-validated AP of a per-class linear SVM for every cost.
+
+    ``labels_multi_hot`` is [N, C] with 1 present, 0 absent, −1 difficult (counted as
+    negative, as in the benchmark's training). Features are L2-normalised first unless
+    ``normalize=False``. Returns ``costs``, ``cv_ap`` [C][len(costs)] (mean over folds),
+    ``best_cost`` and ``best_cv_ap`` per class (first best on ties) and ``folds``.
+    """
+    from sklearn.model_selection import cross_val_score
+
+    features = np.asarray(features)
+    if features.ndim != 2:
+        raise ValueError(f"features must be [N, D], got shape {tuple(features.shape)}")
+    labels = _check_multi_hot(labels_multi_hot, len(features), "cost_sweep")
+    costs = [float(c) for c in (DEFAULT_COSTS if costs is None else costs)]
+    if not costs or min(costs) <= 0:
+        raise ValueError(f"costs must be a non-empty list of positive numbers, got {costs}")
+    folds = int(folds)
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    x = normalize_features(features) if normalize else np.asarray(features, np.float64)
+    cv_ap = np.zeros((labels.shape[1], len(costs)))
+    with _quiet():
+        for c in range(labels.shape[1]):
+            y = _binary(labels, c)
+            n_pos, n_neg = int((y == 1).sum()), int((y == -1).sum())
+            if n_pos < folds or n_neg < folds:
+                raise ValueError(
+                    f"class {c} has {n_pos} positive and {n_neg} negative training examples; "
+                    f"{folds}-fold cross-validation needs at least {folds} of each"
+                )
+            for j, cost in enumerate(costs):
+                cv_ap[c, j] = cross_val_score(make_svm(cost), x, y, cv=folds,
+                                              scoring="average_precision", n_jobs=n_jobs).mean()
+    best = np.argmax(cv_ap, axis=1)
+    return {
+        "costs": costs,
+        "cv_ap": cv_ap.tolist(),
+        "best_cost": [costs[j] for j in best],
+        "best_cv_ap": [float(cv_ap[c, j]) for c, j in enumerate(best)],
+        "folds": folds,
+    }
+
+
+def _class_aps(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    return average_precision(scores, labels, "area"), average_precision(scores, labels, "voc07")
+
+
+def full_shot(train_x, train_y, test_x, test_y, *, costs, folds, class_names, n_jobs=None) -> dict:
+    """Cross-validated cost per class, retrain on all of train, AP on test."""
+    sweep = cost_sweep(train_x, train_y, costs, folds, normalize=False, n_jobs=n_jobs)
+    per_class = []
+    with _quiet():
+        for c, cost in enumerate(sweep["best_cost"]):
+            clf = make_svm(cost).fit(train_x, _binary(train_y, c))
+            scores = clf.decision_function(test_x)
+            area, voc07 = _class_aps(scores, test_y[:, c])
+            per_class.append({"class": class_names[c], "cost": cost,
+                              "cv_ap": sweep["best_cv_ap"][c], "ap": area, "ap_voc07": voc07})
+    missing = [p["class"] for p in per_class if np.isnan(p["ap"])]
+    return {
+        "classes_without_test_positives": missing,  # left out of the mean
+        "map_area": mean_ap([p["ap"] for p in per_class]),
+        "map_voc07": mean_ap([p["ap_voc07"] for p in per_class]),
+        "per_class": per_class,
+        "cv_ap": sweep["cv_ap"],
+    }
+
+
+def fewshot_sample(labels_multi_hot: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k positive images of every class, drawn without replacement → union of indices (sorted).
+
+    Raises if a class has fewer than k positives (difficult ones do not count).
+    """
+    labels = np.asarray(labels_multi_hot)
+    rng = np.random.default_rng([int(seed), int(k)])
+    chosen = []
+    for c in range(labels.shape[1]):
+        positives = np.flatnonzero(labels[:, c] == 1)
+        if len(positives) < k:
+            raise ValueError(
+                f"k={k} is larger than the {len(positives)} positive training images of class {c}"
+            )
+        chosen.append(rng.choice(positives, size=int(k), replace=False))
+    return np.unique(np.concatenate(chosen))
+
+
+def few_shot(train_x, train_y, test_x, test_y, *, shots, samples, costs, cost, ap_method,
+             seed) -> dict:
+    """Few-shot SVMs: per k, ``samples`` independent samples, every cost (or the given one)."""
+    costs = [float(cost)] if cost != "reference" else [float(c) for c in costs]
+    num_classes = train_y.shape[1]
+    out = {}
+    with _quiet():
+        for k in shots:
+            # maps[method][sample, cost]
+            maps = {m: np.zeros((samples, len(costs))) for m in AP_METHODS}
+            for s in range(samples):
+                idx = fewshot_sample(train_y, int(k), seed + s)
+                x, y = train_x[idx], train_y[idx]
+                for j, cst in enumerate(costs):
+                    aps = {m: [] for m in AP_METHODS}
+                    for c in range(num_classes):
+                        keep = y[:, c] != -1  # the sampled difficult images are dropped
+                        yc = _binary(y[keep], c)
+                        if (yc == -1).sum() == 0:
+                            raise ValueError(
+                                f"k={k}: every sampled image shows class {c}; no negatives to train on")
+                        clf = make_svm(cst).fit(x[keep], yc)
+                        scores = clf.decision_function(test_x)
+                        area, voc07 = _class_aps(scores, test_y[:, c])
+                        aps["area"].append(area)
+                        aps["voc07"].append(voc07)
+                    for m in AP_METHODS:
+                        maps[m][s, j] = mean_ap(aps[m])
+            best = int(np.argmax(maps[ap_method].mean(axis=0)))
+            out[str(int(k))] = {
+                "k": int(k),
+                "cost": costs[best],
+                "mean": float(maps[ap_method][:, best].mean()),
+                "std": float(maps[ap_method][:, best].std()),
+                "samples": maps[ap_method][:, best].tolist(),
+                **{f"mean_{m}": float(maps[m][:, best].mean()) for m in AP_METHODS},
+                **{f"std_{m}": float(maps[m][:, best].std()) for m in AP_METHODS},
+            }
+    return out
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def voc_targets(labels, labels_no_difficult, num_classes: int = len(VOC_CLASSES)):
+    """tfds VOC object class lists → multi-hot int32 [num_classes]: 1 where a non-difficult
+    object of the class is present, −1 where only difficult ones are, 0 otherwise."""
+    import tensorflow as tf
+
+    def present(ids):
+        counts = tf.reduce_sum(tf.one_hot(tf.cast(ids, tf.int32), num_classes, dtype=tf.int32), axis=0)
+        return tf.cast(counts > 0, tf.int32)  # also right for an empty list
+
+    every, easy = present(labels), present(labels_no_difficult)
+    return easy - (every - easy)
+
+
+def voc2007_arrays(data_dir, split: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """tfds ``voc/2007`` prepared under ``data_dir`` → uint8 [N,S,S,3], multi-hot [N,20]
+    (see :func:`voc_targets`). Never downloads."""
+    import tensorflow as tf
+
+    from burn_tf.data.sources import _gcs_disabled, tfds_source
+
+    tfds_source("voc/2007", split, data_dir, label_key=None)  # checks: prepared, split exists
+    import tensorflow_datasets as tfds
+
+    with _gcs_disabled():
+        builder = tfds.builder("voc/2007", data_dir=data_dir)
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+
+    def convert(example):
+        image = tf.image.resize(example["image"], (image_size, image_size))
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return image, voc_targets(example["labels"], example["labels_no_difficult"])
+
+    xs, ys = [], []
+    for x, y in ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256):
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    if not xs:
+        raise ValueError(f"tfds voc/2007 split {split!r} under {data_dir!r} is empty")
+    return np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+
+
+def load_svm_data(data: Any, *, image_size: int, data_dir=None, n_train: int, n_test: int,
+                  canvas: int, max_items: int, seed: int):
+    """→ (name, x_train, Y_train, x_test, Y_test, class_names)."""
+    if isinstance(data, (tuple, list)):
+        if len(data) != 4:
+            raise ValueError("data arrays must be (x_train, Y_train, x_test, Y_test)")
+        x_tr, y_tr, x_te, y_te = data
+        x_tr, x_te = _check_images(x_tr, "x_train"), _check_images(x_te, "x_test")
+        y_tr = _check_multi_hot(y_tr, len(x_tr), "train")
+        y_te = _check_multi_hot(y_te, len(x_te), "test")
+        if y_tr.shape[1] != y_te.shape[1]:
+            raise ValueError(f"train labels have {y_tr.shape[1]} classes, test labels {y_te.shape[1]}")
+        if x_tr.shape[1:] != x_te.shape[1:]:
+            raise ValueError(f"train images are {x_tr.shape[1:]} but test images {x_te.shape[1:]}")
+        return "arrays", x_tr, y_tr, x_te, y_te, tuple(str(c) for c in range(y_tr.shape[1]))
+    if data == "composites":
+        from burn_tf.data.composites import CLASS_NAMES, multilabel_composites
+
+        x_tr, y_tr = multilabel_composites(n_train, canvas, max_items, seed, "train")
+        x_te, y_te = multilabel_composites(n_test, canvas, max_items, seed, "test")
+        return "composites", x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64), CLASS_NAMES
+    if data in VOC_NAMES:
+        x_tr, y_tr = voc2007_arrays(data_dir, "train+validation", image_size)
+        x_te, y_te = voc2007_arrays(data_dir, "test", image_size)
+        return "voc2007", x_tr, y_tr, x_te, y_te, VOC_CLASSES
+    raise ValueError(
+        f"unknown data {data!r}: use 'composites' (embedded), 'voc2007' (tfds voc/2007 "
+        "prepared under data_dir=) or (x_train, Y_train, x_test, Y_test) arrays"
+    )
+
+
+def svm(
+    backbone,
+    *,
+    data: Any = DEFAULT_DATA,
+    out_dir=None,
+    costs: Sequence[float] | None = None,
+    folds: int = 3,
+    full: bool = True,
+    fewshot: bool = True,
+    shots: Sequence[int] = DEFAULT_SHOTS,
+    samples: int = 5,
+    fewshot_cost: Any = "reference",
+    ap_method: str = "area",
+    seed: int = 0,
+    n_train: int = 5011,
+    n_test: int = 4952,
+    canvas: int = 64,
+    max_items: int = 3,
+    data_dir: str | None = None,
+    image_size: int | None = None,
+    batch_size: int = 256,
+    n_jobs: int | None = None,
+) -> dict:
+    """Full-shot and few-shot SVM classification mAP of ``backbone``'s features."""
+    started = time.time()
+    if ap_method not in AP_METHODS:
+        raise ValueError(f"ap_method must be one of {AP_METHODS}, got {ap_method!r}")
+    if not (full or fewshot):
+        raise ValueError("nothing to do: full and fewshot are both off")
+    if fewshot_cost != "reference":
+        try:
+            fewshot_cost = float(fewshot_cost)
+        except (TypeError, ValueError):
+            raise ValueError("fewshot_cost must be 'reference' or a positive number, got "
+                             f"{fewshot_cost!r}") from None
+        if fewshot_cost <= 0:
+            raise ValueError(f"fewshot_cost must be positive, got {fewshot_cost}")
+    shots = sorted({int(k) for k in shots}) if fewshot else []
+    if any(k < 1 for k in shots):
+        raise ValueError(f"shots must be >= 1, got {shots}")
+    if fewshot and int(samples) < 1:
+        raise ValueError(f"samples must be >= 1, got {samples!r}")
+    model, meta = common.resolve_backbone(backbone)
+    size = resolve_input_size(model, image_size)
+    name, x_tr, y_tr, x_te, y_te, class_names = load_svm_data(
+        data, image_size=size, data_dir=data_dir, n_train=int(n_train), n_test=int(n_test),
+        canvas=int(canvas), max_items=int(max_items), seed=int(seed))
+    # Fail before the (slow) feature extraction on a k larger than some class's positives.
+    if shots:
+        counts = (y_tr == 1).sum(axis=0)
+        if shots[-1] > counts.min():
+            c = int(np.argmin(counts))
+            raise ValueError(
+                f"k={shots[-1]} is larger than the {int(counts[c])} positive training images of "
+                f"class {c} ({class_names[c]}); lower the shots"
+            )
+    feats = common.extract_features(model, np.concatenate([x_tr, x_te]), int(batch_size), size)
+    feats = normalize_features(feats)
+    f_tr, f_te = feats[: len(x_tr)], feats[len(x_tr):]
+    costs = list(DEFAULT_COSTS if costs is None else costs)
+
+    result = {
+        "task": TASK,
+        "data": name,
+        "backbone": backbone_info(backbone, model, meta),
+        "num_classes": int(y_tr.shape[1]),
+        "num_train": int(len(x_tr)),
+        "num_test": int(len(x_te)),
+        "ap_method": ap_method,
+    }
+    if full:
+        fs = full_shot(f_tr, y_tr, f_te, y_te, costs=costs, folds=int(folds),
+                       class_names=class_names, n_jobs=n_jobs)
+        result["full"] = {"map": fs[f"map_{ap_method}"], **fs}
+    if fewshot:
+        result["fewshot"] = few_shot(f_tr, y_tr, f_te, y_te, shots=shots, samples=int(samples),
+                                     costs=costs, cost=fewshot_cost, ap_method=ap_method,
+                                     seed=int(seed))
+    result["protocol"] = {
+        "costs": [float(c) for c in costs], "folds": int(folds), "shots": shots,
+        "samples": int(samples), "fewshot_cost": fewshot_cost,
+        "fewshot_cost_selection": (
+            "per k, the cost with the best mean test mAP over the samples (Goyal et al. 2019 "
+            "low-shot scripts; chosen on the test split)" if fewshot_cost == "reference"
+            else f"fixed cost {fewshot_cost}"),
+        "full_cost_selection": f"per class, best {int(folds)}-fold cross-validated AP on train",
+        "ap_method": ap_method, "feature_norm": "l2", "seed": int(seed),
+        "n_train": int(n_train), "n_test": int(n_test), "canvas": int(canvas),
+        "max_items": int(max_items), "input_size": size,
+    }
+    result["seconds"] = round(time.time() - started, 2)
+    common.write_results(out_dir, TASK, result)
+    return result
+
+
+def format_result(result: dict) -> str:
+    rows = []
+    for k, r in result.get("fewshot", {}).items():
+        rows.append({"k": k, "mAP %": 100.0 * r["mean"], "± std": 100.0 * r["std"],
+                     "cost": f"{r['cost']:.3g}"})
+    if "full" in result:
+        rows.append({"k": "full", "mAP %": 100.0 * result["full"]["map"], "± std": "",
+                     "cost": "cv per class"})
+    method = "area under PR (Goyal et al.)" if result["ap_method"] == "area" else "VOC07 11-point"
+    title = (f"SVM classification of {result['backbone']['name']} on {result['data']} "
+             f"({result['num_train']} train / {result['num_test']} test, {result['num_classes']} "
+             f"classes) — mAP, {method}")
+    return title + "\n" + common.format_table(rows)

@@ -1,0 +1,115 @@
+"""Semi-supervised fine-tuning: balanced, reproducible, disjoint label subsets; the grid
+picks its best on the held-out split; fine-tuning learns (lr 0 does not); the caller's
+backbone is restored; a tiny binary ReActNet-A fine-tunes under MultiOptimizer."""
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from burn_tf.evaluate import semisup
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
+S = importlib.import_module("burn_tf.evaluate.semisup")
+
+
+def fashion_labels():
+    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
+
+    try:
+        return load_fashion_mnist_arrays("train")[1]
+    except SourceNotFoundError as err:  # pragma: no cover
+        pytest.skip(str(err))
+
+
+def mlp_backbone():
+    inputs = tf.keras.Input((28, 28, 3))
+    x = tf.keras.layers.Flatten()(tf.keras.layers.AveragePooling2D(2)(inputs))
+    dense = tf.keras.layers.Dense(64, activation="relu",
+                                  kernel_initializer=tf.keras.initializers.GlorotUniform(seed=0))
+    return tf.keras.Model(inputs, dense(x), name="mlp")
+
+
+def test_balanced_subset_is_balanced_reproducible_and_disjoint():
+    labels = fashion_labels()
+    holdout = S.balanced_subset(labels, 0.1, seed=1)
+    one = S.balanced_subset(labels, 0.01, seed=0, exclude=holdout)
+    ten = S.balanced_subset(labels, 0.1, seed=0, exclude=holdout)
+    assert np.bincount(labels[holdout]).tolist() == [600] * 10
+    assert np.bincount(labels[one]).tolist() == [60] * 10  # 1% of 60k, balanced
+    assert np.bincount(labels[ten]).tolist() == [600] * 10
+    assert not set(one) & set(holdout) and not set(ten) & set(holdout)
+    assert np.array_equal(one, S.balanced_subset(labels, 0.01, seed=0, exclude=holdout))
+    assert not np.array_equal(one, S.balanced_subset(labels, 0.01, seed=5, exclude=holdout))
+    assert len(np.unique(one)) == len(one) and np.all(np.diff(one) > 0)
+
+
+def test_balanced_subset_errors():
+    labels = np.array([0] * 10 + [1] * 3)
+    with pytest.raises(ValueError, match="class 1 has 3 available examples, fewer than the 5"):
+        S.balanced_subset(labels, 0.8, seed=0)  # round(0.8 · 13 / 2) = 5 per class
+    with pytest.raises(ValueError, match="class 1 has 1 available examples"):
+        S.balanced_subset(labels, 0.3, seed=0, exclude=[10, 11])
+    with pytest.raises(ValueError, match="needs >= 2"):
+        S.balanced_subset(np.zeros(10, int), 0.5, seed=0)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        S.balanced_subset(labels, 0.0, seed=0)
+
+
+def test_grid_learns_picks_best_on_holdout_and_restores_backbone(tmp_path):
+    model = mlp_backbone()
+    before = [w.copy() for w in model.get_weights()]
+    result = semisup(
+        model, fractions=[0.1], epochs=3, milestones=[2], backbone_lrs=[0.0, 0.1, 0.1],
+        head_multipliers=[1], train_subset=2000, test_subset=1000, batch_size=32,
+        augment=False, out_dir=tmp_path,
+    )
+    r = result["fractions"]["10%"]
+    grid = r["grid"]
+    print(f"\nMLP backbone, 200 labels, 3 epochs: holdout top-1 per config "
+          f"{[round(g['holdout_top1'], 3) for g in grid]}, test top-1 {r['top1']:.4f}, "
+          f"top-5 {r['top5']:.4f}")
+    assert r["num_labelled"] == 200 and r["per_class"] == 20
+    assert result["num_holdout"] == 200
+    # lr 0 trains nothing: the head stays at its N(0, 0.01) initialisation → chance
+    assert grid[0]["holdout_top1"] < 0.2
+    # the optimizers are reset between configurations: identical runs, identical results
+    assert grid[1]["final_loss"] == pytest.approx(grid[2]["final_loss"], rel=1e-5)
+    assert grid[1]["holdout_top1"] == pytest.approx(grid[2]["holdout_top1"])
+    assert r["best"] == max(grid, key=lambda g: g["holdout_top1"])
+    assert r["best"]["backbone_lr"] == 0.1 and r["best"]["head_lr"] == pytest.approx(0.1)
+    assert r["top1"] > 0.4 and r["top5"] > r["top1"]
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert json.loads((tmp_path / "semisup.json").read_text())["fractions"]["10%"]["top1"] == r["top1"]
+    assert "semi-supervised" in S.format_result(result)
+
+
+def test_tiny_binary_reactnet_one_epoch_2x1_grid():
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    before = [w.copy() for w in model.get_weights()]
+    result = semisup(
+        model, fractions=[0.1], epochs=1, backbone_lrs=[0.01, 0.001], head_multipliers=[10],
+        train_subset=300, test_subset=100, batch_size=16,
+    )
+    r = result["fractions"]["10%"]
+    assert [g["backbone_lr"] for g in r["grid"]] == [0.01, 0.001]
+    assert all(not g["diverged"] and np.isfinite(g["final_loss"]) for g in r["grid"])
+    assert 0.0 <= r["top1"] <= r["top5"] <= 1.0
+    assert result["protocol"]["weight_decay"] == 5e-4 and result["protocol"]["gamma"] == 0.2
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_inputs():
+    model = mlp_backbone()
+    with pytest.raises(ValueError, match="must not be empty"):
+        semisup(model, backbone_lrs=[])
+    with pytest.raises(ValueError, match="1 available examples, fewer than the 2"):
+        # 5 train images per class: an 80% held-out split leaves 1, a 50% subset needs 2
+        semisup(model, fractions=[0.5], holdout_fraction=0.8, train_subset=50, epochs=1)
+    with pytest.raises(ValueError, match="at least 2"):
+        x = np.zeros((20, 28, 28), np.uint8)
+        semisup(model, data=(x, np.zeros(20, int), x, np.zeros(20, int)), epochs=1)

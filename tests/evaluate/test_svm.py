@@ -1,0 +1,189 @@
+"""SVM classification: AP against hand-computed cases, the cross-validated cost sweep on
+features whose answer is known, few-shot sampling, and the evaluator on real Fashion-MNIST
+(single-label as one-hot, and multi-label composites): pixels well above chance, noise at it."""
+
+import importlib
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from burn_tf.evaluate import svm
+from burn_tf.evaluate.svm import average_precision, cost_sweep
+
+V = importlib.import_module("burn_tf.evaluate.svm")
+
+
+class Noise(tf.keras.layers.Layer):
+    """Features independent of the image."""
+
+    def call(self, x):
+        return tf.random.normal([tf.shape(x)[0], 64]) + 0.0 * tf.reduce_mean(x)
+
+
+def extractor(size, kind):
+    inputs = tf.keras.Input((size, size, 3))
+    if kind == "pixels":
+        out = tf.keras.layers.Flatten()(tf.keras.layers.AveragePooling2D(2)(inputs))
+    elif kind == "randconv":  # fixed random filters + global max pool: translation invariant
+        h = tf.keras.layers.Conv2D(
+            128, 7, activation="relu", bias_initializer=tf.keras.initializers.Constant(-1.0),
+            kernel_initializer=tf.keras.initializers.RandomNormal(seed=0))(inputs)
+        out = tf.keras.layers.GlobalMaxPooling2D()(h)
+    else:
+        out = Noise()(inputs)
+    return tf.keras.Model(inputs, out, name=kind)
+
+
+def fashion_one_hot(n_train, n_test):
+    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
+
+    try:
+        x, y = load_fashion_mnist_arrays("train")
+        xt, yt = load_fashion_mnist_arrays("test")
+    except SourceNotFoundError as err:  # pragma: no cover
+        pytest.skip(str(err))
+    eye = np.eye(10, dtype=np.int64)
+    return x[:n_train], eye[y[:n_train]], xt[:n_test], eye[yt[:n_test]]
+
+
+def test_ap_by_hand():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    labels = np.array([1, 0, 1, 0, 1])
+    # ranks: P = 1, 1/2, 2/3, 2/4, 3/5 at R = 1/3, 1/3, 2/3, 2/3, 1
+    # area under the monotone curve: 1/3·1 + 1/3·2/3 + 1/3·3/5
+    assert average_precision(scores, labels, "area") == pytest.approx((1 + 2 / 3 + 0.6) / 3)
+    # 11-point: t = 0, .1, .2, .3 → 1; t = .4, .5, .6 → 2/3; t = .7 … 1 → 3/5
+    assert average_precision(scores, labels, "voc07") == pytest.approx((4 + 3 * 2 / 3 + 4 * 0.6) / 11)
+    # a "difficult" (-1) image is ignored wherever it ranks
+    s2, l2 = np.append(scores, 0.95), np.append(labels, -1)
+    assert average_precision(s2, l2, "area") == pytest.approx((1 + 2 / 3 + 0.6) / 3)
+    # perfect and worst rankings, and no positive
+    assert average_precision([3, 2, 1], [1, 1, 0]) == pytest.approx(1.0)
+    assert average_precision([3, 2, 1], [0, 0, 1]) == pytest.approx(1 / 3)
+    assert average_precision([3, 2, 1], [0, 0, 1], "voc07") == pytest.approx(1 / 3)
+    assert np.isnan(average_precision([1, 2], [0, 0]))
+    assert V.mean_ap([0.5, float("nan"), 0.7]) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="ap method"):
+        average_precision(scores, labels, "coco")
+
+
+def test_ap_area_against_sklearn():
+    from sklearn.metrics import average_precision_score
+
+    # sklearn's AP is Σ ΔR·P without interpolation: never above the interpolated area
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    scores = labels + rng.standard_normal(300)
+    assert average_precision(scores, labels) >= average_precision_score(labels, scores) - 1e-12
+    # precision non-increasing at every hit: the two agree (1/3 + 1/3 + 1/3 · 3/4)
+    ranked = np.array([1, 1, 0, 1, 0, 0])
+    s = -np.arange(6.0)
+    assert average_precision(s, ranked) == pytest.approx(average_precision_score(ranked, s))
+    assert average_precision(s, ranked) == pytest.approx(11 / 12)
+
+
+def test_voc_targets():
+    t = V.voc_targets(tf.constant([14, 14, 2, 7]), tf.constant([14, 2])).numpy()
+    expected = np.zeros(20, int)
+    expected[[14, 2]] = 1
+    expected[7] = -1  # only a difficult cat
+    assert t.tolist() == expected.tolist()
+    only_difficult = V.voc_targets(tf.constant([3]), tf.zeros([0], tf.int64)).numpy()
+    assert only_difficult[3] == -1 and (np.delete(only_difficult, 3) == 0).all()
+
+
+def test_cost_sweep_on_features_with_known_answers():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((300, 4)) < 0.3).astype(int)
+    labels[labels.sum(1) == 0, 0] = 1
+    oracle = labels + 0.05 * rng.standard_normal(labels.shape)
+    costs = [1e-3, 0.1, 10.0]
+    sweep = cost_sweep(oracle, labels, costs, folds=3)
+    assert sweep["costs"] == costs and sweep["folds"] == 3
+    assert np.array(sweep["cv_ap"]).shape == (4, 3)
+    assert min(sweep["best_cv_ap"]) > 0.99
+    assert all(c in costs for c in sweep["best_cost"])
+    noise = cost_sweep(rng.standard_normal((300, 16)), labels, costs, folds=3)
+    prevalence = labels.mean(axis=0)
+    assert np.all(np.abs(np.array(noise["best_cv_ap"]) - prevalence) < 0.2)
+    # the default grid is the benchmark's: 10 decades and 0.5^4 … 0.5^19
+    assert len(V.DEFAULT_COSTS) == 26 and V.DEFAULT_COSTS[-1] == 0.5 ** 19
+    with pytest.raises(ValueError, match="300 feature rows / images but 299 label rows"):
+        cost_sweep(oracle, labels[:-1], costs)
+    few = labels.copy()
+    few[:, 2] = 0
+    few[:2, 2] = 1
+    with pytest.raises(ValueError, match="class 2 has 2 positive"):
+        cost_sweep(oracle, few, costs, folds=3)
+    with pytest.raises(ValueError, match="needs >= 2"):
+        cost_sweep(oracle[:, :1], labels[:, :1], costs)
+
+
+def test_fewshot_sample():
+    labels = np.zeros((40, 3), int)
+    labels[:10, 0] = 1
+    labels[10:25, 1] = 1
+    labels[20:40, 2] = 1
+    labels[5, 0] = -1  # difficult: never sampled as a positive
+    idx = V.fewshot_sample(labels, 4, seed=0)
+    for c in range(3):
+        assert (labels[idx, c] == 1).sum() >= 4
+    assert 5 not in idx or labels[5, 1] == 1 or labels[5, 2] == 1
+    assert np.array_equal(idx, V.fewshot_sample(labels, 4, seed=0))
+    assert not np.array_equal(idx, V.fewshot_sample(labels, 4, seed=1))
+    with pytest.raises(ValueError, match="k=10 is larger than the 9 positive training images of class 0"):
+        V.fewshot_sample(labels, 10, seed=0)
+
+
+def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path):
+    data = fashion_one_hot(1000, 1000)
+    costs = [0.01, 0.1, 1.0, 10.0]
+    pixels = svm(extractor(28, "pixels"), data=data, costs=costs, shots=[1, 8], samples=2,
+                 out_dir=tmp_path)
+    full, few = pixels["full"], pixels["fewshot"]
+    print(f"\npixel features, Fashion-MNIST one-hot 1000→1000: full mAP {full['map']:.4f} "
+          f"(VOC07 11-point {full['map_voc07']:.4f}); k=1 {few['1']['mean']:.4f} ± "
+          f"{few['1']['std']:.4f}, k=8 {few['8']['mean']:.4f} ± {few['8']['std']:.4f}")
+    assert full["map"] > 0.7 and full["map"] == full["map_area"]
+    assert few["8"]["mean"] > few["1"]["mean"] > 0.25
+    assert len(few["1"]["samples"]) == 2 and few["1"]["cost"] in costs
+    assert len(full["per_class"]) == 10
+    assert json.loads((tmp_path / "svm.json").read_text())["full"]["map"] == pytest.approx(full["map"])
+    noise = svm(extractor(28, "noise"), data=data, costs=costs, fewshot=False)
+    print(f"noise features: full mAP {noise['full']['map']:.4f}")
+    assert noise["full"]["map"] < 0.2  # chance: 10% positives
+    assert "mAP" in V.format_result(pixels)
+
+
+def test_composites_default_data():
+    costs = [0.1, 1.0, 10.0]
+    kw = dict(n_train=600, n_test=600, costs=costs, shots=[2], samples=2, ap_method="voc07")
+    rc = svm(extractor(64, "randconv"), **kw)
+    noise = svm(extractor(64, "noise"), **kw)
+    print(f"\ncomposites 600→600 (VOC07 11-point): random-conv features full mAP "
+          f"{rc['full']['map']:.4f}, noise {noise['full']['map']:.4f}")
+    assert rc["data"] == "composites" and rc["num_classes"] == 10
+    assert rc["full"]["map"] == rc["full"]["map_voc07"]
+    assert rc["full"]["map"] > noise["full"]["map"] + 0.08
+    assert noise["full"]["map"] < 0.3  # ~19% of the images show a given class
+
+
+def test_bad_inputs(tmp_path):
+    model = extractor(28, "pixels")
+    x, y, xt, yt = fashion_one_hot(200, 100)
+    with pytest.raises(ValueError, match="k=96 is larger than the"):
+        svm(model, data=(x, y, xt, yt), full=False, shots=[1, 96])
+    with pytest.raises(ValueError, match="needs >= 2"):
+        svm(model, data=(x, y[:, :1], xt, yt[:, :1]))
+    with pytest.raises(ValueError, match="must be 1 \\(present\\), 0 \\(absent\\) or -1"):
+        svm(model, data=(x, 2 * y, xt, yt))
+    with pytest.raises(ValueError, match="ap_method"):
+        svm(model, data=(x, y, xt, yt), ap_method="coco")
+    from burn_tf.data.sources import SourceNotFoundError
+
+    with pytest.raises(SourceNotFoundError, match="data_dir"):
+        svm(model, data="voc2007")
+    with pytest.raises(SourceNotFoundError, match="voc"):
+        svm(model, data="voc2007", data_dir=str(tmp_path))
