@@ -7,7 +7,8 @@
    initialised, (c) the teacher: weighted kNN (cosine, K 200, τ 0.07, bank = train split)
    and a linear probe (dense softmax on standardised frozen features, SGD momentum 0.9,
    step decay ×0.1 at 60 % and 80 % of the epochs).
-3. Prints the table and writes ``<run-dir>/results.json``.
+3. Prints the table, writes ``<run-dir>/results.json`` and the model card
+   ``<run-dir>/MODEL_CARD.md``.
 
 Idempotent: a finished stage is reused, an interrupted one resumed (``--overwrite`` starts
 afresh).
@@ -120,6 +121,9 @@ def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False) 
         "knn": {"k": cfg.evaluation.knn_k, "temperature": cfg.evaluation.knn_temperature},
     }
     atomic_write_json(run_dir / "results.json", results)
+    from burn_tf.model_card import write_model_card
+
+    write_model_card(run_dir)
     return results
 
 

@@ -1,0 +1,234 @@
+"""A generated, deterministic detection set: Fashion-MNIST items pasted on larger canvases.
+
+No detection data ships offline (DESIGN.md, offline rule), so the Keras-native detection
+evaluation trains and tests on composites: each image is a black ``canvas_size`` ×
+``canvas_size`` canvas with 1–4 Fashion-MNIST items, each rescaled to a random side length
+and pasted at a random position. Train composites take their items from the Fashion-MNIST
+*train* split, test composites from the *test* split, so no item is seen in both.
+
+Boxes (keras-cv "dense" format, ``bounding_box_format="xyxy"``)
+-----------------------------------------------------------------
+``boxes`` is ``float32 [N, max_objects, 4]`` in **absolute pixel** ``xyxy`` coordinates
+(``x_min, y_min, x_max, y_max``; ``x_max``/``y_max`` exclusive, i.e. a box covering pixel
+columns 3..9 is ``[3, ., 10, .]``), ``classes`` is ``float32 [N, max_objects]`` with the
+Fashion-MNIST class id 0–9. Unused slots are padded with ``-1`` (boxes and classes), which
+is what keras-cv's RetinaNet label encoder expects. Each box is *tight*: the bounding box of
+the item's non-zero pixels after rescaling (Fashion-MNIST items sit on an exactly-zero
+background with a margin), so every canvas pixel outside all boxes is 0. Items are combined
+with a pixel-wise maximum (bright items on black), and two items' boxes overlap by at most
+``max_iou``.
+
+Deterministic: the same ``(split, num_images, seed, …)`` gives the same arrays, bit for bit
+(numpy ``default_rng`` seeded with ``[seed, split]``; resizing by Pillow bilinear).
+
+>>> train = make_detection_composites("train", num_images=512, canvas_size=128, seed=0)
+>>> train.images.shape, train.boxes.shape          # (512, 128, 128), (512, 4, 4)
+>>> ds = train.to_dataset(batch_size=16)           # {"images", "bounding_boxes"} batches
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+BOUNDING_BOX_FORMAT = "xyxy"
+NUM_CLASSES = 10
+_SPLIT_IDS = {"train": 0, "test": 1}
+_MAX_PLACEMENT_TRIES = 50
+
+
+@dataclasses.dataclass
+class DetectionComposites:
+    """A generated detection set (see module docstring for the box format).
+
+    ``images`` uint8 ``[N, S, S]`` (grey; :meth:`to_dataset` makes float RGB in [0, 1]),
+    ``boxes`` float32 ``[N, M, 4]`` xyxy pixels, ``classes`` float32 ``[N, M]`` (−1 padded),
+    ``num_objects`` int32 ``[N]``, ``item_indices`` int64 ``[N, M]`` (index of each pasted
+    item in its Fashion-MNIST split, −1 padded).
+    """
+
+    images: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+    num_objects: np.ndarray
+    item_indices: np.ndarray
+    split: str
+    canvas_size: int
+    class_names: tuple[str, ...]
+    bounding_box_format: str = BOUNDING_BOX_FORMAT
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dataset(self, batch_size: int | None = None, shuffle: bool = False, seed: int = 0,
+                   flip: bool = False, rel: bool = False):
+        """``tf.data`` of ``{"images": float32 [S,S,3] in [0,1], "bounding_boxes": {"boxes",
+        "classes"}}`` — the dict keras-cv's ``RetinaNet.fit`` reads directly.
+
+        ``flip=True`` adds a random horizontal flip (boxes flipped with the image);
+        ``rel=True`` gives ``rel_xyxy`` boxes (divided by the canvas size) instead of pixels.
+        """
+        import tensorflow as tf
+
+        size = float(self.canvas_size)
+        ds = tf.data.Dataset.from_tensor_slices((self.images, self.boxes, self.classes))
+        if shuffle:
+            ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
+        # Flip decisions come from a seeded stream zipped in, so they repeat run to run.
+        coins = tf.data.Dataset.random(seed=seed).map(_coin)
+        ds = tf.data.Dataset.zip((ds, coins))
+
+        def convert(item, do_flip):
+            image, boxes, classes = item
+            image = tf.image.grayscale_to_rgb(tf.cast(image[..., None], tf.float32) / 255.0)
+            valid = classes[:, None] >= 0
+            if flip:
+                flipped = tf.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=-1)
+                boxes = tf.where(do_flip & valid, flipped, boxes)
+                image = tf.cond(do_flip, lambda: tf.image.flip_left_right(image), lambda: image)
+            if rel:
+                boxes = tf.where(valid, boxes / size, boxes)
+            return {"images": image, "bounding_boxes": {"boxes": boxes, "classes": classes}}
+
+        ds = ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if batch_size is not None:
+            ds = ds.batch(batch_size)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _coin(r):
+    return r % 2 == 1
+
+
+def tight_box(item: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` (exclusive ends) of the non-zero pixels of a 2-D item; None if blank."""
+    rows = np.flatnonzero(item.any(axis=1))
+    cols = np.flatnonzero(item.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two xyxy boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _resize(item: np.ndarray, side: int) -> np.ndarray:
+    if side == item.shape[0]:
+        return np.array(item, dtype=np.uint8)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.asarray(item, np.uint8)).resize((side, side), Image.BILINEAR))
+
+
+def make_detection_composites(
+    split: str = "train",
+    num_images: int = 1000,
+    canvas_size: int = 128,
+    *,
+    min_objects: int = 1,
+    max_objects: int = 4,
+    item_scale: tuple[float, float] = (0.2, 0.45),
+    max_iou: float = 0.1,
+    seed: int = 0,
+    root: str | os.PathLike | None = None,
+    arrays: tuple[np.ndarray, np.ndarray] | None = None,
+    class_names: Sequence[str] | None = None,
+) -> DetectionComposites:
+    """Generates ``num_images`` composites from Fashion-MNIST ``split`` ("train" | "test").
+
+    Each image gets ``k ~ U{min_objects..max_objects}`` items; each item is a random image
+    of the split, rescaled (bilinear) to a square of side ``round(s · canvas_size)`` with
+    ``s ~ U(item_scale)`` and pasted where its tight box overlaps every earlier box with IoU
+    ≤ ``max_iou`` (after 50 failed positions the item is dropped, so an image may hold fewer
+    than k, never fewer than one). ``arrays=(images uint8 [N,H,W], labels [N])`` replaces
+    Fashion-MNIST (read from ``root`` / the Debian package otherwise).
+    """
+    if split not in _SPLIT_IDS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if int(num_images) < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images!r}")
+    if not 16 <= int(canvas_size) <= 4096:
+        raise ValueError(f"canvas_size must be in [16, 4096], got {canvas_size!r}")
+    if not 1 <= int(min_objects) <= int(max_objects):
+        raise ValueError(f"need 1 <= min_objects <= max_objects, got {min_objects!r}, {max_objects!r}")
+    lo, hi = (float(v) for v in item_scale)
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"item_scale must satisfy 0 < low <= high <= 1 (fractions of the canvas), got {item_scale!r}")
+    if not 0 <= float(max_iou) <= 1:
+        raise ValueError(f"max_iou must be in [0, 1], got {max_iou!r}")
+    if arrays is None:
+        from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
+
+        items, labels = load_fashion_mnist_arrays(split, root)
+        class_names = tuple(class_names or FASHION_MNIST_CLASSES)
+    else:
+        items, labels = (np.asarray(a) for a in arrays)
+        if items.ndim != 3 or items.dtype != np.uint8 or len(items) != len(labels) or len(items) == 0:
+            raise ValueError(
+                "arrays must be (uint8 images [N, H, W], labels [N]) with N > 0; got "
+                f"{items.dtype} {items.shape} and {np.shape(labels)}"
+            )
+        if class_names is None:
+            class_names = tuple(str(i) for i in range(int(np.max(labels)) + 1))
+        class_names = tuple(class_names)
+    labels = np.asarray(labels, np.int64)
+    if labels.min() < 0 or labels.max() >= len(class_names):
+        raise ValueError(f"labels must be in [0, {len(class_names)}), got [{labels.min()}, {labels.max()}]")
+
+    n, s, m = int(num_images), int(canvas_size), int(max_objects)
+    min_side = max(2, int(round(lo * s)))
+    max_side = min(s, max(min_side, int(round(hi * s))))
+    rng = np.random.default_rng([int(seed), _SPLIT_IDS[split]])
+    images = np.zeros((n, s, s), np.uint8)
+    boxes = np.full((n, m, 4), -1.0, np.float32)
+    classes = np.full((n, m), -1.0, np.float32)
+    indices = np.full((n, m), -1, np.int64)
+    counts = np.zeros((n,), np.int32)
+    for i in range(n):
+        want = int(rng.integers(int(min_objects), m + 1))
+        placed = []
+        for _ in range(want):
+            # Draw the item (skipping blank ones), its size, then try positions.
+            for _ in range(10):
+                index = int(rng.integers(len(items)))
+                side = int(rng.integers(min_side, max_side + 1))
+                item = _resize(items[index], side)
+                box = tight_box(item)
+                if box is not None:
+                    break
+            else:
+                continue
+            for _ in range(_MAX_PLACEMENT_TRIES):
+                x = int(rng.integers(0, s - side + 1))
+                y = int(rng.integers(0, s - side + 1))
+                candidate = (box[0] + x, box[1] + y, box[2] + x, box[3] + y)
+                if all(box_iou(candidate, other) <= max_iou for other in placed):
+                    break
+            else:
+                if placed:
+                    continue
+            region = images[i, y : y + side, x : x + side]
+            np.maximum(region, item, out=region)
+            k = len(placed)
+            placed.append(candidate)
+            boxes[i, k] = candidate
+            classes[i, k] = labels[index]
+            indices[i, k] = index
+        counts[i] = len(placed)
+    return DetectionComposites(
+        images=images, boxes=boxes, classes=classes, num_objects=counts, item_indices=indices,
+        split=split, canvas_size=s, class_names=class_names,
+    )
