@@ -231,7 +231,3 @@ class BURN(tf.keras.Model):
             self.optimizer.build(self.train_variables())
         if self.accumulation_steps > 1 and self._accumulators is None:
             self._build_accumulators(self.train_variables())
-
-    def export_classifier(self) -> tf.keras.Model:
-        """The student's head l_φ as a standalone model (features → head outputs)."""
-        return self.student_classifier
