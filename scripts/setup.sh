@@ -47,7 +47,19 @@ fi
 # --- virtual environment with the pinned stack --------------------------------------
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $($PY --version)"
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv 2>/dev/null; then
+    # Debian's own python3 ships venv/ensurepip in a separate package.
+    rm -rf .venv
+    venv_pkg="python3-venv"
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing $venv_pkg (Debian package)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$venv_pkg" >/dev/null
+      "$PY" -m venv .venv
+    else
+      echo "error: $PY cannot create a virtual environment. Run: sudo apt-get install $venv_pkg" >&2
+      exit 1
+    fi
+  fi
 fi
 want="$(cat setup.cfg scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$want" != "$(cat .venv/.setup-stamp 2>/dev/null || true)" ]; then
