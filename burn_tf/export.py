@@ -177,6 +177,15 @@ def save_backbone(
     return path
 
 
+def load_keras_file(path: str | os.PathLike, error: type[Exception] = ValueError) -> tf.keras.Model:
+    """Loads a ``.keras`` file with ``safe_mode=True`` (no lambdas, no pickled code); a bad
+    archive raises ``error`` naming the file."""
+    try:
+        return tf.keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as err:  # noqa: BLE001  (Keras raises many types for a bad archive)
+        raise error(f"{path}: could not be loaded as a Keras model ({err})") from None
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     path = Path(path)
     meta_file = path / METADATA_FILE if path.is_dir() else path.with_name(METADATA_FILE)
@@ -220,10 +229,7 @@ def load_backbone(path: str | os.PathLike) -> tuple[tf.keras.Model, dict]:
             f"{path}: not a burn_tf backbone (expected a directory with {METADATA_FILE} and "
             f"{MODEL_FILE}, or a .keras file)"
         )
-    try:
-        model = tf.keras.models.load_model(model_file, compile=False, safe_mode=True)
-    except Exception as err:  # noqa: BLE001  (Keras raises many types for a bad archive)
-        raise BackboneFormatError(f"{model_file}: could not be loaded as a Keras model ({err})") from None
+    model = load_keras_file(model_file, BackboneFormatError)
     check_feature_extractor(model, str(model_file))
     return model, meta
 
@@ -589,10 +595,7 @@ def compose_with_classifier(backbone: tf.keras.Model, classifier_path: str | os.
             f"{classifier_path} does not exist: --with-classifier needs the student's head, "
             f"written by the pretraining code next to the backbone"
         )
-    try:
-        classifier = tf.keras.models.load_model(classifier_path, compile=False, safe_mode=True)
-    except Exception as err:  # noqa: BLE001  (Keras raises many types for a bad archive)
-        raise ExportError(f"{classifier_path}: could not be loaded as a Keras model ({err})") from None
+    classifier = load_keras_file(classifier_path, ExportError)
     feature_dim = int(backbone.outputs[0].shape[-1])
     expected = classifier.inputs[0].shape[-1] if classifier.inputs else None
     if expected is not None and int(expected) != feature_dim:

@@ -133,7 +133,7 @@ def format_stats(stats: dict) -> str:
 
 def load_any_model(path: str | Path) -> tf.keras.Model:
     """An exported burn_tf backbone directory or any Keras model file (``safe_mode=True``)."""
-    from burn_tf.export import METADATA_FILE, load_backbone
+    from burn_tf.export import METADATA_FILE, load_backbone, load_keras_file
 
     path = Path(path)
     if not path.exists():
@@ -141,10 +141,7 @@ def load_any_model(path: str | Path) -> tf.keras.Model:
     if path.is_dir() and (path / METADATA_FILE).exists():
         model, _ = load_backbone(path)
         return model
-    try:
-        return tf.keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # noqa: BLE001  (Keras raises many types for a bad file)
-        raise ValueError(f"{path}: could not be loaded as a Keras model ({err})") from None
+    return load_keras_file(path, ValueError)
 
 
 def build_reactnet(stage: int, input_size: int, width_multiplier: float, num_classes: int) -> tf.keras.Model:

@@ -136,6 +136,18 @@ def check_labels(labels: np.ndarray, what: str = "labels", min_classes: int = 2)
     return present
 
 
+def load_train_test(data, num_train, num_test, seed: int = 0,
+                    what=("train labels", "test labels")):
+    """Seeded subsets of the train and test splits of ``data``, labels checked:
+    (x_train, y_train, x_test, y_test). The bank/probe side needs two classes, the query
+    side one; ``what`` names the two sides in errors."""
+    x_train, y_train = subsample(*load_labelled_split(data, "train"), num_train, seed)
+    x_test, y_test = subsample(*load_labelled_split(data, "test"), num_test, seed + 1)
+    check_labels(y_train, what[0])
+    check_labels(y_test, what[1], min_classes=1)
+    return x_train, y_train, x_test, y_test
+
+
 def check_image_backbone(model: tf.keras.Model, image_size: int | None = None) -> int:
     """The square input size of an RGB feature extractor (clear error otherwise)."""
     channels = model.inputs[0].shape[-1]
@@ -365,10 +377,7 @@ def knn(
     """
     model, meta = resolve_backbone(backbone)
     size = check_image_backbone(model, image_size)
-    x_train, y_train = subsample(*load_labelled_split(data, "train"), num_train, seed)
-    x_test, y_test = subsample(*load_labelled_split(data, "test"), num_test, seed + 1)
-    check_labels(y_train, "train labels")
-    check_labels(y_test, "test labels", min_classes=1)
+    x_train, y_train, x_test, y_test = load_train_test(data, num_train, num_test, seed)
     if k > len(y_train):
         raise ValueError(f"k={k} is larger than the bank ({len(y_train)} train images)")
     start = time.perf_counter()

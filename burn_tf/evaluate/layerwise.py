@@ -25,12 +25,10 @@ import tensorflow as tf
 from burn_tf.evaluate.common import format_table, prepare_images, resolve_backbone, write_results
 from burn_tf.evaluate.knn import (
     check_image_backbone,
-    check_labels,
     data_name,
     limit_blas_threads,
-    load_labelled_split,
+    load_train_test,
     save_png,
-    subsample,
 )
 
 
@@ -164,10 +162,7 @@ def layerwise(
     model, meta = resolve_backbone(backbone)
     size = check_image_backbone(model, image_size)
     probe_model, names = pooled_layer_model(model, layers)
-    x_train, y_train = subsample(*load_labelled_split(data, "train"), num_train, seed)
-    x_test, y_test = subsample(*load_labelled_split(data, "test"), num_test, seed + 1)
-    check_labels(y_train, "train labels")
-    check_labels(y_test, "test labels", min_classes=1)
+    x_train, y_train, x_test, y_test = load_train_test(data, num_train, num_test, seed)
     start = time.perf_counter()
     f_train = extract_layer_features(probe_model, x_train, size, batch_size)
     f_test = extract_layer_features(probe_model, x_test, size, batch_size)

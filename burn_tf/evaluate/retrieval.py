@@ -19,13 +19,11 @@ import numpy as np
 from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
 from burn_tf.evaluate.knn import (
     check_image_backbone,
-    check_labels,
     data_name,
     cosine_topk,
     embed,
-    load_labelled_split,
+    load_train_test,
     save_png,
-    subsample,
 )
 
 
@@ -131,10 +129,8 @@ def retrieval(
     ks = _check_ks(ks)
     model, meta = resolve_backbone(backbone)
     size = check_image_backbone(model, image_size)
-    bank_images, bank_labels = subsample(*load_labelled_split(data, "train"), num_bank, seed)
-    query_images, query_labels = subsample(*load_labelled_split(data, "test"), num_queries, seed + 1)
-    check_labels(bank_labels, "bank (train) labels")
-    check_labels(query_labels, "query (test) labels", min_classes=1)
+    bank_images, bank_labels, query_images, query_labels = load_train_test(
+        data, num_bank, num_queries, seed, what=("bank (train) labels", "query (test) labels"))
     k_max = max(ks[-1], int(grid_k) if out_dir is not None else 0)
     if k_max > len(bank_labels):
         raise ValueError(f"k={k_max} is larger than the bank ({len(bank_labels)} train images)")
