@@ -274,13 +274,36 @@ def config_from_dict(values: dict) -> PretrainConfig:
     return _build(PretrainConfig, values, "")
 
 
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A user's file if it exists, else a config shipped inside the package.
+
+    ``demo``, ``demo.yaml``, ``configs/demo.yaml`` and ``imagenet/burn_stage1`` all name
+    shipped configs, so the CLIs work from any directory and after ``pip install .``.
+    """
+    path = Path(path)
+    if path.exists():
+        return path
+    if not path.is_absolute():
+        parts = path.parts[1:] if path.parts and path.parts[0] == "configs" else path.parts
+        if parts:
+            shipped = CONFIG_DIR.joinpath(*parts)
+            for candidate in (shipped, shipped.with_name(shipped.name + ".yaml")):
+                if candidate.is_file():
+                    return candidate
+    shipped_names = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))
+    raise ConfigError(
+        f"config file {path} does not exist (shipped configs: {', '.join(shipped_names)})"
+    )
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
     """Reads a YAML config (or the defaults when ``path`` is None) plus ``key=value`` overrides."""
     values: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
+        path = resolve_config_path(path)
         try:
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:

@@ -30,7 +30,7 @@ from burn_tf.export import atomic_write_json, load_backbone
 from burn_tf.models.reactnet import reactnet_a
 from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain_stage
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEFAULT_CONFIG = "demo.yaml"  # shipped inside the package (burn_tf/configs)
 MODELS = ("student", "random_student", "teacher")
 
 
