@@ -1,4 +1,5 @@
-"""Keras callbacks for pretraining: λ(t), checkpoints that survive a kill, NaN guard.
+"""Keras callbacks for pretraining: λ(t), τ(t), checkpoints that survive a kill, NaN guard,
+progress lines.
 
 The online weighted-kNN monitor lives in :mod:`burn_tf.evaluate.monitor` (``KNNMonitor``)
 and works with any method.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
+import time
 from pathlib import Path
 
 import tensorflow as tf
 
-from burn_tf.losses import lambda_at
+from burn_tf.losses import cosine_momentum, lambda_at
 
 
 class LambdaScheduler(tf.keras.callbacks.Callback):
@@ -38,6 +41,24 @@ class LambdaScheduler(tf.keras.callbacks.Callback):
         self.model.lambda_value.assign(
             lambda_at(self._step, self.total_steps, self.start, self.end, self.schedule)
         )
+        self._step += 1
+
+
+class MomentumScheduler(tf.keras.callbacks.Callback):
+    """Sets ``model.tau`` to τ(t) before every batch; t is the checkpointed ``global_step``."""
+
+    def __init__(self, total_steps: int, start: float, end: float):
+        super().__init__()
+        if total_steps < 1:
+            raise ValueError(f"MomentumScheduler needs total_steps >= 1, got {total_steps}")
+        self.total_steps, self.start, self.end = int(total_steps), float(start), float(end)
+        self._step = None
+
+    def on_train_begin(self, logs=None):
+        self._step = int(self.model.global_step.numpy())
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.tau.assign(cosine_momentum(self._step, self.total_steps, self.start, self.end))
         self._step += 1
 
 
@@ -83,3 +104,43 @@ class JsonLinesLogger(tf.keras.callbacks.Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class ProgressLines(tf.keras.callbacks.Callback):
+    """Progress as plain lines, for logs and non-terminal output where Keras' progress bar
+    prints nothing until an epoch ends: ``lines_per_epoch`` lines per epoch, e.g.
+
+        stage 1  epoch 1/1  step 94/468 (20%)  loss 0.6213  kl 0.4110  fs 0.3021  41 s, ~2.7 min left
+    """
+
+    def __init__(self, steps_per_epoch: int, epochs: int, lines_per_epoch: int = 10, prefix: str = "",
+                 stream=None):
+        super().__init__()
+        self.steps_per_epoch, self.epochs = int(steps_per_epoch), int(epochs)
+        self.every = max(self.steps_per_epoch // max(int(lines_per_epoch), 1), 1)
+        self.prefix = prefix
+        self.stream = stream
+        self._epoch = 0
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._start = time.time()
+
+    def _line(self, step: int, logs) -> str:
+        elapsed = time.time() - self._start
+        left = elapsed / step * (self.steps_per_epoch - step) if step else 0.0
+        values = "  ".join(
+            f"{k} {float(v):.4g}" for k, v in (logs or {}).items() if not k.startswith("grad_norm_") and k != "lr"
+        )
+        return (f"{self.prefix}epoch {self._epoch + 1}/{self.epochs}  step {step}/{self.steps_per_epoch} "
+                f"({100 * step // max(self.steps_per_epoch, 1)}%)  {values}  {elapsed:.0f} s, "
+                f"~{left / 60:.1f} min left")
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = batch + 1
+        if step % self.every == 0 and step < self.steps_per_epoch:
+            print(self._line(step, logs), file=self.stream or sys.stdout, flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        print(self._line(self.steps_per_epoch, logs), file=self.stream or sys.stdout, flush=True)

@@ -2,9 +2,11 @@
 
 A config is read once (``load_config``), checked strictly (an unknown key or a bad value
 raises, listing the valid keys), and passed down as a :class:`PretrainConfig`. No module
-reads a global flag.
+reads a global flag. ``method.name`` selects the method (``burn``, ``s2bnn`` …) and with it
+the method's own config dataclass (``BURN.Config``); ``backbone.kind`` selects the network
+being trained; ``views`` lists one augmentation config per view (or one for all).
 
->>> cfg = load_config("configs/demo.yaml", overrides=["train.epochs=2", "method.head=dense"])
+>>> cfg = load_config("demo", overrides=["train.epochs=2", "method.head=dense"])
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import yaml
 
-from burn_tf.models.reactnet import ReActNetConfig
+from burn_tf.data.augment import AugmentConfig, per_view_configs
+from burn_tf.methods import BURNConfig, method_class
+from burn_tf.models.backbones import BackboneConfig
+from burn_tf.optim import OptimizerConfig
+from burn_tf.schema import ConfigError, build_dataclass, to_plain
 
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the key."""
+__all__ = ["AugmentConfig", "BackboneConfig", "ConfigError", "DataConfig", "OptimizerConfig", "PretrainConfig",
+           "TeacherConfig", "TrainConfig", "load_config", "config_from_dict", "resolve_config_path"]
 
 
 @dataclass
@@ -39,20 +43,11 @@ class DataConfig:
     limit: Optional[int] = None
     shuffle_buffer: int = 10000
     strict: bool = False
-    # Augmentation (the released BURN code's recipe); crop size is student.input_size.
-    crop_scale: tuple = (0.08, 1.0)
-    blur_prob: tuple = (0.2, 0.2)
-    solarize_prob: tuple = (0.0, 0.0)
-    jitter_prob: float = 0.6
-    grayscale_prob: float = 0.2
 
     def __post_init__(self):
         valid = ("fashion_mnist", "tfds", "image_folder", "tfrecord")
         if self.source not in valid:
             raise ConfigError(f"data.source={self.source!r} is not one of {valid}")
-        self.crop_scale = tuple(self.crop_scale)
-        self.blur_prob = tuple(self.blur_prob)
-        self.solarize_prob = tuple(self.solarize_prob)
 
 
 @dataclass
@@ -66,71 +61,9 @@ class TeacherConfig:
     # The teacher sees the student's view resized to this size (None: the student's size).
     input_size: Optional[int] = None
     small_input_stem: bool = False
-
-
-@dataclass
-class MethodConfig:
-    """BURN (paper Eq. 4) and the released code's choices as options."""
-
-    # Heads g_θ (teacher side) and l_φ (student side): "mlp" = Linear→BN→ReLU→Linear with
-    # hidden and output width head_width (released code, 2000); "dense" = one linear layer.
-    head: str = "mlp"
-    head_width: int = 2000
-    temperature: float = 0.2
-    feature_similarity: str = "cosine"  # cosine | l1 | l2 (Table 6)
-    # Where L_FS compares the networks: "head" outputs (released code; same width) or
-    # backbone "features" (paper's wording; a learnable linear projection of the student
-    # feature to the teacher's width).
-    similarity_on: str = "head"
-    # Released code: student(v1)↔teacher(v2) + student(v2)↔teacher(v1). Off: Alg. 1, both
-    # networks see the same view.
-    symmetric: bool = True
-    # The paper's moving target. False freezes g_θ at its random init (released code's
-    # behaviour, kept as an ablation).
-    train_teacher_classifier: bool = True
-    lambda_schedule: str = "cosine"  # cosine (Eq. 3) | constant | step (Table 7)
-    lambda_start: float = 0.9
-    lambda_end: float = 0.7
-
-    def __post_init__(self):
-        checks = {
-            "head": ("mlp", "dense"),
-            "feature_similarity": ("cosine", "l1", "l2"),
-            "similarity_on": ("head", "features"),
-            "lambda_schedule": ("cosine", "constant", "step"),
-        }
-        for key, valid in checks.items():
-            if getattr(self, key) not in valid:
-                raise ConfigError(f"method.{key}={getattr(self, key)!r} is not one of {valid}")
-        if self.temperature <= 0:
-            raise ConfigError(f"method.temperature must be > 0, got {self.temperature}")
-        if self.head_width < 1:
-            raise ConfigError(f"method.head_width must be >= 1, got {self.head_width}")
-        for key in ("lambda_start", "lambda_end"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"method.{key} must be in [0, 1], got {getattr(self, key)}")
-
-
-@dataclass
-class OptimizerConfig:
-    # adam: released code (lr 3e-4, wd 0, linear warm-up then cosine);
-    # lars: the paper's supplement (lr 0.3, batch 2048).
-    name: str = "adam"
-    learning_rate: float = 3e-4
-    weight_decay: float = 0.0
-    warmup_epochs: float = 10.0
-    momentum: float = 0.9  # LARS
-    lars_eta: float = 0.001
-    # Apply the summed gradients of this many batches at once (a larger effective batch).
-    accumulation_steps: int = 1
-
-    def __post_init__(self):
-        if self.name not in ("adam", "lars"):
-            raise ConfigError(f"optimizer.name={self.name!r} is not one of ('adam', 'lars')")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"optimizer.learning_rate must be > 0, got {self.learning_rate}")
-        if self.accumulation_steps < 1:
-            raise ConfigError(f"optimizer.accumulation_steps must be >= 1, got {self.accumulation_steps}")
+    # Methods that distil the teacher's own head (S2-BNN) with weights: null get a random
+    # frozen linear head of this width (tests only).
+    random_head_width: int = 128
 
 
 @dataclass
@@ -144,37 +77,56 @@ class TrainConfig:
     jit_compile: bool = False
     # Debugging and tiny runs: skips tracing the step (slow to trace, fast to run when tiny).
     run_eagerly: bool = False
+    # 0 silent; 1 a progress bar on a terminal, progress lines otherwise; 2 progress lines.
     verbose: int = 1
+    # Progress lines per epoch (verbose 2, or 1 off a terminal).
+    log_lines_per_epoch: int = 10
 
     def __post_init__(self):
-        for key in ("epochs", "batch_size"):
+        for key in ("epochs", "batch_size", "log_lines_per_epoch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
-
-
-@dataclass
-class DemoEvalConfig:
-    """The demo's evaluation: weighted kNN and a linear probe on Fashion-MNIST test."""
-
-    knn_k: int = 200
-    knn_temperature: float = 0.07
-    linear_epochs: int = 30
-    linear_learning_rate: float = 0.1
-    train_images: Optional[int] = None  # None: the whole train split as bank / probe data
+        if self.verbose not in (0, 1, 2):
+            raise ConfigError(f"train.verbose must be 0, 1 or 2, got {self.verbose}")
 
 
 @dataclass
 class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: ReActNetConfig = field(default_factory=ReActNetConfig)
-    method: MethodConfig = field(default_factory=MethodConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # The method's own dataclass (``method_class(name).Config``), chosen by ``method.name``.
+    method: Any = field(default_factory=BURNConfig)
+    # One augmentation config per view, or one for every view (pair-valued probabilities
+    # are then (view 1, view 2)); empty: BURN's released recipe at backbone.input_size.
+    views: List[AugmentConfig] = field(default_factory=list)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    evaluation: DemoEvalConfig = field(default_factory=DemoEvalConfig)
+
+    @property
+    def method_class(self) -> type:
+        return method_class(self.method.name)
+
+    def view_configs(self, num_views: int | None = None) -> list[AugmentConfig]:
+        """Exactly one :class:`AugmentConfig` per view the method needs."""
+        n = self.method_class.num_views_for(self.method) if num_views is None else num_views
+        given = list(self.views) or [AugmentConfig(image_size=self.backbone.input_size)]
+        if len(given) == 1:
+            return per_view_configs(given[0], n)
+        if len(given) != n:
+            raise ConfigError(
+                f"views: method {self.method.name!r} needs {n} view(s); give one config for all "
+                f"or {n}, not {len(given)}"
+            )
+        for i, view in enumerate(given):
+            for key in ("blur_prob", "solarize_prob"):
+                pair = getattr(view, key)
+                if pair[0] != pair[1]:
+                    raise ConfigError(f"views[{i}].{key}: give one number per view, got {list(pair)}")
+        return given
 
     def to_dict(self) -> dict:
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(self)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -183,75 +135,6 @@ class PretrainConfig:
         """A short stable hash of everything that defines the run."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _to_plain(obj):
-    if isinstance(obj, dict):
-        return {k: _to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
-def _coerce(value: Any, annotation, key: str):
-    """Checks a YAML value against a dataclass field type (the small set used here)."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, vars(typing) | {"Optional": Optional})  # noqa: S307 (our own annotations)
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return value
-    if annotation is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return tuple(value)
-    return value
-
-
-def _build(cls, values: dict, prefix: str):
-    if not isinstance(values, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(prefix + k for k in unknown)}; valid keys in "
-            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(fields)}"
-        )
-    kwargs = {}
-    hints = typing.get_type_hints(cls)
-    for name, value in values.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(value, hint, prefix + name)
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {err}") from None
 
 
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
@@ -271,7 +154,31 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
 
 
 def config_from_dict(values: dict) -> PretrainConfig:
-    return _build(PretrainConfig, values, "")
+    """A :class:`PretrainConfig` from plain values (YAML), every key checked."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"config must be a mapping, got {values!r}")
+    values = dict(values)
+    method_values = values.pop("method", None) or {}
+    views_values = values.pop("views", None) or []
+    if not isinstance(method_values, dict):
+        raise ConfigError(f"method must be a mapping, got {method_values!r}")
+    if not isinstance(views_values, list):
+        raise ConfigError(f"views must be a list of augmentation mappings, got {views_values!r}")
+    cfg = build_dataclass(PretrainConfig, values, "")
+    name = method_values.get("name", "burn")
+    if not isinstance(name, str):
+        raise ConfigError(f"method.name must be a string, got {name!r}")
+    cfg.method = build_dataclass(method_class(name).Config, {**method_values, "name": name}, "method.")
+    views = []
+    for i, view in enumerate(views_values):
+        if not isinstance(view, dict):
+            raise ConfigError(f"views[{i}] must be a mapping, got {view!r}")
+        # A view's crop size defaults to the backbone's input size.
+        view = {"image_size": cfg.backbone.input_size, **view}
+        views.append(build_dataclass(AugmentConfig, view, f"views[{i}]."))
+    cfg.views = views
+    cfg.view_configs()  # checks the number of views against the method
+    return cfg
 
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -299,8 +206,9 @@ def resolve_config_path(path: str | Path) -> Path:
     )
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
-    """Reads a YAML config (or the defaults when ``path`` is None) plus ``key=value`` overrides."""
+def read_config_values(path: str | Path | None = None, overrides: list[str] | None = None) -> dict:
+    """The plain values of a YAML config (a path or a shipped name) with ``key=value``
+    overrides applied, not yet checked."""
     values: dict = {}
     if path is not None:
         path = resolve_config_path(path)
@@ -308,9 +216,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from None
-    values = apply_overrides(values, overrides or [])
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return apply_overrides(values, overrides or [])
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
+    """Reads a YAML config (or the defaults when ``path`` is None) plus ``key=value`` overrides."""
+    values = read_config_values(path, overrides)
     try:
         return config_from_dict(values)
     except ConfigError as err:
-        where = f"{path}: " if path is not None else ""
+        where = f"{resolve_config_path(path)}: " if path is not None else ""
         raise ConfigError(f"{where}{err}") from None

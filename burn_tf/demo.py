@@ -2,7 +2,8 @@
 
     python -m burn_tf.demo [--run-dir runs/demo] [--config configs/demo.yaml] [--set k=v …]
 
-1. Stage 1 → stage 2 of BURN (:func:`burn_tf.pretrain.pretrain`), no labels used.
+1. Stage 1 → stage 2 of the configured method (BURN in ``demo.yaml``) through
+   :func:`burn_tf.pretrain.pretrain`, no labels used.
 2. On the Fashion-MNIST test set, for (a) the BURN student, (b) the same student randomly
    initialised, (c) the teacher: weighted kNN (cosine, K 200, τ 0.07, bank = train split)
    and a linear probe (dense softmax on standardised frozen features, SGD momentum 0.9,
@@ -11,7 +12,9 @@
    ``<run-dir>/MODEL_CARD.md``.
 
 Idempotent: a finished stage is reused, an interrupted one resumed (``--overwrite`` starts
-afresh).
+afresh) — the same path as ``python -m burn_tf.pretrain --resume``. Evaluation settings are
+:class:`DemoEvalConfig`'s (``--set evaluation.linear_epochs=20``); every other ``--set``
+goes to the pretraining config.
 """
 
 from __future__ import annotations
@@ -21,33 +24,48 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.config import ConfigError, PretrainConfig, load_config
+from burn_tf.config import ConfigError, PretrainConfig, config_from_dict, read_config_values, resolve_config_path
+from burn_tf.data import load_fashion_mnist_arrays
+from burn_tf.evaluate.common import extract_features
+from burn_tf.evaluate.knn import knn_accuracy
+from burn_tf.evaluate.linear import topk_accuracy, train_head_on_features
 from burn_tf.export import atomic_write_json, load_backbone
-from burn_tf.models.reactnet import reactnet_a
-from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain_stage
+from burn_tf.model_card import write_model_card
+from burn_tf.models.backbones import build_backbone
+from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain
+from burn_tf.schema import build_dataclass
 
 DEFAULT_CONFIG = "demo.yaml"  # shipped inside the package (burn_tf/configs)
 MODELS = ("student", "random_student", "teacher")
 
 
-def run_stages(cfg: PretrainConfig, run_dir: Path, overwrite: bool = False) -> dict:
-    """Stage 1 then 2, reusing a finished stage and resuming an interrupted one."""
-    metrics = {}
-    for stage in (1, 2):
-        stage_dir = run_dir / f"stage{stage}"
-        finished = tf.train.latest_checkpoint(str(stage_dir / "final")) is not None
-        if finished and not overwrite:
-            print(f"stage {stage}: reusing the finished run in {stage_dir}")
-            continue
-        resume = not overwrite and tf.train.latest_checkpoint(str(stage_dir / "checkpoints")) is not None
-        metrics[stage] = pretrain_stage(cfg, stage, run_dir, resume=resume, overwrite=overwrite)
-        # A fresh stage 1 makes any stage 2 stale.
-        overwrite = overwrite or stage == 1
-    return metrics
+@dataclasses.dataclass
+class DemoEvalConfig:
+    """The demo's evaluation: weighted kNN and a linear probe on Fashion-MNIST test."""
+
+    knn_k: int = 200
+    knn_temperature: float = 0.07
+    linear_epochs: int = 10
+    linear_learning_rate: float = 0.1
+    train_images: Optional[int] = None  # None: the whole train split as bank / probe data
+
+
+def load_demo_config(path=DEFAULT_CONFIG, overrides: list[str] | None = None) -> tuple[PretrainConfig, DemoEvalConfig]:
+    """The pretraining config and the evaluation settings (``evaluation.*`` overrides)."""
+    overrides = list(overrides or [])
+    eval_overrides = [o for o in overrides if o.startswith("evaluation.")]
+    values = read_config_values(path, [o for o in overrides if o not in eval_overrides])
+    evaluation = read_config_values(None, eval_overrides).get("evaluation", {})
+    try:
+        cfg = config_from_dict(values)
+    except ConfigError as err:
+        raise ConfigError(f"{resolve_config_path(path)}: {err}") from None
+    return cfg, build_dataclass(DemoEvalConfig, evaluation, "evaluation.")
 
 
 def standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,11 +73,7 @@ def standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nda
     return (train - mean) / std, (test - mean) / std
 
 
-def evaluate_features(train_f, train_y, test_f, test_y, cfg: PretrainConfig, seed: int = 0) -> dict:
-    from burn_tf.evaluate.knn import knn_accuracy
-    from burn_tf.evaluate.linear import topk_accuracy, train_head_on_features
-
-    ev = cfg.evaluation
+def evaluate_features(train_f, train_y, test_f, test_y, ev: DemoEvalConfig, seed: int = 0) -> dict:
     knn = knn_accuracy(train_f, train_y, test_f, test_y, k=ev.knn_k, temperature=ev.knn_temperature,
                        num_classes=10, ks=(1,))
     tr, te = standardize(train_f, test_f)
@@ -72,25 +86,24 @@ def evaluate_features(train_f, train_y, test_f, test_y, cfg: PretrainConfig, see
     return {"knn_top1": float(knn["top1"]), "linear_top1": float(topk_accuracy(logits, test_y, 1))}
 
 
-def evaluate_models(cfg: PretrainConfig, run_dir: Path) -> dict:
-    from burn_tf.data import load_fashion_mnist_arrays
-    from burn_tf.evaluate.common import extract_features
+def evaluate_models(cfg: PretrainConfig, ev: DemoEvalConfig, run_dir: Path) -> dict:
 
     x_train, y_train = load_fashion_mnist_arrays("train")
     x_test, y_test = load_fashion_mnist_arrays("test")
-    if cfg.evaluation.train_images:
-        x_train, y_train = x_train[: cfg.evaluation.train_images], y_train[: cfg.evaluation.train_images]
+    if ev.train_images:
+        x_train, y_train = x_train[: ev.train_images], y_train[: ev.train_images]
 
-    student, _ = load_backbone(run_dir / "stage2" / "backbone")
+    last_stage = cfg.backbone.stages[-1]
+    student, _ = load_backbone(run_dir / f"stage{last_stage}" / "backbone")
     tf.keras.utils.set_random_seed(cfg.train.seed + 100)
-    random_student = reactnet_a(dataclasses.replace(cfg.student, stage=2), name="random_student")
+    random_student = build_backbone(cfg.backbone, last_stage, name="random_student")
     teacher = build_teacher_from_config(cfg)
     results = {}
     for name, model in zip(MODELS, (student, random_student, teacher)):
         start = time.time()
         train_f = extract_features(model, x_train)
         test_f = extract_features(model, x_test)
-        results[name] = evaluate_features(train_f, y_train, test_f, y_test, cfg)
+        results[name] = evaluate_features(train_f, y_train, test_f, y_test, ev)
         results[name]["feature_dim"] = int(train_f.shape[1])
         results[name]["seconds"] = round(time.time() - start, 1)
         print(f"{name}: {results[name]}", flush=True)
@@ -105,24 +118,26 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False) -> dict:
+def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False,
+             evaluation: DemoEvalConfig | None = None) -> dict:
     run_dir = Path(run_dir)
+    ev = evaluation or DemoEvalConfig()
     start = time.time()
-    stage_metrics = run_stages(cfg, run_dir, overwrite=overwrite)
+    stage_metrics = pretrain(cfg, run_dir, "all", resume="auto", overwrite=overwrite)
     pretrain_seconds = time.time() - start
-    results = evaluate_models(cfg, run_dir)
+    results = evaluate_models(cfg, ev, run_dir)
     total = time.time() - start
     results["meta"] = {
         "data": "fashion_mnist", "pretrain_seconds": round(pretrain_seconds, 1),
         "total_seconds": round(total, 1), "config_hash": cfg.hash(),
+        "method": cfg.method.name,
         "teacher": f"{cfg.teacher.kind} ({cfg.teacher.weights})",
-        "student": dataclasses.asdict(cfg.student),
+        "backbone": dataclasses.asdict(cfg.backbone),
         "stages_run_now": sorted(stage_metrics),
-        "knn": {"k": cfg.evaluation.knn_k, "temperature": cfg.evaluation.knn_temperature},
+        "knn": {"k": ev.knn_k, "temperature": ev.knn_temperature},
+        "evaluation": dataclasses.asdict(ev),
     }
     atomic_write_json(run_dir / "results.json", results)
-    from burn_tf.model_card import write_model_card
-
     write_model_card(run_dir)
     return results
 
@@ -130,15 +145,16 @@ def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m burn_tf.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help="a YAML file or a shipped config name (default: demo.yaml, shipped in the package)")
     parser.add_argument("--run-dir", default="runs/demo")
     parser.add_argument("--overwrite", action="store_true", help="pretrain again from scratch")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
-        results = run_demo(cfg, args.run_dir, overwrite=args.overwrite)
-    except (ConfigError, RunDirError, FileNotFoundError) as err:
+        cfg, evaluation = load_demo_config(args.config, args.overrides)
+        results = run_demo(cfg, args.run_dir, overwrite=args.overwrite, evaluation=evaluation)
+    except (ConfigError, RunDirError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print()

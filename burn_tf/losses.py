@@ -73,3 +73,9 @@ def batch_mean_entropy(logits, temperature: float = 1.0):
 def cross_entropy(labels, logits):
     """Mean sparse softmax cross-entropy (supervised pretraining and probes)."""
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def cosine_momentum(step, total_steps: int, start: float, end: float) -> float:
+    """τ(t) = end − (end − start)·(cos(πt/T) + 1)/2 (BYOL): ``start`` at t=0, ``end`` at T."""
+    t = min(max(float(step), 0.0), float(max(total_steps, 1)))
+    return end - (end - start) * (math.cos(math.pi * t / max(total_steps, 1)) + 1.0) / 2.0

@@ -3,18 +3,41 @@
 - Adam with a linear warm-up then cosine decay (the released code).
 - LARS (the paper's supplement: lr 0.3, batch 2048). None of the pinned libraries ships
   LARS for Keras 2.15 (tensorflow-addons has LAMB, not LARS), so it is written here, small
-  and tested: SGD with momentum whose per-layer step is scaled by the trust ratio
-  η·‖w‖/(‖g‖ + wd·‖w‖); biases and BatchNorm parameters are excluded from the trust ratio
-  and from weight decay, as in SimCLR/BYOL.
+  and tested: SGD with momentum on g' = g + wd·w, each layer's step scaled by the trust
+  ratio η·‖w‖/‖g'‖ (1 where either norm is 0); biases and BatchNorm parameters are
+  excluded from the trust ratio and from weight decay, as in SimCLR/BYOL.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import tensorflow as tf
 
-from burn_tf.config import OptimizerConfig
+from burn_tf.schema import ConfigError
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    # adam: released code (lr 3e-4, wd 0, linear warm-up then cosine);
+    # lars: the paper's supplement (lr 0.3, batch 2048).
+    name: str = "adam"
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_epochs: float = 10.0
+    momentum: float = 0.9  # LARS
+    lars_eta: float = 0.001
+    # Apply the mean gradient of this many batches at once (a larger effective batch).
+    accumulation_steps: int = 1
+
+    def __post_init__(self):
+        if self.name not in ("adam", "lars"):
+            raise ConfigError(f"optimizer.name={self.name!r} is not one of ('adam', 'lars')")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"optimizer.learning_rate must be > 0, got {self.learning_rate}")
+        if self.accumulation_steps < 1:
+            raise ConfigError(f"optimizer.accumulation_steps must be >= 1, got {self.accumulation_steps}")
 
 
 @tf.keras.utils.register_keras_serializable(package="burn_tf")

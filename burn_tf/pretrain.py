@@ -1,10 +1,15 @@
-"""BURN pretraining, stage 1 (binary activations) and stage 2 (binary weights too).
+"""Pretraining with any registered method (``method.name``): stage 1, and for the binary
+backbone stage 2 (binary weights too).
 
 CLI (a thin layer over :func:`pretrain`)::
 
-    python -m burn_tf.pretrain --config configs/demo.yaml --stage all --run-dir runs/demo
-    python -m burn_tf.pretrain --config configs/imagenet/burn_stage2.yaml --stage 2 \\
+    python -m burn_tf.pretrain --config demo --stage all --run-dir runs/demo
+    python -m burn_tf.pretrain --config imagenet/burn_stage2.yaml --stage 2 \\
         --run-dir runs/imagenet --set train.batch_size=1024
+
+``--config`` takes a file or the name of a config shipped in ``burn_tf/configs``. The method
+says what it needs — a teacher (``needs_teacher``), how many views (``num_views_for``),
+labels (``needs_labels``), its callbacks, its heads to export — and this module provides it.
 
 Run directory::
 
@@ -15,8 +20,8 @@ Run directory::
                     logs/             TensorBoard (per-step scalars)
                     history.jsonl     one JSON line per epoch
                     metrics.json      final metrics, time, steps
-                    summary.txt       lq.models.summary of the student
-                    backbone/         exported student backbone (+ classifier.keras)
+                    summary.txt       lq.models.summary of the trained backbone
+                    backbone/         exported backbone (+ the method's heads, e.g. classifier.keras)
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ from pathlib import Path
 import larq as lq
 import tensorflow as tf
 
-from burn_tf.callbacks import CheckpointEveryEpoch, JsonLinesLogger, LambdaScheduler
+from burn_tf.callbacks import CheckpointEveryEpoch, JsonLinesLogger, ProgressLines
 from burn_tf.config import ConfigError, PretrainConfig, load_config
+from burn_tf.data import multi_view_dataset, source_from_config
 from burn_tf.export import atomic_write_json, atomic_write_text, save_backbone
-from burn_tf.methods.burn import BURN
-from burn_tf.models.reactnet import reactnet_a, transfer_stage1_to_stage2
+from burn_tf.methods import PretrainMethod
+from burn_tf.models.backbones import build_backbone
+from burn_tf.models.teacher import build_teacher
 from burn_tf.optim import build_optimizer
 
 
@@ -48,8 +55,6 @@ class RunDirError(RuntimeError):
 
 # ---------------------------------------------------------------------------- builders
 def build_source(cfg: PretrainConfig) -> tf.data.Dataset:
-    from burn_tf.data import source_from_config
-
     d = cfg.data
     if d.source == "fashion_mnist":
         source = source_from_config("fashion_mnist", split=d.split, root=d.path)
@@ -67,9 +72,8 @@ def build_source(cfg: PretrainConfig) -> tf.data.Dataset:
 
 
 def build_train_dataset(cfg: PretrainConfig) -> tuple[tf.data.Dataset, int]:
-    """Two-view batches, repeated; returns (dataset, steps per epoch)."""
-    from burn_tf.data import AugmentConfig, two_view_dataset
-
+    """The method's views (and labels, if it needs them), repeated; returns (dataset,
+    steps per epoch)."""
     source = build_source(cfg)
     steps = cfg.train.steps_per_epoch
     if steps is None:
@@ -83,43 +87,38 @@ def build_train_dataset(cfg: PretrainConfig) -> tuple[tf.data.Dataset, int]:
             raise ConfigError(
                 f"data has {n} images, fewer than train.batch_size={cfg.train.batch_size}"
             )
-    aug = AugmentConfig(
-        image_size=cfg.student.input_size,
-        crop_scale=cfg.data.crop_scale,
-        jitter_prob=cfg.data.jitter_prob,
-        grayscale_prob=cfg.data.grayscale_prob,
-        blur_prob=cfg.data.blur_prob,
-        solarize_prob=cfg.data.solarize_prob,
-    )
-    ds = two_view_dataset(
-        source, aug, cfg.train.batch_size, seed=cfg.train.seed, shuffle_buffer=cfg.data.shuffle_buffer,
-        drop_remainder=True, repeat=True, cache=cfg.data.source == "fashion_mnist",
+    ds = multi_view_dataset(
+        source, cfg.view_configs(), cfg.train.batch_size, seed=cfg.train.seed,
+        shuffle_buffer=cfg.data.shuffle_buffer, drop_remainder=True, repeat=True,
+        cache=cfg.data.source == "fashion_mnist", with_labels=cfg.method_class.needs_labels,
     )
     return ds, steps
 
 
-def build_teacher_from_config(cfg: PretrainConfig) -> tf.keras.Model:
-    from burn_tf.models.teacher import build_teacher
-
-    size = cfg.teacher.input_size or cfg.student.input_size
+def build_teacher_from_config(cfg: PretrainConfig, include_head: bool = False) -> tf.keras.Model:
+    size = cfg.teacher.input_size or cfg.backbone.input_size
     return build_teacher(
-        cfg.teacher.kind, cfg.teacher.weights, (size, size, 3), small_input_stem=cfg.teacher.small_input_stem
+        cfg.teacher.kind, cfg.teacher.weights, (size, size, 3), small_input_stem=cfg.teacher.small_input_stem,
+        include_head=include_head, random_head_width=cfg.teacher.random_head_width,
     )
 
 
-def build_burn(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None = None) -> BURN:
-    """The BURN model of ``stage`` (student binarized accordingly), not compiled."""
-    student = reactnet_a(dataclasses.replace(cfg.student, stage=stage), name="student_backbone")
-    teacher = teacher if teacher is not None else build_teacher_from_config(cfg)
-    return BURN(teacher, student, cfg.method, accumulation_steps=cfg.optimizer.accumulation_steps,
-                name=f"burn_stage{stage}")
+def build_method(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None = None) -> PretrainMethod:
+    """The method of ``cfg`` for ``stage`` (backbone binarized accordingly), not compiled.
+    A teacher is built only if the method needs one (pass ``teacher`` to reuse one)."""
+    cls = cfg.method_class
+    backbone = build_backbone(cfg.backbone, stage)
+    kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
+    if cls.needs_teacher:
+        if teacher is None:
+            teacher = build_teacher_from_config(cfg, include_head=cls.teacher_includes_head)
+        return cls(teacher, backbone, cfg.method, **kwargs)
+    return cls(backbone, cfg.method, **kwargs)
 
 
-def checkpoint_for(model: BURN, optimizer=None, epoch=None) -> tf.train.Checkpoint:
-    parts = {"student_backbone": model.student_backbone, "student_classifier": model.student_classifier,
-             "teacher_classifier": model.teacher_classifier, "global_step": model.global_step}
-    if model.student_projection is not None:
-        parts["student_projection"] = model.student_projection
+def checkpoint_for(model: PretrainMethod, optimizer=None, epoch=None) -> tf.train.Checkpoint:
+    """A checkpoint of what the method says it holds, plus the optimizer and epoch."""
+    parts = model.checkpoint_parts()
     if optimizer is not None:
         parts["optimizer"] = optimizer
     if epoch is not None:
@@ -127,22 +126,34 @@ def checkpoint_for(model: BURN, optimizer=None, epoch=None) -> tf.train.Checkpoi
     return tf.train.Checkpoint(**parts)
 
 
-def init_stage2_from_stage1(stage2: BURN, cfg: PretrainConfig, stage1_final: Path, teacher) -> None:
-    """Alg. 1 line 13: stage 2 starts from stage 1's φ (backbone and head) **and** θ."""
-    if not tf.train.latest_checkpoint(str(stage1_final)):
+def init_from_previous_stage(model: PretrainMethod, cfg: PretrainConfig, previous_final: Path,
+                             teacher=None) -> None:
+    """Alg. 1 line 13: stage 2 starts from stage 1's final state (for BURN φ **and** θ)."""
+    if not tf.train.latest_checkpoint(str(previous_final)):
         raise RunDirError(
-            f"stage 2 needs stage 1's result, but {stage1_final} holds no final checkpoint; "
+            f"stage 2 needs stage 1's result, but {previous_final} holds no final checkpoint; "
             "run --stage 1 first (or --stage all)"
         )
-    stage1 = build_burn(cfg, stage=1, teacher=teacher)
-    stage1.build_all()
-    checkpoint_for(stage1).restore(tf.train.latest_checkpoint(str(stage1_final))).expect_partial()
-    stage2.build_all()
-    transfer_stage1_to_stage2(stage1.student_backbone, stage2.student_backbone)
-    stage2.student_classifier.set_weights(stage1.student_classifier.get_weights())
-    stage2.teacher_classifier.set_weights(stage1.teacher_classifier.get_weights())
-    if stage2.student_projection is not None:
-        stage2.student_projection.set_weights(stage1.student_projection.get_weights())
+    previous = build_method(cfg, stage=1, teacher=teacher)
+    previous.build_all()
+    checkpoint_for(previous).restore(tf.train.latest_checkpoint(str(previous_final))).expect_partial()
+    model.build_all()
+    model.init_from_previous_stage(previous)
+
+
+def stages_of(cfg: PretrainConfig, stage: str | int) -> list[int]:
+    """The stages a ``--stage`` request runs for this backbone."""
+    key = str(stage)
+    if key not in ("1", "2", "all"):
+        raise ValueError(f"stage must be 1, 2 or all, got {stage!r}")
+    available = list(cfg.backbone.stages)
+    if key == "all":
+        return available
+    if int(key) not in available:
+        raise ConfigError(
+            f"backbone.kind={cfg.backbone.kind!r} is trained in stage(s) {available} only, not stage {key}"
+        )
+    return [int(key)]
 
 
 def lq_summary_text(model: tf.keras.Model) -> str:
@@ -178,9 +189,11 @@ def pretrain_stage(
     overwrite: bool = False,
     extra_callbacks: list | None = None,
 ) -> dict:
-    """Runs one BURN stage in ``run_dir``; returns its final metrics."""
+    """Runs one stage of the configured method in ``run_dir``; returns its final metrics."""
     run_dir = Path(run_dir)
     stage_dir = run_dir / f"stage{stage}"
+    if stage not in cfg.backbone.stages:
+        stages_of(cfg, stage)  # raises, naming the stages this backbone has
     resuming = _prepare_stage_dir(stage_dir, resume, overwrite)
     stage_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stage_dir / "config.yaml", cfg.to_yaml())
@@ -189,11 +202,10 @@ def pretrain_stage(
 
     dataset, steps_per_epoch = build_train_dataset(cfg)
     epochs = cfg.train.epochs
-    teacher = build_teacher_from_config(cfg)
-    model = build_burn(cfg, stage, teacher)
+    model = build_method(cfg, stage)
+    teacher = getattr(model, "teacher_backbone", None)
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, epochs)
     model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile, run_eagerly=cfg.train.run_eagerly)
-    model.build_all()
 
     epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = checkpoint_for(model, optimizer, epoch_var)
@@ -202,28 +214,33 @@ def pretrain_stage(
         checkpoint.restore(latest).assert_existing_objects_matched()
         print(f"resumed {latest}: epoch {int(epoch_var.numpy())}, step {int(model.global_step.numpy())}")
     elif stage == 2:
-        init_stage2_from_stage1(model, cfg, run_dir / "stage1" / "final", teacher)
+        init_from_previous_stage(model, cfg, run_dir / "stage1" / "final", teacher)
 
-    summary = lq_summary_text(model.student_backbone)
+    summary = lq_summary_text(model.backbone)
     atomic_write_text(stage_dir / "summary.txt", summary)
     if cfg.train.verbose:
         print(summary)
 
     saver = CheckpointEveryEpoch(checkpoint, stage_dir / "checkpoints", epoch_var)
     callbacks = [
-        LambdaScheduler(epochs * steps_per_epoch, cfg.method.lambda_start, cfg.method.lambda_end,
-                        cfg.method.lambda_schedule),
+        *model.callbacks(epochs * steps_per_epoch),
         saver,
         JsonLinesLogger(stage_dir / "history.jsonl"),
         tf.keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(steps_per_epoch // 10, 1),
                                        profile_batch=0),
         *(extra_callbacks or []),
     ]
+    # A progress bar on a terminal; plain lines in logs and captured output, where Keras'
+    # bar would print nothing until the epoch ends.
+    progress_bar = cfg.train.verbose == 1 and sys.stdout.isatty()
+    if cfg.train.verbose and not progress_bar:
+        callbacks.append(ProgressLines(steps_per_epoch, epochs, cfg.train.log_lines_per_epoch,
+                                       prefix=f"{cfg.method.name} stage {stage}  "))
     initial_epoch = int(epoch_var.numpy())
     start = time.time()
     history = model.fit(
         dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks, verbose=cfg.train.verbose,
+        callbacks=callbacks, verbose=1 if progress_bar else 0,
     )
     seconds = time.time() - start
     if saver.nan_detected:
@@ -238,6 +255,7 @@ def pretrain_stage(
 
     last = {k: float(v[-1]) for k, v in history.history.items() if v}
     metrics = {
+        "method": cfg.method.name,
         "stage": stage,
         "epochs": epochs,
         "steps_per_epoch": steps_per_epoch,
@@ -247,42 +265,69 @@ def pretrain_stage(
         **last,
     }
     atomic_write_json(stage_dir / "metrics.json", metrics)
+    cls = type(model)
     backbone_dir = save_backbone(
-        model.student_backbone, stage_dir / "backbone",
-        {"method": "burn", "stage": stage, "config_hash": cfg.hash(), "metrics": last,
-         "teacher": dataclasses.asdict(cfg.teacher), "data": cfg.data.source},
+        model.backbone, stage_dir / "backbone",
+        {"method": cls.method_name, "stage": stage, "config_hash": cfg.hash(), "metrics": last,
+         "backbone": dataclasses.asdict(cfg.backbone),
+         "teacher": dataclasses.asdict(cfg.teacher) if cls.needs_teacher else None, "data": cfg.data.source},
         overwrite=True,
     )
-    model.student_classifier.save(backbone_dir / "classifier.keras")
+    for head_name, head in model.exported_heads().items():
+        head.save(backbone_dir / f"{head_name}.keras")
     return metrics
+
+
+def _stage_state(stage_dir: Path) -> str:
+    if tf.train.latest_checkpoint(str(stage_dir / "final")):
+        return "finished"
+    if tf.train.latest_checkpoint(str(stage_dir / "checkpoints")):
+        return "interrupted"
+    return "empty"
 
 
 def pretrain(
     cfg: PretrainConfig,
     run_dir: str | Path,
     stage: str | int = "all",
-    resume: bool = False,
+    resume: bool | str = False,
     overwrite: bool = False,
+    extra_callbacks: list | None = None,
 ) -> dict:
-    """Runs stage 1, stage 2 or both; returns {stage: metrics}."""
-    stages = {"1": [1], "2": [2], "all": [1, 2]}.get(str(stage))
-    if stages is None:
-        raise ValueError(f"stage must be 1, 2 or all, got {stage!r}")
+    """Runs stage 1, stage 2 or both; returns {stage: metrics} of the stages run now.
+
+    ``resume=True`` (``--resume``) continues a run: a finished stage is reused, an
+    interrupted one resumed from its latest checkpoint, a stage not begun yet starts (if an
+    earlier stage of the request was found); with nothing to continue it raises.
+    ``resume="auto"`` (the demo) does the same and starts a missing run afresh.
+    ``overwrite`` replaces what exists. A stage that runs makes later stages stale: they
+    are run again from it.
+    """
+    run_dir = Path(run_dir)
     results = {}
-    for s in stages:
-        stage_resume = resume
-        if resume and s == 1 and len(stages) == 2 and (Path(run_dir) / "stage1" / "final").exists():
-            continue  # stage 1 finished before the interruption
-        if resume and s == 2 and len(stages) == 2 and not (Path(run_dir) / "stage2" / "checkpoints").exists():
-            stage_resume = False  # the interruption came before stage 2 began
-        results[s] = pretrain_stage(cfg, s, run_dir, resume=stage_resume, overwrite=overwrite)
+    found_earlier = False
+    for s in stages_of(cfg, stage):
+        stage_dir = run_dir / f"stage{s}"
+        state = _stage_state(stage_dir)
+        if resume and not overwrite and state == "finished":
+            print(f"stage {s}: reusing the finished run in {stage_dir}")
+            found_earlier = True
+            continue
+        stage_resume = bool(resume) and not overwrite and state == "interrupted"
+        if resume is True and not overwrite and state == "empty" and not found_earlier:
+            raise RunDirError(f"--resume: {stage_dir / 'checkpoints'} has no checkpoint to resume from")
+        results[s] = pretrain_stage(cfg, s, run_dir, resume=stage_resume, overwrite=overwrite,
+                                    extra_callbacks=extra_callbacks)
+        found_earlier = True
+        overwrite = True  # later stages start from this one
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m burn_tf.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config (keys mirror burn_tf.config dataclasses)")
+    parser.add_argument("--config", help="YAML config file, or the name of a shipped one (e.g. demo, "
+                        "imagenet/burn_stage1); keys mirror burn_tf.config dataclasses")
     parser.add_argument("--stage", default="all", choices=["1", "2", "all"])
     parser.add_argument("--run-dir", default=None, help="default: runs/<config name>")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -298,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "default"))
     try:
         results = pretrain(cfg, run_dir, args.stage, resume=args.resume, overwrite=args.overwrite)
-    except (RunDirError, ConfigError, FileNotFoundError) as err:
+    except (RunDirError, ConfigError, FileNotFoundError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({f"stage{k}": v for k, v in results.items()}, indent=2))

@@ -7,11 +7,19 @@ import tensorflow as tf
 from burn_tf.config import load_config
 from burn_tf.export import load_backbone
 from burn_tf.losses import lambda_at
-from burn_tf.pretrain import RunDirError, build_burn, checkpoint_for, main, pretrain, pretrain_stage
+from burn_tf.pretrain import (
+    RunDirError,
+    build_method,
+    checkpoint_for,
+    init_from_previous_stage,
+    main,
+    pretrain,
+    pretrain_stage,
+)
 
 TINY = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
-    "teacher.input_size=32", "student.input_size=32", "student.width_multiplier=0.125",
+    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
     "method.head_width=32", "train.batch_size=8", "train.steps_per_epoch=3", "train.epochs=2",
     "train.verbose=0", "train.run_eagerly=true", "data.limit=64", "data.shuffle_buffer=64",
     "optimizer.warmup_epochs=0",
@@ -43,20 +51,22 @@ def test_two_stages_write_the_run_dir_and_stage2_starts_from_stage1(tiny_cfg, tm
     assert meta["stage"] == 2 and meta["method"] == "burn" and meta["config_hash"] == tiny_cfg.hash()
     assert "Ratio of MACs that are binarized" in (tmp_path / "stage2" / "summary.txt").read_text()
 
-    # Stage 2's initial state is stage 1's final θ and φ: rebuild it the way stage 2 does.
-    from burn_tf.pretrain import init_stage2_from_stage1
-
-    stage1 = build_burn(tiny_cfg, 1)
+    # Stage 2's initial state is stage 1's final θ and φ (and, with L_FS on features, the
+    # projection): rebuild it the way stage 2 does.
+    assert tiny_cfg.method.similarity_on == "features"
+    stage1 = build_method(tiny_cfg, 1)
     stage1.build_all()
     checkpoint_for(stage1).restore(tf.train.latest_checkpoint(str(tmp_path / "stage1" / "final"))).expect_partial()
-    stage2 = build_burn(tiny_cfg, 2, teacher=stage1.teacher_backbone)
-    init_stage2_from_stage1(stage2, tiny_cfg, tmp_path / "stage1" / "final", stage1.teacher_backbone)
-    for a, b in zip(stage1.teacher_classifier.weights, stage2.teacher_classifier.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    for a, b in zip(stage1.student_backbone.weights, stage2.student_backbone.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    for a, b in zip(stage1.student_classifier.weights, stage2.student_classifier.weights):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    stage2 = build_method(tiny_cfg, 2, teacher=stage1.teacher_backbone)
+    init_from_previous_stage(stage2, tiny_cfg, tmp_path / "stage1" / "final", stage1.teacher_backbone)
+    for name in ("teacher_classifier", "student_backbone", "student_classifier", "student_projection"):
+        a_weights, b_weights = getattr(stage1, name).weights, getattr(stage2, name).weights
+        assert a_weights, name
+        for a, b in zip(a_weights, b_weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    # ... and not what a fresh stage-2 model starts from.
+    fresh = build_method(tiny_cfg, 2, teacher=stage1.teacher_backbone)
+    assert not np.array_equal(fresh.student_projection.weights[0].numpy(), stage2.student_projection.weights[0].numpy())
 
 
 def test_resumed_run_matches_uninterrupted_step_and_lambda(tiny_cfg, tmp_path):
@@ -94,3 +104,56 @@ def test_cli_rejects_unknown_keys_and_keeps_existing_runs(tiny_cfg, tmp_path, ca
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert keep.read_text() == "do not lose me"
+
+
+class InterruptStage2(tf.keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0 and self.model.name.endswith("stage2"):
+            raise KeyboardInterrupt("killed during stage 2")
+
+
+def test_stage_all_resume_reuses_stage1_and_resumes_stage2(tiny_cfg, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_cfg, tmp_path, "all", extra_callbacks=[InterruptStage2()])
+    assert (tmp_path / "stage1" / "final").exists() and not (tmp_path / "stage2" / "final").exists()
+    stage1_index = (tmp_path / "stage1" / "final" / "checkpoint").read_text()
+    args = ["--config", "demo", "--run-dir", str(tmp_path), "--stage", "all", "--resume"]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 0
+    assert (tmp_path / "stage1" / "final" / "checkpoint").read_text() == stage1_index  # reused, not rerun
+    metrics = json.loads((tmp_path / "stage2" / "metrics.json").read_text())
+    assert metrics["global_step"] == 6
+    lines = [json.loads(x) for x in (tmp_path / "stage2" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+
+
+class PoisonAtEpoch2(tf.keras.callbacks.Callback):
+    """Makes the loss NaN from the second epoch on (a weight becomes NaN)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            kernel = self.model.student_classifier.trainable_variables[0]
+            kernel.assign(tf.fill(kernel.shape, float("nan")))
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_cfg, tmp_path):
+    with pytest.raises(FloatingPointError, match="NaN"):
+        pretrain_stage(tiny_cfg, 1, tmp_path, extra_callbacks=[PoisonAtEpoch2()])
+    checkpoints = tmp_path / "stage1" / "checkpoints"
+    latest = tf.train.latest_checkpoint(str(checkpoints))
+    assert latest.endswith("-1")  # epoch 1's, not one written after the NaN
+    assert not (tmp_path / "stage1" / "final").exists()
+    model = build_method(tiny_cfg, 1)
+    model.build_all()
+    checkpoint_for(model).restore(latest).expect_partial()
+    assert all(np.isfinite(v.numpy()).all() for v in model.train_variables())
+
+
+def test_s2bnn_trains_through_pretrain_with_its_own_config(fashion_mnist_available, tmp_path):
+    tiny = [t for t in TINY if not t.startswith("method.")] + ["method.head_hidden=16", "train.epochs=1"]
+    cfg = load_config("s2bnn", tiny)
+    results = pretrain(cfg, tmp_path, "all")
+    assert results[2]["global_step"] == 3 and results[2]["method"] == "s2bnn"
+    _, meta = load_backbone(tmp_path / "stage2" / "backbone")
+    assert meta["method"] == "s2bnn" and (tmp_path / "stage2" / "backbone" / "classifier.keras").exists()

@@ -1,4 +1,4 @@
-"""Data: sources (Fashion-MNIST, tfds, image folders, TFRecords) → tf.data → two views.
+"""Data: sources (Fashion-MNIST, tfds, image folders, TFRecords) → tf.data → N augmented views.
 
 A *source* is a ``tf.data.Dataset`` of ``(image uint8 [H, W, 3], label int64)`` (label −1
 when unlabelled); augmented and evaluation pipelines yield float32 images in [0, 1].
@@ -9,6 +9,8 @@ from burn_tf.data.augment import (
     augment_batch,
     augment_two_views,
     eval_dataset,
+    multi_view_dataset,
+    per_view_configs,
     two_view_dataset,
 )
 from burn_tf.data.sources import (
@@ -50,6 +52,8 @@ __all__ = [
     "get_source_info",
     "image_folder",
     "load_fashion_mnist_arrays",
+    "multi_view_dataset",
+    "per_view_configs",
     "source_from_config",
     "tfds_source",
     "tfrecord",

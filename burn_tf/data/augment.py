@@ -1,4 +1,4 @@
-"""Two-view augmentation (BURN's released config) and the evaluation pipeline.
+"""Multi-view augmentation (BURN's released config by default) and the evaluation pipeline.
 
 The authors' released BURN code (naver-ai/burn) uses torchvision on PIL images:
 ``RandomResizedCrop(S, scale=(0.08, 1), interpolation=BICUBIC)`` → ``RandomHorizontalFlip()``
@@ -62,7 +62,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -514,9 +514,52 @@ def _seed_pairs(seed: int, salt: int) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed * 4 + salt, rerandomize_each_iteration=True).batch(2)
 
 
-def two_view_dataset(
+def per_view_configs(cfg: AugmentConfig, num_views: int) -> list[AugmentConfig]:
+    """One config per view from a config whose pair-valued probabilities are (view 1,
+    view 2): view i gets ``blur_prob[min(i, 1)]`` and ``solarize_prob[min(i, 1)]``
+    (views past the second take the second values, as BYOL's and SwAV's extra crops do)."""
+    if num_views < 1:
+        raise ValueError(f"num_views must be >= 1, got {num_views}")
+    return [
+        dataclasses.replace(cfg, blur_prob=cfg.blur_prob[min(i, 1)], solarize_prob=cfg.solarize_prob[min(i, 1)])
+        for i in range(num_views)
+    ]
+
+
+def _batchable_groups(views: Sequence[AugmentConfig]) -> list[list[int]]:
+    """Indices of views that may be augmented as one batch: configs equal up to their
+    blur/solarize probabilities (which become per-image probabilities)."""
+    groups: list[list[int]] = []
+    keys: list[AugmentConfig] = []
+    for i, cfg in enumerate(views):
+        key = dataclasses.replace(cfg, blur_prob=0.0, solarize_prob=0.0)
+        for g, other in enumerate(keys):
+            if other == key:
+                groups[g].append(i)
+                break
+        else:
+            keys.append(key)
+            groups.append([i])
+    return groups
+
+
+def _group_probs(views: Sequence[AugmentConfig], group: Sequence[int], batch):
+    """Per-image blur and solarize probabilities of a group's stacked views ([m·B] each)."""
+    blur = tf.repeat(tf.constant([views[i].blur_prob[0] for i in group], tf.float32),
+                     tf.fill([len(group)], batch))
+    solarize = tf.repeat(tf.constant([views[i].solarize_prob[0] for i in group], tf.float32),
+                         tf.fill([len(group)], batch))
+    return blur, solarize
+
+
+def _split_seed(seed, n: int):
+    # One group keeps the batch seed itself, so the two-view pipeline's streams are unchanged.
+    return [seed] if n == 1 else list(tf.unstack(tf.random.experimental.stateless_split(seed, n)))
+
+
+def multi_view_dataset(
     source: tf.data.Dataset,
-    cfg: Union[AugmentConfig, int],
+    views: Sequence[AugmentConfig],
     batch_size: int,
     seed: Optional[int] = None,
     shuffle_buffer: int = 10_000,
@@ -527,20 +570,24 @@ def two_view_dataset(
     num_parallel_calls: Optional[int] = AUTOTUNE,
     chunk_size: Optional[int] = None,
 ) -> tf.data.Dataset:
-    """Batched ``(view1, view2)`` float32 ``[B, S, S, 3]`` in [0, 1] from a source of
-    ``(uint8 image, label)``.
+    """Batched ``(view_1, …, view_N)`` float32 ``[B, S_i, S_i, 3]`` in [0, 1], one view per
+    config in ``views`` (each its own :class:`AugmentConfig`: BYOL's asymmetric blur and
+    solarize, SwAV's multi-crop sizes), from a source of ``(uint8 image, label)``.
 
-    ``cfg`` may be an int (BURN's config at that size).  ``seed`` makes the whole pipeline
-    (shuffle order and every augmentation) reproducible; each epoch still differs.
-    ``shuffle_buffer=0`` keeps source order.  ``repeat=True`` repeats forever.
-    ``cache=True`` caches the decoded source in memory first (small data sets).
-    ``with_labels=True`` yields ``(view1, view2, label)`` (for monitors; labels are never
-    needed to train).  ``chunk_size`` is how many images one augmentation call handles
-    (default: about 2**18 output pixels, so the working set stays in cache); the result
-    is rebatched to ``batch_size``.
+    Each view uses the first value of its pair-valued probabilities (see
+    :func:`per_view_configs`). Views whose configs differ only in those probabilities are
+    augmented as one batch of m·B images (half the graph and per-op overhead for two
+    views). ``seed`` makes the whole pipeline (shuffle order and every augmentation)
+    reproducible; each epoch still differs. ``shuffle_buffer=0`` keeps source order;
+    ``repeat=True`` repeats forever; ``cache=True`` caches the decoded source in memory
+    first (small data sets); ``with_labels=True`` appends the label (for monitors and the
+    supervised baselines; BURN never needs it). ``chunk_size`` is how many images one
+    augmentation call handles (default: about 2**18 output pixels, so the working set
+    stays in cache); the result is rebatched to ``batch_size``.
     """
-    if isinstance(cfg, int):
-        cfg = AugmentConfig(image_size=cfg)
+    views = list(views)
+    if not views:
+        raise ValueError("multi_view_dataset needs at least one view config")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     seed = _resolve_seed(seed)
@@ -548,11 +595,16 @@ def two_view_dataset(
     image_spec = spec[0] if isinstance(spec, tuple) else None
     if image_spec is None or image_spec.dtype != tf.uint8 or image_spec.shape.rank != 3:
         raise ValueError(
-            "two_view_dataset expects a source of (uint8 image [H, W, 3], int64 label); got "
+            "multi_view_dataset expects a source of (uint8 image [H, W, 3], int64 label); got "
             f"element_spec {spec}"
         )
     fixed = image_spec.shape[0] is not None and image_spec.shape[1] is not None
     par = {} if num_parallel_calls is None else dict(num_parallel_calls=num_parallel_calls, deterministic=True)
+    groups = _batchable_groups(views)
+
+    def output(outs, label):
+        outs = tuple(outs)
+        return outs + (label,) if with_labels else outs
 
     ds = source
     if cache:
@@ -567,47 +619,72 @@ def two_view_dataset(
         ds = tf.data.Dataset.zip((ds, _seed_pairs(seed, 2)))
 
         @_graph_fn
-        def crop_pair(element, s):
+        def crop_views(element, s):
             image, label = element
-            s2 = tf.random.experimental.stateless_split(s, 2)
-            return _crop_single(image, cfg, s2[0]), _crop_single(image, cfg, s2[1]), label
+            seeds = tf.random.experimental.stateless_split(s, len(views))
+            return tuple(_crop_single(image, cfg, seeds[i]) for i, cfg in enumerate(views)) + (label,)
 
-        ds = ds.map(crop_pair, **par)
+        ds = ds.map(crop_views, **par)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = tf.data.Dataset.zip((ds, _seed_pairs(seed, 1)))
 
         @_graph_fn
         def colour(element, s):
-            v1, v2, label = element
-            seeds = tf.random.experimental.stateless_split(s, _N_SEEDS - 2)
-            batch = tf.shape(v1)[0]
-            both = _post_crop(
-                tf.concat([v1, v2], axis=0), cfg, seeds,
-                _per_view(cfg.blur_prob, batch), _per_view(cfg.solarize_prob, batch),
-            )
-            out1, out2 = both[:batch], both[batch:]
-            return (out1, out2, label) if with_labels else (out1, out2)
+            cropped, label = element[:-1], element[-1]
+            batch = tf.shape(cropped[0])[0]
+            outs = [None] * len(views)
+            for group, group_seed in zip(groups, _split_seed(s, len(groups))):
+                seeds = tf.random.experimental.stateless_split(group_seed, _N_SEEDS - 2)
+                blur, solarize = _group_probs(views, group, batch)
+                stacked = _post_crop(tf.concat([cropped[i] for i in group], axis=0), views[group[0]], seeds,
+                                     blur, solarize)
+                for j, i in enumerate(group):
+                    outs[i] = stacked[j * batch:(j + 1) * batch]
+            return output(outs, label)
 
         ds = ds.map(colour, **par)
     else:
         # Augment in chunks small enough for the CPU caches, then rebatch (cheap: slices
         # and concatenations of whole tensors).
-        chunk = _chunk_size(cfg.image_size, batch_size) if chunk_size is None else int(chunk_size)
+        largest = max(cfg.image_size for cfg in views)
+        chunk = _chunk_size(largest, batch_size) if chunk_size is None else int(chunk_size)
         chunk = max(1, min(chunk, batch_size))
         ds = ds.batch(chunk, drop_remainder=drop_remainder and chunk == batch_size)
         ds = tf.data.Dataset.zip((ds, _seed_pairs(seed, 1)))
 
         @_graph_fn
-        def views(element, s):
+        def augment_views(element, s):
             images, labels = element
-            v1, v2 = augment_two_views(images, cfg, s)
-            return (v1, v2, labels) if with_labels else (v1, v2)
+            x = _to_unit_float(images)
+            batch = tf.shape(x)[0]
+            outs = [None] * len(views)
+            for group, group_seed in zip(groups, _split_seed(s, len(groups))):
+                blur, solarize = _group_probs(views, group, batch)
+                stacked = _augment(tf.concat([x] * len(group), axis=0), views[group[0]], group_seed, blur, solarize)
+                for j, i in enumerate(group):
+                    outs[i] = stacked[j * batch:(j + 1) * batch]
+            return output(outs, labels)
 
-        ds = ds.map(views, **par)
+        ds = ds.map(augment_views, **par)
         if chunk != batch_size:
             ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
     ds = ds.prefetch(AUTOTUNE)
     return _attach(ds, get_source_info(source))
+
+
+def two_view_dataset(
+    source: tf.data.Dataset,
+    cfg: Union[AugmentConfig, int],
+    batch_size: int,
+    seed: Optional[int] = None,
+    **kwargs,
+) -> tf.data.Dataset:
+    """Batched ``(view1, view2)`` (``(view1, view2, label)`` with ``with_labels=True``):
+    :func:`multi_view_dataset` with one config whose pair-valued probabilities are
+    (view 1, view 2). ``cfg`` may be an int (BURN's config at that size)."""
+    if isinstance(cfg, int):
+        cfg = AugmentConfig(image_size=cfg)
+    return multi_view_dataset(source, per_view_configs(cfg, 2), batch_size, seed=seed, **kwargs)
 
 
 def eval_dataset(

@@ -1,0 +1,25 @@
+"""Pretraining methods: one file and one ``keras.Model`` subclass each, on
+:class:`~burn_tf.methods.base.PretrainMethod`. Importing this package registers them all.
+
+>>> from burn_tf.methods import method_class
+>>> method_class("burn")            # → BURN, whose .Config is its config dataclass
+"""
+
+from burn_tf.methods.base import DistillationMethod, MethodConfig, MomentumMethod, PretrainMethod
+from burn_tf.methods.burn import BURN, BURNConfig
+from burn_tf.methods.registry import method_class, method_names, register
+from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
+
+__all__ = [
+    "BURN",
+    "BURNConfig",
+    "DistillationMethod",
+    "MethodConfig",
+    "MomentumMethod",
+    "PretrainMethod",
+    "S2BNN",
+    "S2BNNConfig",
+    "method_class",
+    "method_names",
+    "register",
+]

@@ -7,13 +7,13 @@ import tensorflow as tf
 HEADS = ("mlp", "dense")
 
 
-def build_head(kind: str, input_dim: int, width: int, name: str) -> tf.keras.Model:
-    """``mlp``: Linear → BN → ReLU → Linear, hidden and output width ``width`` (the released
-    BURN code: 1024→2000→2000 student side, 2048→2000→2000 teacher side); ``dense``: one
-    linear layer (the paper's "classifier")."""
+def build_head(kind: str, input_dim: int, width: int, name: str, hidden: int | None = None) -> tf.keras.Model:
+    """``mlp``: Linear → BN → ReLU → Linear, output width ``width`` and hidden width
+    ``hidden`` (default ``width``: the released BURN code's 1024→2000→2000 student side,
+    2048→2000→2000 teacher side); ``dense``: one linear layer (the paper's "classifier")."""
     inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
     if kind == "mlp":
-        x = tf.keras.layers.Dense(width, name=f"{name}_fc1")(inputs)
+        x = tf.keras.layers.Dense(hidden or width, name=f"{name}_fc1")(inputs)
         x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
         x = tf.keras.layers.ReLU(name=f"{name}_relu")(x)
         x = tf.keras.layers.Dense(width, name=f"{name}_fc2")(x)

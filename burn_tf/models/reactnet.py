@@ -141,7 +141,7 @@ class Normalize(tf.keras.layers.Layer):
 
 @dataclasses.dataclass
 class ReActNetConfig:
-    """Everything that defines a ReActNet-A; the YAML key ``student`` mirrors it."""
+    """Everything that defines a ReActNet-A (the YAML section ``backbone`` holds these keys)."""
 
     stage: int = 2
     input_size: int = 224
@@ -154,11 +154,11 @@ class ReActNetConfig:
 
     def __post_init__(self):
         if self.stage not in (1, 2):
-            raise ValueError(f"student.stage must be 1 or 2, got {self.stage!r}")
+            raise ValueError(f"backbone.stage must be 1 or 2, got {self.stage!r}")
         if not 16 <= int(self.input_size) <= 1024:
-            raise ValueError(f"student.input_size must be in [16, 1024], got {self.input_size!r}")
+            raise ValueError(f"backbone.input_size must be in [16, 1024], got {self.input_size!r}")
         if self.width_multiplier <= 0:
-            raise ValueError(f"student.width_multiplier must be > 0, got {self.width_multiplier!r}")
+            raise ValueError(f"backbone.width_multiplier must be > 0, got {self.width_multiplier!r}")
         _sign_fn(self.activation_gradient)
 
     def channels(self) -> list[int]:

@@ -34,10 +34,13 @@ the teacher with ``training=True``, training something downstream of it, or even
 from __future__ import annotations
 
 import os
+import re
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 
+from burn_tf.convert import convert_efficientnet_lite, convert_torchvision_resnet, load_torch_state_dict
 from burn_tf.models.efficientnet_lite import build_efficientnet_lite0, find_efficientnet_lite0_weights
 from burn_tf.models.resnet import build_resnet
 
@@ -47,6 +50,7 @@ __all__ = [
     "build_teacher_backbone",
     "load_teacher_weights",
     "build_teacher",
+    "build_teacher_head",
     "freeze",
     "teacher_feature_dim",
 ]
@@ -133,8 +137,6 @@ def load_teacher_weights(
 ) -> None:
     """Load ``weights`` ("imagenet", a Keras weights file or a PyTorch checkpoint) into
     ``backbone`` built by :func:`build_teacher_backbone` for ``kind``."""
-    from burn_tf.convert import convert_efficientnet_lite, convert_torchvision_resnet, load_torch_state_dict
-
     _check_weights(kind, weights)
     if isinstance(weights, str) and weights == "imagenet":
         path = find_efficientnet_lite0_weights()
@@ -170,6 +172,69 @@ def freeze(backbone: tf.keras.Model, name: str | None = None) -> tf.keras.Model:
     return model
 
 
+_HEAD_KEY = re.compile(r"^(_fc|fc|head|classifier)(?:\.(\d+))?\.weight$")
+
+
+def _head_state_dict(kind: str, weights, checkpoint_key: str | None) -> dict[str, np.ndarray]:
+    if isinstance(weights, str) and weights == "imagenet":
+        return load_torch_state_dict(find_efficientnet_lite0_weights())
+    path = os.fspath(weights)
+    if _is_keras_file(path):
+        raise ValueError(
+            f"{path}: a Keras weights file holds the {kind} backbone only; the teacher's head "
+            "(S2-BNN distils the network including it) needs the PyTorch checkpoint it came from"
+        )
+    return load_torch_state_dict(path, key=checkpoint_key)
+
+
+def build_teacher_head(
+    kind: str,
+    weights: str | os.PathLike | None,
+    input_dim: int,
+    checkpoint_key: str | None = None,
+    random_width: int = 128,
+    name: str = "teacher_head",
+) -> tf.keras.Model:
+    """The teacher's own output head, frozen: its linear layers in checkpoint order with a
+    ReLU between consecutive ones (torchvision ``fc``; MoCo v2's ``fc.0``/``fc.2`` MLP;
+    EfficientNet-Lite0's ImageNet ``_fc``). ``weights=None`` gives a random linear head of
+    ``random_width`` outputs (tests; a frozen random target is also the released BURN
+    code's g_θ)."""
+    _check_weights(kind, weights)
+    layers: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+    if weights is not None:
+        state_dict = _head_state_dict(kind, weights, checkpoint_key)
+        for key, value in state_dict.items():
+            match = _HEAD_KEY.match(key)
+            if match and value.ndim == 2:
+                bias = state_dict.get(key[: -len("weight")] + "bias")
+                layers.append((int(match.group(2) or 0), value, bias))
+        if not layers:
+            raise ValueError(
+                f"{weights}: no head found (expected fc.weight, fc.N.weight, _fc.weight, head.* or "
+                "classifier.* entries); S2-BNN needs a teacher checkpoint that includes its head"
+            )
+        layers.sort(key=lambda item: item[0])
+    inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
+    x = inputs
+    if not layers:
+        x = tf.keras.layers.Dense(random_width, name=f"{name}_fc")(x)
+    for i, (_, weight, bias) in enumerate(layers):
+        if i:
+            x = tf.keras.layers.ReLU(name=f"{name}_relu{i}")(x)
+        dense = tf.keras.layers.Dense(weight.shape[0], use_bias=bias is not None, name=f"{name}_fc{i}")
+        x = dense(x)
+        if weight.shape[1] != int(dense.kernel.shape[0]):
+            raise ValueError(
+                f"{weights}: head layer {i} takes {weight.shape[1]} inputs, the {kind} feature has "
+                f"{dense.kernel.shape[0]}"
+            )
+        dense.set_weights([weight.T] + ([bias] if bias is not None else []))
+    head = tf.keras.Model(inputs, x, name=name)
+    head.trainable = False
+    return head
+
+
 def build_teacher(
     kind: str,
     weights: str | os.PathLike | None = None,
@@ -177,6 +242,8 @@ def build_teacher(
     small_input_stem: bool = False,
     checkpoint_key: str | None = None,
     checkpoint_prefix: str | None = None,
+    include_head: bool = False,
+    random_head_width: int = 128,
 ) -> tf.keras.Model:
     """A frozen FP teacher ``tf.keras.Model``: images in [0, 1] ``[B, H, W, 3]`` → ``[B, D]``.
 
@@ -184,12 +251,19 @@ def build_teacher(
     the checkpoint itself, or its ``state_dict`` / ``model`` entry); ``checkpoint_prefix``
     the key prefix of the backbone (default: auto — MoCo's ``module.encoder_q.``,
     ``module.``, ``backbone.``, ``encoder.``…). See the module docstring for kinds.
+    ``include_head=True`` appends the teacher's own frozen head (:func:`build_teacher_head`):
+    the model then outputs the head's logits.
     """
     _check_weights(kind, weights)  # fail before the (slow) model build
     backbone = build_teacher_backbone(kind, input_shape, small_input_stem)
     model = freeze(backbone, name=f"teacher_{kind}")
     if weights is not None:
         load_teacher_weights(backbone, kind, weights, checkpoint_key, checkpoint_prefix, wrapper=model)
+    if include_head:
+        head = build_teacher_head(kind, weights, teacher_feature_dim(model), checkpoint_key, random_head_width)
+        inputs = tf.keras.Input(shape=model.input_shape[1:], name="images")
+        model = tf.keras.Model(inputs, head(model(inputs)), name=f"teacher_{kind}_with_head")
+        model.trainable = False
     return model
 
 

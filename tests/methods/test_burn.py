@@ -3,26 +3,16 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.callbacks import LambdaScheduler
-from burn_tf.config import MethodConfig
 from burn_tf.losses import lambda_at
-from burn_tf.methods.burn import BURN
+from burn_tf.methods.burn import BURN, BURNConfig
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
-
-def tiny_teacher(size=32, dim=24):
-    """A small FP CNN with BatchNorm: a real (random) frozen feature extractor."""
-    inputs = tf.keras.Input((size, size, 3))
-    x = tf.keras.layers.Conv2D(16, 3, strides=2, name="t_conv")(inputs)
-    x = tf.keras.layers.BatchNormalization(name="t_bn")(x)
-    x = tf.keras.layers.ReLU()(x)
-    x = tf.keras.layers.Conv2D(dim, 3, strides=2, name="t_conv2")(x)
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    return tf.keras.Model(inputs, x, name="tiny_teacher")
+from method_helpers import changed, snapshot, tiny_teacher, view_pair
 
 
 def make_burn(stage=1, **method):
     student = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125))
-    cfg = MethodConfig(head_width=32, **method)
+    cfg = BURNConfig(head_width=32, **method)
     model = BURN(tiny_teacher(), student, cfg)
     # Eager: tracing the binary net's train step costs more than the few steps a test runs;
     # train_step is the same code either way (pretrain tests run it compiled).
@@ -31,18 +21,7 @@ def make_burn(stage=1, **method):
 
 
 def batch(n=16, seed=0):
-    rng = np.random.default_rng(seed)
-    v1 = rng.random((n, 32, 32, 3), dtype=np.float32)
-    v2 = np.clip(v1 + 0.1 * rng.standard_normal(v1.shape).astype(np.float32), 0, 1)
-    return tf.constant(v1), tf.constant(v2)
-
-
-def snapshot(variables):
-    return [v.numpy().copy() for v in variables]
-
-
-def changed(before, variables):
-    return any(not np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
+    return view_pair(n, seed)
 
 
 def test_one_step_trains_theta_and_phi_but_not_zeta_nor_its_bn_stats():
@@ -86,8 +65,8 @@ def test_options_train(similarity_on, kind):
 def test_loss_is_eq4_of_its_terms():
     model = make_burn()
     model.lambda_value.assign(0.8)
-    loss, kl, fs, _ = model.compute_losses(*batch(), training=False)
-    assert float(loss) == pytest.approx(0.2 * float(kl) + 0.8 * float(fs), rel=1e-5)
+    terms = model.compute_losses(list(batch()), None, training=False)
+    assert float(terms["loss"]) == pytest.approx(0.2 * float(terms["kl"]) + 0.8 * float(terms["fs"]), rel=1e-5)
 
 
 def test_single_view_mode_is_alg1():
@@ -116,7 +95,7 @@ def test_lambda_scheduler_follows_global_step():
 
 def test_gradient_accumulation_applies_every_n_batches():
     student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125))
-    model = BURN(tiny_teacher(), student, MethodConfig(head_width=32), accumulation_steps=3)
+    model = BURN(tiny_teacher(), student, BURNConfig(head_width=32), accumulation_steps=3)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     model.build_all()
     phi = snapshot(model.student_backbone.trainable_variables)
@@ -138,3 +117,71 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     model.lambda_value.assign(0.7)
     history = model.fit(ds, epochs=4, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_symmetric_loss_pairs_each_student_view_with_the_other_teacher_view():
+    from burn_tf import losses
+
+    model = make_burn(head="dense", similarity_on="features")
+    model.lambda_value.assign(0.5)
+    v1, v2 = batch(8)
+    terms = model.compute_losses([v1, v2], None, training=False)
+
+    def teacher_side(x):
+        feat = model.teacher_features(x)
+        return model.teacher_classifier(feat, training=False), feat
+
+    def student_side(x):
+        feat = model.student_backbone(x, training=False)
+        return model.student_classifier(feat, training=False), model.student_projection(feat, training=False)
+
+    (t1, tf1), (t2, tf2) = teacher_side(v1), teacher_side(v2)
+    (s1, sp1), (s2, sp2) = student_side(v1), student_side(v2)
+    # Student(v1) against teacher(v2) and student(v2) against teacher(v1), averaged.
+    kl = 0.5 * (losses.kl_divergence(t2, s1, 0.2) + losses.kl_divergence(t1, s2, 0.2))
+    fs = 0.5 * (losses.feature_similarity(tf2, sp1) + losses.feature_similarity(tf1, sp2))
+    assert float(terms["kl"]) == pytest.approx(float(kl), rel=1e-4)
+    assert float(terms["fs"]) == pytest.approx(float(fs), rel=1e-4)
+    # The same-view pairing gives a different value on these views: the swap is observable.
+    same = 0.5 * (losses.kl_divergence(t1, s1, 0.2) + losses.kl_divergence(t2, s2, 0.2))
+    assert abs(float(same) - float(kl)) > 1e-3
+
+
+def test_gradient_accumulation_applies_the_mean_of_k_gradients():
+    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125))
+    model = BURN(tiny_teacher(), student, BURNConfig(head_width=32, head="dense"), accumulation_steps=2)
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.1), run_eagerly=True)
+    variables = model.train_variables()
+    before = snapshot(variables)
+    batches = [batch(seed=1), batch(seed=2)]
+    grads = []
+    for b in batches:
+        with tf.GradientTape() as tape:
+            loss = model.compute_losses(list(b), None, training=True)["loss"]
+        grads.append(tape.gradient(loss, variables))
+    for b in batches:
+        model.train_on_batch(b)
+    assert int(model.optimizer.iterations.numpy()) == 1
+    for w0, v, g1, g2 in zip(before, variables, *grads):
+        g1 = np.zeros_like(w0) if g1 is None else g1.numpy()
+        g2 = np.zeros_like(w0) if g2 is None else g2.numpy()
+        np.testing.assert_allclose(v.numpy(), w0 - 0.1 * (g1 + g2) / 2, rtol=1e-4, atol=1e-6)
+
+
+def test_accumulators_exist_after_compile_not_created_by_train_step():
+    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125))
+    model = BURN(tiny_teacher(), student, BURNConfig(head_width=32), accumulation_steps=2)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), run_eagerly=True)
+    accumulators = list(model._accumulators)
+    assert len(accumulators) == len(model.train_variables())
+    model.train_on_batch(batch())
+    assert all(a is b for a, b in zip(accumulators, model._accumulators))
+    assert "accumulated_gradients" in model.checkpoint_parts()
+
+
+def test_registry_and_config_class():
+    from burn_tf.methods import method_class
+
+    assert method_class("burn") is BURN and BURN.Config is BURNConfig
+    assert BURN.num_views_for(BURNConfig(symmetric=False)) == 1
+    assert set(make_burn().exported_heads()) == {"classifier"}

@@ -1,0 +1,77 @@
+"""The network a pretraining method trains and exports, chosen in config (``backbone:``).
+
+- ``reactnet_a``: the binary ReActNet-A of the paper (two stages: binary activations, then
+  binary weights too).
+- ``resnet18`` / ``resnet50``: torchvision-layout FP ResNets, for training a
+  self-supervised FP teacher with burn_tf itself (one stage; ``small_input_stem`` for
+  28–64 px images). Their exported backbones load as ``teacher.weights`` of kind
+  ``resnet18`` / ``resnet50``.
+
+>>> build_backbone(BackboneConfig(kind="reactnet_a", input_size=32, width_multiplier=0.25), stage=1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.models.resnet import build_resnet
+from burn_tf.schema import ConfigError
+
+BACKBONES = ("reactnet_a", "resnet18", "resnet50")
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    kind: str = "reactnet_a"
+    input_size: int = 224
+    # ReActNet-A only (see ReActNetConfig); `stage` is set by the stage being run.
+    stage: int = 2
+    width_multiplier: float = 1.0
+    activation_gradient: str = "approx_sign"
+    # 0.0 is the reference (zero padding of the ±1 map); 1.0 is what LCE runs fastest.
+    pad_values: float = 0.0
+    bn_momentum: float = 0.9
+    bn_epsilon: float = 1e-5
+    # ResNet only: a 3×3 stride-1 stem without max-pool for small images (CIFAR-style).
+    small_input_stem: bool = False
+
+    def __post_init__(self):
+        if self.kind not in BACKBONES:
+            raise ConfigError(f"backbone.kind={self.kind!r} is not one of {BACKBONES}")
+        if self.is_binary:
+            try:
+                self.reactnet_config()
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        elif not 16 <= int(self.input_size) <= 1024:
+            raise ConfigError(f"backbone.input_size must be in [16, 1024], got {self.input_size!r}")
+
+    @property
+    def is_binary(self) -> bool:
+        return self.kind == "reactnet_a"
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """The stages this backbone is pretrained in: 1, 2 for the binary net, 1 otherwise."""
+        return (1, 2) if self.is_binary else (1,)
+
+    def reactnet_config(self, stage: int | None = None) -> ReActNetConfig:
+        names = {f.name for f in dataclasses.fields(ReActNetConfig)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        if stage is not None:
+            values["stage"] = stage
+        return ReActNetConfig(**values)
+
+
+def build_backbone(cfg: BackboneConfig, stage: int = 1, name: str = "student_backbone") -> tf.keras.Model:
+    """The backbone of ``stage``: images in [0, 1] ``[B, S, S, 3]`` → pooled feature ``[B, D]``."""
+    if cfg.is_binary:
+        return reactnet_a(cfg.reactnet_config(stage), name=name)
+    if stage != 1:
+        raise ConfigError(f"backbone.kind={cfg.kind!r} is full precision and has one stage, not stage {stage}")
+    depth = int(cfg.kind.removeprefix("resnet"))
+    return build_resnet(depth, (cfg.input_size, cfg.input_size, 3), small_input_stem=cfg.small_input_stem,
+                        name=name)
