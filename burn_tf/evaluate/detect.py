@@ -592,7 +592,7 @@ def _composites_data(input_size, num_train, num_test, batch_size, augment, seed,
 def _open_voc(name, data_dir, num_train, num_test):
     """tfds VOC prepared under ``data_dir`` → (train examples, test examples, class names,
     description). Never downloads: a missing data_dir or unprepared dataset is an error."""
-    from burn_tf.data.sources import SourceNotFoundError, _gcs_disabled
+    from burn_tf.data.sources import SourceNotFoundError, gcs_disabled
 
     if data_dir is None:
         raise SourceNotFoundError(
@@ -605,7 +605,7 @@ def _open_voc(name, data_dir, num_train, num_test):
         raise SourceNotFoundError(f"tfds data_dir {data_dir!r} does not exist (data={name!r})")
     import tensorflow_datasets as tfds
 
-    with _gcs_disabled():
+    with gcs_disabled():
         try:
             builder = tfds.builder(name, data_dir=data_dir)
         except Exception as err:

@@ -309,12 +309,12 @@ def voc2007_arrays(data_dir, split: str, image_size: int) -> tuple[np.ndarray, n
     (see :func:`voc_targets`). Never downloads."""
     import tensorflow as tf
 
-    from burn_tf.data.sources import _gcs_disabled, tfds_source
+    from burn_tf.data.sources import gcs_disabled, tfds_source
 
     tfds_source("voc/2007", split, data_dir, label_key=None)  # checks: prepared, split exists
     import tensorflow_datasets as tfds
 
-    with _gcs_disabled():
+    with gcs_disabled():
         builder = tfds.builder("voc/2007", data_dir=data_dir)
         ds = builder.as_dataset(split=split, shuffle_files=False)
 
