@@ -27,7 +27,10 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.evaluate.knn import check_labels, embed, topk_accuracy, weighted_knn
+from burn_tf.evaluate.data import check_images, check_labels
+from burn_tf.evaluate.features import embed
+from burn_tf.evaluate.knn import weighted_knn
+from burn_tf.evaluate.metrics import topk_accuracies
 
 LOG_KEY = "knn_top1"
 
@@ -74,8 +77,8 @@ class KNNMonitor(tf.keras.callbacks.Callback):
                             f"model -> feature extractor, got {type(feature_extractor).__name__}")
         if int(every_n_epochs) < 1:
             raise ValueError(f"every_n_epochs must be ≥ 1, got {every_n_epochs}")
-        self.train_images = self._check_images(train_images, "train_images")
-        self.test_images = self._check_images(test_images, "test_images")
+        self.train_images = check_images(train_images, "KNNMonitor: train_images")
+        self.test_images = check_images(test_images, "KNNMonitor: test_images")
         self.train_labels = np.asarray(train_labels).astype(np.int64)
         self.test_labels = np.asarray(test_labels).astype(np.int64)
         for images, labels, name in ((self.train_images, self.train_labels, "train"),
@@ -83,7 +86,7 @@ class KNNMonitor(tf.keras.callbacks.Callback):
             if labels.ndim != 1 or len(labels) != len(images):
                 raise ValueError(f"KNNMonitor: {len(images)} {name} images but {name} labels of "
                                  f"shape {labels.shape}")
-        check_labels(self.train_labels, "KNNMonitor train_labels")
+        check_labels(self.train_labels, "KNNMonitor train_labels", min_classes=2)
         check_labels(self.test_labels, "KNNMonitor test_labels", min_classes=1)
         if cap_k:
             k = min(int(k), len(self.train_labels))
@@ -101,14 +104,6 @@ class KNNMonitor(tf.keras.callbacks.Callback):
         self.num_classes = int(max(self.train_labels.max(), self.test_labels.max())) + 1
         self.history: list[dict] = []  # one entry per evaluation: epoch, knn_top1, seconds
         self._writer = None
-
-    @staticmethod
-    def _check_images(images, name: str) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim not in (3, 4) or len(images) == 0:
-            raise ValueError(f"KNNMonitor: {name} must be a non-empty [N,H,W] or [N,H,W,C] array, "
-                             f"got shape {images.shape}")
-        return images
 
     # --------------------------------------------------------------------- internals
 
@@ -149,7 +144,7 @@ class KNNMonitor(tf.keras.callbacks.Callback):
             return {LOG_KEY: float("nan"), **({"knn_top5": float("nan")} if self.top5 else {})}
         _, scores = weighted_knn(f_train, self.train_labels, f_test, k=self.k,
                                  temperature=self.temperature, num_classes=self.num_classes)
-        acc = topk_accuracy(scores, self.test_labels, (1, 5) if self.top5 else (1,))
+        acc = topk_accuracies(scores, self.test_labels, (1, 5) if self.top5 else (1,))
         out = {LOG_KEY: acc["top1"]}
         if self.top5:
             out["knn_top5"] = acc.get("top5", float("nan"))
