@@ -13,7 +13,7 @@ On epochs it skips, ``knn_top1`` is logged as NaN, so the log keys stay the same
 epoch (``CSVLogger`` fixes its columns on the first epoch). The last epoch is always
 evaluated.
 
-    monitor = KNNMonitor(lambda model: model.student, x_train[:2000], y_train[:2000],
+    monitor = KNNMonitor(lambda model: model.student_backbone, x_train[:2000], y_train[:2000],
                          x_test[:1000], y_test[:1000], every_n_epochs=5, log_dir="runs/x")
     burn.fit(ds, epochs=100, callbacks=[monitor, tf.keras.callbacks.CSVLogger("log.csv")])
 """
@@ -40,8 +40,10 @@ class KNNMonitor(tf.keras.callbacks.Callback):
 
     Args:
       feature_extractor: a Keras model (images in [0, 1] → [B, D] features), or a callable
-        ``f(training_model) -> feature extractor`` evaluated each time (e.g.
-        ``lambda m: m.student`` to reach the student backbone of a method's ``keras.Model``).
+        ``f(training_model) -> feature extractor`` called at each evaluation with the model
+        being fitted (``self.model``, the one ``fit`` was called on); nothing else of it is
+        read. E.g. ``lambda m: m.student_backbone`` reaches the student of a
+        :class:`~burn_tf.methods.burn.BURN` model.
       train_images, train_labels: the labelled bank (uint8 or float in [0, 1]; [N,H,W] or
         [N,H,W,C]); train_labels int class ids.
       test_images, test_labels: the queries.
