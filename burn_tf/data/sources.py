@@ -377,7 +377,7 @@ def fashion_mnist(
 
 
 @contextlib.contextmanager
-def _gcs_disabled():
+def gcs_disabled():
     """Keep tfds from looking anything up on GCS while we build/read a local builder."""
     try:
         from tensorflow_datasets.core.utils import gcs_utils
@@ -423,7 +423,7 @@ def tfds_source(
             f"tfds data_dir {data_dir!r} does not exist; pass data_dir= the directory that "
             f"contains the prepared {name.split('/')[0]}/ folder"
         )
-    with _gcs_disabled():
+    with gcs_disabled():
         try:
             builder = tfds.builder(name, data_dir=data_dir)
         except Exception as e:  # DatasetNotFoundError and friends

@@ -7,6 +7,12 @@ extractor (images in [0, 1] → [B, D]), so every method's output is judged the 
 
 ``burn_tf.evaluate.<task>`` is always the *function*; reach the module itself with
 ``importlib.import_module("burn_tf.evaluate.<task>")``.
+
+What the evaluators share lives in modules named for it: ``data`` (labelled data, checks,
+subsets), ``metrics``, ``images`` (preprocessing), ``features`` (extraction),
+``neighbours`` (cosine top-k), ``probe`` (linear-head training), ``plots``, ``threads``,
+``common`` (backbone in, results out); ``detection_model`` / ``detection_data`` serve
+``detect``.
 """
 
 import importlib

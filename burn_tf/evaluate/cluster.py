@@ -19,7 +19,8 @@ numbers.
   Eigenvectors come from ``scipy.sparse.linalg.eigsh``.
 
 Scores: NMI (``sklearn.metrics.normalized_mutual_info_score``), ARI
-(``adjusted_rand_score``) and purity (fraction of items in their cluster's majority class).
+(``adjusted_rand_score``) and purity (fraction of items in their cluster's majority class,
+:func:`burn_tf.evaluate.metrics.purity`).
 The CLD table A.1 reports the kNN accuracy of networks *trained* with each clustering at
 each group number; evaluating a fixed backbone cannot retrain, so this evaluator reports
 how well each method's groups recover the classes at each group number instead.
@@ -33,18 +34,13 @@ from typing import Sequence
 
 import numpy as np
 
-from burn_tf.evaluate.common import format_table, l2_normalize, resolve_backbone, write_results
-from burn_tf.evaluate.knn import (
-    check_image_backbone,
-    check_labels,
-    data_name,
-    cosine_topk,
-    embed,
-    limit_blas_threads,
-    load_labelled_split,
-    save_png,
-    subsample,
-)
+from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate.data import check_labels, data_name, load_labelled_data, random_subset
+from burn_tf.evaluate.features import check_features, embed, l2_normalize, resolve_input_size
+from burn_tf.evaluate.metrics import purity
+from burn_tf.evaluate.neighbours import cosine_topk
+from burn_tf.evaluate.plots import save_png
+from burn_tf.evaluate.threads import limit_blas_threads
 
 METHODS = ("spherical_kmeans", "spectral")
 
@@ -53,11 +49,7 @@ METHODS = ("spherical_kmeans", "spectral")
 
 
 def _check_features(features, n_clusters: int) -> np.ndarray:
-    x = np.asarray(features, np.float32)
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"features must be a non-empty [N, D] array, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("features contain NaN or Inf")
+    x = check_features(features)
     if not 1 <= int(n_clusters) <= len(x):
         raise ValueError(f"n_clusters={n_clusters} must be between 1 and the number of items ({len(x)})")
     return x
@@ -186,14 +178,6 @@ def spectral_clustering(
 # --------------------------------------------------------------------------- scoring
 
 
-def purity(labels_true, labels_pred) -> float:
-    """Fraction of items whose cluster's majority class is their class."""
-    from sklearn.metrics.cluster import contingency_matrix
-
-    table = contingency_matrix(labels_true, labels_pred)
-    return float(table.max(axis=0).sum() / table.sum())
-
-
 def cluster_features(
     features,
     labels,
@@ -207,14 +191,14 @@ def cluster_features(
 ) -> list[dict]:
     """Clusters ``features`` with each method at each group number → rows of
     ``{"groups", "method", "nmi", "ari", "purity", "seconds"}``. ``blas_threads``: see
-    :func:`~burn_tf.evaluate.knn.limit_blas_threads`."""
+    :func:`~burn_tf.evaluate.threads.limit_blas_threads`."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     labels = np.asarray(labels)
     x = np.asarray(features, np.float32)
     if len(labels) != len(x):
         raise ValueError(f"{len(x)} features but {len(labels)} labels")
-    check_labels(labels, "labels")
+    check_labels(labels, "labels", min_classes=2)
     if isinstance(n_clusters, int):
         n_clusters = [n_clusters]
     if isinstance(methods, str):
@@ -291,12 +275,12 @@ def cluster(
     at each group number (default 5, 10, 20, 50: ½×, 1×, 2×, 5× the 10 classes), on the
     ``split`` (default: the 10k test images; ``num_samples`` takes a random subset).
     Writes ``cluster.json`` and ``cluster.png`` (scores vs group number) to ``out_dir``.
-    ``blas_threads``: see :func:`~burn_tf.evaluate.knn.limit_blas_threads`.
+    ``blas_threads``: see :func:`~burn_tf.evaluate.threads.limit_blas_threads`.
     """
     model, meta = resolve_backbone(backbone)
-    size = check_image_backbone(model, image_size)
-    images, labels = subsample(*load_labelled_split(data, split), num_samples, seed)
-    check_labels(labels, f"{split} labels")
+    size = resolve_input_size(model, image_size)
+    images, labels = random_subset(*load_labelled_data(data).split(split), num_samples, seed)
+    check_labels(labels, f"{split} labels", min_classes=2)
     start = time.perf_counter()
     features = embed(model, images, size, batch_size)
     extract_seconds = time.perf_counter() - start

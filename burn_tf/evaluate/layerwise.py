@@ -22,14 +22,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.evaluate.common import format_table, prepare_images, resolve_backbone, write_results
-from burn_tf.evaluate.knn import (
-    check_image_backbone,
-    data_name,
-    limit_blas_threads,
-    load_train_test,
-    save_png,
-)
+from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate.data import data_name, load_train_test
+from burn_tf.evaluate.features import resolve_input_size
+from burn_tf.evaluate.images import prepare_images
+from burn_tf.evaluate.plots import save_png
+from burn_tf.evaluate.threads import limit_blas_threads
 
 
 def pooled_layer_model(model: tf.keras.Model, layers=None) -> tuple[tf.keras.Model, list[str]]:
@@ -156,11 +154,11 @@ def layerwise(
     Defaults: a 10k random subset of the train split for the probes, the whole test split
     for the accuracy. ``layers``: layer names to probe (default: ReActNet-A's 13 blocks).
     ``max_iter`` bounds the L-BFGS iterations (the ``converged`` column says whether it was
-    reached); ``blas_threads`` see :func:`~burn_tf.evaluate.knn.limit_blas_threads`.
+    reached); ``blas_threads`` see :func:`~burn_tf.evaluate.threads.limit_blas_threads`.
     Writes ``layerwise.json`` and ``layerwise.png`` to ``out_dir`` when given.
     """
     model, meta = resolve_backbone(backbone)
-    size = check_image_backbone(model, image_size)
+    size = resolve_input_size(model, image_size)
     probe_model, names = pooled_layer_model(model, layers)
     x_train, y_train, x_test, y_test = load_train_test(data, num_train, num_test, seed)
     start = time.perf_counter()

@@ -13,7 +13,7 @@ On epochs it skips, ``knn_top1`` is logged as NaN, so the log keys stay the same
 epoch (``CSVLogger`` fixes its columns on the first epoch). The last epoch is always
 evaluated.
 
-    monitor = KNNMonitor(lambda model: model.student, x_train[:2000], y_train[:2000],
+    monitor = KNNMonitor(lambda model: model.student_backbone, x_train[:2000], y_train[:2000],
                          x_test[:1000], y_test[:1000], every_n_epochs=5, log_dir="runs/x")
     burn.fit(ds, epochs=100, callbacks=[monitor, tf.keras.callbacks.CSVLogger("log.csv")])
 """
@@ -27,7 +27,10 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.evaluate.knn import check_labels, embed, topk_accuracy, weighted_knn
+from burn_tf.evaluate.data import check_images, check_labels
+from burn_tf.evaluate.features import embed
+from burn_tf.evaluate.knn import weighted_knn
+from burn_tf.evaluate.metrics import topk_accuracies
 
 LOG_KEY = "knn_top1"
 
@@ -37,8 +40,10 @@ class KNNMonitor(tf.keras.callbacks.Callback):
 
     Args:
       feature_extractor: a Keras model (images in [0, 1] → [B, D] features), or a callable
-        ``f(training_model) -> feature extractor`` evaluated each time (e.g.
-        ``lambda m: m.student`` to reach the student backbone of a method's ``keras.Model``).
+        ``f(training_model) -> feature extractor`` called at each evaluation with the model
+        being fitted (``self.model``, the one ``fit`` was called on); nothing else of it is
+        read. E.g. ``lambda m: m.student_backbone`` reaches the student of a
+        :class:`~burn_tf.methods.burn.BURN` model.
       train_images, train_labels: the labelled bank (uint8 or float in [0, 1]; [N,H,W] or
         [N,H,W,C]); train_labels int class ids.
       test_images, test_labels: the queries.
@@ -74,8 +79,8 @@ class KNNMonitor(tf.keras.callbacks.Callback):
                             f"model -> feature extractor, got {type(feature_extractor).__name__}")
         if int(every_n_epochs) < 1:
             raise ValueError(f"every_n_epochs must be ≥ 1, got {every_n_epochs}")
-        self.train_images = self._check_images(train_images, "train_images")
-        self.test_images = self._check_images(test_images, "test_images")
+        self.train_images = check_images(train_images, "KNNMonitor: train_images")
+        self.test_images = check_images(test_images, "KNNMonitor: test_images")
         self.train_labels = np.asarray(train_labels).astype(np.int64)
         self.test_labels = np.asarray(test_labels).astype(np.int64)
         for images, labels, name in ((self.train_images, self.train_labels, "train"),
@@ -83,7 +88,7 @@ class KNNMonitor(tf.keras.callbacks.Callback):
             if labels.ndim != 1 or len(labels) != len(images):
                 raise ValueError(f"KNNMonitor: {len(images)} {name} images but {name} labels of "
                                  f"shape {labels.shape}")
-        check_labels(self.train_labels, "KNNMonitor train_labels")
+        check_labels(self.train_labels, "KNNMonitor train_labels", min_classes=2)
         check_labels(self.test_labels, "KNNMonitor test_labels", min_classes=1)
         if cap_k:
             k = min(int(k), len(self.train_labels))
@@ -101,14 +106,6 @@ class KNNMonitor(tf.keras.callbacks.Callback):
         self.num_classes = int(max(self.train_labels.max(), self.test_labels.max())) + 1
         self.history: list[dict] = []  # one entry per evaluation: epoch, knn_top1, seconds
         self._writer = None
-
-    @staticmethod
-    def _check_images(images, name: str) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim not in (3, 4) or len(images) == 0:
-            raise ValueError(f"KNNMonitor: {name} must be a non-empty [N,H,W] or [N,H,W,C] array, "
-                             f"got shape {images.shape}")
-        return images
 
     # --------------------------------------------------------------------- internals
 
@@ -149,7 +146,7 @@ class KNNMonitor(tf.keras.callbacks.Callback):
             return {LOG_KEY: float("nan"), **({"knn_top5": float("nan")} if self.top5 else {})}
         _, scores = weighted_knn(f_train, self.train_labels, f_test, k=self.k,
                                  temperature=self.temperature, num_classes=self.num_classes)
-        acc = topk_accuracy(scores, self.test_labels, (1, 5) if self.top5 else (1,))
+        acc = topk_accuracies(scores, self.test_labels, (1, 5) if self.top5 else (1,))
         out = {LOG_KEY: acc["top1"]}
         if self.top5:
             out["knn_top5"] = acc.get("top5", float("nan"))

@@ -3,7 +3,7 @@
 Each query (a test image) retrieves its top-k cosine neighbours among the bank (train
 images). precision@k is the fraction of the k retrievals that share the query's class,
 averaged over the queries; ``hit@k`` is the fraction of queries with at least one correct
-retrieval in the top k. A PNG grid shows queries (first column, blue frame) and their
+retrieval in the top k (:func:`burn_tf.evaluate.metrics.precision_at_k`). A PNG grid shows queries (first column, blue frame) and their
 ranked retrievals, outlined green when the class matches and red otherwise, as in the
 seed's Fig. A.3.
 """
@@ -17,41 +17,11 @@ from typing import Sequence
 import numpy as np
 
 from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
-from burn_tf.evaluate.knn import (
-    check_image_backbone,
-    data_name,
-    cosine_topk,
-    embed,
-    load_train_test,
-    save_png,
-)
-
-
-def _check_ks(ks) -> list[int]:
-    if isinstance(ks, int):
-        ks = [ks]
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
-    return ks
-
-
-def precision_at_k(query_labels, bank_labels, neighbours, ks: Sequence[int] = (1, 5, 10, 20)) -> dict:
-    """``{"precision@k": …, "hit@k": …}`` from ranked neighbour indices [Q, ≥ max(ks)]."""
-    query_labels = np.asarray(query_labels)
-    neighbours = np.asarray(neighbours)
-    ks = _check_ks(ks)
-    if neighbours.ndim != 2 or len(neighbours) != len(query_labels):
-        raise ValueError(f"neighbours must be [Q, k] with Q = {len(query_labels)}, got {neighbours.shape}")
-    if neighbours.shape[1] < ks[-1]:
-        raise ValueError(f"only {neighbours.shape[1]} neighbours per query for precision@{ks[-1]}")
-    correct = np.asarray(bank_labels)[neighbours] == query_labels[:, None]
-    out = {}
-    for k in ks:
-        out[f"precision@{k}"] = float(np.mean(correct[:, :k]))
-    for k in ks:
-        out[f"hit@{k}"] = float(np.mean(np.any(correct[:, :k], axis=1)))
-    return out
+from burn_tf.evaluate.data import class_names_for, data_name, load_train_test
+from burn_tf.evaluate.features import embed, resolve_input_size
+from burn_tf.evaluate.metrics import check_ks, precision_at_k
+from burn_tf.evaluate.neighbours import cosine_topk
+from burn_tf.evaluate.plots import save_png
 
 
 def retrieve(query_features, bank_features, k: int, chunk_size: int | None = None):
@@ -126,9 +96,9 @@ def retrieval(
     """precision@k of cosine retrieval: ``num_queries`` random test images (default 1000)
     against the train split (default: all of it) as the bank. Writes ``retrieval.json``
     and ``retrieval.png`` (the first ``grid_queries`` queries × ``grid_k`` retrievals)."""
-    ks = _check_ks(ks)
+    ks = check_ks(ks)
     model, meta = resolve_backbone(backbone)
-    size = check_image_backbone(model, image_size)
+    size = resolve_input_size(model, image_size)
     bank_images, bank_labels, query_images, query_labels = load_train_test(
         data, num_bank, num_queries, seed, what=("bank (train) labels", "query (test) labels"))
     k_max = max(ks[-1], int(grid_k) if out_dir is not None else 0)
@@ -154,8 +124,6 @@ def retrieval(
         "plot": None,
     }
     if out_dir is not None and grid_queries > 0 and grid_k > 0:
-        from burn_tf.evaluate.tsne import class_names_for
-
         n = min(int(grid_queries), len(query_labels))
         result["plot"] = plot_retrieval_grid(
             query_images[:n], query_labels[:n], bank_images, bank_labels, neighbours[:n, :grid_k],

@@ -26,61 +26,23 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf.evaluate import common
-from burn_tf.evaluate.linear import (
-    _fit,
-    backbone_info,
+from burn_tf.evaluate.data import (
+    balanced_fraction,
     check_classification_data,
-    dense_head,
-    image_dataset,
+    first_n_balanced_data,
     load_classification_data,
-    resolve_input_size,
-    subset,
-    topk_accuracy,
 )
+from burn_tf.evaluate.features import resolve_input_size
+from burn_tf.evaluate.metrics import topk_accuracy
+from burn_tf.evaluate.images import image_dataset
+from burn_tf.evaluate.probe import dense_head, fit_or_raise, predict_images
 
 TASK = "semisup"
 DEFAULT_DATA = "fashion_mnist"
 
 
-def balanced_subset(labels: np.ndarray, fraction: float, seed: int,
-                    exclude: np.ndarray | None = None) -> np.ndarray:
-    """A class-balanced random ``fraction`` of ``labels`` → sorted indices.
-
-    Every class gets ``max(1, round(fraction · N / C))`` examples (N = ``len(labels)``, C =
-    number of classes), drawn with ``numpy.random.default_rng(seed)`` from the examples not in
-    ``exclude``. The same (labels, fraction, seed, exclude) always gives the same indices.
-    """
-    labels = np.asarray(labels)
-    if not 0.0 < float(fraction) <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    classes = np.unique(labels)
-    if len(classes) < 2:
-        raise ValueError(f"labels hold {len(classes)} class; a class-balanced subset needs >= 2")
-    per_class = max(1, int(round(float(fraction) * len(labels) / len(classes))))
-    available = np.ones(len(labels), bool)
-    if exclude is not None and len(exclude):
-        available[np.asarray(exclude, np.int64)] = False
-    rng = np.random.default_rng(int(seed))
-    chosen = []
-    for c in classes:
-        idx = np.flatnonzero((labels == c) & available)
-        if len(idx) < per_class:
-            raise ValueError(
-                f"class {int(c)} has {len(idx)} available examples, fewer than the {per_class} "
-                f"a class-balanced {fraction:g} subset needs"
-            )
-        chosen.append(idx[rng.permutation(len(idx))[:per_class]])
-    return np.sort(np.concatenate(chosen))
-
-
 def _fraction_key(fraction: float) -> str:
     return f"{100.0 * float(fraction):g}%"
-
-
-def _predict(model: tf.keras.Model, x: np.ndarray, size: int, batch_size: int) -> np.ndarray:
-    ds = image_dataset(x, np.zeros(len(x), np.int64), size, batch_size, augment=False, seed=0,
-                       shuffle=False)
-    return model.predict(ds.map(lambda a, b: a), verbose=0)
 
 
 class _StepLR(tf.keras.callbacks.Callback):
@@ -149,7 +111,7 @@ class FineTuner:
         self.reset()
         schedule = _StepLR([(self.backbone_opt, backbone_lr), (self.head_opt, head_lr)],
                            milestones, gamma)
-        return _fit(self.model, dataset, epochs,
+        return fit_or_raise(self.model, dataset, epochs,
                     f"fine-tuning (backbone lr {backbone_lr:g}, head lr {head_lr:g})", [schedule])
 
 
@@ -183,9 +145,9 @@ def semisup(
 
     The held-out split (``holdout_fraction`` of the training set, class-balanced,
     ``holdout_seed``) is removed first; each labelled subset is drawn from the rest with
-    :func:`balanced_subset` (``subset_seed``). All ``backbone_lrs × head_multipliers``
-    configurations are fine-tuned from the same initial weights; the best held-out top-1
-    is reported on the test split.
+    :func:`~burn_tf.evaluate.data.balanced_fraction` (``subset_seed``). All
+    ``backbone_lrs × head_multipliers`` configurations are fine-tuned from the same initial
+    weights; the best held-out top-1 is reported on the test split.
     """
     started = time.time()
     if int(epochs) < 1:
@@ -197,17 +159,17 @@ def semisup(
     model, meta = common.resolve_backbone(backbone)
     size = resolve_input_size(model, image_size)
     dataset = load_classification_data(data, image_size=size, data_dir=data_dir)
-    dataset = check_classification_data(subset(dataset, train_subset, test_subset))
+    dataset = check_classification_data(first_n_balanced_data(dataset, train_subset, test_subset))
     num_classes = dataset.num_classes
 
-    holdout = balanced_subset(dataset.y_train, holdout_fraction, holdout_seed)
+    holdout = balanced_fraction(dataset.y_train, holdout_fraction, holdout_seed)
     initial = model.get_weights()
     per_fraction = {}
     try:
         tuner = FineTuner(model, num_classes, size, momentum=float(momentum),
                           weight_decay=float(weight_decay), seed=int(seed))
         for fraction in fractions:
-            labelled = balanced_subset(dataset.y_train, fraction, subset_seed, exclude=holdout)
+            labelled = balanced_fraction(dataset.y_train, fraction, subset_seed, exclude=holdout)
             x, y = dataset.x_train[labelled], dataset.y_train[labelled]
             grid, best, best_weights = [], None, None
             for backbone_lr in backbone_lrs:
@@ -223,7 +185,7 @@ def semisup(
                         losses = tuner.run(train_ds, epochs=int(epochs),
                                            backbone_lr=float(backbone_lr), head_lr=head_lr,
                                            milestones=list(milestones), gamma=float(gamma))
-                        logits = _predict(tuner.model, dataset.x_train[holdout], size,
+                        logits = predict_images(tuner.model, dataset.x_train[holdout], size,
                                           eval_batch_size)
                         if not np.all(np.isfinite(logits)):
                             raise FloatingPointError("non-finite logits on the held-out split")
@@ -240,7 +202,7 @@ def semisup(
                 raise FloatingPointError(
                     f"{_fraction_key(fraction)} labels: every configuration diverged: {grid}")
             tuner.model.set_weights(best_weights)
-            logits = _predict(tuner.model, dataset.x_test, size, eval_batch_size)
+            logits = predict_images(tuner.model, dataset.x_test, size, eval_batch_size)
             k5 = min(5, num_classes)
             per_fraction[_fraction_key(fraction)] = {
                 "fraction": float(fraction),
@@ -258,7 +220,7 @@ def semisup(
     result = {
         "task": TASK,
         "data": dataset.name,
-        "backbone": backbone_info(backbone, model, meta),
+        "backbone": common.backbone_info(backbone, model, meta),
         "num_classes": num_classes,
         "num_train": int(len(dataset.x_train)),
         "num_holdout": int(len(holdout)),

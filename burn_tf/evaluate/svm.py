@@ -19,7 +19,8 @@ and are ignored when scoring, as in that code.
   et al.'s low-shot scripts. A number instead uses that one cost for everything.
   mean ± std (population std, as the benchmark's aggregation) over the samples.
 
-AP is reported both ways; ``ap_method`` picks which one is called ``map``:
+AP is reported both ways (:func:`burn_tf.evaluate.metrics.average_precision`); ``ap_method``
+picks which one is called ``map``:
 
 * ``"area"`` (default): area under the monotone (interpolated) precision/recall curve — what
   Goyal et al.'s benchmark code computes (``calculate_ap``) and hence the paper's numbers;
@@ -43,7 +44,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from burn_tf.evaluate import common
-from burn_tf.evaluate.linear import _check_images, backbone_info, resolve_input_size
+from burn_tf.evaluate.data import VOC_CLASSES, check_images, check_multi_hot
+from burn_tf.evaluate.features import resolve_input_size
+from burn_tf.evaluate.metrics import AP_METHODS, average_precision, mean_ap
 
 TASK = "svm"
 DEFAULT_DATA = "composites"
@@ -51,64 +54,7 @@ DEFAULT_COSTS = tuple(
     [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0] + [0.5 ** k for k in range(4, 20)]
 )
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, 32, 64, 96)
-AP_METHODS = ("area", "voc07")
 VOC_NAMES = ("voc2007", "voc/2007", "tfds:voc/2007")
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-)
-
-
-# ------------------------------------------------------------------------------ AP
-
-
-def precision_recall(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Precision and recall down the ranking by decreasing score (label −1 ignored)."""
-    scores = np.asarray(scores, np.float64).ravel()
-    labels = np.asarray(labels).ravel()
-    if scores.shape != labels.shape:
-        raise ValueError(f"{scores.size} scores but {labels.size} labels")
-    keep = labels != -1
-    scores, labels = scores[keep], labels[keep] > 0
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(labels[order])
-    fp = np.cumsum(~labels[order])
-    positives = int(labels.sum())
-    precision = tp / np.maximum(tp + fp, 1)
-    recall = tp / positives if positives else np.full(len(tp), np.nan)
-    return precision, recall
-
-
-def average_precision(scores: np.ndarray, labels: np.ndarray, method: str = "area") -> float:
-    """AP of one class: ``labels`` 1 positive, 0 negative, −1 ignored (VOC "difficult").
-
-    ``method="area"``: area under the precision/recall curve made monotone (precision at
-    recall r = max precision at recall ≥ r) — Goyal et al.'s ``calculate_ap``.
-    ``method="voc07"``: VOC2007 11-point AP. NaN when there is no positive.
-    """
-    if method not in AP_METHODS:
-        raise ValueError(f"ap method must be one of {AP_METHODS}, got {method!r}")
-    precision, recall = precision_recall(scores, labels)
-    if recall.size == 0 or np.isnan(recall[-1]):
-        return float("nan")
-    if method == "voc07":
-        ap = 0.0
-        for t in np.linspace(0.0, 1.0, 11):
-            hits = precision[recall >= t]
-            ap += (hits.max() if hits.size else 0.0) / 11.0
-        return float(ap)
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mpre = np.concatenate([[0.0], precision, [0.0]])
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
-    steps = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
-    return float(np.sum((mrec[steps] - mrec[steps - 1]) * mpre[steps]))
-
-
-def mean_ap(aps: Sequence[float]) -> float:
-    aps = np.asarray(aps, np.float64)
-    aps = aps[~np.isnan(aps)]
-    return float(aps.mean()) if aps.size else float("nan")
 
 
 # ----------------------------------------------------------------------------- SVMs
@@ -127,21 +73,6 @@ def make_svm(cost: float):
         C=float(cost), class_weight={1: 2, -1: 1}, intercept_scaling=1.0, penalty="l2",
         loss="squared_hinge", tol=1e-4, dual=True, max_iter=2000,
     )
-
-
-def _check_multi_hot(labels: np.ndarray, n: int, what: str) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"{what}: labels must be multi-hot [N, classes], got shape {tuple(labels.shape)}")
-    if labels.shape[0] != n:
-        raise ValueError(f"{what}: {n} feature rows / images but {labels.shape[0]} label rows")
-    if labels.shape[1] < 2:
-        raise ValueError(f"{what}: labels hold {labels.shape[1]} class; the SVM task needs >= 2")
-    bad = ~np.isin(labels, (-1, 0, 1))
-    if bad.any():
-        raise ValueError(f"{what}: labels must be 1 (present), 0 (absent) or -1 (difficult), "
-                         f"found {np.unique(labels[bad])[:5].tolist()}")
-    return labels.astype(np.int64)
 
 
 def _binary(labels: np.ndarray, c: int) -> np.ndarray:
@@ -173,7 +104,7 @@ def cost_sweep(features: np.ndarray, labels_multi_hot: np.ndarray,
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"features must be [N, D], got shape {tuple(features.shape)}")
-    labels = _check_multi_hot(labels_multi_hot, len(features), "cost_sweep")
+    labels = check_multi_hot(labels_multi_hot, len(features), "cost_sweep")
     costs = [float(c) for c in (DEFAULT_COSTS if costs is None else costs)]
     if not costs or min(costs) <= 0:
         raise ValueError(f"costs must be a non-empty list of positive numbers, got {costs}")
@@ -309,12 +240,12 @@ def voc2007_arrays(data_dir, split: str, image_size: int) -> tuple[np.ndarray, n
     (see :func:`voc_targets`). Never downloads."""
     import tensorflow as tf
 
-    from burn_tf.data.sources import _gcs_disabled, tfds_source
+    from burn_tf.data.sources import gcs_disabled, tfds_source
 
     tfds_source("voc/2007", split, data_dir, label_key=None)  # checks: prepared, split exists
     import tensorflow_datasets as tfds
 
-    with _gcs_disabled():
+    with gcs_disabled():
         builder = tfds.builder("voc/2007", data_dir=data_dir)
         ds = builder.as_dataset(split=split, shuffle_files=False)
 
@@ -339,9 +270,9 @@ def load_svm_data(data: Any, *, image_size: int, data_dir=None, n_train: int, n_
         if len(data) != 4:
             raise ValueError("data arrays must be (x_train, Y_train, x_test, Y_test)")
         x_tr, y_tr, x_te, y_te = data
-        x_tr, x_te = _check_images(x_tr, "x_train"), _check_images(x_te, "x_test")
-        y_tr = _check_multi_hot(y_tr, len(x_tr), "train")
-        y_te = _check_multi_hot(y_te, len(x_te), "test")
+        x_tr, x_te = check_images(x_tr, "x_train"), check_images(x_te, "x_test")
+        y_tr = check_multi_hot(y_tr, len(x_tr), "train")
+        y_te = check_multi_hot(y_te, len(x_te), "test")
         if y_tr.shape[1] != y_te.shape[1]:
             raise ValueError(f"train labels have {y_tr.shape[1]} classes, test labels {y_te.shape[1]}")
         if x_tr.shape[1:] != x_te.shape[1:]:
@@ -427,7 +358,7 @@ def svm(
     result = {
         "task": TASK,
         "data": name,
-        "backbone": backbone_info(backbone, model, meta),
+        "backbone": common.backbone_info(backbone, model, meta),
         "num_classes": int(y_tr.shape[1]),
         "num_train": int(len(x_tr)),
         "num_test": int(len(x_te)),

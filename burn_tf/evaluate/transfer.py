@@ -30,15 +30,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from burn_tf.evaluate import common
-from burn_tf.evaluate.linear import (
+from burn_tf.evaluate.data import (
     ClassificationData,
-    backbone_info,
     check_classification_data,
-    linear_probe,
+    first_n_balanced_data,
     load_classification_data,
-    resolve_input_size,
-    subset,
 )
+from burn_tf.evaluate.features import resolve_input_size
+from burn_tf.evaluate.probe import linear_probe
 
 TASK = "transfer"
 DEFAULT_DATA = "mnist_5k,digits"
@@ -207,7 +206,7 @@ def transfer(
         target = load_target(spec, image_size=size, data_dir=data_dir, split_seed=split_seed,
                              test_fraction=test_fraction, train_split=train_split,
                              test_split=test_split)
-        target = check_classification_data(subset(target, train_subset, test_subset))
+        target = check_classification_data(first_n_balanced_data(target, train_subset, test_subset))
         scores = linear_probe(
             model, target, size=size, epochs=proto["epochs"], lr=float(proto["lr"]),
             milestones=proto["milestones"], gamma=float(proto["gamma"]), momentum=float(momentum),
@@ -218,7 +217,7 @@ def transfer(
     result = {
         "task": TASK,
         "schedule": schedule,
-        "backbone": backbone_info(backbone, model, meta),
+        "backbone": common.backbone_info(backbone, model, meta),
         "targets": targets,
         "mean_top1": float(np.mean([t["top1"] for t in targets.values()])),
         "protocol": {

@@ -17,53 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from burn_tf.evaluate.common import format_table, l2_normalize, resolve_backbone, write_results
-from burn_tf.evaluate.knn import (
-    check_image_backbone,
+from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate.data import (
     check_labels,
+    class_names_for,
     data_name,
-    embed,
-    limit_blas_threads,
-    load_labelled_split,
-    save_png,
+    load_labelled_data,
+    select_per_class,
 )
-
-
-def class_names_for(data, labels) -> dict[int, str]:
-    """Class id → name for the legend: Fashion-MNIST's names, ``class_names`` of a data
-    dict/object when given, else the ids."""
-    names = {}
-    if isinstance(data, str) and data == "fashion_mnist":
-        from burn_tf.data.sources import FASHION_MNIST_CLASSES
-
-        names = dict(enumerate(FASHION_MNIST_CLASSES))
-    else:
-        given = data.get("class_names") if isinstance(data, dict) else getattr(data, "class_names", None)
-        if given:
-            names = dict(enumerate(given))
-    return {int(c): names.get(int(c), str(int(c))) for c in np.unique(labels)}
-
-
-def select_per_class(labels: np.ndarray, num_classes: int, per_class: int, seed: int = 0) -> np.ndarray:
-    """Indices of ``per_class`` random items of each of the first ``num_classes`` classes."""
-    classes = np.unique(labels)
-    if num_classes > len(classes):
-        raise ValueError(f"num_classes={num_classes} but the data holds {len(classes)} classes")
-    if per_class < 1:
-        raise ValueError(f"per_class must be ≥ 1, got {per_class}")
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in classes[:num_classes]:
-        members = np.flatnonzero(labels == c)
-        chosen.append(np.sort(rng.permutation(members)[:per_class]))
-    return np.concatenate(chosen)
+from burn_tf.evaluate.features import embed, l2_normalize, resolve_input_size
+from burn_tf.evaluate.plots import save_png
+from burn_tf.evaluate.threads import limit_blas_threads
 
 
 def run_tsne(features: np.ndarray, perplexity: float = 30.0, max_iter: int = 1000, seed: int = 0,
              blas_threads: int | None = 1):
     """2-d Barnes–Hut t-SNE of L2-normalised features → (embedding [N, 2], KL divergence).
 
-    ``blas_threads`` limits OpenMP/BLAS threads (:func:`~burn_tf.evaluate.knn.limit_blas_threads`;
+    ``blas_threads`` limits OpenMP/BLAS threads (:func:`~burn_tf.evaluate.threads.limit_blas_threads`;
     measured under load: 90 points 27 s with the default two threads, 0.08 s with one).
     """
     from sklearn.manifold import TSNE
@@ -120,13 +91,13 @@ def tsne(
 
     Writes ``tsne.png``, ``tsne_embedding.npz`` (embedding, labels, indices) and
     ``tsne.json`` to ``out_dir`` when given. ``blas_threads`` (also OpenMP): see
-    :func:`~burn_tf.evaluate.knn.limit_blas_threads`.
+    :func:`~burn_tf.evaluate.threads.limit_blas_threads`.
     """
     from sklearn.metrics import silhouette_score
 
     model, meta = resolve_backbone(backbone)
-    size = check_image_backbone(model, image_size)
-    images, labels = load_labelled_split(data, split)
+    size = resolve_input_size(model, image_size)
+    images, labels = load_labelled_data(data).split(split)
     check_labels(labels, f"{split} labels", min_classes=1)
     index = select_per_class(labels, num_classes, per_class, seed)
     images, labels = images[index], labels[index]

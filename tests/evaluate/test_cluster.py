@@ -4,14 +4,12 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from burn_tf.evaluate.cluster import (
     cluster,
     cluster_features,
     format_result,
     knn_affinity,
-    purity,
     spectral_clustering,
     spherical_kmeans,
 )
@@ -61,10 +59,6 @@ def test_affinity_graph_is_symmetric_knn_without_self():
     assert (np.diff(w.indptr) >= 5).all()
 
 
-def test_purity_hand_computed():
-    assert purity([0, 0, 1, 1, 1], [0, 0, 0, 1, 1]) == pytest.approx(4 / 5)
-
-
 def test_bad_input():
     x, y = blobs(5, 2, 4, 0.1)
     with pytest.raises(ValueError, match="n_clusters=11"):
@@ -77,15 +71,9 @@ def test_bad_input():
         spectral_clustering(np.full_like(x, np.nan), 2)
 
 
-def test_evaluator_table_and_png(tmp_path):
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        x, y = load_fashion_mnist_arrays("test")
-    except SourceNotFoundError as err:  # pragma: no cover
-        pytest.skip(str(err))
-    inputs = tf.keras.Input((28, 28, 3))
-    model = tf.keras.Model(inputs, tf.keras.layers.Flatten()(tf.keras.layers.AveragePooling2D(4)(inputs)))
+def test_evaluator_table_and_png(tmp_path, fashion_splits, pixel_backbone):
+    x, y = fashion_splits["test"]
+    model = pixel_backbone(pool=4)
     data = ((x[:10], y[:10]), (x[:600], y[:600]))
     result = cluster(model, data=data, out_dir=tmp_path, n_clusters=[5, 10, 20], n_init=2)
     assert [(r["groups"], r["method"]) for r in result["rows"]] == [

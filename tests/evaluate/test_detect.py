@@ -12,9 +12,11 @@ from burn_tf.data.sources import SourceNotFoundError
 from burn_tf.export import save_backbone
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
+from burn_tf.evaluate import detection_data, detection_model
+from burn_tf.evaluate.data import VOC_CLASSES
+from burn_tf.evaluate.detection_model import DetectionConfigError
+
 detect_module = importlib.import_module("burn_tf.evaluate.detect")
-coco_average_precision = detect_module.coco_average_precision
-DetectionConfigError = detect_module.DetectionConfigError
 
 TINY = ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125)
 
@@ -36,122 +38,6 @@ def small_cnn():
     return tf.keras.Model(inputs, x, name="small_cnn")
 
 
-# ------------------------------------------------------------------------------- metric
-
-
-def hand_case():
-    """One class, two images. Image 1: gt A, one detection of IoU 0.82 (score 0.9).
-    Image 2: gts B and C; detections: IoU 0.62 with B (0.8), a false positive (0.7),
-    exactly C (0.6)."""
-    gt_boxes = [np.array([[0, 0, 10, 10]]), np.array([[0, 0, 10, 10], [50, 50, 60, 70]])]
-    gt_classes = [np.array([0]), np.array([0, 0])]
-    pred_boxes = [np.array([[0, 0, 10, 8.2]]), np.array([[0, 0, 10, 6.2], [80, 80, 90, 90], [50, 50, 60, 70]])]
-    pred_scores = [np.array([0.9]), np.array([0.8, 0.7, 0.6])]
-    pred_classes = [np.array([0]), np.array([0, 0, 0])]
-    return gt_boxes, gt_classes, pred_boxes, pred_scores, pred_classes
-
-
-def test_ap_against_a_hand_computed_case():
-    # Ranked TP/FP and 101-point interpolated precision (COCO):
-    #  t in .50-.60: TP TP FP TP -> recall 1/3 2/3 2/3 1, precision envelope 1 1 .75 .75
-    #                 -> 67 recall points at 1, 34 at .75: AP = 92.5/101
-    #  t in .65-.80: TP FP FP TP -> 34 points at 1, 33 at .5, 34 at 0: AP = 50.5/101
-    #  t in .85-.95: FP FP FP TP -> 34 points at .25: AP = 8.5/101
-    #  mean over the 10 thresholds: (3*92.5 + 4*50.5 + 3*8.5) / 1010 = 0.5
-    result = coco_average_precision(*hand_case())
-    assert result["AP50"] == pytest.approx(92.5 / 101, abs=1e-12)
-    assert result["AP75"] == pytest.approx(50.5 / 101, abs=1e-12)
-    assert result["mAP"] == pytest.approx(0.5, abs=1e-12)
-    expected = [92.5] * 3 + [50.5] * 4 + [8.5] * 3
-    np.testing.assert_allclose(result["ap"][:, 0], np.array(expected) / 101, atol=1e-12)
-    assert result["num_gt"] == [3]
-
-
-def test_ap_classes_perfect_missing_and_absent():
-    box = np.array([[10, 10, 30, 40]])
-    # class 0: found exactly; class 1: has gt, never detected; class 2: detected, no gt.
-    result = coco_average_precision(
-        [np.concatenate([box, box + 40])], [np.array([0, 1])],
-        [np.concatenate([box, box + 5])], [np.array([0.9, 0.8])], [np.array([0, 2])],
-        num_classes=3,
-    )
-    assert result["classes"] == [0, 1]
-    np.testing.assert_allclose(result["ap"][:, 0], 1.0)
-    np.testing.assert_allclose(result["ap"][:, 1], 0.0)
-    assert np.isnan(result["ap"][:, 2]).all()
-    assert result["mAP"] == pytest.approx(0.5) and result["AP50"] == pytest.approx(0.5)
-
-
-def test_ap_duplicates_are_false_positives_and_ignored_gt_counts_neither_way():
-    box = np.array([[0.0, 0, 20, 20]])
-    dup = coco_average_precision([box], [np.array([0])], [np.concatenate([box, box])],
-                                 [np.array([0.9, 0.8])], [np.array([0, 0])])
-    assert dup["AP50"] == pytest.approx(1.0)  # the duplicate ranks after the hit
-    low_first = coco_average_precision([box], [np.array([0])], [np.concatenate([box + 50, box])],
-                                       [np.array([0.9, 0.8])], [np.array([0, 0])])
-    assert low_first["AP50"] == pytest.approx(0.5 * 101 / 101)  # precision 1/2 at every recall
-    # A detection on a "difficult" gt is neither a hit nor a false positive, and the
-    # difficult gt is not a miss.
-    gts = np.array([[0.0, 0, 20, 20], [50, 50, 70, 70]])
-    ignored = coco_average_precision(
-        [gts], [np.array([0, 0])], [np.array([[50.0, 50, 70, 70], [0, 0, 20, 20]])],
-        [np.array([0.9, 0.8])], [np.array([0, 0])], gt_ignore=[np.array([False, True])],
-    )
-    assert ignored["AP50"] == pytest.approx(1.0) and ignored["num_gt"] == [1]
-
-
-def test_ap_keeps_the_top_max_detections_per_image():
-    box = np.array([[0.0, 0, 20, 20]])
-    misses = np.tile(box + 100, (3, 1))
-    boxes = np.concatenate([misses, box])
-    result = coco_average_precision([box], [np.array([0])], [boxes], [np.array([0.9, 0.8, 0.7, 0.1])],
-                                    [np.zeros(4, int)], max_detections=3)
-    assert result["AP50"] == 0.0
-    result = coco_average_precision([box], [np.array([0])], [boxes], [np.array([0.9, 0.8, 0.7, 0.1])],
-                                    [np.zeros(4, int)], max_detections=4)
-    assert result["AP50"] == pytest.approx(0.25)
-
-
-def test_ap_matches_pycocotools_when_installed():
-    pytest.importorskip("pycocotools")
-    import contextlib
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    rng = np.random.default_rng(0)
-    gb, gc, pb, ps, pc = [], [], [], [], []
-    for _ in range(25):
-        g = int(rng.integers(0, 6))
-        xy = rng.uniform(0, 80, (g, 2))
-        boxes = np.concatenate([xy, xy + rng.uniform(5, 40, (g, 2))], 1)
-        cls = rng.integers(0, 3, g)
-        d = int(rng.integers(0, 10))
-        src = rng.integers(0, max(g, 1), d)
-        det = (boxes[src] if g else rng.uniform(0, 80, (d, 4))) + rng.normal(0, 4, (d, 4))
-        det[:, 2:] = np.maximum(det[:, 2:], det[:, :2] + 1)
-        gb.append(boxes), gc.append(cls), pb.append(det), ps.append(rng.random(d))
-        pc.append(np.where(rng.random(d) < 0.8, cls[src] if g else 0, rng.integers(0, 3, d)))
-    ours = coco_average_precision(gb, gc, pb, ps, pc, num_classes=3)
-
-    def xywh(b):
-        return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-
-    anns = [{"id": n + 1, "image_id": i + 1, "category_id": int(c) + 1, "bbox": xywh(b), "iscrowd": 0,
-             "area": float((b[2] - b[0]) * (b[3] - b[1]))}
-            for n, (i, b, c) in enumerate((i, b, c) for i in range(25) for b, c in zip(gb[i], gc[i]))]
-    gt = COCO()
-    gt.dataset = {"images": [{"id": i + 1} for i in range(25)], "annotations": anns,
-                  "categories": [{"id": k + 1} for k in range(3)]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-        dt = gt.loadRes([{"image_id": i + 1, "category_id": int(c) + 1, "bbox": xywh(b), "score": float(s)}
-                         for i in range(25) for b, s, c in zip(pb[i], ps[i], pc[i])])
-        ev = COCOeval(gt, dt, "bbox")
-        ev.evaluate(), ev.accumulate(), ev.summarize()
-    np.testing.assert_allclose([ours["mAP"], ours["AP50"], ours["AP75"]], ev.stats[:3], atol=1e-9)
-
-
 # --------------------------------------------------------------------------- backbone
 
 
@@ -159,19 +45,19 @@ def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone
     from burn_tf.export import load_backbone
 
     model, meta = load_backbone(tiny_backbone_dir)
-    sized = detect_module.backbone_at_size(model, meta, 64)
+    sized = detection_model.backbone_at_size(model, meta, 64)
     assert sized.inputs[0].shape[1:3] == (64, 64) and sized.reactnet_config.width_multiplier == 0.125
     for a, b in zip(model.get_weights(), sized.get_weights()):
         np.testing.assert_array_equal(a, b)
-    for size, rebuilt in ((64, sized), (128, detect_module.backbone_at_size(model, meta, 128))):
-        levels = detect_module.resolve_pyramid_layers(rebuilt, None, size, reactnet=True)
+    for size, rebuilt in ((64, sized), (128, detection_model.backbone_at_size(model, meta, 128))):
+        levels = detection_model.resolve_pyramid_layers(rebuilt, None, size, reactnet=True)
         assert levels == {"P3": "block_05_out", "P4": "block_11_out", "P5": "block_13_out"}
-    backbone = detect_module.pyramid_backbone(sized, levels)
+    backbone = detection_model.pyramid_backbone(sized, levels)
     import keras_cv
 
     # freeze_backbone: the RetinaNet's feature extractor shares the backbone's layers, so
     # freezing the wrapper leaves only the FPN and heads trainable.
-    detector = detect_module.build_retinanet(sized, levels, 10, anchor_size=8, head_width=8, head_depth=1)
+    detector = detection_model.build_retinanet(sized, levels, 10, anchor_size=8, head_width=8, head_depth=1)
     backbone_ids = {id(v) for v in sized.weights}
     assert any(id(v) in backbone_ids for v in detector.trainable_variables)
     detector.backbone.trainable = False
@@ -185,19 +71,19 @@ def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone
 def test_generic_backbone_needs_pyramid_layers_and_then_builds():
     model = small_cnn()
     with pytest.raises(DetectionConfigError, match="pyramid_layers") as err:
-        detect_module.resolve_pyramid_layers(model, None, 64, reactnet=False)
+        detection_model.resolve_pyramid_layers(model, None, 64, reactnet=False)
     assert "down_3" in str(err.value)  # suggests the layers at strides 8/16/32
     with pytest.raises(DetectionConfigError, match="no layer 'nope'"):
-        detect_module.resolve_pyramid_layers(model, ["down_3", "down_4", "nope"], 64, reactnet=False)
+        detection_model.resolve_pyramid_layers(model, ["down_3", "down_4", "nope"], 64, reactnet=False)
     with pytest.raises(DetectionConfigError, match="stride 8"):
-        detect_module.resolve_pyramid_layers(model, ["down_2", "down_4", "down_5"], 64, reactnet=False)
+        detection_model.resolve_pyramid_layers(model, ["down_2", "down_4", "down_5"], 64, reactnet=False)
     with pytest.raises(DetectionConfigError, match="three layer names"):
-        detect_module.resolve_pyramid_layers(model, ["down_3"], 64, reactnet=False)
+        detection_model.resolve_pyramid_layers(model, ["down_3"], 64, reactnet=False)
     # Cloned at another size, given its levels, it builds a RetinaNet that runs.
-    sized = detect_module.backbone_at_size(model, {}, 128)
+    sized = detection_model.backbone_at_size(model, {}, 128)
     assert sized.inputs[0].shape[1:3] == (128, 128)
-    levels = detect_module.resolve_pyramid_layers(sized, "down_3,down_4,down_5", 128, reactnet=False)
-    detector = detect_module.build_retinanet(sized, levels, 3, anchor_size=16, head_width=8, head_depth=1)
+    levels = detection_model.resolve_pyramid_layers(sized, "down_3,down_4,down_5", 128, reactnet=False)
+    detector = detection_model.build_retinanet(sized, levels, 3, anchor_size=16, head_width=8, head_depth=1)
     out = detector(tf.zeros((2, 128, 128, 3)), training=False)
     num_anchors = 9 * sum(math.ceil(128 / s) ** 2 for s in (8, 16, 32, 64, 128))
     assert out["box"].shape == (2, num_anchors, 4) and out["classification"].shape == (2, num_anchors, 3)
@@ -247,8 +133,8 @@ def test_voc_examples_become_pixel_xyxy_batches():
                                           "label": tf.TensorSpec([None], tf.int64),
                                           "is_difficult": tf.TensorSpec([None], tf.bool)}})
 
-    data = detect_module._voc_from_examples(to_ds(examples), to_ds(examples), detect_module.VOC_CLASSES, 64, 2,
-                                            False, 0, "fake")
+    data = detection_data.voc_detection_data(to_ds(examples), to_ds(examples), VOC_CLASSES, 64, 2,
+                                             False, 0, "fake")
     np.testing.assert_allclose(data.test_gt[0][0], [[0.2 * 64, 0.1 * 64, 0.6 * 64, 0.5 * 64]], rtol=1e-6)
     np.testing.assert_array_equal(data.test_gt[1][1], [0, 19])
     np.testing.assert_array_equal(data.test_gt[1][2], [False, True])

@@ -9,7 +9,6 @@ import tensorflow as tf
 
 from burn_tf.evaluate.knn import cosine_topk, knn, knn_accuracy, weighted_knn
 from burn_tf.export import BackboneFormatError, save_backbone
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
 def reference_knn(train, train_labels, query, k, temperature, num_classes):
@@ -23,21 +22,6 @@ def reference_knn(train, train_labels, query, k, temperature, num_classes):
         for j in top:
             scores[i, train_labels[j]] += np.exp(sims[j] / temperature)
     return scores.argmax(axis=1), scores
-
-
-def fashion(n_train, n_test):
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        x_train, y_train = load_fashion_mnist_arrays("train")
-        x_test, y_test = load_fashion_mnist_arrays("test")
-    except SourceNotFoundError as err:  # pragma: no cover - the Debian package is a dependency
-        pytest.skip(str(err))
-    return (x_train[:n_train], y_train[:n_train]), (x_test[:n_test], y_test[:n_test])
-
-
-def tiny_backbone(size=32):
-    return reactnet_a(ReActNetConfig(stage=2, input_size=size, width_multiplier=0.125))
 
 
 @pytest.mark.parametrize("k,temperature", [(20, 0.07), (1, 0.07), (50, 0.5)])
@@ -75,8 +59,8 @@ def test_cosine_topk_sorted_and_scale_invariant():
     np.testing.assert_array_equal(idx, idx_scaled)
 
 
-def test_fashion_mnist_pixels_well_above_chance():
-    (x_train, y_train), (x_test, y_test) = fashion(2000, 500)
+def test_fashion_mnist_pixels_well_above_chance(fashion):
+    x_train, y_train, x_test, y_test = fashion(2000, 500)
     f_train = x_train.reshape(len(x_train), -1).astype(np.float32)
     f_test = x_test.reshape(len(x_test), -1).astype(np.float32)
     acc = knn_accuracy(f_train, y_train, f_test, y_test, k=200, temperature=0.07)
@@ -100,9 +84,10 @@ def test_bad_inputs_raise_clear_errors():
         weighted_knn(train, labels, train[:2], k=5, temperature=0)
 
 
-def test_evaluator_end_to_end_from_exported_path(tmp_path):
-    data = fashion(300, 100)
-    path = save_backbone(tiny_backbone(), tmp_path / "backbone")
+def test_evaluator_end_to_end_from_exported_path(tmp_path, fashion, tiny_reactnet):
+    x_train, y_train, x_test, y_test = fashion(300, 100)
+    data = ((x_train, y_train), (x_test, y_test))  # the keras.datasets layout
+    path = save_backbone(tiny_reactnet(), tmp_path / "backbone")
     result = knn(str(path), data=data, out_dir=tmp_path / "eval", k=20)
     assert 0.0 <= result["top1"] <= result["top5"] <= 1.0
     assert result["num_train"] == 300 and result["num_test"] == 100
@@ -113,9 +98,9 @@ def test_evaluator_end_to_end_from_exported_path(tmp_path):
     assert "top1" in format_result(result)
 
 
-def test_evaluator_rejects_bad_input(tmp_path):
-    (x_train, y_train), (x_test, y_test) = fashion(60, 20)
-    model = tiny_backbone()
+def test_evaluator_rejects_bad_input(tmp_path, fashion, tiny_reactnet):
+    x_train, y_train, x_test, y_test = fashion(60, 20)
+    model = tiny_reactnet()
     with pytest.raises(ValueError, match="1 class"):
         knn(model, data=((x_train, np.zeros_like(y_train)), (x_test, y_test)), k=5)
     with pytest.raises(ValueError, match="larger than the bank"):

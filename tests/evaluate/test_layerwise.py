@@ -7,26 +7,19 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.evaluate.layerwise import format_result, layerwise, linear_probe, pooled_layer_model
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def data():
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        x_train, y_train = load_fashion_mnist_arrays("train")
-        x_test, y_test = load_fashion_mnist_arrays("test")
-    except SourceNotFoundError as err:  # pragma: no cover
-        pytest.skip(str(err))
-    return (x_train[:400], y_train[:400]), (x_test[:200], y_test[:200])
+@pytest.fixture
+def data(fashion):
+    x_train, y_train, x_test, y_test = fashion(400, 200)
+    return (x_train, y_train), (x_test, y_test)
 
 
-def test_thirteen_blocks_of_tiny_reactnet(data, tmp_path):
+def test_thirteen_blocks_of_tiny_reactnet(data, tmp_path, tiny_reactnet):
     tf.keras.utils.set_random_seed(0)
-    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    model = tiny_reactnet()
     result = layerwise(model, data=data, out_dir=tmp_path, max_iter=200)
     assert len(result["accuracy"]) == 13
     assert result["layers"] == [f"block_{i:02d}_out" for i in range(1, 14)]

@@ -14,64 +14,15 @@ import tensorflow as tf
 
 from burn_tf.evaluate import linear
 from burn_tf.export import BackboneFormatError, save_backbone
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 L = importlib.import_module("burn_tf.evaluate.linear")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def fashion(n_train, n_test):
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        x_train, y_train = load_fashion_mnist_arrays("train")
-        x_test, y_test = load_fashion_mnist_arrays("test")
-    except SourceNotFoundError as err:  # pragma: no cover - the Debian package is a dependency
-        pytest.skip(str(err))
-    return x_train[:n_train], y_train[:n_train], x_test[:n_test], y_test[:n_test]
-
-
-def pixel_extractor(size=28):
-    inputs = tf.keras.Input((size, size, 3))
-    x = tf.keras.layers.AveragePooling2D(2)(inputs)
-    return tf.keras.Model(inputs, tf.keras.layers.Flatten()(x), name="pixels")
-
-
-class Noise(tf.keras.layers.Layer):
-    """Features independent of the image: fresh Gaussian noise on every call."""
-
-    def call(self, x):
-        return tf.random.normal([tf.shape(x)[0], 64]) + 0.0 * tf.reduce_mean(x)
-
-
-def noise_extractor(size=28):
-    inputs = tf.keras.Input((size, size, 3))
-    return tf.keras.Model(inputs, Noise()(inputs), name="noise")
-
-
-def test_topk_accuracy_by_hand():
-    logits = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.3, 0.5], [0.3, 0.3, 0.4]])
-    labels = np.array([1, 2, 0, 1])
-    # row 0 hit; row 1 label ranked 3rd; row 2 label ranked 3rd; row 3 label ranked 2nd (tie)
-    assert L.topk_accuracy(logits, labels, 1) == pytest.approx(0.25)
-    assert L.topk_accuracy(logits, labels, 2) == pytest.approx(0.5)
-    assert L.topk_accuracy(logits, labels, 5) == pytest.approx(1.0)  # k capped at 3 classes
-
-
-def test_first_n_balanced():
-    labels = np.array([0, 1, 0, 2, 1, 0, 2, 2, 1, 0])
-    idx = L.first_n_balanced(labels, 7)
-    assert np.bincount(labels[idx]).tolist() == [3, 2, 2]
-    assert idx.tolist() == [0, 1, 2, 3, 4, 5, 6]  # the first ones of each class, in order
-    assert np.array_equal(idx, L.first_n_balanced(labels, 7))
-    with pytest.raises(ValueError, match="class 1 has 3 examples"):
-        L.first_n_balanced(labels, 12)
-
-
-def test_pixels_well_above_chance_noise_at_chance(tmp_path):
+def test_pixels_well_above_chance_noise_at_chance(tmp_path, fashion, pixel_backbone, noise_backbone):
     x_tr, y_tr, x_te, y_te = fashion(2000, 1000)
     args = dict(data=(x_tr, y_tr, x_te, y_te), epochs=10, milestones=(6, 8))
-    pixels = linear(pixel_extractor(), out_dir=tmp_path, **args)
+    pixels = linear(pixel_backbone(), out_dir=tmp_path, **args)
     print(f"\npixel features, Fashion-MNIST 2000→1000, 10 epochs lr 30: top-1 "
           f"{pixels['top1']:.4f}, top-5 {pixels['top5']:.4f}")
     assert pixels["top1"] > 0.70 and pixels["top5"] > 0.95
@@ -79,21 +30,21 @@ def test_pixels_well_above_chance_noise_at_chance(tmp_path):
     assert pixels["protocol"]["lr"] == 30.0 and pixels["protocol"]["weight_decay"] == 0.0
     saved = json.loads((tmp_path / "linear.json").read_text())
     assert saved["top1"] == pytest.approx(pixels["top1"])
-    noise = linear(noise_extractor(), **args)
+    noise = linear(noise_backbone(), **args)
     print(f"noise features: top-1 {noise['top1']:.4f}")
     assert noise["top1"] < 0.17
     assert "linear evaluation" in L.format_result(pixels)
 
 
-def test_default_data_and_train_subset():
-    result = linear(pixel_extractor(), epochs=4, lr=1.0, milestones=(), train_subset=500,
+def test_default_data_and_train_subset(pixel_backbone):
+    result = linear(pixel_backbone(), epochs=4, lr=1.0, milestones=(), train_subset=500,
                     test_subset=300, batch_size=128)
     assert result["data"] == "fashion_mnist"
     assert result["num_train"] == 500 and result["num_test"] == 300
     assert result["top1"] > 0.4  # chance is 0.1
 
 
-def test_augment_path_keeps_backbone_frozen():
+def test_augment_path_keeps_backbone_frozen(fashion):
     x_tr, y_tr, x_te, y_te = fashion(300, 200)
     inputs = tf.keras.Input((28, 28, 3))
     h = tf.keras.layers.Conv2D(8, 3, strides=2)(inputs)
@@ -109,9 +60,9 @@ def test_augment_path_keeps_backbone_frozen():
         np.testing.assert_array_equal(a, b)
 
 
-def test_bad_inputs(tmp_path):
+def test_bad_inputs(tmp_path, fashion, pixel_backbone):
     x_tr, y_tr, x_te, y_te = fashion(100, 50)
-    model = pixel_extractor()
+    model = pixel_backbone()
     with pytest.raises(ValueError, match="at least 2"):
         linear(model, data=(x_tr, np.zeros_like(y_tr), x_te, y_te), epochs=1)
     with pytest.raises(ValueError, match="100 images but 99 labels"):
@@ -134,9 +85,8 @@ def test_bad_inputs(tmp_path):
         linear(maps, epochs=1)
 
 
-def test_cli_writes_json_and_prints_it_last(tmp_path):
-    backbone = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
-    path = save_backbone(backbone, tmp_path / "backbone")
+def test_cli_writes_json_and_prints_it_last(tmp_path, tiny_reactnet):
+    path = save_backbone(tiny_reactnet(), tmp_path / "backbone")
     out = tmp_path / "eval"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
     proc = subprocess.run(

@@ -8,17 +8,11 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.evaluate.monitor import KNNMonitor
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
-@pytest.fixture(scope="module")
-def data():
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        x, y = load_fashion_mnist_arrays("train")
-    except SourceNotFoundError as err:  # pragma: no cover
-        pytest.skip(str(err))
+@pytest.fixture
+def data(fashion_splits):
+    x, y = fashion_splits["train"]
     return x[:600], y[:600]
 
 
@@ -62,9 +56,9 @@ def test_student_reached_by_callable_history_csv_tensorboard(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_reactnet_student_during_fit(data):
+def test_reactnet_student_during_fit(data, tiny_reactnet):
     x, y = data
-    backbone = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    backbone = tiny_reactnet()
     inputs = tf.keras.Input((32, 32, 3))
     model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(backbone(inputs)))
     # Eager: tracing even a tiny ReActNet-A train step costs more than these 8 steps.

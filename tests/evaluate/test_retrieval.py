@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from burn_tf.evaluate.retrieval import format_result, precision_at_k, retrieval, retrieve
+from burn_tf.evaluate.metrics import precision_at_k
+from burn_tf.evaluate.retrieval import format_result, retrieval, retrieve
 
 
 def test_precision_at_k_hand_computed():
@@ -34,16 +34,9 @@ def test_bad_input():
         precision_at_k([0, 1, 2], [0, 1, 2], np.zeros((3, 2), int), ks=(5,))
 
 
-def test_evaluator_writes_grid(tmp_path):
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        x_train, y_train = load_fashion_mnist_arrays("train")
-        x_test, y_test = load_fashion_mnist_arrays("test")
-    except SourceNotFoundError as err:  # pragma: no cover
-        pytest.skip(str(err))
-    inputs = tf.keras.Input((28, 28, 3))
-    model = tf.keras.Model(inputs, tf.keras.layers.Flatten()(tf.keras.layers.AveragePooling2D(2)(inputs)))
+def test_evaluator_writes_grid(tmp_path, fashion_splits, pixel_backbone):
+    (x_train, y_train), (x_test, y_test) = fashion_splits["train"], fashion_splits["test"]
+    model = pixel_backbone()
     data = (x_train[:2000], y_train[:2000], x_test, y_test)  # the linear evaluator's layout
     result = retrieval(model, data=data, out_dir=tmp_path, num_queries=200, grid_queries=4, grid_k=6)
     assert result["num_queries"] == 200 and result["num_bank"] == 2000

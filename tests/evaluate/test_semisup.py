@@ -1,4 +1,4 @@
-"""Semi-supervised fine-tuning: balanced, reproducible, disjoint label subsets; the grid
+"""Semi-supervised fine-tuning (the label subsets are tested in test_data.py): the grid
 picks its best on the held-out split; fine-tuning learns (lr 0 does not); the caller's
 backbone is restored; a tiny binary ReActNet-A fine-tunes under MultiOptimizer."""
 
@@ -10,18 +10,8 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.evaluate import semisup
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 S = importlib.import_module("burn_tf.evaluate.semisup")
-
-
-def fashion_labels():
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        return load_fashion_mnist_arrays("train")[1]
-    except SourceNotFoundError as err:  # pragma: no cover
-        pytest.skip(str(err))
 
 
 def mlp_backbone():
@@ -30,32 +20,6 @@ def mlp_backbone():
     dense = tf.keras.layers.Dense(64, activation="relu",
                                   kernel_initializer=tf.keras.initializers.GlorotUniform(seed=0))
     return tf.keras.Model(inputs, dense(x), name="mlp")
-
-
-def test_balanced_subset_is_balanced_reproducible_and_disjoint():
-    labels = fashion_labels()
-    holdout = S.balanced_subset(labels, 0.1, seed=1)
-    one = S.balanced_subset(labels, 0.01, seed=0, exclude=holdout)
-    ten = S.balanced_subset(labels, 0.1, seed=0, exclude=holdout)
-    assert np.bincount(labels[holdout]).tolist() == [600] * 10
-    assert np.bincount(labels[one]).tolist() == [60] * 10  # 1% of 60k, balanced
-    assert np.bincount(labels[ten]).tolist() == [600] * 10
-    assert not set(one) & set(holdout) and not set(ten) & set(holdout)
-    assert np.array_equal(one, S.balanced_subset(labels, 0.01, seed=0, exclude=holdout))
-    assert not np.array_equal(one, S.balanced_subset(labels, 0.01, seed=5, exclude=holdout))
-    assert len(np.unique(one)) == len(one) and np.all(np.diff(one) > 0)
-
-
-def test_balanced_subset_errors():
-    labels = np.array([0] * 10 + [1] * 3)
-    with pytest.raises(ValueError, match="class 1 has 3 available examples, fewer than the 5"):
-        S.balanced_subset(labels, 0.8, seed=0)  # round(0.8 · 13 / 2) = 5 per class
-    with pytest.raises(ValueError, match="class 1 has 1 available examples"):
-        S.balanced_subset(labels, 0.3, seed=0, exclude=[10, 11])
-    with pytest.raises(ValueError, match="needs >= 2"):
-        S.balanced_subset(np.zeros(10, int), 0.5, seed=0)
-    with pytest.raises(ValueError, match="fraction must be in"):
-        S.balanced_subset(labels, 0.0, seed=0)
 
 
 def test_grid_learns_picks_best_on_holdout_and_restores_backbone(tmp_path):
@@ -87,8 +51,8 @@ def test_grid_learns_picks_best_on_holdout_and_restores_backbone(tmp_path):
     assert "semi-supervised" in S.format_result(result)
 
 
-def test_tiny_binary_reactnet_one_epoch_2x1_grid():
-    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+def test_tiny_binary_reactnet_one_epoch_2x1_grid(tiny_reactnet):
+    model = tiny_reactnet()
     before = [w.copy() for w in model.get_weights()]
     result = semisup(
         model, fractions=[0.1], epochs=1, backbone_lrs=[0.01, 0.001], head_multipliers=[10],

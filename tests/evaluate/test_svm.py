@@ -1,4 +1,4 @@
-"""SVM classification: AP against hand-computed cases, the cross-validated cost sweep on
+"""SVM classification (AP itself is tested in test_metrics.py): the cross-validated cost sweep on
 features whose answer is known, few-shot sampling, and the evaluator on real Fashion-MNIST
 (single-label as one-hot, and multi-label composites): pixels well above chance, noise at it."""
 
@@ -10,78 +10,30 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.evaluate import svm
-from burn_tf.evaluate.svm import average_precision, cost_sweep
+from burn_tf.evaluate.svm import cost_sweep
 
 V = importlib.import_module("burn_tf.evaluate.svm")
 
 
-class Noise(tf.keras.layers.Layer):
-    """Features independent of the image."""
-
-    def call(self, x):
-        return tf.random.normal([tf.shape(x)[0], 64]) + 0.0 * tf.reduce_mean(x)
-
-
-def extractor(size, kind):
+def randconv_backbone(size):
+    """Fixed random filters + global max pool: translation invariant."""
     inputs = tf.keras.Input((size, size, 3))
-    if kind == "pixels":
-        out = tf.keras.layers.Flatten()(tf.keras.layers.AveragePooling2D(2)(inputs))
-    elif kind == "randconv":  # fixed random filters + global max pool: translation invariant
-        h = tf.keras.layers.Conv2D(
-            128, 7, activation="relu", bias_initializer=tf.keras.initializers.Constant(-1.0),
-            kernel_initializer=tf.keras.initializers.RandomNormal(seed=0))(inputs)
-        out = tf.keras.layers.GlobalMaxPooling2D()(h)
-    else:
-        out = Noise()(inputs)
-    return tf.keras.Model(inputs, out, name=kind)
+    h = tf.keras.layers.Conv2D(
+        128, 7, activation="relu", bias_initializer=tf.keras.initializers.Constant(-1.0),
+        kernel_initializer=tf.keras.initializers.RandomNormal(seed=0))(inputs)
+    return tf.keras.Model(inputs, tf.keras.layers.GlobalMaxPooling2D()(h), name="randconv")
 
 
-def fashion_one_hot(n_train, n_test):
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
+@pytest.fixture
+def fashion_one_hot(fashion):
+    """``fashion_one_hot(n_train, n_test)``: single-label Fashion-MNIST as multi-hot rows."""
 
-    try:
-        x, y = load_fashion_mnist_arrays("train")
-        xt, yt = load_fashion_mnist_arrays("test")
-    except SourceNotFoundError as err:  # pragma: no cover
-        pytest.skip(str(err))
-    eye = np.eye(10, dtype=np.int64)
-    return x[:n_train], eye[y[:n_train]], xt[:n_test], eye[yt[:n_test]]
+    def first(n_train, n_test):
+        x, y, xt, yt = fashion(n_train, n_test)
+        eye = np.eye(10, dtype=np.int64)
+        return x, eye[y], xt, eye[yt]
 
-
-def test_ap_by_hand():
-    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
-    labels = np.array([1, 0, 1, 0, 1])
-    # ranks: P = 1, 1/2, 2/3, 2/4, 3/5 at R = 1/3, 1/3, 2/3, 2/3, 1
-    # area under the monotone curve: 1/3·1 + 1/3·2/3 + 1/3·3/5
-    assert average_precision(scores, labels, "area") == pytest.approx((1 + 2 / 3 + 0.6) / 3)
-    # 11-point: t = 0, .1, .2, .3 → 1; t = .4, .5, .6 → 2/3; t = .7 … 1 → 3/5
-    assert average_precision(scores, labels, "voc07") == pytest.approx((4 + 3 * 2 / 3 + 4 * 0.6) / 11)
-    # a "difficult" (-1) image is ignored wherever it ranks
-    s2, l2 = np.append(scores, 0.95), np.append(labels, -1)
-    assert average_precision(s2, l2, "area") == pytest.approx((1 + 2 / 3 + 0.6) / 3)
-    # perfect and worst rankings, and no positive
-    assert average_precision([3, 2, 1], [1, 1, 0]) == pytest.approx(1.0)
-    assert average_precision([3, 2, 1], [0, 0, 1]) == pytest.approx(1 / 3)
-    assert average_precision([3, 2, 1], [0, 0, 1], "voc07") == pytest.approx(1 / 3)
-    assert np.isnan(average_precision([1, 2], [0, 0]))
-    assert V.mean_ap([0.5, float("nan"), 0.7]) == pytest.approx(0.6)
-    with pytest.raises(ValueError, match="ap method"):
-        average_precision(scores, labels, "coco")
-
-
-def test_ap_area_against_sklearn():
-    from sklearn.metrics import average_precision_score
-
-    # sklearn's AP is Σ ΔR·P without interpolation: never above the interpolated area
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 300)
-    scores = labels + rng.standard_normal(300)
-    assert average_precision(scores, labels) >= average_precision_score(labels, scores) - 1e-12
-    # precision non-increasing at every hit: the two agree (1/3 + 1/3 + 1/3 · 3/4)
-    ranked = np.array([1, 1, 0, 1, 0, 0])
-    s = -np.arange(6.0)
-    assert average_precision(s, ranked) == pytest.approx(average_precision_score(ranked, s))
-    assert average_precision(s, ranked) == pytest.approx(11 / 12)
+    return first
 
 
 def test_voc_targets():
@@ -137,10 +89,11 @@ def test_fewshot_sample():
         V.fewshot_sample(labels, 10, seed=0)
 
 
-def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path):
+def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path, fashion_one_hot, pixel_backbone,
+                                                   noise_backbone):
     data = fashion_one_hot(1000, 1000)
     costs = [0.01, 0.1, 1.0, 10.0]
-    pixels = svm(extractor(28, "pixels"), data=data, costs=costs, shots=[1, 8], samples=2,
+    pixels = svm(pixel_backbone(28), data=data, costs=costs, shots=[1, 8], samples=2,
                  out_dir=tmp_path)
     full, few = pixels["full"], pixels["fewshot"]
     print(f"\npixel features, Fashion-MNIST one-hot 1000→1000: full mAP {full['map']:.4f} "
@@ -151,17 +104,17 @@ def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path):
     assert len(few["1"]["samples"]) == 2 and few["1"]["cost"] in costs
     assert len(full["per_class"]) == 10
     assert json.loads((tmp_path / "svm.json").read_text())["full"]["map"] == pytest.approx(full["map"])
-    noise = svm(extractor(28, "noise"), data=data, costs=costs, fewshot=False)
+    noise = svm(noise_backbone(28), data=data, costs=costs, fewshot=False)
     print(f"noise features: full mAP {noise['full']['map']:.4f}")
     assert noise["full"]["map"] < 0.2  # chance: 10% positives
     assert "mAP" in V.format_result(pixels)
 
 
-def test_composites_default_data():
+def test_composites_default_data(noise_backbone):
     costs = [0.1, 1.0, 10.0]
     kw = dict(n_train=600, n_test=600, costs=costs, shots=[2], samples=2, ap_method="voc07")
-    rc = svm(extractor(64, "randconv"), **kw)
-    noise = svm(extractor(64, "noise"), **kw)
+    rc = svm(randconv_backbone(64), **kw)
+    noise = svm(noise_backbone(64), **kw)
     print(f"\ncomposites 600→600 (VOC07 11-point): random-conv features full mAP "
           f"{rc['full']['map']:.4f}, noise {noise['full']['map']:.4f}")
     assert rc["data"] == "composites" and rc["num_classes"] == 10
@@ -170,8 +123,8 @@ def test_composites_default_data():
     assert noise["full"]["map"] < 0.3  # ~19% of the images show a given class
 
 
-def test_bad_inputs(tmp_path):
-    model = extractor(28, "pixels")
+def test_bad_inputs(tmp_path, fashion_one_hot, pixel_backbone):
+    model = pixel_backbone(28)
     x, y, xt, yt = fashion_one_hot(200, 100)
     with pytest.raises(ValueError, match="k=96 is larger than the"):
         svm(model, data=(x, y, xt, yt), full=False, shots=[1, 96])

@@ -8,17 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from burn_tf.evaluate import transfer
 
 T = importlib.import_module("burn_tf.evaluate.transfer")
-
-
-def pixel_extractor(size=28):
-    inputs = tf.keras.Input((size, size, 3))
-    x = tf.keras.layers.AveragePooling2D(2)(inputs)
-    return tf.keras.Model(inputs, tf.keras.layers.Flatten()(x), name="pixels")
 
 
 def mnist_5k_or_skip():
@@ -65,9 +58,9 @@ def test_stratified_split_is_deterministic_disjoint_and_stratified():
     assert not np.array_equal(te, T.stratified_split(y, 0.2, seed=1)[1])
 
 
-def test_pixels_transfer_to_mnist_5k_and_digits(tmp_path):
+def test_pixels_transfer_to_mnist_5k_and_digits(tmp_path, pixel_backbone):
     mnist_5k_or_skip()
-    result = transfer(pixel_extractor(), data="mnist_5k,digits", epochs=10, milestones=[6, 8],
+    result = transfer(pixel_backbone(), data="mnist_5k,digits", epochs=10, milestones=[6, 8],
                       out_dir=tmp_path)
     m, d = result["targets"]["mnist_5k"], result["targets"]["digits"]
     print(f"\npixel features, object-centric schedule (10 epochs, lr 30): MNIST-5k top-1 "
@@ -82,8 +75,8 @@ def test_pixels_transfer_to_mnist_5k_and_digits(tmp_path):
     assert "mnist_5k" in T.format_result(result)
 
 
-def test_scene_schedule_is_the_supplements():
-    result = transfer(pixel_extractor(), data="digits", schedule="scene", train_subset=500)
+def test_scene_schedule_is_the_supplements(pixel_backbone):
+    result = transfer(pixel_backbone(), data="digits", schedule="scene", train_subset=500)
     p = result["protocol"]
     assert (p["epochs"], p["lr"], p["milestones"], p["gamma"], p["weight_decay"]) == (
         28, 0.01, [7, 14, 21], 0.1, 1e-5)
@@ -91,14 +84,14 @@ def test_scene_schedule_is_the_supplements():
     assert result["targets"]["digits"]["top1"] > 0.5
 
 
-def test_arrays_target_and_errors():
+def test_arrays_target_and_errors(pixel_backbone):
     x, y = T.load_digits_images()
-    result = transfer(pixel_extractor(), data={"mine": (x[:1000], y[:1000], x[1000:], y[1000:])},
+    result = transfer(pixel_backbone(), data={"mine": (x[:1000], y[:1000], x[1000:], y[1000:])},
                       epochs=2, lr=1.0, milestones=[])
     assert list(result["targets"]) == ["mine"] and result["targets"]["mine"]["num_test"] == 797
     with pytest.raises(ValueError, match="unknown transfer target 'cub200'"):
-        transfer(pixel_extractor(), data="cub200")
+        transfer(pixel_backbone(), data="cub200")
     with pytest.raises(ValueError, match="schedule must be one of"):
-        transfer(pixel_extractor(), schedule="indoor")
+        transfer(pixel_backbone(), schedule="indoor")
     with pytest.raises(ValueError, match="at least 2"):
-        transfer(pixel_extractor(), data=[(x[:10], np.zeros(10, int), x[10:20], np.zeros(10, int))])
+        transfer(pixel_backbone(), data=[(x[:10], np.zeros(10, int), x[10:20], np.zeros(10, int))])

@@ -4,33 +4,20 @@ import json
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from burn_tf.evaluate.tsne import format_result, run_tsne, select_per_class, tsne
+from burn_tf.evaluate.tsne import format_result, run_tsne, tsne
 
 
-@pytest.fixture(scope="module")
-def data():
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
-
-    try:
-        x, y = load_fashion_mnist_arrays("train")
-    except SourceNotFoundError as err:  # pragma: no cover
-        pytest.skip(str(err))
+@pytest.fixture
+def data(fashion_splits):
+    x, y = fashion_splits["train"]
     return {"x_train": x[:1000], "y_train": y[:1000], "x_test": x[1000:1100], "y_test": y[1000:1100],
             "name": "fmnist-1k", "class_names": ["top", "trouser", "pullover", "dress", "coat",
                                                  "sandal", "shirt", "sneaker", "bag", "boot"]}
 
 
-def pixels_backbone():
-    # Down-sampled pixels as features: a real, deterministic feature extractor.
-    inputs = tf.keras.Input((28, 28, 3))
-    pooled = tf.keras.layers.AveragePooling2D(4)(inputs)
-    return tf.keras.Model(inputs, tf.keras.layers.Flatten()(pooled), name="pixels")
-
-
-def test_png_written_and_valid(data, tmp_path):
-    result = tsne(pixels_backbone(), data=data, out_dir=tmp_path, num_classes=4, per_class=40,
+def test_png_written_and_valid(data, tmp_path, pixel_backbone):
+    result = tsne(pixel_backbone(pool=4), data=data, out_dir=tmp_path, num_classes=4, per_class=40,
                   perplexity=15, max_iter=300)
     assert result["num_points"] == 160 and result["num_classes"] == 4
     png = tmp_path / "tsne.png"
@@ -63,9 +50,6 @@ def test_separated_blobs_give_separated_embedding():
 
 
 def test_bad_input():
-    labels = np.repeat(np.arange(3), 5)
-    with pytest.raises(ValueError, match="num_classes=5"):
-        select_per_class(labels, 5, 2)
+    # (select_per_class, the point selection, is tested in test_data.py)
     with pytest.raises(ValueError, match="perplexity"):
         run_tsne(np.random.default_rng(0).standard_normal((10, 4)), perplexity=30)
-    assert len(select_per_class(labels, 2, 3)) == 6

@@ -1,0 +1,104 @@
+"""Feature extraction: a backbone's pooled features of evaluation images, in inference mode.
+
+Every evaluator that does not fine-tune calls :func:`extract_features` (or :func:`embed`,
+which adds the pooled-output check); :func:`resolve_input_size` is the one check of a
+backbone's input against the images it will be fed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from burn_tf.evaluate.images import prepare_images
+
+
+def resolve_input_size(model: tf.keras.Model, image_size: int | None = None) -> int:
+    """The square input size of an RGB feature extractor (clear error otherwise).
+
+    The backbone's fixed input size; ``image_size`` must agree with it when given, and is
+    needed when the backbone has no fixed size.
+    """
+    channels = model.inputs[0].shape[-1]
+    if channels not in (None, 3):
+        raise ValueError(f"backbone {model.name!r} takes {channels}-channel images; evaluators feed "
+                         "RGB images in [0, 1] (grey images are repeated to 3 channels)")
+    fixed = model.inputs[0].shape[1]
+    if fixed is None:
+        if image_size is None:
+            raise ValueError(f"backbone {model.name!r} has no fixed input size; pass image_size=")
+        return int(image_size)
+    if image_size is not None and int(image_size) != int(fixed):
+        raise ValueError(
+            f"image_size={image_size} does not match the backbone {model.name!r}, which takes "
+            f"{fixed}×{fixed} inputs (images are resized to the backbone's size; leave "
+            "image_size unset)"
+        )
+    return int(fixed)
+
+
+def _traced_forward(model: tf.keras.Model, size: int):
+    """One traced inference function per model and size, for any batch size: tracing a
+    binary net costs seconds, so it must not happen per call or per last short batch."""
+    cache = model.__dict__.setdefault("_burn_tf_forward", {})
+    if size not in cache:
+        spec = tf.TensorSpec([None, size, size, 3], tf.float32)
+        cache[size] = tf.function(lambda batch: model(batch, training=False), input_signature=[spec])
+    return cache[size]
+
+
+def extract_features(
+    model: tf.keras.Model,
+    images: np.ndarray | tf.data.Dataset,
+    batch_size: int = 256,
+    image_size: int | None = None,
+) -> np.ndarray:
+    """Features of ``images`` (numpy array or a dataset of image batches / (image, label)).
+
+    Runs the model in inference mode (BatchNorm uses its moving statistics) batch by batch,
+    so a 60k-image set never sits in memory as float images.
+    """
+    size = resolve_input_size(model, image_size)
+    forward = _traced_forward(model, size)
+    outputs = []
+    if isinstance(images, tf.data.Dataset):
+        for batch in images:
+            if isinstance(batch, (tuple, list)):
+                batch = batch[0]
+            outputs.append(forward(prepare_images(batch, size)).numpy())
+    else:
+        images = np.asarray(images)
+        if len(images) == 0:
+            raise ValueError("no images to extract features from")
+        for start in range(0, len(images), batch_size):
+            outputs.append(forward(prepare_images(images[start : start + batch_size], size)).numpy())
+    return np.concatenate(outputs, axis=0).astype(np.float32)
+
+
+def embed(model: tf.keras.Model, images, image_size: int, batch_size: int = 256) -> np.ndarray:
+    """Features of ``images`` in inference mode, batch by batch (float32 [N, D]).
+
+    :func:`extract_features` traces the model once per input size and reuses it, so
+    embedding a bank and then the queries (or once per epoch in the monitor) does not pay a
+    new trace each time; this adds the pooled-output check.
+    """
+    out = extract_features(model, np.asarray(images), batch_size=int(batch_size), image_size=int(image_size))
+    if out.ndim != 2:
+        raise ValueError(f"model {model.name!r} does not return pooled features [B, D]")
+    return out
+
+
+def check_features(x, what: str = "features") -> np.ndarray:
+    """``x`` as float32 [N, D], or a clear error (not 2-d, empty, NaN / Inf)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"{what} must be a 2-d array [N, D], got shape {x.shape}")
+    if len(x) == 0:
+        raise ValueError(f"{what} is empty")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what} contains NaN or Inf")
+    return x
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
