@@ -1,7 +1,8 @@
-"""python -m burn_tf.evaluate <task> --backbone PATH [--data NAME] [--out DIR] [--set k=v …] [--json]
+"""python -m burn_tf.evaluate <task> --backbone PATH [--data NAME] [--protocol NAME] [--out DIR] [--set k=v …] [--json]
 
 A thin layer over the Python API: ``--set key=value`` becomes a keyword argument of
-``burn_tf.evaluate.<task>(backbone, …)`` (values parsed as YAML: 0.1, [1, 2], true).
+``burn_tf.evaluate.<task>(backbone, …)`` (values parsed as YAML: 0.1, [1, 2], true);
+``--protocol`` is ``--set protocol=…`` for the tasks that have one (layerwise: fast | seed).
 
 A user mistake (unknown task, missing or invalid backbone path, missing data_dir, bad
 ``--set`` key or value) ends in one ``error: …`` line on stderr and exit code 2.
@@ -60,6 +61,8 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("task", choices=sorted(TASKS))
     parser.add_argument("--backbone", required=True, help="exported backbone directory or .keras file")
     parser.add_argument("--data", default=None, help="data set name (task-specific; default: embedded)")
+    parser.add_argument("--protocol", default=None, help="evaluation protocol (task-specific, "
+                        "e.g. layerwise: fast | seed)")
     parser.add_argument("--out", default=None, help="directory for <task>.json and plots "
                         "(default: <backbone>/../eval when the backbone is a directory)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -74,6 +77,10 @@ def run(argv: list[str] | None = None) -> int:
         if "data" not in params:
             raise UsageError(f"{args.task} takes no --data")
         kwargs["data"] = args.data
+    if args.protocol is not None:
+        if "protocol" not in params:
+            raise UsageError(f"{args.task} takes no --protocol")
+        kwargs["protocol"] = args.protocol
     if not Path(args.backbone).exists():
         raise UsageError(f"--backbone {args.backbone}: no such file or directory")
     kwargs["out_dir"] = args.out if args.out is not None else str(Path(args.backbone).parent / "eval")

@@ -1,4 +1,5 @@
-"""Layer-wise linear probes: 13 block accuracies for a tiny ReActNet-A, PNG written."""
+"""Layer-wise linear probes: stem + 13 block accuracies for a tiny ReActNet-A, PNG written; the
+seed-002 SGD protocol and its ~9,000-d pooling."""
 
 import json
 
@@ -17,14 +18,14 @@ def data(fashion):
     return (x_train, y_train), (x_test, y_test)
 
 
-def test_thirteen_blocks_of_tiny_reactnet(data, tmp_path, tiny_reactnet):
+def test_stem_and_thirteen_blocks_of_tiny_reactnet(data, tmp_path, tiny_reactnet):
     tf.keras.utils.set_random_seed(0)
     model = tiny_reactnet()
     result = layerwise(model, data=data, out_dir=tmp_path, max_iter=200)
-    assert len(result["accuracy"]) == 13
-    assert result["layers"] == [f"block_{i:02d}_out" for i in range(1, 14)]
+    assert len(result["accuracy"]) == 14 and result["protocol"]["protocol"] == "fast"
+    assert result["layers"] == ["stem_bn"] + [f"block_{i:02d}_out" for i in range(1, 14)]
     assert [r["dim"] for r in result["rows"]] == [4 * c // 32 for c in
-                                                   [64, 128, 128, 256, 256] + [512] * 6 + [1024, 1024]]
+                                                   [32, 64, 128, 128, 256, 256] + [512] * 6 + [1024, 1024]]
     # Random binary features of Fashion-MNIST still carry signal: the probes beat chance
     # (0.1), the early blocks clearly (deep random binary blocks scramble more).
     assert all(0.1 < a <= 1.0 for a in result["accuracy"]), result["accuracy"]
@@ -36,6 +37,37 @@ def test_thirteen_blocks_of_tiny_reactnet(data, tmp_path, tiny_reactnet):
     assert imread(png).shape[0] > 100
     assert json.loads((tmp_path / "layerwise.json").read_text())["best_layer"] == result["best_layer"]
     assert "block_13_out" in format_result(result)
+
+
+def test_seed_protocol_sgd_probes_and_scene_pooling(data, tmp_path, tiny_reactnet):
+    tf.keras.utils.set_random_seed(0)
+    model = tiny_reactnet()
+    # lr 30 (the seed's) is for features of a trained net; a random one's are large (norms ~30): lr 2e-3.
+    result = layerwise(model, data=data, protocol="seed", epochs=10, lr=2e-3, milestones=(6, 8),
+                       probe_batch_size=32, out_dir=tmp_path)
+    p = result["protocol"]
+    assert p["protocol"] == "seed" and "seed 002" in p["source"] and p["lr"] == 2e-3
+    assert p["pooling"] == "global" and p["momentum"] == 0.9 and p["weight_decay"] == 0.0
+    assert len(p["train_loss"]) == 10 and p["train_loss"][-1] < p["train_loss"][0]
+    assert result["layers"][0] == "stem_bn" and len(result["rows"]) == 14
+    assert all(0.0 <= r["top1"] <= r["top5"] <= 1.0 for r in result["rows"])
+    assert result["best_top1"] == max(result["accuracy"]) > 0.3, result["accuracy"]  # chance 0.1
+    assert result["rows"][result["best_block"]]["layer"] == result["best_layer"]
+    # Places/VOC pool each block to ~9,000 dims (capped at the map): stem 16×16×4 → 16×16 grid.
+    scene = {"name": "voc_like", "x_train": data[0][0], "y_train": data[0][1],
+             "x_test": data[1][0], "y_test": data[1][1]}
+    probe_model, _ = pooled_layer_model(model, None, pool_dim=9000)
+    dims = [int(o.shape[-1]) for o in probe_model.outputs]
+    assert dims[0] == 16 * 16 * 4 and dims[-1] == 128  # block_13: 1×1×128 map
+    assert dims[1] == 16 * 16 * 8  # block_01: 16×16×8, grid 34 capped at 16
+    small = layerwise(model, data=scene, protocol="seed", epochs=1, layers=["block_13_out"],
+                      num_train=100, num_test=50)
+    assert small["protocol"]["lr"] == 3.0 and small["protocol"]["pooling"] == "grid to ~9000 dims"
+    default = layerwise(model, data=data, protocol="seed", epochs=1, layers=["block_13_out"],
+                        num_train=100, num_test=50)
+    assert default["protocol"]["lr"] == 30.0 and default["protocol"]["milestones"] == [60, 80]
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        layerwise(model, data=data, protocol="paper")
 
 
 def test_any_backbone_with_named_layers(data):
