@@ -2,10 +2,14 @@
 
 Every evaluator that does not fine-tune calls :func:`extract_features` (or :func:`embed`,
 which adds the pooled-output check); :func:`resolve_input_size` is the one check of a
-backbone's input against the images it will be fed.
+backbone's input against the images it will be fed. :func:`final_feature_map`,
+:func:`pooling_grid_for` and :class:`GridAveragePooling` pool a map to a fixed grid (the SVM's
+4,096-d features, the layer-wise probes' ~9,000-d ones).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -102,3 +106,57 @@ def check_features(x, what: str = "features") -> np.ndarray:
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+
+
+# ------------------------------------------------------------ pooled feature maps
+
+
+def final_feature_map(model: tf.keras.Model):
+    """The 4-D map [B, H, W, C] the backbone's final global pooling reads (or its output when
+    that is 4-D); None when the output is not a pooled / spatial map (e.g. ``Flatten``)."""
+    output = model.outputs[0]
+    if output.shape.rank == 4:
+        return output
+    layer = output._keras_history.layer
+    pools = (tf.keras.layers.GlobalAveragePooling2D, tf.keras.layers.GlobalMaxPooling2D)
+    if isinstance(layer, pools) and layer.input.shape.rank == 4:
+        return layer.input
+    return None
+
+
+def pooling_grid_for(channels: int, feature_dim: int) -> int:
+    """The side g of the average-pooling grid that makes ``channels · g²`` closest to
+    ``feature_dim`` (ReActNet-A: 1024 channels, 4,096 → 2; width 0.25: 256 → 4)."""
+    return max(1, int(round(math.sqrt(float(feature_dim) / int(channels)))))
+
+
+class GridAveragePooling(tf.keras.layers.Layer):
+    """Adaptive average pooling [B, H, W, C] → [B, g·g·C] (row-major bins, channels last).
+
+    Bin i of an axis of length n covers ``[floor(i·n/g), ceil((i+1)·n/g))`` — PyTorch's
+    ``AdaptiveAvgPool2d`` — so g = n averages single pixels and g = 1 is global pooling.
+    ``grid`` larger than the map is an error (nothing to average; upsample the input).
+    """
+
+    def __init__(self, grid: int, **kwargs):
+        super().__init__(**kwargs)
+        self.grid = int(grid)
+
+    def build(self, input_shape):
+        height, width = int(input_shape[1]), int(input_shape[2])
+        if self.grid < 1 or self.grid > min(height, width):
+            raise ValueError(f"pooling grid {self.grid}×{self.grid} does not fit a {height}×{width} "
+                             "feature map (grid must be 1 … the map's side; feed larger images)")
+        self.bins = [
+            [(math.floor(i * n / self.grid), math.ceil((i + 1) * n / self.grid)) for i in range(self.grid)]
+            for n in (height, width)
+        ]
+        super().build(input_shape)
+
+    def call(self, x):
+        cells = [tf.reduce_mean(x[:, r0:r1, c0:c1, :], axis=[1, 2])
+                 for r0, r1 in self.bins[0] for c0, c1 in self.bins[1]]
+        return tf.concat(cells, axis=-1) if len(cells) > 1 else cells[0]
+
+    def get_config(self):
+        return {**super().get_config(), "grid": self.grid}

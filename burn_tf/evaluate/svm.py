@@ -1,23 +1,45 @@
 """SVM image classification (VOC07 protocol of Goyal et al. 2019, BURN supplement §1).
 
-Features of the last layer (the backbone's pooled output), L2-normalised, then one linear
-SVM per class (one-vs-rest, LIBLINEAR through ``sklearn.svm.LinearSVC``) with the settings of
-Goyal et al.'s benchmark code: squared hinge loss, L2 penalty, dual solver, ``tol`` 1e-4,
-``max_iter`` 2000, class weights {+1: 2, −1: 1}. Labels per class: 1 present, 0 absent, −1
-"difficult" (VOC) — difficult images count as negatives when training the full-shot SVMs
-and are ignored when scoring, as in that code.
+Protocol source: BURN supplement (seed 000), § "SVM Image Classification": the last layer's
+feature map **average-pooled to 4,096 dimensions** (ReActNet-A: 1024 channels × a 2×2 grid),
+LIBLINEAR linear SVMs, VOC07 trainval → test mAP; few-shot k ∈ {1, 2, 4, 8, 16, 32, 64, 96},
+5 independent samples, mean ± std. Low-shot sampling as Goyal et al.'s
+``create_voc_low_shot_samples`` (VISSL ``extra_scripts``, MMSelfSup ``tools/benchmarks``):
+see :func:`lowshot_targets`. The result's ``"protocol"`` names this source.
+
+Features (``pooling``):
+
+* ``"grid"`` (default): the map the backbone's final global pooling reads is average-pooled
+  to a g×g grid (:class:`~burn_tf.evaluate.features.GridAveragePooling`), g chosen so that
+  channels · g² is closest to ``feature_dim`` (4,096): 2×2 for ReActNet-A, 4×4 for width
+  0.25 (256 channels). ``pooling_grid`` sets g directly. When the backbone's own input
+  gives a map smaller than g×g (the demo's 32-px student ends in a 1×1 map), the backbone
+  is **rebuilt at a larger input** (``ceil(g / map side)`` × its size, weights copied — a
+  ReActNet-A's weights are size independent) and the images are resized up to it; we
+  upsample rather than pool to min(g, map), which would silently give 256-d features.
+  ``image_size`` forces the input size. A backbone whose output is not a global pooling of
+  a map (e.g. ``Flatten``) keeps its output.
+* ``"global"``: the backbone's own (globally pooled) output at its own input size.
+
+Features are L2-normalised, then one linear SVM per class (one-vs-rest, LIBLINEAR through
+``sklearn.svm.LinearSVC``) with the settings of Goyal et al.'s benchmark code: squared hinge
+loss, L2 penalty, dual solver, ``tol`` 1e-4, ``max_iter`` 2000, class weights {+1: 2, −1: 1}.
+Labels per class: 1 present, 0 absent, −1 "difficult" (VOC) — difficult images count as
+negatives when training the full-shot SVMs and are ignored when scoring, as in that code.
 
 * **Full-shot**: for each class, the cost is chosen by ``folds``-fold cross-validation
   (sklearn's ``average_precision`` scorer, unshuffled stratified folds) over the cost grid
   :data:`DEFAULT_COSTS` (the benchmark's 10 decades 1e-7…100 plus 0.5^4…0.5^19), the SVM is
   retrained on the whole train split with that cost and scored on the test split.
-* **Few-shot**: for k ∈ {1, 2, 4, 8, 16, 32, 64, 96}, each of ``samples`` independent samples
-  takes k positive images of every class (the union is the training set; difficult labels of
-  the sampled images are dropped per class). The reference protocol (``fewshot_cost="reference"``,
-  the default, what the paper's Table 2 uses) trains every cost and reports, per k, the cost
-  with the best mean test mAP over the samples — note: chosen on the test split, as in Goyal
-  et al.'s low-shot scripts. A number instead uses that one cost for everything.
-  mean ± std (population std, as the benchmark's aggregation) over the samples.
+* **Few-shot**: for each k and each of ``samples`` independent samples, every class gets its
+  *own* training set: k of its positive images and (C − 1)·k of its negative images, drawn
+  independently per class (difficult images are never drawn); the SVM of class c trains on
+  those images only (:func:`lowshot_targets`). The reference protocol
+  (``fewshot_cost="reference"``, the default, what the paper's Table 2 uses) trains every
+  cost and reports, per k, the cost with the best mean test mAP over the samples — note:
+  **chosen on the test split**, as in Goyal et al.'s low-shot scripts. A number instead uses
+  that one cost for everything. mean ± std (population std, as the benchmark's aggregation)
+  over the samples.
 
 AP is reported both ways (:func:`burn_tf.evaluate.metrics.average_precision`); ``ap_method``
 picks which one is called ``map``:
@@ -27,34 +49,51 @@ picks which one is called ``map``:
 * ``"voc07"``: the VOC2007 devkit's 11-point interpolated AP (mean of the max precision at
   recall ≥ 0, 0.1, …, 1).
 
-Data: ``"composites"`` (default, embedded): Fashion-MNIST items pasted on 64×64 canvases,
-multi-hot over the 10 classes (:mod:`burn_tf.data.composites`), 5,011 train / 4,952 test
-images like VOC07 trainval / test; ``"voc2007"``: tfds ``voc/2007`` prepared under
-``data_dir`` (trainval → test; never downloaded); or ``(x_train, Y_train, x_test, Y_test)``
-with multi-hot ``Y``.
+Data: ``"auto"`` (default): tfds ``voc/2007`` when it is prepared under ``data_dir``, the
+embedded composites otherwise (the result's ``data`` says which); ``"composites"``:
+Fashion-MNIST items pasted on 64×64 canvases, multi-hot over the 10 classes
+(:mod:`burn_tf.data.composites`), 5,011 train / 4,952 test images like VOC07 trainval / test;
+``"voc2007"``: tfds ``voc/2007`` prepared under ``data_dir`` (trainval → test; never
+downloaded, an error if missing); or ``(x_train, Y_train, x_test, Y_test)`` with multi-hot
+``Y``. No evaluator here ranks classes, so the top-k tie rule of
+:mod:`burn_tf.evaluate.metrics` does not arise; AP sorts scores stably.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from burn_tf.evaluate import common
 from burn_tf.evaluate.data import VOC_CLASSES, check_images, check_multi_hot
-from burn_tf.evaluate.features import resolve_input_size
+from burn_tf.evaluate.features import (
+    GridAveragePooling,
+    final_feature_map,
+    pooling_grid_for,
+    resolve_input_size,
+)
 from burn_tf.evaluate.metrics import AP_METHODS, average_precision, mean_ap
 
 TASK = "svm"
-DEFAULT_DATA = "composites"
+DEFAULT_DATA = "auto"
 DEFAULT_COSTS = tuple(
     [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0] + [0.5 ** k for k in range(4, 20)]
 )
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, 32, 64, 96)
+DEFAULT_FEATURE_DIM = 4096
+POOLINGS = ("grid", "global")
 VOC_NAMES = ("voc2007", "voc/2007", "tfds:voc/2007")
+PROTOCOL_SOURCE = (
+    "BURN supplement (seed 000) § 'SVM Image Classification', after Goyal et al. 2019 "
+    "(ICCV, 'Scaling and benchmarking self-supervised visual representation learning'); "
+    "low-shot samples as create_voc_low_shot_samples.py (facebookresearch/vissl extra_scripts)"
+)
 
 
 # ----------------------------------------------------------------------------- SVMs
@@ -160,27 +199,36 @@ def full_shot(train_x, train_y, test_x, test_y, *, costs, folds, class_names, n_
     }
 
 
-def fewshot_sample(labels_multi_hot: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """k positive images of every class, drawn without replacement → union of indices (sorted).
+def lowshot_targets(labels_multi_hot: np.ndarray, k: int, seed: int, sample: int) -> np.ndarray:
+    """One low-shot sample of Goyal et al.'s protocol: targets [N, C] of 1 / 0 / −1 (ignored).
 
-    Raises if a class has fewer than k positives (difficult ones do not count).
+    Independently for every class c: k images with label 1 in column c become its
+    positives, then (C − 1)·k images with label 0 in column c its negatives; every other
+    entry is −1, so the SVM of class c trains on exactly k + (C − 1)·k images. Difficult
+    (−1) images are never drawn. Positives are drawn for all classes first, then negatives,
+    as in ``create_voc_low_shot_samples.py``; the random stream is seeded by
+    ``(seed, sample, k)``, so each sample and k has its own draw, repeatable run to run.
+    Raises if a class has fewer than k positives or (C − 1)·k negatives.
     """
     labels = np.asarray(labels_multi_hot)
-    rng = np.random.default_rng([int(seed), int(k)])
-    chosen = []
-    for c in range(labels.shape[1]):
-        positives = np.flatnonzero(labels[:, c] == 1)
-        if len(positives) < k:
-            raise ValueError(
-                f"k={k} is larger than the {len(positives)} positive training images of class {c}"
-            )
-        chosen.append(rng.choice(positives, size=int(k), replace=False))
-    return np.unique(np.concatenate(chosen))
+    k, num_classes = int(k), labels.shape[1]
+    rng = np.random.default_rng([int(seed), int(sample), k])
+    out = np.full(labels.shape, -1, np.int64)
+    for symbol, count in ((1, k), (0, (num_classes - 1) * k)):
+        for c in range(num_classes):
+            pool = np.flatnonzero(labels[:, c] == symbol)
+            if len(pool) < count:
+                kind = "positive" if symbol == 1 else "negative"
+                raise ValueError(f"k={k} needs {count} {kind} training images of class {c}, "
+                                 f"which has {len(pool)}; lower the shots")
+            out[rng.choice(pool, size=count, replace=False), c] = symbol
+    return out
 
 
 def few_shot(train_x, train_y, test_x, test_y, *, shots, samples, costs, cost, ap_method,
              seed) -> dict:
-    """Few-shot SVMs: per k, ``samples`` independent samples, every cost (or the given one)."""
+    """Few-shot SVMs: per k, ``samples`` independent low-shot samples (:func:`lowshot_targets`),
+    every cost (or the given one)."""
     costs = [float(cost)] if cost != "reference" else [float(c) for c in costs]
     num_classes = train_y.shape[1]
     out = {}
@@ -189,17 +237,12 @@ def few_shot(train_x, train_y, test_x, test_y, *, shots, samples, costs, cost, a
             # maps[method][sample, cost]
             maps = {m: np.zeros((samples, len(costs))) for m in AP_METHODS}
             for s in range(samples):
-                idx = fewshot_sample(train_y, int(k), seed + s)
-                x, y = train_x[idx], train_y[idx]
+                targets = lowshot_targets(train_y, int(k), seed, s)
                 for j, cst in enumerate(costs):
                     aps = {m: [] for m in AP_METHODS}
                     for c in range(num_classes):
-                        keep = y[:, c] != -1  # the sampled difficult images are dropped
-                        yc = _binary(y[keep], c)
-                        if (yc == -1).sum() == 0:
-                            raise ValueError(
-                                f"k={k}: every sampled image shows class {c}; no negatives to train on")
-                        clf = make_svm(cst).fit(x[keep], yc)
+                        keep = targets[:, c] != -1  # class c's own k + (C − 1)·k images
+                        clf = make_svm(cst).fit(train_x[keep], _binary(targets[keep], c))
                         scores = clf.decision_function(test_x)
                         area, voc07 = _class_aps(scores, test_y[:, c])
                         aps["area"].append(area)
@@ -294,10 +337,59 @@ def load_svm_data(data: Any, *, image_size: int, data_dir=None, n_train: int, n_
     )
 
 
+def svm_features_model(model: tf.keras.Model, meta: dict, *, pooling: str, feature_dim: int,
+                       pooling_grid: int | None, image_size: int | None) -> tuple[tf.keras.Model, int, dict]:
+    """(images → features model, input size, description) for ``pooling`` (module docstring)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if pooling == "global":
+        size = resolve_input_size(model, image_size)
+        return model, size, {"mode": "global", "input_size": size,
+                             "feature_dim": int(model.outputs[0].shape[-1])}
+    native = model.inputs[0].shape[1]
+    feature_map = final_feature_map(model)
+    if feature_map is None:
+        size = resolve_input_size(model, image_size)
+        return model, size, {"mode": "backbone output (no final global pooling of a map to replace)",
+                             "input_size": size, "feature_dim": int(model.outputs[0].shape[-1])}
+    channels = int(feature_map.shape[-1])
+    if pooling_grid is not None and (isinstance(pooling_grid, bool) or int(pooling_grid) < 1):
+        raise ValueError(f"pooling_grid must be a positive integer, got {pooling_grid!r}")
+    grid = int(pooling_grid) if pooling_grid is not None else pooling_grid_for(channels, int(feature_dim))
+    side = feature_map.shape[1]
+    if image_size is not None:
+        size = int(image_size)
+    elif native is None:
+        raise ValueError(f"backbone {model.name!r} has no fixed input size; pass image_size=")
+    elif side is not None and side < grid:
+        size = int(native) * math.ceil(grid / int(side))  # upsample: the map must hold the grid
+    else:
+        size = int(native)
+    sized = model
+    if native is None or size != int(native):
+        from burn_tf.evaluate.detection_model import backbone_at_size
+
+        sized = backbone_at_size(model, meta, size)
+        feature_map = final_feature_map(sized)
+    map_shape = [int(v) for v in feature_map.shape[1:]]
+    if min(map_shape[:2]) < grid:
+        raise ValueError(f"at image_size={size} the last feature map of {model.name!r} is "
+                         f"{map_shape[0]}×{map_shape[1]}, smaller than the {grid}×{grid} pooling "
+                         "grid; raise image_size or lower pooling_grid")
+    pooled = GridAveragePooling(grid, name="svm_grid_pool")(feature_map)
+    features = tf.keras.Model(sized.inputs, pooled, name=f"{model.name}_svm_features")
+    return features, size, {
+        "mode": "grid", "grid": grid, "feature_map": map_shape, "feature_dim": grid * grid * channels,
+        "target_feature_dim": int(feature_dim), "input_size": size,
+        "backbone_input_size": None if native is None else int(native),
+        "rebuilt_at_input_size": size != native,
+    }
+
+
 def svm(
     backbone,
     *,
-    data: Any = DEFAULT_DATA,
+    data: Any = "auto",
     out_dir=None,
     costs: Sequence[float] | None = None,
     folds: int = 3,
@@ -307,6 +399,9 @@ def svm(
     samples: int = 5,
     fewshot_cost: Any = "reference",
     ap_method: str = "area",
+    pooling: str = "grid",
+    feature_dim: int = DEFAULT_FEATURE_DIM,
+    pooling_grid: int | None = None,
     seed: int = 0,
     n_train: int = 5011,
     n_test: int = 4952,
@@ -317,7 +412,7 @@ def svm(
     batch_size: int = 256,
     n_jobs: int | None = None,
 ) -> dict:
-    """Full-shot and few-shot SVM classification mAP of ``backbone``'s features."""
+    """Full-shot and few-shot SVM classification mAP of ``backbone``'s pooled last feature map."""
     started = time.time()
     if ap_method not in AP_METHODS:
         raise ValueError(f"ap_method must be one of {AP_METHODS}, got {ap_method!r}")
@@ -336,11 +431,29 @@ def svm(
         raise ValueError(f"shots must be >= 1, got {shots}")
     if fewshot and int(samples) < 1:
         raise ValueError(f"samples must be >= 1, got {samples!r}")
+    if isinstance(feature_dim, bool) or not isinstance(feature_dim, (int, np.integer)) or feature_dim < 1:
+        raise ValueError(f"feature_dim must be a positive integer, got {feature_dim!r}")
     model, meta = common.resolve_backbone(backbone)
-    size = resolve_input_size(model, image_size)
-    name, x_tr, y_tr, x_te, y_te, class_names = load_svm_data(
-        data, image_size=size, data_dir=data_dir, n_train=int(n_train), n_test=int(n_test),
-        canvas=int(canvas), max_items=int(max_items), seed=int(seed))
+    features_model, size, pooling_info = svm_features_model(
+        model, meta, pooling=pooling, feature_dim=int(feature_dim), pooling_grid=pooling_grid,
+        image_size=image_size)
+    data_note, loaded = None, None
+    if isinstance(data, str) and data == "auto":
+        data, data_note = "composites", "auto: no data_dir given, embedded composites"
+        if data_dir is not None:
+            from burn_tf.data.sources import SourceNotFoundError
+
+            try:
+                loaded = load_svm_data("voc2007", image_size=size, data_dir=data_dir, n_train=0,
+                                       n_test=0, canvas=0, max_items=0, seed=0)
+                data_note = f"auto: tfds voc/2007 prepared under {data_dir}"
+            except SourceNotFoundError as err:
+                data_note = f"auto: no prepared tfds voc/2007 ({err}); embedded composites"
+    if loaded is None:
+        loaded = load_svm_data(
+            data, image_size=size, data_dir=data_dir, n_train=int(n_train), n_test=int(n_test),
+            canvas=int(canvas), max_items=int(max_items), seed=int(seed))
+    name, x_tr, y_tr, x_te, y_te, class_names = loaded
     # Fail before the (slow) feature extraction on a k larger than some class's positives.
     if shots:
         counts = (y_tr == 1).sum(axis=0)
@@ -350,7 +463,7 @@ def svm(
                 f"k={shots[-1]} is larger than the {int(counts[c])} positive training images of "
                 f"class {c} ({class_names[c]}); lower the shots"
             )
-    feats = common.extract_features(model, np.concatenate([x_tr, x_te]), int(batch_size), size)
+    feats = common.extract_features(features_model, np.concatenate([x_tr, x_te]), int(batch_size), size)
     feats = normalize_features(feats)
     f_tr, f_te = feats[: len(x_tr)], feats[len(x_tr):]
     costs = list(DEFAULT_COSTS if costs is None else costs)
@@ -358,7 +471,10 @@ def svm(
     result = {
         "task": TASK,
         "data": name,
+        "data_note": data_note,
         "backbone": common.backbone_info(backbone, model, meta),
+        "feature_dim": int(f_tr.shape[1]),
+        "pooling": pooling_info,
         "num_classes": int(y_tr.shape[1]),
         "num_train": int(len(x_tr)),
         "num_test": int(len(x_te)),
@@ -373,6 +489,12 @@ def svm(
                                      costs=costs, cost=fewshot_cost, ap_method=ap_method,
                                      seed=int(seed))
     result["protocol"] = {
+        "source": PROTOCOL_SOURCE,
+        "features": (f"last feature map average-pooled to a {pooling_info.get('grid')}×"
+                     f"{pooling_info.get('grid')} grid ({result['feature_dim']}-d), L2-normalised"
+                     if pooling_info["mode"] == "grid" else f"{pooling_info['mode']}, L2-normalised"),
+        "fewshot_sampling": ("per class independently: k positives and (C − 1)·k negatives, "
+                             "others ignored (Goyal et al. / VISSL create_voc_low_shot_samples)"),
         "costs": [float(c) for c in costs], "folds": int(folds), "shots": shots,
         "samples": int(samples), "fewshot_cost": fewshot_cost,
         "fewshot_cost_selection": (
@@ -399,6 +521,7 @@ def format_result(result: dict) -> str:
                      "cost": "cv per class"})
     method = "area under PR (Goyal et al.)" if result["ap_method"] == "area" else "VOC07 11-point"
     title = (f"SVM classification of {result['backbone']['name']} on {result['data']} "
+             f"({result['feature_dim']}-d features, input {result['protocol']['input_size']} px) "
              f"({result['num_train']} train / {result['num_test']} test, {result['num_classes']} "
              f"classes) — mAP, {method}")
     return title + "\n" + common.format_table(rows)

@@ -73,20 +73,66 @@ def test_cost_sweep_on_features_with_known_answers():
         cost_sweep(oracle[:, :1], labels[:, :1], costs)
 
 
-def test_fewshot_sample():
-    labels = np.zeros((40, 3), int)
-    labels[:10, 0] = 1
-    labels[10:25, 1] = 1
-    labels[20:40, 2] = 1
-    labels[5, 0] = -1  # difficult: never sampled as a positive
-    idx = V.fewshot_sample(labels, 4, seed=0)
-    for c in range(3):
-        assert (labels[idx, c] == 1).sum() >= 4
-    assert 5 not in idx or labels[5, 1] == 1 or labels[5, 2] == 1
-    assert np.array_equal(idx, V.fewshot_sample(labels, 4, seed=0))
-    assert not np.array_equal(idx, V.fewshot_sample(labels, 4, seed=1))
-    with pytest.raises(ValueError, match="k=10 is larger than the 9 positive training images of class 0"):
-        V.fewshot_sample(labels, 10, seed=0)
+def test_lowshot_targets_give_each_class_exactly_k_positives_and_its_own_negatives():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((400, 5)) < 0.3).astype(int)
+    labels[rng.random((400, 5)) < 0.05] = -1  # difficult: never drawn
+    for k in (1, 4, 8):
+        for sample in range(3):
+            t = V.lowshot_targets(labels, k, seed=0, sample=sample)
+            assert t.shape == labels.shape and set(np.unique(t)) <= {-1, 0, 1}
+            for c in range(5):
+                assert (t[:, c] == 1).sum() == k and (t[:, c] == 0).sum() == 4 * k
+                # drawn from the right pools: positives are present, negatives absent
+                assert np.all(labels[t[:, c] == 1, c] == 1) and np.all(labels[t[:, c] == 0, c] == 0)
+    a = V.lowshot_targets(labels, 4, seed=0, sample=0)
+    np.testing.assert_array_equal(a, V.lowshot_targets(labels, 4, seed=0, sample=0))
+    assert not np.array_equal(a, V.lowshot_targets(labels, 4, seed=1, sample=0))  # seeds differ
+    assert not np.array_equal(a, V.lowshot_targets(labels, 4, seed=0, sample=1))  # samples differ
+    # Per class, not a union: class 0's positives are not all of the drawn images' class-0 ones.
+    drawn = np.flatnonzero((a != -1).any(axis=1))
+    assert (labels[drawn, 0] == 1).sum() > (a[:, 0] == 1).sum()
+    few = (labels == 1).sum(0).min()
+    with pytest.raises(ValueError, match=f"k={few + 1} needs {few + 1} positive"):
+        V.lowshot_targets(labels, few + 1, seed=0, sample=0)
+    with pytest.raises(ValueError, match="negative training images of class"):
+        V.lowshot_targets(labels, 70, seed=0, sample=0)  # 280 negatives needed
+
+
+def test_grid_pooling_to_4096_from_the_last_feature_map(tiny_reactnet):
+    from burn_tf.evaluate.features import GridAveragePooling
+    from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
+    # ReActNet-A at full width and 64 px: a 2×2×1024 last map → 4,096-d, no rebuild.
+    full = reactnet_a(ReActNetConfig(stage=2, input_size=64, width_multiplier=1.0))
+    model, size, info = V.svm_features_model(full, {}, pooling="grid", feature_dim=4096,
+                                             pooling_grid=None, image_size=None)
+    assert (size, info["grid"], info["feature_map"], info["feature_dim"]) == (64, 2, [2, 2, 1024], 4096)
+    assert not info["rebuilt_at_input_size"]
+    images = np.random.default_rng(0).random((2, 64, 64, 3)).astype(np.float32)
+    pooled = model(images, training=False).numpy()
+    maps = tf.keras.Model(full.inputs, full.get_layer("block_13_out").output)(images, training=False).numpy()
+    assert pooled.shape == (2, 4096)
+    np.testing.assert_allclose(pooled[:, :1024], maps[:, 0, 0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled[:, 3072:], maps[:, 1, 1], rtol=1e-5, atol=1e-5)
+    # The mean of the 4 cells is the global pooled output.
+    np.testing.assert_allclose(pooled.reshape(2, 4, 1024).mean(1), full(images, training=False).numpy(),
+                               rtol=1e-4, atol=1e-5)
+    # Width 0.125 at 32 px ends in a 1×1×128 map: the grid for 4,096 is 6×6 (128·36 = 4,608),
+    # so the backbone is rebuilt at 6 × 32 px with its weights, and global pooling is kept apart.
+    small = tiny_reactnet(32)
+    model, size, info = V.svm_features_model(small, {}, pooling="grid", feature_dim=4096,
+                                             pooling_grid=None, image_size=None)
+    assert (info["grid"], size, info["feature_map"][:2], info["rebuilt_at_input_size"]) == (6, 192, [6, 6], True)
+    assert model.outputs[0].shape[-1] == 6 * 6 * 128
+    _, size, info = V.svm_features_model(small, {}, pooling="global", feature_dim=4096,
+                                         pooling_grid=None, image_size=None)
+    assert (size, info["feature_dim"]) == (32, 128)
+    with pytest.raises(ValueError, match="smaller than the 2×2 pooling grid"):
+        V.svm_features_model(small, {}, pooling="grid", feature_dim=4096, pooling_grid=2, image_size=32)
+    # Uneven bins follow AdaptiveAvgPool2d: a 3-wide axis in 2 bins → [0, 2) and [1, 3).
+    x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    np.testing.assert_allclose(GridAveragePooling(2)(x).numpy(), [[2.0, 3.0, 5.0, 6.0]])
 
 
 def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path, fashion_one_hot, pixel_backbone,
@@ -117,7 +163,7 @@ def test_composites_default_data(noise_backbone):
     noise = svm(noise_backbone(64), **kw)
     print(f"\ncomposites 600→600 (VOC07 11-point): random-conv features full mAP "
           f"{rc['full']['map']:.4f}, noise {noise['full']['map']:.4f}")
-    assert rc["data"] == "composites" and rc["num_classes"] == 10
+    assert rc["data"] == "composites" and rc["num_classes"] == 10 and rc["data_note"].startswith("auto")
     assert rc["full"]["map"] == rc["full"]["map_voc07"]
     assert rc["full"]["map"] > noise["full"]["map"] + 0.08
     assert noise["full"]["map"] < 0.3  # ~19% of the images show a given class
