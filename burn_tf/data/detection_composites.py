@@ -1,10 +1,23 @@
 """A generated, deterministic detection set: Fashion-MNIST items pasted on larger canvases.
 
 No detection data ships offline (DESIGN.md, offline rule), so the Keras-native detection
-evaluation trains and tests on composites: each image is a black ``canvas_size`` ×
-``canvas_size`` canvas with 1–4 Fashion-MNIST items, each rescaled to a random side length
-and pasted at a random position. Train composites take their items from the Fashion-MNIST
-*train* split, test composites from the *test* split, so no item is seen in both.
+evaluation trains and tests on composites: each image is a ``canvas_size`` × ``canvas_size``
+canvas with 1–4 Fashion-MNIST items, each rescaled to a random side length and pasted at a
+random position. Train composites take their items from the Fashion-MNIST *train* split,
+test composites from the *test* split, so no item is seen in both.
+
+Two backgrounds (``background=``):
+
+* ``"black"``: items on an exactly-zero canvas. Finding an object is thresholding, so even a
+  frozen *random* backbone localises well and the benchmark barely tells backbones apart
+  (measured: AP50 0.238 random vs 0.245 fine-tuned).
+* ``"clutter"``: a smooth random texture plus pixel noise, 3–8 *fragments* (crops of 30–55 %
+  of the side of other items of the split, at object scale — parts, never whole, unlabelled
+  items), the objects alpha-blended on top (alpha = pixel / 64, clipped to 1), then
+  *occluders* (opaque texture rectangles covering 20–40 % of an object's width or height at
+  one of its sides, probability ``occlusion``). Boxes stay the full (amodal) item extent, as
+  VOC annotates occluded objects. Telling an item from a fragment or the texture takes
+  shape features, which is what a pretrained backbone should add.
 
 Boxes (keras-cv "dense" format, ``bounding_box_format="xyxy"``)
 -----------------------------------------------------------------
@@ -14,8 +27,8 @@ columns 3..9 is ``[3, ., 10, .]``), ``classes`` is ``float32 [N, max_objects]`` 
 Fashion-MNIST class id 0–9. Unused slots are padded with ``-1`` (boxes and classes), which
 is what keras-cv's RetinaNet label encoder expects. Each box is *tight*: the bounding box of
 the item's non-zero pixels after rescaling (Fashion-MNIST items sit on an exactly-zero
-background with a margin), so every canvas pixel outside all boxes is 0. Items are combined
-with a pixel-wise maximum (bright items on black), and two items' boxes overlap by at most
+background with a margin); on the black background every canvas pixel outside all boxes is
+0 (items are combined with a pixel-wise maximum). Two items' boxes overlap by at most
 ``max_iou``.
 
 Deterministic: the same ``(split, num_images, seed, …)`` gives the same arrays, bit for bit
@@ -37,6 +50,7 @@ import numpy as np
 BOUNDING_BOX_FORMAT = "xyxy"
 NUM_CLASSES = 10
 _SPLIT_IDS = {"train": 0, "test": 1}
+BACKGROUNDS = ("black", "clutter")
 _MAX_PLACEMENT_TRIES = 50
 
 
@@ -142,6 +156,8 @@ def make_detection_composites(
     max_objects: int = 4,
     item_scale: tuple[float, float] = (0.2, 0.45),
     max_iou: float = 0.1,
+    background: str = "black",
+    occlusion: float = 0.3,
     seed: int = 0,
     root: str | os.PathLike | None = None,
     arrays: tuple[np.ndarray, np.ndarray] | None = None,
@@ -153,8 +169,10 @@ def make_detection_composites(
     of the split, rescaled (bilinear) to a square of side ``round(s · canvas_size)`` with
     ``s ~ U(item_scale)`` and pasted where its tight box overlaps every earlier box with IoU
     ≤ ``max_iou`` (after 50 failed positions the item is dropped, so an image may hold fewer
-    than k, never fewer than one). ``arrays=(images uint8 [N,H,W], labels [N])`` replaces
-    Fashion-MNIST (read from ``root`` / the Debian package otherwise).
+    than k, never fewer than one). ``background`` is ``"black"`` or ``"clutter"`` (module
+    docstring; ``occlusion`` is the probability that an object gets an occluder there).
+    ``arrays=(images uint8 [N,H,W], labels [N])`` replaces Fashion-MNIST (read from ``root``
+    / the Debian package otherwise).
     """
     if split not in _SPLIT_IDS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -169,6 +187,10 @@ def make_detection_composites(
         raise ValueError(f"item_scale must satisfy 0 < low <= high <= 1 (fractions of the canvas), got {item_scale!r}")
     if not 0 <= float(max_iou) <= 1:
         raise ValueError(f"max_iou must be in [0, 1], got {max_iou!r}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    if not 0 <= float(occlusion) <= 1:
+        raise ValueError(f"occlusion must be a probability in [0, 1], got {occlusion!r}")
     if arrays is None:
         from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
 
@@ -197,7 +219,10 @@ def make_detection_composites(
     classes = np.full((n, m), -1.0, np.float32)
     indices = np.full((n, m), -1, np.int64)
     counts = np.zeros((n,), np.int32)
+    clutter = background == "clutter"
     for i in range(n):
+        if clutter:
+            images[i] = _clutter(rng, items, s, min_side, max_side)
         want = int(rng.integers(int(min_objects), m + 1))
         placed = []
         for _ in range(want):
@@ -221,14 +246,88 @@ def make_detection_composites(
                 if placed:
                     continue
             region = images[i, y : y + side, x : x + side]
-            np.maximum(region, item, out=region)
+            if clutter:
+                region[...] = _blend(region, item)
+            else:
+                np.maximum(region, item, out=region)
             k = len(placed)
             placed.append(candidate)
             boxes[i, k] = candidate
             classes[i, k] = labels[index]
             indices[i, k] = index
         counts[i] = len(placed)
+        if clutter:
+            for box in placed:
+                if rng.random() < float(occlusion):
+                    _occlude(rng, images[i], box)
     return DetectionComposites(
         images=images, boxes=boxes, classes=classes, num_objects=counts, item_indices=indices,
         split=split, canvas_size=s, class_names=class_names,
     )
+
+
+# ------------------------------------------------------------------ cluttered backgrounds
+
+
+def _blend(under: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """``item`` over ``under`` with alpha = item / 64 (clipped to 1): an item's bright pixels
+    replace the background, its faint edge blends into it, its zero margin leaves it."""
+    alpha = np.clip(item.astype(np.float32) / 64.0, 0.0, 1.0)
+    out = alpha * item.astype(np.float32) + (1.0 - alpha) * under.astype(np.float32)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A smooth random field (a coarse uniform grid, bilinearly upsampled) plus pixel noise."""
+    from PIL import Image
+
+    grid = int(rng.integers(3, 9))
+    coarse = rng.uniform(0.0, 1.0, (grid, grid)).astype(np.float32)
+    smooth = np.asarray(Image.fromarray(coarse, mode="F").resize((width, height), Image.BILINEAR))
+    level, contrast, noise = rng.uniform(15, 90), rng.uniform(20, 90), rng.uniform(4, 20)
+    field = level + contrast * (smooth - 0.5) + rng.normal(0.0, noise, (height, width))
+    return np.clip(np.round(field), 0, 255).astype(np.uint8)
+
+
+def _clutter(rng, items, size: int, min_side: int, max_side: int) -> np.ndarray:
+    """A textured canvas with 3–8 item fragments (crops of 30–55 % of an item's side, scaled
+    like the objects, alpha-blended)."""
+    canvas = _texture(rng, size, size)
+    for _ in range(int(rng.integers(3, 9))):
+        item = items[int(rng.integers(len(items)))]
+        box = tight_box(item)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        ch = max(2, int(round(rng.uniform(0.3, 0.55) * (y1 - y0))))
+        cw = max(2, int(round(rng.uniform(0.3, 0.55) * (x1 - x0))))
+        top = int(rng.integers(y0, max(y0, y1 - ch) + 1))
+        left = int(rng.integers(x0, max(x0, x1 - cw) + 1))
+        crop = item[top : top + ch, left : left + cw]
+        scale = int(rng.integers(min_side, max_side + 1)) / item.shape[0]
+        h = min(size, max(2, int(round(ch * scale))))
+        w = min(size, max(2, int(round(cw * scale))))
+        from PIL import Image
+
+        crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((w, h), Image.BILINEAR))
+        y = int(rng.integers(0, size - h + 1))
+        x = int(rng.integers(0, size - w + 1))
+        canvas[y : y + h, x : x + w] = _blend(canvas[y : y + h, x : x + w], crop)
+    return canvas
+
+
+def _occlude(rng, canvas: np.ndarray, box) -> None:
+    """An opaque texture rectangle over 20–40 % of ``box``'s width or height, at one side."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    side = int(rng.integers(4))
+    frac = rng.uniform(0.2, 0.4)
+    if side < 2:  # left / right: a band across the full height
+        band = max(1, int(round(frac * w)))
+        xa = x0 if side == 0 else x1 - band
+        ya, xb, yb = y0, xa + band, y1
+    else:  # top / bottom
+        band = max(1, int(round(frac * h)))
+        ya = y0 if side == 2 else y1 - band
+        xa, xb, yb = x0, x1, ya + band
+    canvas[ya:yb, xa:xb] = _texture(rng, yb - ya, xb - xa)

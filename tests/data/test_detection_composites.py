@@ -130,3 +130,64 @@ def test_real_fashion_mnist_train_and_test_items():
     assert set(np.unique(train.classes[valid])).issubset(set(range(10)))
     sides = (train.boxes[valid][:, 2:] - train.boxes[valid][:, :2]).max(axis=1)
     assert sides.min() >= 1 and sides.max() <= round(0.45 * 128)
+
+
+# ------------------------------------------------------------------ cluttered backgrounds
+
+
+def test_clutter_keeps_exact_boxes_around_the_pasted_items():
+    # One bright item of known shape, pasted at its own size, no occluder: its box is exact
+    # and its pixels are intact (alpha 1 at >= 64), while the background is textured.
+    item = np.zeros((28, 28), np.uint8)
+    item[5:15, 8:20] = 200
+    d = make_detection_composites(
+        "test", 8, 64, min_objects=1, max_objects=1, item_scale=(28 / 64, 28 / 64), seed=0,
+        background="clutter", occlusion=0.0, arrays=(item[None], np.array([7])),
+    )
+    for i in range(len(d)):
+        x0, y0, x1, y1 = d.boxes[i, 0].astype(int)
+        assert (x1 - x0, y1 - y0) == (12, 10) and d.classes[i, 0] == 7
+        assert np.all(d.images[i, y0:y1, x0:x1] == 200)
+        outside = np.ones((64, 64), bool)
+        outside[y0:y1, x0:x1] = False
+        assert (d.images[i][outside] > 0).mean() > 0.5  # texture, not a black canvas
+        assert d.images[i][outside].std() > 3.0
+
+
+def test_clutter_boxes_scales_and_determinism(items):
+    kw = dict(background="clutter", item_scale=(0.15, 0.6), seed=2, arrays=items)
+    d = make_detection_composites("train", 120, 64, **kw)
+    again = make_detection_composites("train", 120, 64, **kw)
+    other = make_detection_composites("train", 120, 64, **{**kw, "seed": 3})
+    for field in ("images", "boxes", "classes", "num_objects", "item_indices"):
+        np.testing.assert_array_equal(getattr(d, field), getattr(again, field))
+    assert not np.array_equal(d.images, other.images)
+    valid = d.classes >= 0
+    boxes = d.boxes[valid]
+    assert np.all(boxes[:, :2] >= 0) and np.all(boxes[:, 2:] <= 64)
+    assert np.all(boxes[:, 2:] > boxes[:, :2])
+    np.testing.assert_array_equal(d.classes[valid], items[1][d.item_indices[valid]])
+    sides = (boxes[:, 2:] - boxes[:, :2]).max(axis=1)
+    assert sides.min() <= 6 and sides.max() >= 24  # several scales (blobs of 8–20 of 28 px)
+    assert (d.images == 0).mean() < 0.05  # a textured canvas, unlike the black one
+
+
+def test_occluders_cover_a_band_of_the_object_and_keep_its_full_box():
+    item = np.zeros((28, 28), np.uint8)
+    item[4:24, 4:24] = 200  # a 20×20 square pasted at its own size
+    d = make_detection_composites(
+        "test", 30, 64, min_objects=1, max_objects=1, item_scale=(28 / 64, 28 / 64), seed=1,
+        background="clutter", occlusion=1.0, arrays=(item[None], np.array([3])),
+    )
+    for i in range(len(d)):
+        x0, y0, x1, y1 = d.boxes[i, 0].astype(int)
+        assert (x1 - x0, y1 - y0) == (20, 20)  # amodal: the occluded item keeps its box
+        visible = (d.images[i, y0:y1, x0:x1] == 200).mean()
+        assert 0.55 <= visible <= 0.85, visible  # a 20–40 % band is covered
+
+
+def test_bad_clutter_arguments(items):
+    with pytest.raises(ValueError, match="background must be one of"):
+        make_detection_composites("train", 2, background="grey", arrays=items)
+    with pytest.raises(ValueError, match="occlusion"):
+        make_detection_composites("train", 2, background="clutter", occlusion=1.5, arrays=items)
