@@ -40,12 +40,14 @@ def _zero(example):
     return tf.constant(0)
 
 
-def composites_data(input_size, num_train, num_test, batch_size, augment, seed, root) -> DetectionData:
-    """Fashion-MNIST composites (:mod:`burn_tf.data.detection_composites`) at ``input_size``."""
+def composites_data(input_size, num_train, num_test, batch_size, augment, seed, root,
+                    **options) -> DetectionData:
+    """Fashion-MNIST composites (:mod:`burn_tf.data.detection_composites`) at ``input_size``;
+    ``options`` (background, item_scale, occlusion, …) go to ``make_detection_composites``."""
     from burn_tf.data.detection_composites import make_detection_composites
 
-    train = make_detection_composites("train", num_train, input_size, seed=seed, root=root)
-    test = make_detection_composites("test", num_test, input_size, seed=seed, root=root)
+    train = make_detection_composites("train", num_train, input_size, seed=seed, root=root, **options)
+    test = make_detection_composites("test", num_test, input_size, seed=seed, root=root, **options)
     test_gt = []
     for i in range(len(test)):
         k = int(test.num_objects[i])
@@ -60,7 +62,8 @@ def composites_data(input_size, num_train, num_test, batch_size, augment, seed, 
         class_names=train.class_names,
         num_train=len(train),
         num_test=len(test),
-        description=f"Fashion-MNIST composites ({input_size} px canvases, 1-4 items, seed {seed})",
+        description=(f"Fashion-MNIST composites ({input_size} px canvases, 1-4 items, "
+                     f"{options.get('background', 'black')} background, seed {seed})"),
     )
 
 

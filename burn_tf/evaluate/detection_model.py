@@ -77,6 +77,27 @@ def backbone_at_size(model: tf.keras.Model, meta: Mapping, input_size: int) -> t
     return clone
 
 
+def random_init_like(model: tf.keras.Model, meta: Mapping, input_size: int, seed: int) -> tf.keras.Model:
+    """The same architecture as :func:`backbone_at_size` gives, freshly initialised (seeded):
+    the floor a pretrained backbone has to beat. A ReActNet-A is rebuilt from its config;
+    another functional model is cloned (``clone_model`` re-initialises every layer)."""
+    tf.keras.utils.set_random_seed(int(seed))
+    cfg = reactnet_config(model, meta)
+    if cfg is not None:
+        from burn_tf.models.reactnet import reactnet_a
+
+        return reactnet_a(dataclasses.replace(cfg, input_size=input_size), name=model.name)
+    channels = model.inputs[0].shape[-1]
+    try:
+        return tf.keras.models.clone_model(
+            model, input_tensors=tf.keras.Input((input_size, input_size, channels), name="image"))
+    except Exception as err:  # clone_model raises many types for subclassed / odd models
+        raise DetectionConfigError(
+            f"backbone {model.name!r} cannot be re-initialised for the random-init floor "
+            f"({type(err).__name__}: {err}); pass random_init=False"
+        ) from None
+
+
 def _feature_maps(model: tf.keras.Model) -> list[tuple[str, tuple]]:
     """(layer name, output shape) of every layer with one 4-D output, in graph order."""
     found = []

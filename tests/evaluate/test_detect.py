@@ -55,7 +55,7 @@ def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone
     backbone = detection_model.pyramid_backbone(sized, levels)
     import keras_cv
 
-    # freeze_backbone: the RetinaNet's feature extractor shares the backbone's layers, so
+    # protocol "frozen": the RetinaNet's feature extractor shares the backbone's layers, so
     # freezing the wrapper leaves only the FPN and heads trainable.
     detector = detection_model.build_retinanet(sized, levels, 10, anchor_size=8, head_width=8, head_depth=1)
     backbone_ids = {id(v) for v in sized.weights}
@@ -98,6 +98,9 @@ def test_generic_backbone_needs_pyramid_layers_and_then_builds():
         ({"nms": "soft"}, DetectionConfigError, "nms"),
         ({"learning_rate": "fast"}, DetectionConfigError, "learning_rate must be a number"),
         ({"num_train": None}, DetectionConfigError, "num_train"),
+        ({"protocols": ["linear"]}, DetectionConfigError, "protocols must be one or more of"),
+        ({"num_seeds": 0}, DetectionConfigError, "num_seeds"),
+        ({"background": "grey", "input_size": 64}, DetectionConfigError, "background must be one of"),
         ({"data": "voc/2007"}, SourceNotFoundError, "data_dir"),
     ],
 )
@@ -150,7 +153,36 @@ def test_voc_examples_become_pixel_xyxy_batches():
 # -------------------------------------------------------------------------- end to end
 
 
-def test_short_real_fine_tune_through_the_cli(tiny_backbone_dir, tmp_path):
+def test_random_init_like_is_the_same_architecture_freshly_initialised(tiny_backbone_dir):
+    from burn_tf.export import load_backbone
+
+    model, meta = load_backbone(tiny_backbone_dir)
+    a = detection_model.random_init_like(model, meta, 64, seed=1)
+    b = detection_model.random_init_like(model, meta, 64, seed=1)
+    c = detection_model.random_init_like(model, meta, 64, seed=2)
+    assert a.inputs[0].shape[1:3] == (64, 64)
+    assert [w.shape for w in a.get_weights()] == [w.shape for w in model.get_weights()]
+    kernel = [i for i, w in enumerate(a.get_weights()) if w.ndim == 4][0]
+    np.testing.assert_array_equal(a.get_weights()[kernel], b.get_weights()[kernel])  # seeded
+    assert not np.array_equal(a.get_weights()[kernel], c.get_weights()[kernel])
+    assert not np.array_equal(a.get_weights()[kernel], model.get_weights()[kernel])
+
+
+def test_summary_means_stds_and_paired_margins():
+    runs = [{"protocol": "frozen", "init": init, "seed": seed, "mAP": m, "AP50": m * 2, "AP75": m / 2}
+            for init, values in (("trained", (0.30, 0.32, 0.34)), ("random_init", (0.10, 0.14, 0.12)))
+            for seed, m in enumerate(values)]
+    summary = detect_module.summarize_runs(runs, ["frozen"], random_init=True)["frozen"]
+    assert summary["trained"]["AP50"]["mean"] == pytest.approx(0.64)
+    assert summary["random_init"]["mAP"]["std"] == pytest.approx(np.std([0.10, 0.14, 0.12]))
+    margin = summary["margin_mAP"]
+    assert margin["values"] == pytest.approx([0.20, 0.18, 0.22])  # paired by seed
+    assert margin["mean"] == pytest.approx(0.20) and margin["exceeds_seed_std"]
+    close = [dict(r, mAP=r["mAP"] + (0.19 if r["init"] == "random_init" else 0.0)) for r in runs]
+    assert not detect_module.summarize_runs(close, ["frozen"], True)["frozen"]["margin_mAP"]["exceeds_seed_std"]
+
+
+def test_short_real_run_through_the_cli(tiny_backbone_dir, tmp_path):
     from burn_tf.evaluate.__main__ import main
 
     out = tmp_path / "eval"
@@ -159,16 +191,24 @@ def test_short_real_fine_tune_through_the_cli(tiny_backbone_dir, tmp_path):
         main(["detect", "--backbone", str(tiny_backbone_dir), "--out", str(out), "--json",
               "--set", "input_size=64", "--set", "epochs=3", "--set", "num_train=160",
               "--set", "num_test=32", "--set", "batch_size=16", "--set", "head_width=16",
-              "--set", "head_depth=2", "--set", "verbose=0"])
+              "--set", "head_depth=2", "--set", "verbose=0", "--set", "protocols=frozen"])
     printed = json.loads(stdout.getvalue().strip().splitlines()[-1])
-    assert "mAP@[.5:.95]" in stdout.getvalue()
+    assert "mAP@[.5:.95]" in stdout.getvalue() and "random_init" in stdout.getvalue()
     result = json.loads((out / "detect.json").read_text())
     assert result["task"] == "detect" and result["pyramid_layers"]["P5"] == "block_13_out"
-    losses = result["train_loss"]
-    assert len(losses) == 3 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert "Faster R-CNN" in result["protocol"]["source"] and result["protocol"]["protocols"] == ["frozen"]
+    assert result["composites"]["background"] == "clutter"
+    assert [(r["protocol"], r["init"], r["seed"]) for r in result["runs"]] == [
+        ("frozen", "trained", 0), ("frozen", "random_init", 0)]
+    for run in result["runs"]:
+        losses = run["train_loss"]
+        assert len(losses) == 3 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+        assert 0.0 <= run["AP75"] <= run["AP50"] <= 1.0 and 0.0 <= run["mAP"] <= 1.0
     for key in ("mAP", "AP50", "AP75"):
-        assert 0.0 <= result[key] <= 1.0 and result[key] == printed[key]
-    assert result["AP50"] >= result["AP75"]
+        assert result[key] == printed[key] == result["runs"][0][key]
+        assert result["random_init_floor"]["frozen"][key] == result["runs"][1][key]
+    assert result["summary"]["frozen"]["margin_AP50"]["values"] == [
+        pytest.approx(result["runs"][0]["AP50"] - result["runs"][1]["AP50"])]
     assert result["num_train"] == 160 and result["num_test"] == 32 and result["input_size"] == 64
     assert set(result["per_class"]) <= {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                                         "Shirt", "Sneaker", "Bag", "Ankle boot"}
