@@ -31,9 +31,10 @@ import tensorflow as tf
 
 from burn_tf.config import ConfigError, PretrainConfig, config_from_dict, read_config_values, resolve_config_path
 from burn_tf.data import load_fashion_mnist_arrays
-from burn_tf.evaluate.common import extract_features
+from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
-from burn_tf.evaluate.linear import topk_accuracy, train_head_on_features
+from burn_tf.evaluate.metrics import topk_accuracy
+from burn_tf.evaluate.probe import train_head_on_features
 from burn_tf.export import atomic_write_json, load_backbone
 from burn_tf.model_card import write_model_card
 from burn_tf.models.backbones import build_backbone
