@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.backbone import load_backbone
 from burn_tf.config import ConfigError, PretrainConfig, load_config
-from burn_tf.export import atomic_write_json, load_backbone
+from burn_tf.io import atomic_write_json
 from burn_tf.models.reactnet import reactnet_a
 from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain_stage
 

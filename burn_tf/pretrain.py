@@ -34,9 +34,10 @@ from pathlib import Path
 import larq as lq
 import tensorflow as tf
 
+from burn_tf.backbone import save_backbone
 from burn_tf.callbacks import CheckpointEveryEpoch, JsonLinesLogger, LambdaScheduler
 from burn_tf.config import ConfigError, PretrainConfig, load_config
-from burn_tf.export import atomic_write_json, atomic_write_text, save_backbone
+from burn_tf.io import atomic_write_json, atomic_write_text
 from burn_tf.methods.burn import BURN
 from burn_tf.models.reactnet import reactnet_a, transfer_stage1_to_stage2
 from burn_tf.optim import build_optimizer

@@ -11,7 +11,8 @@ from typing import Any, Iterable
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.export import atomic_write_json, resolve_backbone  # noqa: F401  (re-exported)
+from burn_tf.backbone import resolve_backbone  # noqa: F401  (re-exported)
+from burn_tf.io import atomic_write_json  # noqa: F401  (re-exported)
 
 
 def backbone_input_size(model: tf.keras.Model) -> int:

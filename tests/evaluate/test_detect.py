@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from burn_tf.backbone import save_backbone
 from burn_tf.data.sources import SourceNotFoundError
-from burn_tf.export import save_backbone
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 detect_module = importlib.import_module("burn_tf.evaluate.detect")
@@ -156,7 +156,7 @@ def test_ap_matches_pycocotools_when_installed():
 
 
 def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone_dir):
-    from burn_tf.export import load_backbone
+    from burn_tf.backbone import load_backbone
 
     model, meta = load_backbone(tiny_backbone_dir)
     sized = detect_module.backbone_at_size(model, meta, 64)
