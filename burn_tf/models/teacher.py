@@ -38,7 +38,15 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from burn_tf.models.efficientnet_lite import build_efficientnet_lite0, find_efficientnet_lite0_weights
+from burn_tf.convert.converters import (
+    convert_efficientnet_lite,
+    convert_torchvision_resnet,
+)
+from burn_tf.convert.torch_checkpoint import load_torch_state_dict
+from burn_tf.models.efficientnet_lite import (
+    build_efficientnet_lite0,
+    find_efficientnet_lite0_weights,
+)
 from burn_tf.models.resnet import build_resnet
 
 __all__ = [
@@ -133,8 +141,6 @@ def load_teacher_weights(
 ) -> None:
     """Load ``weights`` ("imagenet", a Keras weights file or a PyTorch checkpoint) into
     ``backbone`` built by :func:`build_teacher_backbone` for ``kind``."""
-    from burn_tf.convert import convert_efficientnet_lite, convert_torchvision_resnet, load_torch_state_dict
-
     _check_weights(kind, weights)
     if isinstance(weights, str) and weights == "imagenet":
         path = find_efficientnet_lite0_weights()
