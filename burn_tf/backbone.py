@@ -7,7 +7,8 @@ a directory::
       backbone.keras        the Keras model (images in [0, 1] → pooled features)
       backbone.weights.h5   its weights alone
       metadata.json         what it is: architecture, stage, input size, config hash, metrics
-      classifier.keras      (pretraining only) the student's self-supervised head
+      classifier.keras      the student's self-supervised head, put there by pretraining
+                            (not by save_backbone; export --with-classifier reads it)
 
 ReActNet-A backbones are rebuilt from ``metadata.json`` and only their weights are read,
 so loading never deserialises arbitrary objects. Other Keras models are read from the

@@ -1,9 +1,9 @@
 """Atomic file and directory writes: a reader never sees a half-written output.
 
-Every output of burn_tf (backbones, metrics, reports, model cards, exported models,
-converted weights) goes through :func:`atomic_output`: the content is written under a
-temporary name next to the target and renamed into place only when complete, so a crash
-or an interrupt leaves either the old output or the new one, never a mixture. Files and
+Backbones, JSON metrics and reports, model cards, exported models and converted weights
+are written through :func:`atomic_output`: the content is written under a temporary name
+next to the target and renamed into place only when complete, so a crash or an interrupt
+leaves either the old output or the new one, never a mixture. Files and
 directories get the permissions a plain ``open``/``mkdir`` would give them under the
 process umask (temporary files are created 0600/0700).
 
