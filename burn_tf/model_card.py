@@ -8,7 +8,7 @@ Any of these may be missing: the card says what it did not find instead of faili
     python -m burn_tf.model_card --run-dir runs/demo
 
 The export CLI (``python -m burn_tf.export --run-dir …``) rewrites the card after every
-export, so it always lists the current files.
+export of a run (unless ``--no-model-card``), so it lists the current files.
 """
 
 from __future__ import annotations
@@ -21,6 +21,19 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from burn_tf.backbone import (
+    CLASSIFIER_FILE,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    load_backbone,
+    read_metadata,
+)
+from burn_tf.io import atomic_write_text, path_size
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.summary import model_stats
 
 CARD_FILE = "MODEL_CARD.md"
 MAX_ROWS_PER_FILE = 60
@@ -47,8 +60,6 @@ def _read_json(path: Path, problems: list[str]) -> Any:
 
 
 def _read_yaml(path: Path, problems: list[str]) -> dict | None:
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -139,10 +150,6 @@ def _metric_table(data: Any) -> list[str]:
 
 def _stage_stats(backbone_dir: Path, problems: list[str]) -> dict | None:
     """model_stats of an exported backbone (ReActNet-A: rebuilt from metadata, no weights)."""
-    from burn_tf.export import load_backbone, read_metadata
-    from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-    from burn_tf.summary import model_stats
-
     try:
         meta = read_metadata(backbone_dir)
         if meta.get("architecture") == "reactnet_a" and "student" in meta:
@@ -271,7 +278,7 @@ def build_model_card(run_dir: str | Path) -> str:
     out += ["", "## Files", ""]
     files = []
     for s, path in backbones.items():
-        for name in ("backbone.keras", "backbone.weights.h5", "classifier.keras"):
+        for name in (MODEL_FILE, WEIGHTS_FILE, CLASSIFIER_FILE):
             if (path / name).exists():
                 files.append((path / name).relative_to(run))
     export_dir = run / "export"
@@ -290,8 +297,6 @@ def build_model_card(run_dir: str | Path) -> str:
         if rel not in known and not any(part.startswith(".") for part in rel.parts):
             files.append(rel)
     if files:
-        from burn_tf.export import path_size
-
         out += _table(["file", "size"], [[f"`{rel}`", _size(path_size(run / rel))] for rel in files])
     else:
         out.append("No model files found.")
@@ -349,8 +354,6 @@ def build_model_card(run_dir: str | Path) -> str:
     out += [f"- {text}" for text in limits]
 
     if config is not None:
-        import yaml
-
         out += ["", "## Configuration (`config.yaml`)", "", "```yaml",
                 yaml.safe_dump(config, sort_keys=False).rstrip(), "```"]
     if problems:
@@ -360,8 +363,6 @@ def build_model_card(run_dir: str | Path) -> str:
 
 def write_model_card(run_dir: str | Path) -> Path:
     """Writes ``<run>/MODEL_CARD.md`` (atomically; the card is derived, so it is replaced)."""
-    from burn_tf.export import atomic_write_text
-
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} does not exist")
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = write_model_card(args.run_dir)
-    except FileNotFoundError as err:
+    except OSError as err:  # no such run directory, or the card cannot be written
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path}")

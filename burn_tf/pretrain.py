@@ -39,10 +39,11 @@ from pathlib import Path
 import larq as lq
 import tensorflow as tf
 
+from burn_tf.backbone import save_backbone
 from burn_tf.callbacks import CheckpointEveryEpoch, JsonLinesLogger, ProgressLines
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.data import multi_view_dataset, source_from_config
-from burn_tf.export import atomic_write_json, atomic_write_text, save_backbone
+from burn_tf.io import atomic_write_json, atomic_write_text
 from burn_tf.methods import PretrainMethod
 from burn_tf.models.backbones import build_backbone
 from burn_tf.models.teacher import build_teacher

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from burn_tf.backbone import load_backbone
 from burn_tf.config import load_config
-from burn_tf.export import load_backbone
 from burn_tf.losses import lambda_at
 from burn_tf.pretrain import (
     RunDirError,

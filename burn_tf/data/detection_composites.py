@@ -34,6 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
+
 BOUNDING_BOX_FORMAT = "xyxy"
 NUM_CLASSES = 10
 _SPLIT_IDS = {"train": 0, "test": 1}
@@ -170,7 +172,6 @@ def make_detection_composites(
     if not 0 <= float(max_iou) <= 1:
         raise ValueError(f"max_iou must be in [0, 1], got {max_iou!r}")
     if arrays is None:
-        from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
 
         items, labels = load_fashion_mnist_arrays(split, root)
         class_names = tuple(class_names or FASHION_MNIST_CLASSES)

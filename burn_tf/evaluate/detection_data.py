@@ -9,6 +9,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.data.detection_composites import make_detection_composites
+from burn_tf.data.sources import SourceNotFoundError, gcs_disabled
+
 
 @dataclasses.dataclass
 class DetectionData:
@@ -42,7 +45,6 @@ def _zero(example):
 
 def composites_data(input_size, num_train, num_test, batch_size, augment, seed, root) -> DetectionData:
     """Fashion-MNIST composites (:mod:`burn_tf.data.detection_composites`) at ``input_size``."""
-    from burn_tf.data.detection_composites import make_detection_composites
 
     train = make_detection_composites("train", num_train, input_size, seed=seed, root=root)
     test = make_detection_composites("test", num_test, input_size, seed=seed, root=root)
@@ -67,7 +69,6 @@ def composites_data(input_size, num_train, num_test, batch_size, augment, seed, 
 def open_voc(name, data_dir, num_train, num_test):
     """tfds VOC prepared under ``data_dir`` → (train examples, test examples, class names,
     description). Never downloads: a missing data_dir or unprepared dataset is an error."""
-    from burn_tf.data.sources import SourceNotFoundError, gcs_disabled
 
     if data_dir is None:
         raise SourceNotFoundError(

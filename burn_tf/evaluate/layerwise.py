@@ -28,6 +28,7 @@ from burn_tf.evaluate.features import resolve_input_size
 from burn_tf.evaluate.images import prepare_images
 from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.threads import limit_blas_threads
+from burn_tf.models.reactnet import block_output_names
 
 
 def pooled_layer_model(model: tf.keras.Model, layers=None) -> tuple[tf.keras.Model, list[str]]:
@@ -37,7 +38,6 @@ def pooled_layer_model(model: tf.keras.Model, layers=None) -> tuple[tf.keras.Mod
     averaged over H, W; [B,T,C] over T; [B,D] are kept.
     """
     if layers is None:
-        from burn_tf.models.reactnet import block_output_names
 
         try:
             layers = block_output_names(model)

@@ -43,6 +43,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from burn_tf.data.composites import CLASS_NAMES, multilabel_composites
+from burn_tf.data.sources import gcs_disabled, tfds_source
 from burn_tf.evaluate import common
 from burn_tf.evaluate.data import VOC_CLASSES, check_images, check_multi_hot
 from burn_tf.evaluate.features import resolve_input_size
@@ -240,7 +242,6 @@ def voc2007_arrays(data_dir, split: str, image_size: int) -> tuple[np.ndarray, n
     (see :func:`voc_targets`). Never downloads."""
     import tensorflow as tf
 
-    from burn_tf.data.sources import gcs_disabled, tfds_source
 
     tfds_source("voc/2007", split, data_dir, label_key=None)  # checks: prepared, split exists
     import tensorflow_datasets as tfds
@@ -279,7 +280,6 @@ def load_svm_data(data: Any, *, image_size: int, data_dir=None, n_train: int, n_
             raise ValueError(f"train images are {x_tr.shape[1:]} but test images {x_te.shape[1:]}")
         return "arrays", x_tr, y_tr, x_te, y_te, tuple(str(c) for c in range(y_tr.shape[1]))
     if data == "composites":
-        from burn_tf.data.composites import CLASS_NAMES, multilabel_composites
 
         x_tr, y_tr = multilabel_composites(n_train, canvas, max_items, seed, "train")
         x_te, y_te = multilabel_composites(n_test, canvas, max_items, seed, "test")
