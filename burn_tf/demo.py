@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, evaluation = load_demo_config(args.config, args.overrides)
         results = run_demo(cfg, args.run_dir, overwrite=args.overwrite, evaluation=evaluation)
-    except (ConfigError, RunDirError, FileNotFoundError, FloatingPointError) as err:
+    except (ConfigError, RunDirError, OSError, FloatingPointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print()

@@ -170,11 +170,20 @@ def _teacher_origin(teacher: dict | None) -> str | None:
         return TEACHER_ORIGINS[(kind, weights)]
     if weights in (None, "", "none", "random"):
         return (f"{kind} with **random** weights (a test setting): the student learned from an "
-                "untrained teacher, so its metrics say nothing about BURN.")
+                "untrained teacher, so its metrics say nothing about the method.")
     return f"{kind} with user-supplied weights `{weights}` (origin and licence: see that file's source)."
 
 
 # ----------------------------------------------------------------------------- writing
+
+
+METHOD_DESCRIPTIONS = {
+    "burn": ("BURN (Kim & Choi, CVPR 2022): the binary student matches a jointly trained classifier "
+             "on a frozen full-precision feature extractor (KL) plus a feature-similarity term, with a "
+             "scheduled λ(t); no labels."),
+    "s2bnn": ("S2-BNN (Shen et al., CVPR 2021): the binary student matches a frozen full-precision "
+              "network including its head (KL at a temperature); no labels."),
+}
 
 
 def build_model_card(run_dir: str | Path) -> str:
@@ -183,8 +192,10 @@ def build_model_card(run_dir: str | Path) -> str:
     problems: list[str] = []
     config = _read_yaml(run / "config.yaml", problems) if (run / "config.yaml").exists() else None
     cfg = config or {}
-    student, teacher = cfg.get("student") or {}, cfg.get("teacher") or {}
+    # "student" is the section name of runs made before the method framework.
+    student, teacher = cfg.get("backbone") or cfg.get("student") or {}, cfg.get("teacher") or {}
     data, method = cfg.get("data") or {}, cfg.get("method") or {}
+    method_name = method.get("name", "burn") if method or config else None
     stages = [s for s in (1, 2) if (run / f"stage{s}").is_dir()]
     backbones = {s: run / f"stage{s}" / "backbone" for s in stages if (run / f"stage{s}" / "backbone").is_dir()}
 
@@ -197,18 +208,25 @@ def build_model_card(run_dir: str | Path) -> str:
     out += ["", "## Model", ""]
     input_size = student.get("input_size")
     width = student.get("width_multiplier")
-    out.append("- **Architecture**: ReActNet-A (Liu et al., ECCV 2020) in Larq: FP stem, 13 binary "
-               "blocks (RSign → binary conv → BN → RPReLU), global average pool"
-               + (f"; input {input_size}×{input_size} RGB in [0, 1]" if input_size else "")
-               + (f", width multiplier {width}" if width is not None else "") + ".")
-    out.append("- **Stages**: stage 1 = binary activations, full-precision weights; stage 2 = binary "
-               "weights (sign · mean|W| per output channel) and activations, initialised from stage 1. "
-               f"Present in this run: {', '.join(f'stage {s}' for s in stages) or 'none'}.")
-    out.append("- **Method**: BURN (Kim & Choi, CVPR 2022): the binary student matches a jointly "
-               "trained classifier on a frozen full-precision feature extractor (KL) plus a feature-"
-               "similarity term, with a scheduled λ(t); no labels."
-               + (f" Head `{method.get('head')}` width {method.get('head_width')}, "
-                  f"temperature {method.get('temperature')}." if method else ""))
+    kind = student.get("kind", "reactnet_a")
+    size_text = f"; input {input_size}×{input_size} RGB in [0, 1]" if input_size else ""
+    if kind == "reactnet_a":
+        out.append("- **Architecture**: ReActNet-A (Liu et al., ECCV 2020) in Larq: FP stem, 13 binary "
+                   "blocks (RSign → binary conv → BN → RPReLU), global average pool" + size_text
+                   + (f", width multiplier {width}" if width is not None else "") + ".")
+        out.append("- **Stages**: stage 1 = binary activations, full-precision weights; stage 2 = binary "
+                   "weights (sign · mean|W| per output channel) and activations, initialised from stage 1. "
+                   f"Present in this run: {', '.join(f'stage {s}' for s in stages) or 'none'}.")
+    else:
+        out.append(f"- **Architecture**: full-precision torchvision-layout `{kind}`"
+                   + (" with a small-input stem" if student.get("small_input_stem") else "") + size_text
+                   + "; one stage.")
+    if method_name is not None:
+        described = METHOD_DESCRIPTIONS.get(method_name, f"`{method_name}`")
+        settings = ", ".join(f"{k} `{v}`" for k, v in method.items() if k != "name")
+        out.append(f"- **Method**: {described}" + (f" Settings: {settings}." if settings else ""))
+    else:
+        out.append("- **Method**: not recorded (no `config.yaml`).")
     out.append("- **Output**: the pooled feature vector (backbone); `classifier.keras` next to a "
                "backbone is the student's self-supervised head (its outputs are pseudo-classes, not "
                "labels).")
@@ -236,7 +254,7 @@ def build_model_card(run_dir: str | Path) -> str:
             found_metrics = True
             out += ["### Demo table (`results.json`)", "",
                     ("Frozen features on the held-out split: weighted kNN and a linear probe (top-1). "
-                     "`random_student` is the same ReActNet-A untrained — the floor BURN must beat; "
+                     "`random_student` is the same ReActNet-A untrained — the floor the method must beat; "
                      "`teacher` is the full-precision feature extractor."), ""]
             out += _metric_table(table) + [""]
     eval_files = sorted((run / "eval").glob("*.json")) if (run / "eval").is_dir() else []
