@@ -108,13 +108,15 @@ def build_method(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None
     """The method of ``cfg`` for ``stage`` (backbone binarized accordingly), not compiled.
     A teacher is built only if the method needs one (pass ``teacher`` to reuse one)."""
     cls = cfg.method_class
-    backbone = build_backbone(cfg.backbone, stage)
     kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
     if cls.needs_teacher:
+        # The teacher first, then the backbone: the order fixes which random numbers
+        # initialise the backbone (the same student for the same seed as before the
+        # method framework).
         if teacher is None:
             teacher = build_teacher_from_config(cfg, include_head=cls.teacher_includes_head)
-        return cls(teacher, backbone, cfg.method, **kwargs)
-    return cls(backbone, cfg.method, **kwargs)
+        return cls(teacher, build_backbone(cfg.backbone, stage), cfg.method, **kwargs)
+    return cls(build_backbone(cfg.backbone, stage), cfg.method, **kwargs)
 
 
 def checkpoint_for(model: PretrainMethod, optimizer=None, epoch=None) -> tf.train.Checkpoint:
