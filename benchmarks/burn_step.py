@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tensorflow as tf  # noqa: E402
-
 from _timing import load_average, time_step  # noqa: E402
+
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.losses import feature_similarity  # noqa: E402
 from burn_tf.pretrain import build_burn  # noqa: E402

@@ -35,7 +35,8 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from burn_tf.export import atomic_write_bytes, tflite_op_counts, to_tflite
+from burn_tf.export import tflite_op_counts, to_tflite
+from burn_tf.io import atomic_write_bytes
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.summary import model_stats
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--converter", default="savedmodel", choices=["keras", "savedmodel"],
-                        help="LCE converter path for the student (see burn_tf.export.to_tflite)")
+                        help="LCE converter path for the student (see burn_tf.export.tflite.to_tflite)")
     parser.add_argument("--teacher-converter", default="tflite", choices=["tflite", "lce"])
     parser.add_argument("--xnnpack", action="store_true",
                         help="also time both models with TFLite's XNNPACK delegate (FP ops)")

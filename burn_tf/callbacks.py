@@ -131,7 +131,8 @@ class ProgressLines(tf.keras.callbacks.Callback):
         elapsed = time.time() - self._start
         left = elapsed / step * (self.steps_per_epoch - step) if step else 0.0
         values = "  ".join(
-            f"{k} {float(v):.4g}" for k, v in (logs or {}).items() if not k.startswith("grad_norm_") and k != "lr"
+            f"{k} {float(v):.4g}" for k, v in (logs or {}).items()
+            if not k.startswith("grad_norm_") and not k.endswith("_step") and k != "lr"
         )
         return (f"{self.prefix}epoch {self._epoch + 1}/{self.epochs}  step {step}/{self.steps_per_epoch} "
                 f"({100 * step // max(self.steps_per_epoch, 1)}%)  {values}  {elapsed:.0f} s, "

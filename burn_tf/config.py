@@ -11,7 +11,6 @@ being trained; ``views`` lists one augmentation config per view (or one for all)
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field

@@ -29,12 +29,20 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.config import ConfigError, PretrainConfig, config_from_dict, read_config_values, resolve_config_path
+from burn_tf.backbone import load_backbone
+from burn_tf.config import (
+    ConfigError,
+    PretrainConfig,
+    config_from_dict,
+    read_config_values,
+    resolve_config_path,
+)
 from burn_tf.data import load_fashion_mnist_arrays
-from burn_tf.evaluate.common import extract_features
+from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
-from burn_tf.evaluate.linear import topk_accuracy, train_head_on_features
-from burn_tf.export import atomic_write_json, load_backbone
+from burn_tf.evaluate.metrics import topk_accuracy
+from burn_tf.evaluate.probe import train_head_on_features
+from burn_tf.io import atomic_write_json
 from burn_tf.model_card import write_model_card
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, evaluation = load_demo_config(args.config, args.overrides)
         results = run_demo(cfg, args.run_dir, overwrite=args.overwrite, evaluation=evaluation)
-    except (ConfigError, RunDirError, FileNotFoundError, FloatingPointError) as err:
+    except (ConfigError, RunDirError, OSError, FloatingPointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print()

@@ -8,7 +8,7 @@ Any of these may be missing: the card says what it did not find instead of faili
     python -m burn_tf.model_card --run-dir runs/demo
 
 The export CLI (``python -m burn_tf.export --run-dir …``) rewrites the card after every
-export, so it always lists the current files.
+export of a run (unless ``--no-model-card``), so it lists the current files.
 """
 
 from __future__ import annotations
@@ -21,6 +21,19 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+from burn_tf.backbone import (
+    CLASSIFIER_FILE,
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    load_backbone,
+    read_metadata,
+)
+from burn_tf.io import atomic_write_text, path_size
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.summary import model_stats
 
 CARD_FILE = "MODEL_CARD.md"
 MAX_ROWS_PER_FILE = 60
@@ -47,8 +60,6 @@ def _read_json(path: Path, problems: list[str]) -> Any:
 
 
 def _read_yaml(path: Path, problems: list[str]) -> dict | None:
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -139,10 +150,6 @@ def _metric_table(data: Any) -> list[str]:
 
 def _stage_stats(backbone_dir: Path, problems: list[str]) -> dict | None:
     """model_stats of an exported backbone (ReActNet-A: rebuilt from metadata, no weights)."""
-    from burn_tf.export import load_backbone, read_metadata
-    from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-    from burn_tf.summary import model_stats
-
     try:
         meta = read_metadata(backbone_dir)
         if meta.get("architecture") == "reactnet_a" and "student" in meta:
@@ -163,11 +170,20 @@ def _teacher_origin(teacher: dict | None) -> str | None:
         return TEACHER_ORIGINS[(kind, weights)]
     if weights in (None, "", "none", "random"):
         return (f"{kind} with **random** weights (a test setting): the student learned from an "
-                "untrained teacher, so its metrics say nothing about BURN.")
+                "untrained teacher, so its metrics say nothing about the method.")
     return f"{kind} with user-supplied weights `{weights}` (origin and licence: see that file's source)."
 
 
 # ----------------------------------------------------------------------------- writing
+
+
+METHOD_DESCRIPTIONS = {
+    "burn": ("BURN (Kim & Choi, CVPR 2022): the binary student matches a jointly trained classifier "
+             "on a frozen full-precision feature extractor (KL) plus a feature-similarity term, with a "
+             "scheduled λ(t); no labels."),
+    "s2bnn": ("S2-BNN (Shen et al., CVPR 2021): the binary student matches a frozen full-precision "
+              "network including its head (KL at a temperature); no labels."),
+}
 
 
 def build_model_card(run_dir: str | Path) -> str:
@@ -176,8 +192,10 @@ def build_model_card(run_dir: str | Path) -> str:
     problems: list[str] = []
     config = _read_yaml(run / "config.yaml", problems) if (run / "config.yaml").exists() else None
     cfg = config or {}
-    student, teacher = cfg.get("student") or {}, cfg.get("teacher") or {}
+    # "student" is the section name of runs made before the method framework.
+    student, teacher = cfg.get("backbone") or cfg.get("student") or {}, cfg.get("teacher") or {}
     data, method = cfg.get("data") or {}, cfg.get("method") or {}
+    method_name = method.get("name", "burn") if method or config else None
     stages = [s for s in (1, 2) if (run / f"stage{s}").is_dir()]
     backbones = {s: run / f"stage{s}" / "backbone" for s in stages if (run / f"stage{s}" / "backbone").is_dir()}
 
@@ -190,18 +208,25 @@ def build_model_card(run_dir: str | Path) -> str:
     out += ["", "## Model", ""]
     input_size = student.get("input_size")
     width = student.get("width_multiplier")
-    out.append("- **Architecture**: ReActNet-A (Liu et al., ECCV 2020) in Larq: FP stem, 13 binary "
-               "blocks (RSign → binary conv → BN → RPReLU), global average pool"
-               + (f"; input {input_size}×{input_size} RGB in [0, 1]" if input_size else "")
-               + (f", width multiplier {width}" if width is not None else "") + ".")
-    out.append("- **Stages**: stage 1 = binary activations, full-precision weights; stage 2 = binary "
-               "weights (sign · mean|W| per output channel) and activations, initialised from stage 1. "
-               f"Present in this run: {', '.join(f'stage {s}' for s in stages) or 'none'}.")
-    out.append("- **Method**: BURN (Kim & Choi, CVPR 2022): the binary student matches a jointly "
-               "trained classifier on a frozen full-precision feature extractor (KL) plus a feature-"
-               "similarity term, with a scheduled λ(t); no labels."
-               + (f" Head `{method.get('head')}` width {method.get('head_width')}, "
-                  f"temperature {method.get('temperature')}." if method else ""))
+    kind = student.get("kind", "reactnet_a")
+    size_text = f"; input {input_size}×{input_size} RGB in [0, 1]" if input_size else ""
+    if kind == "reactnet_a":
+        out.append("- **Architecture**: ReActNet-A (Liu et al., ECCV 2020) in Larq: FP stem, 13 binary "
+                   "blocks (RSign → binary conv → BN → RPReLU), global average pool" + size_text
+                   + (f", width multiplier {width}" if width is not None else "") + ".")
+        out.append("- **Stages**: stage 1 = binary activations, full-precision weights; stage 2 = binary "
+                   "weights (sign · mean|W| per output channel) and activations, initialised from stage 1. "
+                   f"Present in this run: {', '.join(f'stage {s}' for s in stages) or 'none'}.")
+    else:
+        out.append(f"- **Architecture**: full-precision torchvision-layout `{kind}`"
+                   + (" with a small-input stem" if student.get("small_input_stem") else "") + size_text
+                   + "; one stage.")
+    if method_name is not None:
+        described = METHOD_DESCRIPTIONS.get(method_name, f"`{method_name}`")
+        settings = ", ".join(f"{k} `{v}`" for k, v in method.items() if k != "name")
+        out.append(f"- **Method**: {described}" + (f" Settings: {settings}." if settings else ""))
+    else:
+        out.append("- **Method**: not recorded (no `config.yaml`).")
     out.append("- **Output**: the pooled feature vector (backbone); `classifier.keras` next to a "
                "backbone is the student's self-supervised head (its outputs are pseudo-classes, not "
                "labels).")
@@ -229,7 +254,7 @@ def build_model_card(run_dir: str | Path) -> str:
             found_metrics = True
             out += ["### Demo table (`results.json`)", "",
                     ("Frozen features on the held-out split: weighted kNN and a linear probe (top-1). "
-                     "`random_student` is the same ReActNet-A untrained — the floor BURN must beat; "
+                     "`random_student` is the same ReActNet-A untrained — the floor the method must beat; "
                      "`teacher` is the full-precision feature extractor."), ""]
             out += _metric_table(table) + [""]
     eval_files = sorted((run / "eval").glob("*.json")) if (run / "eval").is_dir() else []
@@ -271,7 +296,7 @@ def build_model_card(run_dir: str | Path) -> str:
     out += ["", "## Files", ""]
     files = []
     for s, path in backbones.items():
-        for name in ("backbone.keras", "backbone.weights.h5", "classifier.keras"):
+        for name in (MODEL_FILE, WEIGHTS_FILE, CLASSIFIER_FILE):
             if (path / name).exists():
                 files.append((path / name).relative_to(run))
     export_dir = run / "export"
@@ -290,8 +315,6 @@ def build_model_card(run_dir: str | Path) -> str:
         if rel not in known and not any(part.startswith(".") for part in rel.parts):
             files.append(rel)
     if files:
-        from burn_tf.export import path_size
-
         out += _table(["file", "size"], [[f"`{rel}`", _size(path_size(run / rel))] for rel in files])
     else:
         out.append("No model files found.")
@@ -349,8 +372,6 @@ def build_model_card(run_dir: str | Path) -> str:
     out += [f"- {text}" for text in limits]
 
     if config is not None:
-        import yaml
-
         out += ["", "## Configuration (`config.yaml`)", "", "```yaml",
                 yaml.safe_dump(config, sort_keys=False).rstrip(), "```"]
     if problems:
@@ -360,8 +381,6 @@ def build_model_card(run_dir: str | Path) -> str:
 
 def write_model_card(run_dir: str | Path) -> Path:
     """Writes ``<run>/MODEL_CARD.md`` (atomically; the card is derived, so it is replaced)."""
-    from burn_tf.export import atomic_write_text
-
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {run} does not exist")
@@ -377,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path = write_model_card(args.run_dir)
-    except FileNotFoundError as err:
+    except OSError as err:  # no such run directory, or the card cannot be written
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {path}")

@@ -39,10 +39,11 @@ from pathlib import Path
 import larq as lq
 import tensorflow as tf
 
+from burn_tf.backbone import save_backbone
 from burn_tf.callbacks import CheckpointEveryEpoch, JsonLinesLogger, ProgressLines
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.data import multi_view_dataset, source_from_config
-from burn_tf.export import atomic_write_json, atomic_write_text, save_backbone
+from burn_tf.io import atomic_write_json, atomic_write_text
 from burn_tf.methods import PretrainMethod
 from burn_tf.models.backbones import build_backbone
 from burn_tf.models.teacher import build_teacher
@@ -107,13 +108,15 @@ def build_method(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None
     """The method of ``cfg`` for ``stage`` (backbone binarized accordingly), not compiled.
     A teacher is built only if the method needs one (pass ``teacher`` to reuse one)."""
     cls = cfg.method_class
-    backbone = build_backbone(cfg.backbone, stage)
     kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
     if cls.needs_teacher:
+        # The teacher first, then the backbone: the order fixes which random numbers
+        # initialise the backbone (the same student for the same seed as before the
+        # method framework).
         if teacher is None:
             teacher = build_teacher_from_config(cfg, include_head=cls.teacher_includes_head)
-        return cls(teacher, backbone, cfg.method, **kwargs)
-    return cls(backbone, cfg.method, **kwargs)
+        return cls(teacher, build_backbone(cfg.backbone, stage), cfg.method, **kwargs)
+    return cls(build_backbone(cfg.backbone, stage), cfg.method, **kwargs)
 
 
 def checkpoint_for(model: PretrainMethod, optimizer=None, epoch=None) -> tf.train.Checkpoint:
@@ -164,20 +167,19 @@ def lq_summary_text(model: tf.keras.Model) -> str:
 
 
 # ---------------------------------------------------------------------------- one stage
-def _prepare_stage_dir(stage_dir: Path, resume: bool, overwrite: bool) -> bool:
-    """Returns True when an existing checkpoint should be resumed."""
+def _check_stage_dir(stage_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """Returns True when an existing checkpoint should be resumed; raises (touching
+    nothing) when the request cannot proceed from the directory's state."""
     has_checkpoint = tf.train.latest_checkpoint(str(stage_dir / "checkpoints")) is not None
     if resume:
         if not has_checkpoint:
             raise RunDirError(f"--resume: {stage_dir / 'checkpoints'} has no checkpoint to resume from")
         return True
-    if stage_dir.exists() and any(stage_dir.iterdir()):
-        if not overwrite:
-            raise RunDirError(
-                f"{stage_dir} already holds a run; pass --resume to continue it or --overwrite "
-                "to replace it"
-            )
-        shutil.rmtree(stage_dir)
+    if stage_dir.exists() and any(stage_dir.iterdir()) and not overwrite:
+        raise RunDirError(
+            f"{stage_dir} already holds a run; pass --resume to continue it or --overwrite "
+            "to replace it"
+        )
     return False
 
 
@@ -194,15 +196,18 @@ def pretrain_stage(
     stage_dir = run_dir / f"stage{stage}"
     if stage not in cfg.backbone.stages:
         stages_of(cfg, stage)  # raises, naming the stages this backbone has
-    resuming = _prepare_stage_dir(stage_dir, resume, overwrite)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stage_dir / "config.yaml", cfg.to_yaml())
-    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
+    resuming = _check_stage_dir(stage_dir, resume, overwrite)
     tf.keras.utils.set_random_seed(cfg.train.seed + stage)
-
+    # Data, teacher weights and model are built before the run directory is touched, so a
+    # mistake never costs an existing run (not even with --overwrite).
     dataset, steps_per_epoch = build_train_dataset(cfg)
     epochs = cfg.train.epochs
     model = build_method(cfg, stage)
+    if not resuming and stage_dir.exists():
+        shutil.rmtree(stage_dir)  # only reached with --overwrite (or an empty directory)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stage_dir / "config.yaml", cfg.to_yaml())
+    atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
     teacher = getattr(model, "teacher_backbone", None)
     optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, epochs)
     model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile, run_eagerly=cfg.train.run_eagerly)
@@ -269,7 +274,7 @@ def pretrain_stage(
     backbone_dir = save_backbone(
         model.backbone, stage_dir / "backbone",
         {"method": cls.method_name, "stage": stage, "config_hash": cfg.hash(), "metrics": last,
-         "backbone": dataclasses.asdict(cfg.backbone),
+         "backbone_config": dataclasses.asdict(cfg.backbone),
          "teacher": dataclasses.asdict(cfg.teacher) if cls.needs_teacher else None, "data": cfg.data.source},
         overwrite=True,
     )
@@ -343,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "default"))
     try:
         results = pretrain(cfg, run_dir, args.stage, resume=args.resume, overwrite=args.overwrite)
-    except (RunDirError, ConfigError, FileNotFoundError, FloatingPointError) as err:
+    except (RunDirError, ConfigError, OSError, FloatingPointError, ValueError) as err:
+        # A user's mistake (config, paths, data, teacher weights): one line, no traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({f"stage{k}": v for k, v in results.items()}, indent=2))

@@ -31,6 +31,9 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.backbone import METADATA_FILE, load_backbone, load_keras_file
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
 #: a 64-bit XNOR-popcount does 64 binary MACs: the ReActNet / Bi-Real Net convention.
 BOPS_PER_OP = 64
 
@@ -133,8 +136,6 @@ def format_stats(stats: dict) -> str:
 
 def load_any_model(path: str | Path) -> tf.keras.Model:
     """An exported burn_tf backbone directory or any Keras model file (``safe_mode=True``)."""
-    from burn_tf.export import METADATA_FILE, load_backbone, load_keras_file
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
@@ -145,8 +146,7 @@ def load_any_model(path: str | Path) -> tf.keras.Model:
 
 
 def build_reactnet(stage: int, input_size: int, width_multiplier: float, num_classes: int) -> tf.keras.Model:
-    from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-
+    """A ReActNet-A with random weights (the counts do not depend on them); ``num_classes=0``: no head."""
     cfg = ReActNetConfig(stage=stage, input_size=input_size, width_multiplier=width_multiplier)
     return reactnet_a(cfg, include_top=num_classes > 0, num_classes=max(num_classes, 1))
 
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             model = load_any_model(args.backbone)
         else:
             model = build_reactnet(args.stage, args.input_size, args.width_multiplier, args.num_classes)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # not a model, bad option; missing or unreadable file
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(summary_text(model))

@@ -1,7 +1,7 @@
 import json
 
 from burn_tf import model_card
-from burn_tf.export import save_backbone
+from burn_tf.backbone import save_backbone
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 CONFIG = """\
@@ -78,3 +78,9 @@ def test_card_bit_ops_and_file_sizes(tmp_path):
     assert "| stage 2 |" in card
     assert "stage2/backbone/backbone.keras" in card and "export/stage2.tflite" in card
     assert "2.93 KiB" in card
+
+
+def test_cli_missing_run_dir_is_one_error_line(tmp_path, capsys):
+    assert model_card.main(["--run-dir", str(tmp_path / "no_such")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: run directory {tmp_path / 'no_such'} does not exist"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from burn_tf.backbone import load_backbone
 from burn_tf.config import load_config
-from burn_tf.export import load_backbone
 from burn_tf.losses import lambda_at
 from burn_tf.pretrain import (
     RunDirError,
@@ -157,3 +157,18 @@ def test_s2bnn_trains_through_pretrain_with_its_own_config(fashion_mnist_availab
     assert results[2]["global_step"] == 3 and results[2]["method"] == "s2bnn"
     _, meta = load_backbone(tmp_path / "stage2" / "backbone")
     assert meta["method"] == "s2bnn" and (tmp_path / "stage2" / "backbone" / "classifier.keras").exists()
+
+
+def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
+    assert main(["--config", str(tmp_path / "no_such.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "no_such.yaml" in err and len(err.strip().splitlines()) == 1
+    keep = tmp_path / "run" / "stage1" / "precious.txt"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("do not lose me")
+    weights = tmp_path / "missing_teacher.pth"
+    assert main(["--config", "demo", "--run-dir", str(tmp_path / "run"), "--set", f"teacher.weights={weights}",
+                 "--set", "teacher.kind=resnet18", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(weights) in err
+    assert keep.read_text() == "do not lose me"  # the mistake was found before --overwrite acted

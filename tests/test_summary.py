@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf import summary
-from burn_tf.export import save_backbone
+from burn_tf.backbone import save_backbone
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
@@ -63,3 +63,14 @@ def test_backbone_dir_and_plain_keras_file(tmp_path, capsys):
 def test_bad_backbone_path(tmp_path, capsys):
     assert summary.main(["--backbone", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
+    assert summary.main(["--backbone", str(tmp_path / "no_such")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "no_such" in err and len(err.splitlines()) == 1
+    garbage = tmp_path / "model.keras"
+    garbage.write_text("not a zip archive")
+    assert summary.main(["--backbone", str(garbage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(garbage) in err and len(err.splitlines()) == 1

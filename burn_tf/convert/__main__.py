@@ -7,15 +7,30 @@ The output holds the weights of the backbone built by
 ``burn_tf.models.teacher.build_teacher_backbone(arch, small_input_stem=...)``; pass it to
 ``build_teacher(arch, weights=OUT)``. MoCo's ``module.encoder_q.`` / DataParallel's
 ``module.`` prefixes are handled, classifier weights (``fc``, ``_fc``) ignored. The file is
-written atomically and an existing one is kept unless ``--overwrite``.
+written atomically and an existing one is kept unless ``--overwrite``. A user's mistake (a
+missing or unreadable checkpoint, one that does not fit ``--arch``, an existing ``--out``)
+ends in one ``error: …`` line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
+
+from burn_tf.convert.converters import (
+    EFFICIENTNET_IGNORE,
+    RESNET_IGNORE,
+    CheckpointMismatchError,
+    assign_state_dict,
+)
+from burn_tf.convert.torch_checkpoint import (
+    CheckpointFormatError,
+    UnsafeCheckpointError,
+    load_torch_state_dict,
+)
+from burn_tf.io import atomic_output, refuse_existing
+from burn_tf.models import efficientnet_lite, resnet
+from burn_tf.models.teacher import build_teacher_backbone
 
 ARCHS = ("resnet50", "resnet18", "efficientnet_lite0")
 
@@ -37,13 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def convert(args: argparse.Namespace) -> list[str]:
     """Run the conversion described by ``args``; returns the ignored checkpoint keys."""
-    from burn_tf.convert.converters import assign_state_dict, EFFICIENTNET_IGNORE, RESNET_IGNORE
-    from burn_tf.convert.torch_checkpoint import load_torch_state_dict
-    from burn_tf.models import efficientnet_lite, resnet
-    from burn_tf.models.teacher import build_teacher_backbone
-
-    if os.path.exists(args.out) and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    refuse_existing(args.out, args.overwrite, "--overwrite")
     state_dict = load_torch_state_dict(args.checkpoint, key=args.key)
     model = build_teacher_backbone(args.arch, (None, None, 3), small_input_stem=args.small_input_stem)
     if args.arch == "efficientnet_lite0":
@@ -52,30 +61,19 @@ def convert(args: argparse.Namespace) -> list[str]:
         name_map, ignore = resnet.torch_name_map(model), RESNET_IGNORE
     ignored = assign_state_dict(state_dict, model, name_map, ignore, args.prefix, source=args.checkpoint)
 
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(out_dir, exist_ok=True)
-    suffix = ".weights.h5" if args.out.endswith(".weights.h5") else ".h5"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-convert-", suffix=suffix, dir=out_dir)
-    os.close(fd)
-    try:
-        os.remove(tmp)  # h5py wants to create the file itself
+    with atomic_output(args.out) as tmp:  # same file name, so Keras sees the .h5 suffix
         model.save_weights(tmp)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return ignored
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from burn_tf.convert import CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError
-
     try:
         ignored = convert(args)
-    except (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError, FileNotFoundError, FileExistsError, KeyError) as e:
+    # OSError: a missing, unreadable or existing file; KeyError: no such --key entry
+    except (CheckpointFormatError, CheckpointMismatchError, UnsafeCheckpointError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     shown = [k for k in ignored if not k.endswith("num_batches_tracked")]
     counters = len(ignored) - len(shown)
     msg = f"wrote {args.out} ({args.arch})"

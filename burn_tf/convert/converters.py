@@ -24,6 +24,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.models import efficientnet_lite, resnet
+
 __all__ = [
     "CheckpointMismatchError",
     "assign_state_dict",
@@ -181,10 +183,8 @@ def convert_torchvision_resnet(
 
     ``fc.*`` (classifier, or MoCo's MLP head) is ignored. Returns ``keras_model``.
     """
-    from burn_tf.models.resnet import torch_name_map
-
     backbone = _find_backbone(keras_model, "conv1")
-    assign_state_dict(state_dict, keras_model, torch_name_map(backbone), RESNET_IGNORE, prefix, source)
+    assign_state_dict(state_dict, keras_model, resnet.torch_name_map(backbone), RESNET_IGNORE, prefix, source)
     return keras_model
 
 
@@ -198,10 +198,8 @@ def convert_efficientnet_lite(
     into :func:`burn_tf.models.efficientnet_lite.build_efficientnet_lite0`. ``_fc.*`` is
     ignored. Returns ``keras_model``.
     """
-    from burn_tf.models.efficientnet_lite import torch_name_map
-
     backbone = _find_backbone(keras_model, "conv_stem")
-    assign_state_dict(state_dict, keras_model, torch_name_map(backbone), EFFICIENTNET_IGNORE, prefix, source)
+    assign_state_dict(state_dict, keras_model, efficientnet_lite.torch_name_map(backbone), EFFICIENTNET_IGNORE, prefix, source)
     return keras_model
 
 

@@ -47,6 +47,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
+
 BOUNDING_BOX_FORMAT = "xyxy"
 NUM_CLASSES = 10
 _SPLIT_IDS = {"train": 0, "test": 1}
@@ -192,7 +194,6 @@ def make_detection_composites(
     if not 0 <= float(occlusion) <= 1:
         raise ValueError(f"occlusion must be a probability in [0, 1], got {occlusion!r}")
     if arrays is None:
-        from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
 
         items, labels = load_fashion_mnist_arrays(split, root)
         class_names = tuple(class_names or FASHION_MNIST_CLASSES)
@@ -292,6 +293,8 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 def _clutter(rng, items, size: int, min_side: int, max_side: int) -> np.ndarray:
     """A textured canvas with 3–8 item fragments (crops of 30–55 % of an item's side, scaled
     like the objects, alpha-blended)."""
+    from PIL import Image
+
     canvas = _texture(rng, size, size)
     for _ in range(int(rng.integers(3, 9))):
         item = items[int(rng.integers(len(items)))]
@@ -307,8 +310,6 @@ def _clutter(rng, items, size: int, min_side: int, max_side: int) -> np.ndarray:
         scale = int(rng.integers(min_side, max_side + 1)) / item.shape[0]
         h = min(size, max(2, int(round(ch * scale))))
         w = min(size, max(2, int(round(cw * scale))))
-        from PIL import Image
-
         crop = np.asarray(Image.fromarray(np.ascontiguousarray(crop)).resize((w, h), Image.BILINEAR))
         y = int(rng.integers(0, size - h + 1))
         x = int(rng.integers(0, size - w + 1))

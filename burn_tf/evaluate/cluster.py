@@ -35,8 +35,18 @@ from typing import Sequence
 import numpy as np
 
 from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
-from burn_tf.evaluate.data import check_labels, data_name, load_labelled_data, random_subset
-from burn_tf.evaluate.features import check_features, embed, l2_normalize, resolve_input_size
+from burn_tf.evaluate.data import (
+    check_labels,
+    data_name,
+    load_labelled_data,
+    random_subset,
+)
+from burn_tf.evaluate.features import (
+    check_features,
+    embed,
+    l2_normalize,
+    resolve_input_size,
+)
 from burn_tf.evaluate.metrics import purity
 from burn_tf.evaluate.neighbours import cosine_topk
 from burn_tf.evaluate.plots import save_png

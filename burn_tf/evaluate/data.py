@@ -25,6 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from burn_tf.data.sources import (
+    FASHION_MNIST_CLASSES,
+    load_fashion_mnist_arrays,
+    tfds_source,
+)
+
 DATA_SETS = ("fashion_mnist", "tfds:<name>")
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 VOC_CLASSES = (
@@ -160,7 +166,6 @@ def tfds_arrays(name: str, split: str, data_dir, image_size: int) -> tuple[np.nd
     """
     import tensorflow as tf
 
-    from burn_tf.data.sources import tfds_source
 
     ds = tfds_source(name, split, data_dir)
     ds = ds.map(
@@ -219,7 +224,6 @@ def load_labelled_data(
     """
     if isinstance(data, str):
         if data == "fashion_mnist":
-            from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
 
             loaded = ClassificationData("fashion_mnist", *load_fashion_mnist_arrays("train"),
                                         *load_fashion_mnist_arrays("test"),
@@ -263,7 +267,6 @@ def class_names_for(data, labels) -> dict[int, str]:
     dict/object when given, else the ids."""
     names = {}
     if isinstance(data, str) and data == "fashion_mnist":
-        from burn_tf.data.sources import FASHION_MNIST_CLASSES
 
         names = dict(enumerate(FASHION_MNIST_CLASSES))
     else:

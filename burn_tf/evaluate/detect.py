@@ -71,8 +71,17 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.evaluate.common import backbone_info, format_table, resolve_backbone, write_results
-from burn_tf.evaluate.detection_data import composites_data, open_voc, voc_detection_data
+from burn_tf.evaluate.common import (
+    backbone_info,
+    format_table,
+    resolve_backbone,
+    write_results,
+)
+from burn_tf.evaluate.detection_data import (
+    composites_data,
+    open_voc,
+    voc_detection_data,
+)
 from burn_tf.evaluate.detection_model import (
     LEVELS,
     NMS_MODES,

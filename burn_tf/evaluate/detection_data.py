@@ -9,6 +9,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.data.detection_composites import make_detection_composites
+from burn_tf.data.sources import SourceNotFoundError, gcs_disabled
+
 
 @dataclasses.dataclass
 class DetectionData:
@@ -44,7 +47,6 @@ def composites_data(input_size, num_train, num_test, batch_size, augment, seed, 
                     **options) -> DetectionData:
     """Fashion-MNIST composites (:mod:`burn_tf.data.detection_composites`) at ``input_size``;
     ``options`` (background, item_scale, occlusion, …) go to ``make_detection_composites``."""
-    from burn_tf.data.detection_composites import make_detection_composites
 
     train = make_detection_composites("train", num_train, input_size, seed=seed, root=root, **options)
     test = make_detection_composites("test", num_test, input_size, seed=seed, root=root, **options)
@@ -70,7 +72,6 @@ def composites_data(input_size, num_train, num_test, batch_size, augment, seed, 
 def open_voc(name, data_dir, num_train, num_test):
     """tfds VOC prepared under ``data_dir`` → (train examples, test examples, class names,
     description). Never downloads: a missing data_dir or unprepared dataset is an error."""
-    from burn_tf.data.sources import SourceNotFoundError, gcs_disabled
 
     if data_dir is None:
         raise SourceNotFoundError(

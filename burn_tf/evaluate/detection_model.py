@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf.evaluate.metrics import box_iou_matrix
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 NMS_MODES = ("per_class", "class_agnostic")
 LEVELS = ("P3", "P4", "P5")
@@ -33,7 +34,6 @@ class DetectionConfigError(ValueError):
 
 def reactnet_config(model, meta: Mapping):
     """The ReActNet-A config of ``model`` (attribute or export metadata), else None."""
-    from burn_tf.models.reactnet import ReActNetConfig
 
     cfg = getattr(model, "reactnet_config", None)
     if cfg is not None:
@@ -50,7 +50,6 @@ def backbone_at_size(model: tf.keras.Model, meta: Mapping, input_size: int) -> t
     """
     cfg = reactnet_config(model, meta)
     if cfg is not None:
-        from burn_tf.models.reactnet import reactnet_a
 
         rebuilt = reactnet_a(dataclasses.replace(cfg, input_size=input_size), name=model.name)
         try:
@@ -84,8 +83,6 @@ def random_init_like(model: tf.keras.Model, meta: Mapping, input_size: int, seed
     tf.keras.utils.set_random_seed(int(seed))
     cfg = reactnet_config(model, meta)
     if cfg is not None:
-        from burn_tf.models.reactnet import reactnet_a
-
         return reactnet_a(dataclasses.replace(cfg, input_size=input_size), name=model.name)
     channels = model.inputs[0].shape[-1]
     try:

@@ -34,7 +34,6 @@ from burn_tf.evaluate.features import check_features, embed, resolve_input_size
 from burn_tf.evaluate.metrics import topk_accuracies
 from burn_tf.evaluate.neighbours import cosine_topk
 
-
 # ------------------------------------------------------------------------ algorithm
 
 

@@ -42,6 +42,7 @@ from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.probe import dense_head, step_schedule
 from burn_tf.evaluate.threads import limit_blas_threads
+from burn_tf.models.reactnet import block_output_names
 
 PROTOCOLS = ("fast", "seed")
 SEED_SOURCE = ("Invariance Propagation supplement (seed 002), 'Layer-wise Linear Results' and "
@@ -56,8 +57,6 @@ STEM_LAYER = "stem_bn"
 
 def default_layers(model: tf.keras.Model) -> list[str]:
     """The ReActNet-A stem output (``stem_bn``) and its 13 block outputs, in order."""
-    from burn_tf.models.reactnet import block_output_names
-
     try:
         blocks = block_output_names(model)
     except ValueError:

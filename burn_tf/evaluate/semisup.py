@@ -35,8 +35,8 @@ from burn_tf.evaluate.data import (
     load_classification_data,
 )
 from burn_tf.evaluate.features import resolve_input_size
-from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.images import image_dataset
+from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.probe import dense_head, fit_or_raise, predict_images
 
 TASK = "semisup"

@@ -70,8 +70,11 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.data.composites import CLASS_NAMES, multilabel_composites
+from burn_tf.data.sources import SourceNotFoundError, gcs_disabled, tfds_source
 from burn_tf.evaluate import common
 from burn_tf.evaluate.data import VOC_CLASSES, check_images, check_multi_hot
+from burn_tf.evaluate.detection_model import backbone_at_size
 from burn_tf.evaluate.features import (
     GridAveragePooling,
     final_feature_map,
@@ -283,7 +286,6 @@ def voc2007_arrays(data_dir, split: str, image_size: int) -> tuple[np.ndarray, n
     (see :func:`voc_targets`). Never downloads."""
     import tensorflow as tf
 
-    from burn_tf.data.sources import gcs_disabled, tfds_source
 
     tfds_source("voc/2007", split, data_dir, label_key=None)  # checks: prepared, split exists
     import tensorflow_datasets as tfds
@@ -322,7 +324,6 @@ def load_svm_data(data: Any, *, image_size: int, data_dir=None, n_train: int, n_
             raise ValueError(f"train images are {x_tr.shape[1:]} but test images {x_te.shape[1:]}")
         return "arrays", x_tr, y_tr, x_te, y_te, tuple(str(c) for c in range(y_tr.shape[1]))
     if data == "composites":
-        from burn_tf.data.composites import CLASS_NAMES, multilabel_composites
 
         x_tr, y_tr = multilabel_composites(n_train, canvas, max_items, seed, "train")
         x_te, y_te = multilabel_composites(n_test, canvas, max_items, seed, "test")
@@ -367,8 +368,6 @@ def svm_features_model(model: tf.keras.Model, meta: dict, *, pooling: str, featu
         size = int(native)
     sized = model
     if native is None or size != int(native):
-        from burn_tf.evaluate.detection_model import backbone_at_size
-
         sized = backbone_at_size(model, meta, size)
         feature_map = final_feature_map(sized)
     map_shape = [int(v) for v in feature_map.shape[1:]]
@@ -441,8 +440,6 @@ def svm(
     if isinstance(data, str) and data == "auto":
         data, data_note = "composites", "auto: no data_dir given, embedded composites"
         if data_dir is not None:
-            from burn_tf.data.sources import SourceNotFoundError
-
             try:
                 loaded = load_svm_data("voc2007", image_size=size, data_dir=data_dir, n_train=0,
                                        n_test=0, canvas=0, max_items=0, seed=0)

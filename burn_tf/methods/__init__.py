@@ -5,7 +5,12 @@
 >>> method_class("burn")            # → BURN, whose .Config is its config dataclass
 """
 
-from burn_tf.methods.base import DistillationMethod, MethodConfig, MomentumMethod, PretrainMethod
+from burn_tf.methods.base import (
+    DistillationMethod,
+    MethodConfig,
+    MomentumMethod,
+    PretrainMethod,
+)
 from burn_tf.methods.burn import BURN, BURNConfig
 from burn_tf.methods.registry import method_class, method_names, register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig

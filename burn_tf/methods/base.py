@@ -9,7 +9,9 @@ per-replica loss scaling, gradient norms per variable group, building every vari
 hook                           what the method returns / does
 =============================  =========================================================
 ``compute_losses(views,        a dict of scalars that contains ``"loss"``; every other
-labels, training)``            key is logged (declare them in ``loss_terms``)
+labels, training)``            key is logged (declare them in ``loss_terms``), as the
+                               epoch's running mean ``<name>`` and this batch's value
+                               ``<name>_step``
 ``trainable_groups()``         ``{group name: [variables]}``; one gradient norm is logged
                                per group (``grad_norm_<group>``)
 ``checkpoint_modules()``       ``{name: network or variable}`` saved with the run
@@ -237,6 +239,9 @@ class PretrainMethod(tf.keras.Model):
         for name, tracker in self._trackers.items():
             tracker.update_state(terms[name])
         logs = {name: tracker.result() for name, tracker in self._trackers.items()}
+        # This batch's own values beside the epoch's running means: a spike or a collapse
+        # shows at its step, not smoothed over the epoch (callbacks see them per batch).
+        logs.update({f"{name}_step": tf.identity(terms[name]) for name in self._trackers})
         logs.update({k: tf.identity(v) for k, v in self.extra_logs().items()})
         logs["lr"] = current_learning_rate(self.optimizer)
         return logs

@@ -40,8 +40,15 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.convert import convert_efficientnet_lite, convert_torchvision_resnet, load_torch_state_dict
-from burn_tf.models.efficientnet_lite import build_efficientnet_lite0, find_efficientnet_lite0_weights
+from burn_tf.convert.converters import (
+    convert_efficientnet_lite,
+    convert_torchvision_resnet,
+)
+from burn_tf.convert.torch_checkpoint import load_torch_state_dict
+from burn_tf.models.efficientnet_lite import (
+    build_efficientnet_lite0,
+    find_efficientnet_lite0_weights,
+)
 from burn_tf.models.resnet import build_resnet
 
 __all__ = [

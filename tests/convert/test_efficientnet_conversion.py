@@ -9,9 +9,16 @@ torch = pytest.importorskip("torch")
 
 from torch_reference import TorchEfficientNetLite0, randomize_bn  # noqa: E402
 
-from burn_tf.convert import CheckpointMismatchError, convert_efficientnet_lite, load_torch_state_dict  # noqa: E402
+from burn_tf.convert import (  # noqa: E402
+    CheckpointMismatchError,
+    convert_efficientnet_lite,
+    load_torch_state_dict,
+)
 from burn_tf.convert.__main__ import main as convert_main  # noqa: E402
-from burn_tf.models.efficientnet_lite import build_efficientnet_lite0, find_efficientnet_lite0_weights  # noqa: E402
+from burn_tf.models.efficientnet_lite import (  # noqa: E402
+    build_efficientnet_lite0,
+    find_efficientnet_lite0_weights,
+)
 
 TOL = 1e-4
 

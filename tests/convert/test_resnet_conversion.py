@@ -94,7 +94,7 @@ def test_moco_checkpoint_through_cli_and_teacher(tmp_path, torch_r18_small):
     out = tmp_path / "moco_r18.weights.h5"
     argv = ["--arch", "resnet18", "--checkpoint", str(pth), "--out", str(out), "--small-input-stem"]
     assert convert_main(argv) == 0 and out.exists()
-    assert convert_main(argv) == 1  # never overwrites without --overwrite
+    assert convert_main(argv) == 2  # never overwrites without --overwrite
     assert convert_main(argv + ["--overwrite"]) == 0
 
     images = np.random.RandomState(3).rand(2, 32, 32, 3).astype(np.float32)

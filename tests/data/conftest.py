@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from data_helpers import write_idx
 
 

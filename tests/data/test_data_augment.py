@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from data_helpers import real_fashion_available, solid, write_image
 
 from burn_tf.data import (
     AugmentConfig,
@@ -14,7 +15,6 @@ from burn_tf.data import (
     two_view_throughput,
 )
 from burn_tf.data import augment as A
-from data_helpers import real_fashion_available, solid, write_image
 
 SEED = tf.constant([3, 4], tf.int64)
 

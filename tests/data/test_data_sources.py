@@ -5,6 +5,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from data_helpers import (
+    REAL_FASHION_DIR,
+    encode_image,
+    real_fashion_available,
+    solid,
+    write_idx,
+    write_image,
+)
 
 from burn_tf import data
 from burn_tf.data import (
@@ -18,14 +26,6 @@ from burn_tf.data import (
     source_from_config,
     tfds_source,
     tfrecord,
-)
-from data_helpers import (
-    REAL_FASHION_DIR,
-    encode_image,
-    real_fashion_available,
-    solid,
-    write_idx,
-    write_image,
 )
 
 

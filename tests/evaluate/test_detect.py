@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from burn_tf.backbone import save_backbone
 from burn_tf.data.sources import SourceNotFoundError
-from burn_tf.export import save_backbone
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-
 from burn_tf.evaluate import detection_data, detection_model
 from burn_tf.evaluate.data import VOC_CLASSES
 from burn_tf.evaluate.detection_model import DetectionConfigError
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 detect_module = importlib.import_module("burn_tf.evaluate.detect")
 
@@ -42,7 +41,7 @@ def small_cnn():
 
 
 def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone_dir):
-    from burn_tf.export import load_backbone
+    from burn_tf.backbone import load_backbone
 
     model, meta = load_backbone(tiny_backbone_dir)
     sized = detection_model.backbone_at_size(model, meta, 64)

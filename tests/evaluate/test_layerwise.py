@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.evaluate.layerwise import format_result, layerwise, linear_probe, pooled_layer_model
+from burn_tf.evaluate.layerwise import (
+    format_result,
+    layerwise,
+    linear_probe,
+    pooled_layer_model,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from burn_tf.backbone import BackboneFormatError, save_backbone
 from burn_tf.evaluate import linear
-from burn_tf.export import BackboneFormatError, save_backbone
 
 L = importlib.import_module("burn_tf.evaluate.linear")
 REPO = Path(__file__).resolve().parents[2]

@@ -5,13 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
+from method_helpers import snapshot, view_pair
 
 from burn_tf import losses
 from burn_tf.callbacks import MomentumScheduler
 from burn_tf.methods.base import MethodConfig, MomentumMethod, PretrainMethod
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-
-from method_helpers import snapshot, view_pair
 
 
 def small_backbone(name="backbone"):

@@ -1,13 +1,12 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from method_helpers import changed, snapshot, tiny_teacher, view_pair
 
 from burn_tf.callbacks import LambdaScheduler
 from burn_tf.losses import lambda_at
 from burn_tf.methods.burn import BURN, BURNConfig
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-
-from method_helpers import changed, snapshot, tiny_teacher, view_pair
 
 
 def make_burn(stage=1, **method):

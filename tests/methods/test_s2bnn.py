@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from method_helpers import changed, snapshot, tiny_teacher, view_pair
 
 from burn_tf.methods import S2BNN, S2BNNConfig, method_class
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.teacher import build_teacher, build_teacher_head
-
-from method_helpers import changed, snapshot, tiny_teacher, view_pair
 
 
 def teacher_with_head(width=12):

@@ -4,12 +4,12 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.models.reactnet import (
+    ReActNetConfig,
     RPReLU,
     RSign,
-    ReActNetConfig,
+    binary_convs,
     block_output_names,
     block_strides,
-    binary_convs,
     reactnet_a,
     transfer_stage1_to_stage2,
 )

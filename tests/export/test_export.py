@@ -6,23 +6,23 @@ slow part) runs once.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from burn_tf import export
-from burn_tf.export import (
-    ExportError,
-    check_binary_export,
-    check_tflite,
-    load_backbone,
-    save_backbone,
-    to_tflite,
-)
+from burn_tf.backbone import load_backbone, save_backbone
+from burn_tf.export import ExportError, check_binary_export, check_tflite, to_tflite
+from burn_tf.export.tflite import _errors
 from burn_tf.models.heads import build_head
 from burn_tf.models.reactnet import ReActNetConfig, binary_convs, reactnet_a
 
+REPO = Path(__file__).resolve().parents[2]
 TINY = {"input_size": 32, "width_multiplier": 0.25}
 
 
@@ -205,10 +205,39 @@ def test_sign_flip_excuse_is_rare_and_needs_a_near_zero_margin():
     y = ref.copy()
     y[3] += 0.5  # one input off
     near_zero = np.zeros(8, bool)
-    assert not export._errors(y, ref, near_zero, 1e-3)["exact"]
+    assert not _errors(y, ref, near_zero, 1e-3)["exact"]
     near_zero[3] = True
-    result = export._errors(y, ref, near_zero, 1e-3)
+    result = _errors(y, ref, near_zero, 1e-3)
     assert result["exact"] and result["sign_flip_inputs"] == [3]
     assert result["max_rel_err"] == 0.5 and result["max_rel_err_without_sign_flips"] == 0.0
     y[:4] += 0.5  # half the inputs off: a real error, never excused
-    assert not export._errors(y, ref, np.ones(8, bool), 1e-3)["exact"]
+    assert not _errors(y, ref, np.ones(8, bool), 1e-3)["exact"]
+
+
+def _one_error_line(err: str, *names: str) -> None:
+    """A user's mistake: one ``error: …`` line naming what is wrong, no traceback."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(name in lines[0] for name in names), err
+
+
+def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
+    assert export.main(["--backbone", str(tmp_path / "no_such"), "--format", "keras"]) == 2
+    _one_error_line(capsys.readouterr().err, "no_such")
+    not_a_backbone = tmp_path / "empty"
+    not_a_backbone.mkdir()
+    out = tmp_path / "x.keras"
+    assert export.main(["--backbone", str(not_a_backbone), "--format", "keras", "--out", str(out)]) == 2
+    _one_error_line(capsys.readouterr().err, str(not_a_backbone), "not a burn_tf backbone")
+    (not_a_backbone / "metadata.json").write_text("{not json")
+    assert export.main(["--backbone", str(not_a_backbone), "--format", "keras", "--out", str(out)]) == 2
+    _one_error_line(capsys.readouterr().err, "metadata.json", "not valid JSON")
+
+
+def test_python_m_export_reports_a_missing_backbone(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "burn_tf.export", "--backbone", str(tmp_path / "no_such")],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300,
+    )
+    assert result.returncode == 2
+    _one_error_line(result.stderr, "no_such")

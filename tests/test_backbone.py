@@ -1,0 +1,53 @@
+"""The exported-backbone format: round trip, metadata, refusals, a run's backbone."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from burn_tf.backbone import (
+    FORMAT,
+    METADATA_FILE,
+    BackboneFormatError,
+    find_backbone,
+    load_backbone,
+    model_stage,
+    read_metadata,
+    resolve_backbone,
+    save_backbone,
+)
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
+
+def test_reactnet_round_trip_and_metadata(tmp_path):
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    path = save_backbone(model, tmp_path / "run" / "stage2" / "backbone", {"method": "burn"})
+    loaded, meta = load_backbone(path)
+    assert meta["format"] == FORMAT and meta["architecture"] == "reactnet_a" and meta["method"] == "burn"
+    assert model_stage(loaded, meta) == 2 and read_metadata(path) == meta
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), rtol=1e-5, atol=1e-5)
+    assert find_backbone(tmp_path / "run") == (path, 2)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        save_backbone(model, path)
+    save_backbone(model, path, overwrite=True)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["backbone"]  # no temporaries left
+
+
+def test_refusals_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no_such"):
+        load_backbone(tmp_path / "no_such")
+    with pytest.raises(BackboneFormatError, match="not a burn_tf backbone"):
+        load_backbone(tmp_path)
+    (tmp_path / METADATA_FILE).write_text("{")
+    with pytest.raises(BackboneFormatError, match="not valid JSON"):
+        read_metadata(tmp_path)
+    (tmp_path / METADATA_FILE).write_text(json.dumps(["a list"]))
+    with pytest.raises(BackboneFormatError, match="'format'"):
+        read_metadata(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no exported backbone"):
+        find_backbone(tmp_path)
+    classifier = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    with pytest.raises(BackboneFormatError, match="feature extractor"):
+        resolve_backbone(classifier)
