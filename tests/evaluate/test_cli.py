@@ -53,6 +53,10 @@ def test_bad_set_key_value_and_task(capsys, backbone_dir):
     assert "invalid choice: 'knnn'" in line
     line = one_error_line(capsys, ["detect", "--backbone", str(backbone_dir), "--data", "voc/2007"])
     assert "data_dir" in line
+    line = one_error_line(capsys, ["knn", "--backbone", str(backbone_dir), "--protocol", "seed"])
+    assert line == "error: knn takes no --protocol"
+    line = one_error_line(capsys, ["layerwise", "--backbone", str(backbone_dir), "--protocol", "paper"])
+    assert "protocol must be one of ('fast', 'seed')" in line
 
 
 def test_invalid_backbone_file(capsys, tmp_path):
