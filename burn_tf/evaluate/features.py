@@ -112,14 +112,14 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def final_feature_map(model: tf.keras.Model):
-    """The 4-D map [B, H, W, C] the backbone's final global pooling reads (or its output when
-    that is 4-D); None when the output is not a pooled / spatial map (e.g. ``Flatten``)."""
+    """The 4-D map [B, H, W, C] the backbone's final global *average* pooling reads (or its
+    output when that is 4-D); None otherwise (``Flatten``, global max pooling, …: a grid of
+    averages would not be a finer version of that backbone's feature)."""
     output = model.outputs[0]
     if output.shape.rank == 4:
         return output
     layer = output._keras_history.layer
-    pools = (tf.keras.layers.GlobalAveragePooling2D, tf.keras.layers.GlobalMaxPooling2D)
-    if isinstance(layer, pools) and layer.input.shape.rank == 4:
+    if isinstance(layer, tf.keras.layers.GlobalAveragePooling2D) and layer.input.shape.rank == 4:
         return layer.input
     return None
 

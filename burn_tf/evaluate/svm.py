@@ -17,8 +17,8 @@ Features (``pooling``):
   is **rebuilt at a larger input** (``ceil(g / map side)`` × its size, weights copied — a
   ReActNet-A's weights are size independent) and the images are resized up to it; we
   upsample rather than pool to min(g, map), which would silently give 256-d features.
-  ``image_size`` forces the input size. A backbone whose output is not a global pooling of
-  a map (e.g. ``Flatten``) keeps its output.
+  ``image_size`` forces the input size. A backbone whose output is not a global average
+  pooling of a map (e.g. ``Flatten``, global max pooling) keeps its output.
 * ``"global"``: the backbone's own (globally pooled) output at its own input size.
 
 Features are L2-normalised, then one linear SVM per class (one-vs-rest, LIBLINEAR through
@@ -351,7 +351,7 @@ def svm_features_model(model: tf.keras.Model, meta: dict, *, pooling: str, featu
     feature_map = final_feature_map(model)
     if feature_map is None:
         size = resolve_input_size(model, image_size)
-        return model, size, {"mode": "backbone output (no final global pooling of a map to replace)",
+        return model, size, {"mode": "backbone output (no final global average pooling of a map to replace)",
                              "input_size": size, "feature_dim": int(model.outputs[0].shape[-1])}
     channels = int(feature_map.shape[-1])
     if pooling_grid is not None and (isinstance(pooling_grid, bool) or int(pooling_grid) < 1):
