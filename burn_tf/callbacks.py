@@ -62,34 +62,75 @@ class MomentumScheduler(tf.keras.callbacks.Callback):
         self._step += 1
 
 
-class CheckpointEveryEpoch(tf.keras.callbacks.Callback):
-    """Writes a TF checkpoint (model, optimizer, global step, epoch) after each good epoch.
+class RunCheckpoints(tf.keras.callbacks.Callback):
+    """Writes a TF checkpoint (model, optimizer, global step, epoch) after every epoch and,
+    with ``every_steps``, every N steps; keeps the latest ``max_to_keep``. Checkpoints are
+    numbered by ``global_step`` (a resumed run continues from any of them).
 
-    TF checkpoints hold tensors and an object graph, never pickled code. The manager
-    updates its index file by an atomic rename after the data files are complete, so a
-    kill mid-write leaves the previous checkpoint as the latest. An epoch whose loss is not
-    finite is not saved (the last good checkpoint stays the latest) and training stops.
+    Safe against kills and bad numbers:
+
+    - TF checkpoints hold tensors and an object graph, never pickled code. The data files
+      are written first (under temporary names, then renamed); the manager's index
+      (``checkpoint``) is replaced by an atomic rename after them, so a kill at any point of
+      a write leaves the previous checkpoint as the latest, complete.
+    - A batch whose loss is not finite stops training (``nan_step`` names it); nothing is
+      saved after it. Before each save the trainable variables are checked to be finite
+      (an update can make them NaN one batch before the loss shows it), so the latest
+      checkpoint is always a good one.
     """
 
     def __init__(self, checkpoint: tf.train.Checkpoint, directory: str | os.PathLike, epoch_var: tf.Variable,
-                 max_to_keep: int = 3):
+                 every_steps: int = 0, max_to_keep: int = 3):
         super().__init__()
         self.checkpoint = checkpoint
         self.epoch_var = epoch_var
+        self.every_steps = int(every_steps)
         self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
-        self.nan_detected = False
+        self.nan_step = None
+        self._finite = None
+
+    @property
+    def nan_detected(self) -> bool:
+        return self.nan_step is not None
+
+    def _step(self) -> int:
+        return int(self.model.global_step.numpy())
+
+    def _weights_finite(self) -> bool:
+        if self._finite is None:
+            variables = self.model.train_variables()
+            self._finite = tf.function(
+                lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
+            )
+        return bool(self._finite())
+
+    def _save(self, epoch: int) -> None:
+        step = self._step()
+        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(f"-{step}"):
+            return  # this step is saved already
+        if not self._weights_finite():
+            self.nan_step = step
+            self.model.stop_training = True
+            return
+        self.epoch_var.assign(epoch)
+        self.manager.save(checkpoint_number=step)
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
+        logs = logs or {}
+        loss = logs.get("loss_step", logs.get("loss"))
         if loss is not None and not math.isfinite(float(loss)):
-            self.nan_detected = True
+            self.nan_step = self._step()
             self.model.stop_training = True
+            return
+        if self.every_steps and self._step() % self.every_steps == 0:
+            self._save(epoch=int(self.epoch_var.numpy()))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_var.assign(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.nan_detected:
-            return
-        self.epoch_var.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
+        if not self.nan_detected:
+            self._save(epoch=epoch + 1)
 
 
 class JsonLinesLogger(tf.keras.callbacks.Callback):

@@ -20,10 +20,11 @@ from typing import Any, List, Optional
 import yaml
 
 from burn_tf.data.augment import AugmentConfig, per_view_configs
+from burn_tf.distribute import STRATEGIES
 from burn_tf.methods import BURNConfig, method_class
 from burn_tf.models.backbones import BackboneConfig
 from burn_tf.optim import OptimizerConfig
-from burn_tf.schema import ConfigError, build_dataclass, to_plain
+from burn_tf.schema import ConfigError, build_dataclass, check_choice, check_range, to_plain
 
 __all__ = ["AugmentConfig", "BackboneConfig", "ConfigError", "DataConfig", "OptimizerConfig", "PretrainConfig",
            "TeacherConfig", "TrainConfig", "load_config", "config_from_dict", "resolve_config_path"]
@@ -68,12 +69,27 @@ class TeacherConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 200
+    # The global batch: every step consumes this many images, split evenly over the replicas.
     batch_size: int = 256
     # None: one pass over the data per epoch (needs a finite source).
     steps_per_epoch: Optional[int] = None
     seed: int = 0
     # Turn XLA on for GPU/TPU; on CPU it makes this model's step ~7-10x slower.
     jit_compile: bool = False
+    # default | mirrored (all local GPUs) | multiworker (TF_CONFIG) | tpu (burn_tf.distribute).
+    strategy: str = "default"
+    # train.strategy=tpu: the TPU's name or grpc:// address ("" : the local one).
+    tpu: str = ""
+    # mixed_float16 for the backbones (float32 variables, heads and losses) with dynamic
+    # loss scaling: for GPUs with tensor cores and TPUs.
+    mixed_precision: bool = False
+    # Under a strategy, the backbone's BatchNorms use global-batch statistics too (the heads
+    # always do). Off: per-replica statistics, as the reference PyTorch code (DDP) has.
+    sync_batchnorm: bool = False
+    # A checkpoint every N steps as well as after every epoch (0: per epoch only).
+    checkpoint_every_steps: int = 0
+    # How many of the latest checkpoints to keep (step and epoch ones together).
+    keep_checkpoints: int = 3
     # Debugging and tiny runs: skips tracing the step (slow to trace, fast to run when tiny).
     run_eagerly: bool = False
     # 0 silent; 1 a progress bar on a terminal, progress lines otherwise; 2 progress lines.
@@ -87,6 +103,11 @@ class TrainConfig:
                 raise ConfigError(f"train.{key} must be >= 1, got {getattr(self, key)}")
         if self.verbose not in (0, 1, 2):
             raise ConfigError(f"train.verbose must be 0, 1 or 2, got {self.verbose}")
+        check_choice("train", "strategy", self.strategy, STRATEGIES)
+        check_range("train", "checkpoint_every_steps", self.checkpoint_every_steps, 0)
+        check_range("train", "keep_checkpoints", self.keep_checkpoints, 1)
+        if self.steps_per_epoch is not None:
+            check_range("train", "steps_per_epoch", self.steps_per_epoch, 1)
 
 
 @dataclass

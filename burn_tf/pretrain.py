@@ -15,7 +15,9 @@ Run directory::
 
     <run>/config.yaml                 resolved config of the latest stage run
     <run>/stage{1,2}/config.yaml      resolved config of that stage
-                    checkpoints/      one TF checkpoint per epoch (model, optimizer, step)
+                    checkpoints/      TF checkpoints (model, optimizer, step) after every epoch
+                                      and every train.checkpoint_every_steps; the latest
+                                      train.keep_checkpoints are kept
                     final/            the stage's final weights (read by stage 2)
                     logs/             TensorBoard (per-step scalars)
                     history.jsonl     one JSON line per epoch
@@ -33,6 +35,7 @@ import io
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,9 +43,17 @@ import larq as lq
 import tensorflow as tf
 
 from burn_tf.backbone import save_backbone
-from burn_tf.callbacks import CheckpointEveryEpoch, JsonLinesLogger, ProgressLines
+from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.data import multi_view_dataset, source_from_config
+from burn_tf.distribute import (
+    STRATEGIES,
+    dtype_policy,
+    float32_outputs,
+    make_strategy,
+    shard_by_data,
+    synchronize_batchnorm,
+)
 from burn_tf.io import atomic_write_json, atomic_write_text
 from burn_tf.methods import PretrainMethod
 from burn_tf.models.backbones import build_backbone
@@ -106,17 +117,52 @@ def build_teacher_from_config(cfg: PretrainConfig, include_head: bool = False) -
 
 def build_method(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None = None) -> PretrainMethod:
     """The method of ``cfg`` for ``stage`` (backbone binarized accordingly), not compiled.
-    A teacher is built only if the method needs one (pass ``teacher`` to reuse one)."""
+    A teacher is built only if the method needs one (pass ``teacher`` to reuse one).
+
+    Call it inside the strategy's scope to train under one. ``train.mixed_precision``: the
+    backbones compute in float16 (outputs cast to float32), the method's heads and losses in
+    float32. ``train.sync_batchnorm``: the backbone's BatchNorms use global-batch statistics.
+    """
     cls = cfg.method_class
-    kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
-    if cls.needs_teacher:
+    mixed = cfg.train.mixed_precision
+    with dtype_policy(mixed):
         # The teacher first, then the backbone: the order fixes which random numbers
         # initialise the backbone (the same student for the same seed as before the
         # method framework).
-        if teacher is None:
+        if cls.needs_teacher and teacher is None:
             teacher = build_teacher_from_config(cfg, include_head=cls.teacher_includes_head)
-        return cls(teacher, build_backbone(cfg.backbone, stage), cfg.method, **kwargs)
-    return cls(build_backbone(cfg.backbone, stage), cfg.method, **kwargs)
+        backbone = build_backbone(cfg.backbone, stage)
+    if mixed:
+        backbone = float32_outputs(backbone)
+        teacher = float32_outputs(teacher) if teacher is not None else None
+    if cfg.train.sync_batchnorm:
+        synchronize_batchnorm(backbone)
+    kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
+    if cls.needs_teacher:
+        return cls(teacher, backbone, cfg.method, **kwargs)
+    return cls(backbone, cfg.method, **kwargs)
+
+
+def build_training_optimizer(cfg: PretrainConfig, steps_per_epoch: int):
+    """The configured optimizer; with ``train.mixed_precision`` wrapped in a dynamic
+    LossScaleOptimizer (the step scales the loss, unscales the gradients, skips a step
+    whose gradients overflow and lowers the scale)."""
+    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, cfg.train.epochs)
+    if cfg.train.mixed_precision:
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def strategy_for(cfg: PretrainConfig) -> tf.distribute.Strategy:
+    """``train.strategy`` as a strategy, checked against the global batch."""
+    strategy = make_strategy(cfg.train.strategy, cfg.train.tpu)
+    replicas = strategy.num_replicas_in_sync
+    if cfg.train.batch_size % replicas:
+        raise ConfigError(
+            f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly over "
+            f"the {replicas} replicas of train.strategy={cfg.train.strategy}"
+        )
+    return strategy
 
 
 def checkpoint_for(model: PretrainMethod, optimizer=None, epoch=None) -> tf.train.Checkpoint:
@@ -167,6 +213,37 @@ def lq_summary_text(model: tf.keras.Model) -> str:
 
 
 # ---------------------------------------------------------------------------- one stage
+def checkpoint_bytes(model: PretrainMethod, optimizer) -> int:
+    """Bytes one checkpoint of ``model`` and ``optimizer`` takes (their variables)."""
+    variables = {id(v): v for v in [*model.variables, *optimizer.variables]}
+    return sum(v.shape.num_elements() * v.dtype.size for v in variables.values())
+
+
+def check_run_dir_writable(stage_dir: Path, needed_bytes: int) -> None:
+    """Raises :class:`RunDirError` (touching nothing) when ``stage_dir`` cannot be created or
+    written, or its file system has less free space than ``needed_bytes``."""
+    existing = stage_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunDirError(f"{stage_dir}: {existing} is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise RunDirError(f"{stage_dir}: cannot write in {existing} ({err.strerror or err}); "
+                          "choose another --run-dir") from None
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise RunDirError(
+            f"{stage_dir}: {existing} has {free / 2**20:.1f} MiB free, the run needs about "
+            f"{needed_bytes / 2**20:.1f} MiB (checkpoints and the exported backbone); free some space "
+            "or lower train.keep_checkpoints"
+        )
+
+
 def _check_stage_dir(stage_dir: Path, resume: bool, overwrite: bool) -> bool:
     """Returns True when an existing checkpoint should be resumed; raises (touching
     nothing) when the request cannot proceed from the directory's state."""
@@ -198,35 +275,41 @@ def pretrain_stage(
         stages_of(cfg, stage)  # raises, naming the stages this backbone has
     resuming = _check_stage_dir(stage_dir, resume, overwrite)
     tf.keras.utils.set_random_seed(cfg.train.seed + stage)
+    strategy = strategy_for(cfg)
     # Data, teacher weights and model are built before the run directory is touched, so a
     # mistake never costs an existing run (not even with --overwrite).
     dataset, steps_per_epoch = build_train_dataset(cfg)
     epochs = cfg.train.epochs
-    model = build_method(cfg, stage)
+    with strategy.scope():
+        model = build_method(cfg, stage)
+        teacher = getattr(model, "teacher_backbone", None)
+        optimizer = build_training_optimizer(cfg, steps_per_epoch)
+        model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile, run_eagerly=cfg.train.run_eagerly)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = checkpoint_for(model, optimizer, epoch_var)
+    # Checkpoints kept, one being written, the final one, the backbone and its heads.
+    check_run_dir_writable(stage_dir, checkpoint_bytes(model, optimizer) * (cfg.train.keep_checkpoints + 4))
     if not resuming and stage_dir.exists():
         shutil.rmtree(stage_dir)  # only reached with --overwrite (or an empty directory)
     stage_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stage_dir / "config.yaml", cfg.to_yaml())
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
-    teacher = getattr(model, "teacher_backbone", None)
-    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, epochs)
-    model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile, run_eagerly=cfg.train.run_eagerly)
 
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = checkpoint_for(model, optimizer, epoch_var)
-    if resuming:
-        latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        print(f"resumed {latest}: epoch {int(epoch_var.numpy())}, step {int(model.global_step.numpy())}")
-    elif stage == 2:
-        init_from_previous_stage(model, cfg, run_dir / "stage1" / "final", teacher)
+    with strategy.scope():
+        if resuming:
+            latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
+            checkpoint.restore(latest).assert_existing_objects_matched()
+            print(f"resumed {latest}: epoch {int(epoch_var.numpy())}, step {int(model.global_step.numpy())}")
+        elif stage == 2:
+            init_from_previous_stage(model, cfg, run_dir / "stage1" / "final", teacher)
 
     summary = lq_summary_text(model.backbone)
     atomic_write_text(stage_dir / "summary.txt", summary)
     if cfg.train.verbose:
         print(summary)
 
-    saver = CheckpointEveryEpoch(checkpoint, stage_dir / "checkpoints", epoch_var)
+    saver = RunCheckpoints(checkpoint, stage_dir / "checkpoints", epoch_var,
+                           every_steps=cfg.train.checkpoint_every_steps, max_to_keep=cfg.train.keep_checkpoints)
     callbacks = [
         *model.callbacks(epochs * steps_per_epoch),
         saver,
@@ -241,22 +324,39 @@ def pretrain_stage(
     if cfg.train.verbose and not progress_bar:
         callbacks.append(ProgressLines(steps_per_epoch, epochs, cfg.train.log_lines_per_epoch,
                                        prefix=f"{cfg.method.name} stage {stage}  "))
-    initial_epoch = int(epoch_var.numpy())
+    # The data stream continues where the checkpoint left it: the pipeline is seeded and
+    # deterministic, so skipping the batches already trained on gives exactly the batches
+    # an uninterrupted run sees next (a tf.data iterator cannot be checkpointed once
+    # tf.distribute wraps it). Keras starts its epoch count and the first epoch's batch
+    # index there too.
+    done = int(model.global_step.numpy())
+    initial_epoch, model.resume_at_batch = divmod(done, steps_per_epoch)
+    dataset = shard_by_data(dataset.skip(done) if done else dataset)
     start = time.time()
-    history = model.fit(
-        dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks, verbose=1 if progress_bar else 0,
-    )
+    try:
+        history = model.fit(
+            dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks, verbose=1 if progress_bar else 0,
+        )
+    finally:
+        model.resume_at_batch = 0
     seconds = time.time() - start
     if saver.nan_detected:
+        latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
+        kept = f"the last good checkpoint {latest} was kept" if latest else "no checkpoint had been written yet"
         raise FloatingPointError(
-            f"stage {stage}: the loss became NaN/Inf; training stopped and the last good "
-            f"checkpoint in {stage_dir / 'checkpoints'} was kept"
+            f"stage {stage}: the loss or the weights became NaN/Inf at step {saver.nan_step} "
+            f"(epoch {(saver.nan_step - 1) // steps_per_epoch + 1}); training stopped and {kept}"
         )
 
     final_dir = stage_dir / "final"
     # The manager writes the data files first, then its index by an atomic rename.
     tf.train.CheckpointManager(checkpoint_for(model), str(final_dir), max_to_keep=1).save()
+    export_backbone = model.backbone
+    if cfg.train.mixed_precision:
+        # The exported backbone is float32 (what the evaluators and the converters read).
+        export_backbone = build_backbone(cfg.backbone, stage)
+        export_backbone.set_weights(model.backbone.get_weights())
 
     last = {k: float(v[-1]) for k, v in history.history.items() if v}
     metrics = {
@@ -272,7 +372,7 @@ def pretrain_stage(
     atomic_write_json(stage_dir / "metrics.json", metrics)
     cls = type(model)
     backbone_dir = save_backbone(
-        model.backbone, stage_dir / "backbone",
+        export_backbone, stage_dir / "backbone",
         {"method": cls.method_name, "stage": stage, "config_hash": cfg.hash(), "metrics": last,
          "backbone_config": dataclasses.asdict(cfg.backbone),
          "teacher": dataclasses.asdict(cfg.teacher) if cls.needs_teacher else None, "data": cfg.data.source},
@@ -337,9 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", default=None, help="default: runs/<config name>")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=None,
+                        help="where to train (sets train.strategy): default (one device), mirrored (all "
+                        "local GPUs), multiworker (TF_CONFIG), tpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set train.epochs=5")
     args = parser.parse_args(argv)
+    if args.strategy:
+        args.overrides.append(f"train.strategy={args.strategy}")
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as err:

@@ -33,6 +33,7 @@ LAYERS = {
     "__init__": 0,  # imports nothing
     "schema": 0,  # ConfigError and the strict dataclass builder
     "io": 0,  # atomic writes
+    "distribute": 0,  # train.strategy → tf.distribute; imports only schema
     "data": 1,
     "models": 2,
     "convert": 2,  # PyTorch checkpoints → the weights of models/ (models.teacher loads through it)

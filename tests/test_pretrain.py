@@ -142,7 +142,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_cfg, tmp
         pretrain_stage(tiny_cfg, 1, tmp_path, extra_callbacks=[PoisonAtEpoch2()])
     checkpoints = tmp_path / "stage1" / "checkpoints"
     latest = tf.train.latest_checkpoint(str(checkpoints))
-    assert latest.endswith("-1")  # epoch 1's, not one written after the NaN
+    assert latest.endswith("-3")  # epoch 1 (step 3), not one written after the NaN
     assert not (tmp_path / "stage1" / "final").exists()
     model = build_method(tiny_cfg, 1)
     model.build_all()

@@ -34,18 +34,149 @@ from ``tau_start`` to ``tau_end`` — BYOL, MoCo v2, InfoMin, CLD).
 
 The dataset yields ``(view_1, …, view_N)`` batches of images, optionally followed by an
 integer label batch (``needs_labels``); a single image batch is one view.
+
+Distribution (``tf.distribute``: one device, MirroredStrategy, MultiWorkerMirroredStrategy,
+TPUStrategy). ``train_step`` runs once per replica on that replica's share of the global
+batch. The rules every method follows, so that N replicas compute what one device computes
+on the global batch:
+
+- ``compute_losses`` returns the replica's *mean* loss; the base divides it by the replica
+  count and sums the gradients over replicas once (``all_reduce``) before the update — the
+  exact gradient of the global mean because every replica holds the same number of
+  examples (``drop_remainder``; pretraining checks the batch divides by the replicas).
+  Same result as ``tf.nn.compute_average_loss(per_example, global_batch_size)``.
+- Gradient norms are of the summed (global) gradients; logged per-step values are means
+  over replicas.
+- A variable that the step *writes* in replica context needs an aggregation a
+  MirroredStrategy accepts:
+
+  ============================  ==========================================================
+  state                         how
+  ============================  ==========================================================
+  queue, memory bank, centre    gather what every replica contributes first
+  (same value on all replicas)  (:func:`gather_from_replicas`), then assign to a
+                                :func:`replica_shared_variable` (``ON_WRITE`` +
+                                ``ONLY_FIRST_REPLICA``: the first replica's write is
+                                broadcast, the others' are dropped — they are equal)
+  Keras layer weights (EMA      :func:`assign_on_every_replica`: one ``merge_call`` into
+  targets) written from         cross-replica context, then ``extended.update`` per device
+  mirrored values
+  counters (``global_step``)    ``aggregation=ONLY_FIRST_REPLICA``
+  replica-local sums            ``synchronization=ON_READ`` (BatchNorm statistics: MEAN)
+  ============================  ==========================================================
+
+- A branch that synchronises replicas (``apply_gradients``, ``merge_call``,
+  ``all_reduce``) must not sit in a ``tf.cond`` in replica context: use :func:`run_if`
+  (the branch runs in cross-replica context, as Keras' LossScaleOptimizer does).
+- BatchNorm: the heads use ``synchronized=True`` (global batch statistics); backbones
+  compute per-replica statistics unless ``train.sync_batchnorm`` is set (see
+  :func:`burn_tf.distribute.synchronize_batchnorm`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import tensorflow as tf
 
 from burn_tf.callbacks import MomentumScheduler
 from burn_tf.models.reactnet import transfer_stage1_to_stage2
 from burn_tf.optim import current_learning_rate
+
+
+# ---------------------------------------------------------------------------- distribution helpers
+def _strategy_in_use() -> bool:
+    return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
+def replica_shared_variable(initial_value, name: str, dtype=None) -> tf.Variable:
+    """A non-trainable variable every replica writes with the same value — a queue, memory
+    bank or centre after :func:`gather_from_replicas` (MirroredStrategy keeps the first
+    replica's write and broadcasts it). Create it where the method's networks are created
+    (inside the strategy's scope)."""
+    return tf.Variable(initial_value, trainable=False, name=name, dtype=dtype,
+                       synchronization=tf.VariableSynchronization.ON_WRITE,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def gather_from_replicas(tensor: tf.Tensor) -> tf.Tensor:
+    """``tensor`` of every replica concatenated along axis 0, in replica order (replica 0's
+    examples first: the global batch's order). Identity on one device."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tensor
+    return ctx.all_gather(tensor, axis=0)
+
+
+def mean_over_replicas(values: dict) -> dict:
+    """Scalars averaged over replicas (one all-reduce for all); unchanged on one device."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1 or not values:
+        return values
+    names = list(values)
+    stacked = ctx.all_reduce(tf.distribute.ReduceOp.MEAN,
+                             tf.stack([tf.cast(values[n], tf.float32) for n in names]))
+    return {n: stacked[i] for i, n in enumerate(names)}
+
+
+def sum_over_replicas(tensors: list) -> list:
+    """Gradients summed over replicas (one batched all-reduce); unchanged on one device."""
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tensors
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tensors)
+
+
+def assign_on_every_replica(variables: list, fn: Callable, args: list) -> None:
+    """``v.assign(fn(v, *a))`` for each variable ``v`` and its args ``a`` (mirrored values,
+    e.g. the online weights of an EMA), on every device. For variables without an
+    aggregation (Keras layer weights): in replica context under a strategy it enters
+    cross-replica context once and updates each device's copy from that device's args."""
+    if not _strategy_in_use():
+        for v, a in zip(variables, args):
+            v.assign(fn(v, *a))
+        return
+
+    def update_all(strategy):
+        for v, a in zip(variables, args):
+            strategy.extended.update(v, lambda var, *xs: var.assign(fn(var, *xs)), args=tuple(a), group=False)
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None:  # already in cross-replica context
+        update_all(tf.distribute.get_strategy())
+    else:
+        ctx.merge_call(update_all)
+
+
+def run_if(pred, fn: Callable[[], None]) -> None:
+    """``if pred: fn()`` inside a traced step, where ``fn`` may synchronise replicas
+    (``apply_gradients``, ``merge_call``). Under a strategy the ``tf.cond`` runs in
+    cross-replica context and ``fn`` once per replica inside it: a branch with a
+    synchronisation point is not allowed in a replica-context cond (MirroredStrategy)."""
+
+    def branch():
+        fn()
+        return tf.constant(True)
+
+    if not _strategy_in_use():
+        tf.cond(pred, branch, lambda: tf.constant(False))
+        return
+
+    def cross_replica(strategy, pred):
+        pred = strategy.experimental_local_results(pred)[0]  # equal on every replica
+
+        def each_replica():
+            strategy.extended.call_for_each_replica(fn)
+            return tf.constant(True)
+
+        tf.cond(pred, each_replica, lambda: tf.constant(False))
+
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None:
+        cross_replica(tf.distribute.get_strategy(), pred)
+    else:
+        ctx.merge_call(cross_replica, args=(pred,))
 
 
 @dataclasses.dataclass
@@ -75,12 +206,16 @@ class PretrainMethod(tf.keras.Model):
         self.feature_dim = int(backbone.outputs[0].shape[-1])
         # Counts batches seen (not optimizer applies): schedules (λ, τ) are functions of it,
         # and it is checkpointed so a resumed run continues the same curves.
-        self.global_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="global_step")
+        # ONLY_FIRST_REPLICA: every replica adds 1; a MirroredStrategy keeps one of them.
+        self.global_step = tf.Variable(0, trainable=False, dtype=tf.int64, name="global_step",
+                                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         if int(accumulation_steps) < 1:
             raise ValueError(f"accumulation_steps must be >= 1, got {accumulation_steps}")
         self.accumulation_steps = int(accumulation_steps)
         self._accumulators = None
         self._trackers = None
+        # Resuming in the middle of an epoch: the batch of that epoch fit() starts at.
+        self.resume_at_batch = 0
 
     # ------------------------------------------------------------------ hooks
     @classmethod
@@ -181,10 +316,20 @@ class PretrainMethod(tf.keras.Model):
         if self.optimizer is not None:
             self.optimizer.build(variables)
         if self.accumulation_steps > 1 and self._accumulators is None:
+            # Sums of gradients already summed over replicas: equal on every replica, kept
+            # per device (ON_READ: no communication to add to them).
             self._accumulators = [
-                tf.Variable(tf.zeros_like(v), trainable=False, name=f"accumulated_grad_{i}")
+                tf.Variable(tf.zeros_like(v), trainable=False, name=f"accumulated_grad_{i}",
+                            synchronization=tf.VariableSynchronization.ON_READ,
+                            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
                 for i, v in enumerate(variables)
             ]
+
+    def _maybe_load_initial_counters_from_ckpt(self, steps_per_epoch, initial_epoch):
+        # Keras' hook for where fit() starts (epoch, batch of that epoch): a run resumed from a
+        # step checkpoint continues its epoch at the next batch, not at the epoch's start.
+        epoch, batch = super()._maybe_load_initial_counters_from_ckpt(steps_per_epoch, initial_epoch)
+        return epoch, batch or self.resume_at_batch
 
     def compile(self, optimizer="adam", **kwargs):
         super().compile(optimizer=optimizer, **kwargs)
@@ -197,10 +342,19 @@ class PretrainMethod(tf.keras.Model):
             parts["accumulated_gradients"] = list(self._accumulators)
         return parts
 
+    @property
+    def loss_scaling(self) -> bool:
+        """True when the optimizer scales the loss (mixed_float16 training)."""
+        return isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+
+    def _apply_now(self, grads, variables) -> None:
+        # The gradients are already summed over replicas (train_step).
+        self.optimizer.apply_gradients(zip(grads, variables), skip_gradients_aggregation=True)
+        self.after_update()
+
     def _apply(self, grads, variables) -> None:
         if self.accumulation_steps == 1:
-            self.optimizer.apply_gradients(zip(grads, variables))
-            self.after_update()
+            self._apply_now(grads, variables)
             return
         if self._accumulators is None:
             raise RuntimeError(f"{type(self).__name__}: call compile() or build_all() before training")
@@ -209,26 +363,30 @@ class PretrainMethod(tf.keras.Model):
 
         def apply():
             # The mean of the k accumulated gradients: the step of one k-times larger batch.
-            self.optimizer.apply_gradients(
-                zip([acc / self.accumulation_steps for acc in self._accumulators], variables)
-            )
+            k = float(self.accumulation_steps)
+            self._apply_now([acc.read_value() / k for acc in self._accumulators], variables)
             for acc in self._accumulators:
                 acc.assign(tf.zeros_like(acc))
-            self.after_update()
-            return tf.constant(True)
 
-        tf.cond((self.global_step + 1) % self.accumulation_steps == 0, apply, lambda: tf.constant(False))
+        run_if((self.global_step + 1) % self.accumulation_steps == 0, apply)
 
     def train_step(self, data):
         views, labels = self.parse_batch(data)
         groups = self.trainable_groups()
         variables = [v for group in groups.values() for v in group]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             terms = self.compute_losses(views, labels, training=True)
-            # Keras sums gradients over replicas; scale so the update is the global mean.
-            scaled = terms["loss"] / tf.distribute.get_strategy().num_replicas_in_sync
+            # The replica's mean loss ÷ replicas, gradients summed over replicas below: the
+            # gradient of the global batch's mean (equal shares; see the module docstring).
+            scaled = tf.cast(terms["loss"], tf.float32) / replicas
+            if self.loss_scaling:
+                scaled = self.optimizer.get_scaled_loss(scaled)
         grads = tape.gradient(scaled, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        if self.loss_scaling:
+            grads = self.optimizer.get_unscaled_gradients(grads)
+        grads = sum_over_replicas(grads)
         start = 0
         for group_name, group in groups.items():
             terms[f"grad_norm_{group_name}"] = tf.linalg.global_norm(grads[start:start + len(group)])
@@ -241,9 +399,12 @@ class PretrainMethod(tf.keras.Model):
         logs = {name: tracker.result() for name, tracker in self._trackers.items()}
         # This batch's own values beside the epoch's running means: a spike or a collapse
         # shows at its step, not smoothed over the epoch (callbacks see them per batch).
-        logs.update({f"{name}_step": tf.identity(terms[name]) for name in self._trackers})
+        # Under a strategy: the mean over replicas (grad norms are equal on all of them).
+        logs.update({f"{name}_step": v for name, v in
+                     mean_over_replicas({n: terms[n] for n in self._trackers}).items()})
         logs.update({k: tf.identity(v) for k, v in self.extra_logs().items()})
-        logs["lr"] = current_learning_rate(self.optimizer)
+        logs["lr"] = current_learning_rate(
+            self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer)
         return logs
 
     def test_step(self, data):
@@ -330,9 +491,13 @@ class MomentumMethod(PretrainMethod):
 
     def after_update(self) -> None:
         tau = self.tau
+        targets, onlines = [], []
         for _, online, target in self.momentum_pairs:
             for w_online, w_target in zip(online.trainable_weights, _ema_weights(target, online)):
-                w_target.assign(tau * w_target + (1.0 - tau) * w_online)
+                targets.append(w_target)
+                onlines.append((w_online,))
+        # Target weights are Keras layer weights (no aggregation): assigned on every device.
+        assign_on_every_replica(targets, lambda t, o: tau * t + (1.0 - tau) * o, onlines)
 
     def callbacks(self, total_steps: int) -> list:
         return [MomentumScheduler(total_steps, self.config.tau_start, self.config.tau_end)]

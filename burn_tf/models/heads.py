@@ -14,7 +14,8 @@ def build_head(kind: str, input_dim: int, width: int, name: str, hidden: int | N
     inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
     if kind == "mlp":
         x = tf.keras.layers.Dense(hidden or width, name=f"{name}_fc1")(inputs)
-        x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        # synchronized: global-batch statistics under a tf.distribute strategy (no-op on one device).
+        x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=f"{name}_bn")(x)
         x = tf.keras.layers.ReLU(name=f"{name}_relu")(x)
         x = tf.keras.layers.Dense(width, name=f"{name}_fc2")(x)
     elif kind == "dense":
