@@ -8,6 +8,7 @@ the lowest layer of the package, so models, methods and the top-level config sha
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Optional, Union
 
@@ -63,6 +64,8 @@ def coerce(value: Any, annotation, key: str):
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

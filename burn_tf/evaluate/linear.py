@@ -60,8 +60,12 @@ def linear(
     data_dir: str | None = None,
     image_size: int | None = None,
     feature_batch_size: int = 256,
+    strategy: str = "default",
 ) -> dict:
     """Linear evaluation of ``backbone`` (exported path or Keras feature extractor).
+
+    ``strategy`` (default | mirrored | multiworker | tpu, as ``train.strategy``) trains the
+    head on every replica; ``batch_size`` is the global batch.
 
     ``data``: ``"fashion_mnist"`` (default), ``"tfds:<name>"`` with ``data_dir``, or
     ``(x_train, y_train, x_test, y_test)``. ``train_subset`` / ``test_subset`` keep the first
@@ -78,7 +82,7 @@ def linear(
         model, dataset, size=size, epochs=int(epochs), lr=float(lr), milestones=list(milestones),
         gamma=float(gamma), momentum=float(momentum), weight_decay=float(weight_decay),
         batch_size=int(batch_size), augment=bool(augment), seed=int(seed),
-        feature_batch_size=int(feature_batch_size),
+        feature_batch_size=int(feature_batch_size), strategy=str(strategy),
     )
     result = {
         "task": TASK,
@@ -90,7 +94,7 @@ def linear(
             "gamma": float(gamma), "momentum": float(momentum),
             "weight_decay": float(weight_decay), "batch_size": int(batch_size),
             "augment": bool(augment), "train_subset": train_subset, "test_subset": test_subset,
-            "seed": int(seed), "input_size": size,
+            "seed": int(seed), "input_size": size, "strategy": str(strategy),
         },
         "seconds": round(time.time() - started, 2),
     }

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.distribute import make_strategy
 from burn_tf.evaluate.data import ClassificationData
 from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.images import image_dataset
@@ -67,6 +68,15 @@ def fit_or_raise(model, dataset, epochs: int, what: str, callbacks=()) -> list[f
     return [float(v) for v in history.history.get("loss", [])]
 
 
+def strategy_scope(strategy):
+    """The scope of ``strategy`` (a ``tf.distribute.Strategy`` or a ``train.strategy`` name:
+    default, mirrored, multiworker, tpu). Under it Keras splits each (global) batch over the
+    replicas and scales the compiled loss by the global batch size itself."""
+    if strategy is None or isinstance(strategy, str):
+        strategy = make_strategy(strategy or "default")
+    return strategy.scope()
+
+
 def _sgd(epochs, lr, milestones, gamma, momentum, steps):
     return tf.keras.optimizers.SGD(step_schedule(epochs, lr, milestones, gamma, steps), momentum=momentum)
 
@@ -84,17 +94,20 @@ def train_head_on_features(
     weight_decay: float = 0.0,
     batch_size: int = 256,
     seed: int = 0,
+    strategy=None,
 ) -> tuple[tf.keras.Model, list[float]]:
-    """Trains a dense softmax head on cached features; returns (head model, per-epoch loss)."""
+    """Trains a dense softmax head on cached features; returns (head model, per-epoch loss).
+    ``strategy``: see :func:`strategy_scope` (``batch_size`` is the global batch)."""
     features = np.asarray(features, np.float32)
     n, dim = features.shape
     steps = math.ceil(n / batch_size)
-    inputs = tf.keras.Input((dim,), name="features")
-    head = tf.keras.Model(inputs, dense_head(num_classes, weight_decay, seed)(inputs), name="linear_head")
-    head.compile(
-        optimizer=_sgd(epochs, lr, milestones, gamma, momentum, steps),
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    with strategy_scope(strategy):
+        inputs = tf.keras.Input((dim,), name="features")
+        head = tf.keras.Model(inputs, dense_head(num_classes, weight_decay, seed)(inputs), name="linear_head")
+        head.compile(
+            optimizer=_sgd(epochs, lr, milestones, gamma, momentum, steps),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
     ds = (
         tf.data.Dataset.from_tensor_slices((features, np.asarray(labels, np.int64)))
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
@@ -128,21 +141,25 @@ def linear_probe(
     seed: int,
     feature_batch_size: int = 256,
     crop_scale=(0.08, 1.0),
+    strategy=None,
 ) -> dict:
-    """The linear protocol on one train → test split; returns accuracies and the loss curve."""
+    """The linear protocol on one train → test split; returns accuracies and the loss curve.
+    ``strategy`` (see :func:`strategy_scope`) trains the head (with ``augment``: head and
+    frozen backbone) on every replica; ``batch_size`` is the global batch."""
     num_classes = data.num_classes
     if augment:
         was_trainable = model.trainable
         model.trainable = False
         try:
-            inputs = tf.keras.Input((size, size, 3), name="image")
-            logits = dense_head(num_classes, weight_decay, seed)(model(inputs, training=False))
-            full = tf.keras.Model(inputs, logits, name="linear_eval")
-            steps = math.ceil(len(data.x_train) / batch_size)
-            full.compile(
-                optimizer=_sgd(epochs, lr, milestones, gamma, momentum, steps),
-                loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            )
+            with strategy_scope(strategy):
+                inputs = tf.keras.Input((size, size, 3), name="image")
+                logits = dense_head(num_classes, weight_decay, seed)(model(inputs, training=False))
+                full = tf.keras.Model(inputs, logits, name="linear_eval")
+                steps = math.ceil(len(data.x_train) / batch_size)
+                full.compile(
+                    optimizer=_sgd(epochs, lr, milestones, gamma, momentum, steps),
+                    loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                )
             train_ds = image_dataset(data.x_train, data.y_train, size, batch_size,
                                      augment=True, seed=seed, crop_scale=crop_scale)
             losses = fit_or_raise(full, train_ds, epochs, "linear evaluation")
@@ -157,7 +174,7 @@ def linear_probe(
         head, losses = train_head_on_features(
             train_feats, data.y_train, num_classes, epochs=epochs, lr=lr, milestones=milestones,
             gamma=gamma, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-            seed=seed,
+            seed=seed, strategy=strategy,
         )
         logits = head.predict(test_feats, batch_size=4096, verbose=0)
     if not np.all(np.isfinite(logits)):

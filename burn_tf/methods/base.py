@@ -54,7 +54,7 @@ on the global batch:
   state                         how
   ============================  ==========================================================
   queue, memory bank, centre    gather what every replica contributes first
-  (same value on all replicas)  (:func:`gather_from_replicas`), then assign to a
+  (same value on all replicas)  (:func:`gather_from_replicas`, after the loss), then assign to a
                                 :func:`replica_shared_variable` (``ON_WRITE`` +
                                 ``ONLY_FIRST_REPLICA``: the first replica's write is
                                 broadcast, the others' are dropped — they are equal)
@@ -102,7 +102,12 @@ def replica_shared_variable(initial_value, name: str, dtype=None) -> tf.Variable
 
 def gather_from_replicas(tensor: tf.Tensor) -> tf.Tensor:
     """``tensor`` of every replica concatenated along axis 0, in replica order (replica 0's
-    examples first: the global batch's order). Identity on one device."""
+    examples first: the global batch's order). Identity on one device.
+
+    Collectives (this gather, synchronized BatchNorm, all-reduces) must run in the same order
+    on every replica, or they pair up wrongly ("Shape mismatch in the collective instance"):
+    when nothing orders the gather after the forward pass's BatchNorms, gather under
+    ``tf.control_dependencies([loss])``."""
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return tensor
@@ -216,6 +221,9 @@ class PretrainMethod(tf.keras.Model):
         self._trackers = None
         # Resuming in the middle of an epoch: the batch of that epoch fit() starts at.
         self.resume_at_batch = 0
+        # Every logged value is already equal on all replicas (global means, see train_step):
+        # report the first replica's, not Keras' default sum over replicas.
+        self.distribute_reduction_method = "first"
 
     # ------------------------------------------------------------------ hooks
     @classmethod
@@ -400,8 +408,11 @@ class PretrainMethod(tf.keras.Model):
         # This batch's own values beside the epoch's running means: a spike or a collapse
         # shows at its step, not smoothed over the epoch (callbacks see them per batch).
         # Under a strategy: the mean over replicas (grad norms are equal on all of them).
-        logs.update({f"{name}_step": v for name, v in
-                     mean_over_replicas({n: terms[n] for n in self._trackers}).items()})
+        # After the gradient all-reduce (control dependency): collectives must be launched in
+        # the same order on every replica.
+        with tf.control_dependencies(grads):
+            step_values = mean_over_replicas({n: tf.identity(terms[n]) for n in self._trackers})
+        logs.update({f"{name}_step": v for name, v in step_values.items()})
         logs.update({k: tf.identity(v) for k, v in self.extra_logs().items()})
         logs["lr"] = current_learning_rate(
             self.optimizer.inner_optimizer if self.loss_scaling else self.optimizer)

@@ -1,0 +1,46 @@
+"""One worker of a MultiWorkerMirroredStrategy BURN run (TF_CONFIG names the cluster and this
+worker); run by tests/test_distributed.py. Every worker writes its own run directory (all
+of them must take part in each checkpoint's collective reads). Prints one JSON line: the
+replica count, the final step and a hash of the final student weights."""
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import tensorflow as tf  # noqa: E402
+
+from burn_tf.config import load_config  # noqa: E402
+from burn_tf.distribute import make_strategy  # noqa: E402
+from burn_tf.pretrain import build_method, checkpoint_for, pretrain_stage  # noqa: E402
+
+TINY = [
+    "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
+    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
+    "method.head_width=32", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=2",
+    "train.verbose=0", "data.limit=64", "data.shuffle_buffer=64", "optimizer.warmup_epochs=0",
+    "train.strategy=multiworker", "train.checkpoint_every_steps=1",
+]
+
+
+def main():
+    run_dir = Path(sys.argv[1])
+    cfg = load_config("demo", TINY)
+    strategy = make_strategy("multiworker")  # first: collectives are configured at start-up
+    metrics = pretrain_stage(cfg, 1, run_dir)
+    model = build_method(cfg, 1)
+    model.build_all()
+    checkpoint_for(model).restore(tf.train.latest_checkpoint(str(run_dir / "stage1" / "final"))).expect_partial()
+    digest = hashlib.sha256()
+    for w in model.train_variables():
+        digest.update(w.numpy().tobytes())
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "global_step": metrics["global_step"],
+                      "weights_sha256": digest.hexdigest()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Run in a subprocess by tests/distributed (it splits the CPU into logical devices, which
+must happen before TensorFlow initialises them). Prints one JSON line.
+
+    python tests/distributed/replicas.py burn:2 momentum:1 burn:1:per-replica-bn mixed
+
+compare: the same model, initial weights and global batches, trained for a few steps on one
+device and under MirroredStrategy over 2 logical CPUs; prints the largest differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods")]
+
+from burn_tf import losses  # noqa: E402
+from burn_tf.config import load_config  # noqa: E402
+from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
+from burn_tf.methods.base import gather_from_replicas, replica_shared_variable  # noqa: E402
+from burn_tf.pretrain import build_method, build_training_optimizer  # noqa: E402
+
+TINY_BURN = [
+    "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
+    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
+    "method.head_width=32", "method.symmetric=true", "optimizer.warmup_epochs=0",
+    "optimizer.learning_rate=0.001", "train.batch_size=8", "train.epochs=1", "train.verbose=0",
+]
+GLOBAL_BATCH = 8
+
+
+def momentum_model(accumulation, sync_bn):
+    from test_base import OnlineTargetPair, PairConfig, small_backbone
+
+    class QueuedPair(OnlineTargetPair):
+        """OnlineTargetPair plus a MoCo-style queue of target keys gathered from every
+        replica, read by the loss: the queue rule of burn_tf.methods.base."""
+
+        def __init__(self, backbone, config=None, **kwargs):
+            super().__init__(backbone, config, **kwargs)
+            self.queue = replica_shared_variable(tf.zeros((3 * GLOBAL_BATCH, 8)), "queue")
+
+        def compute_losses(self, views, labels=None, training=True):
+            online = self.backbone(views[0], training=training)
+            target = tf.stop_gradient(self.target_backbone(views[1], training=False))
+            logits = tf.matmul(tf.math.l2_normalize(online, -1), self.queue, transpose_b=True)
+            loss = losses.feature_similarity(target, online) + 0.1 * tf.reduce_mean(logits)
+            if training:
+                # After the loss: its synchronized BatchNorm all-reduces come first on every
+                # replica (collectives must run in the same order everywhere).
+                with tf.control_dependencies([loss]):
+                    keys = gather_from_replicas(tf.math.l2_normalize(target, -1))
+                self.queue.assign(tf.concat([keys, self.queue[:-GLOBAL_BATCH]], 0))
+            return {"loss": loss}
+
+    backbone = small_backbone()
+    if sync_bn:
+        synchronize_batchnorm(backbone)
+    model = QueuedPair(backbone, PairConfig(tau_start=0.9, tau_end=0.99), accumulation_steps=accumulation)
+    model.compile(optimizer=comparison_optimizer())
+    return model
+
+
+def burn_model(accumulation, sync_bn):
+    cfg = load_config("demo", [*TINY_BURN, f"optimizer.accumulation_steps={accumulation}",
+                               f"train.sync_batchnorm={'true' if sync_bn else 'false'}"])
+    model = build_method(cfg, 1)
+    model.compile(optimizer=comparison_optimizer())
+    return model
+
+
+def comparison_optimizer():
+    # SGD, not Adam: Adam's first steps are ≈ lr·sign(g), so a gradient that is zero in exact
+    # arithmetic (a bias right before BatchNorm: ~1e-9 of rounding noise) moves by ±lr with a
+    # sign decided by summation order — a difference of the optimizer, not of the replicas.
+    return tf.keras.optimizers.SGD(0.05, momentum=0.9)
+
+
+def batches(steps, size=32):
+    rng = np.random.default_rng(0)
+    v1 = rng.uniform(size=(steps * GLOBAL_BATCH, size, size, 3)).astype("float32")
+    v2 = rng.uniform(size=(steps * GLOBAL_BATCH, size, size, 3)).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((v1, v2)).batch(GLOBAL_BATCH, drop_remainder=True)
+
+
+class StepLosses(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.values.append(float(logs["loss_step"]))
+
+
+def train(build, strategy, initial, steps):
+    with strategy.scope():
+        model = build()
+        if initial is not None:
+            model.set_weights(initial)
+    start = model.get_weights()
+    record = StepLosses()
+    callbacks = model.callbacks(steps) if hasattr(model, "tau") else []
+    model.fit(batches(steps), epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[*callbacks, record])
+    return start, record.values, state_of(model), int(model.optimizer.iterations.numpy())
+
+
+def state_of(model) -> list:
+    """[(name, value)] of the trained variables (and a momentum method's targets and queue)
+    in order; compared by position (Keras makes layer names unique per process)."""
+    state = [(w.name, w.numpy()) for w in model.train_variables()]
+    if hasattr(model, "momentum_pairs"):
+        state += [(f"target/{w.name}", w.numpy()) for w in model.target_backbone.weights]
+        state.append(("queue", model.queue.numpy()))
+    return state
+
+
+def relative(a, b):
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
+
+
+def weight_difference(a, b):
+    """Largest |a − b| relative to the variable's largest |b|, floored at 1e-2: a bias in
+    front of a BatchNorm has a zero gradient in exact arithmetic, starts at 0 and moves by
+    rounding noise only (~1e-10), which a plain relative difference would blow up."""
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-2))
+
+
+def compare(method, accumulation, sync_bn, steps):
+    factory = burn_model if method == "burn" else momentum_model
+    build = lambda: factory(accumulation, sync_bn)  # noqa: E731
+    initial, one_losses, one_state, one_iters = train(build, tf.distribute.get_strategy(), None, steps)
+    with tf.distribute.get_strategy().scope():
+        fresh = build()
+    fresh.set_weights(initial)
+    start = state_of(fresh)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    _, two_losses, two_state, two_iters = train(build, mirrored, initial, steps)
+    pairs = [(name, two, one, begin) for (name, one), (_, two), (_, begin) in zip(one_state, two_state, start)]
+    worst = max(pairs, key=lambda p: weight_difference(p[1], p[2]))
+    return {
+        "replicas": mirrored.num_replicas_in_sync,
+        "one_device_losses": one_losses,
+        "mirrored_losses": two_losses,
+        "loss_max_relative": max(abs(a - b) / abs(a) for a, b in zip(one_losses, two_losses)),
+        "weights_max_relative": weight_difference(worst[1], worst[2]),
+        "weights_max_abs": max(float(np.max(np.abs(two - one))) for _, two, one, _ in pairs),
+        "worst_variable": worst[0],
+        "weights_moved_max_abs": max(float(np.max(np.abs(one - begin))) for _, _, one, begin in pairs),
+        "optimizer_iterations": [one_iters, two_iters],
+        "variables": len(pairs),
+    }
+
+
+def mixed():
+    """BURN stage 2 under mixed_float16: finite losses, float32 variables, backbone features
+    within float16 accuracy of the float32 network with the same weights."""
+    cfg = load_config("demo", [*TINY_BURN, "train.mixed_precision=true"])
+    model = build_method(cfg, 2)
+    model.compile(optimizer=build_training_optimizer(cfg, steps_per_epoch=3))
+    record = StepLosses()
+    model.fit(batches(3), epochs=1, steps_per_epoch=3, verbose=0, callbacks=[record])
+    float32_cfg = load_config("demo", TINY_BURN)
+    reference = build_method(float32_cfg, 2)
+    reference.student_backbone.set_weights(model.student_backbone.get_weights())
+    images = next(iter(batches(1)))[0]
+    mixed_features = model.student_backbone(images, training=False).numpy()
+    float_features = reference.student_backbone(images, training=False).numpy()
+    return {
+        "losses": record.values,
+        "variable_dtypes": sorted({v.dtype.name for v in model.train_variables()}),
+        "compute_dtype": model.student_backbone.layers[2].compute_dtype,
+        "output_dtype": model.student_backbone.outputs[0].dtype.name,
+        "loss_scale": float(model.optimizer.loss_scale.numpy()),
+        "features_max_relative": relative(mixed_features, float_features),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("cases", nargs="+", help="method:accumulation[:per-replica-bn] … or mixed")
+    parser.add_argument("--steps", type=int, default=2)
+    args = parser.parse_args()
+    results = {}
+    for case in args.cases:
+        tf.keras.utils.set_random_seed(0)
+        if case == "mixed":
+            results[case] = mixed()
+            continue
+        method, accumulation, *bn = case.split(":")
+        results[case] = compare(method, int(accumulation), bn != ["per-replica-bn"], args.steps)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""tf.distribute on this CPU machine: N replicas compute what one device computes.
+
+Each case runs in a subprocess (the logical-device split and TF_CONFIG must be set before
+TensorFlow initialises), bounded by a timeout:
+
+- MirroredStrategy over 2 logical CPU devices vs one device, same initial weights and global
+  batches, synchronized BatchNorm everywhere (``train.sync_batchnorm``): BURN with gradient
+  accumulation 2 (accumulate, then apply through the cross-replica cond) and a momentum
+  method (EMA targets written from replica context, a queue of keys gathered from every
+  replica). Tolerances: loss 1e-5 relative; weights 1e-4 of the variable's scale (floored at
+  1e-2) — float32 sums in another order (per-replica partial sums, all-reduce), measured
+  1e-6 (loss) and 1.6e-5 (weights) while the step moved weights by up to 1.2e-2.
+- MultiWorkerMirroredStrategy: two local worker processes (TF_CONFIG on 127.0.0.1, free
+  ports) run a short BURN pretraining; both end with equal weights.
+- mixed_float16: finite losses, float32 variables, backbone features within float16
+  accuracy of the float32 network with the same weights.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent / "distributed"
+REPO = HERE.parents[1]
+TIMEOUT = 600
+
+
+def _python(args, env=None, timeout=TIMEOUT):
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _replicas(*cases) -> dict:
+    proc = _python([str(HERE / "replicas.py"), *cases])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _check_same_as_one_device(result):
+    assert result["replicas"] == 2
+    assert result["optimizer_iterations"][0] == result["optimizer_iterations"][1] >= 1
+    assert result["loss_max_relative"] < 1e-5, result
+    assert result["weights_moved_max_abs"] > 1e-3, result  # the step did move the weights
+    assert result["weights_max_relative"] < 1e-4, result
+
+
+@pytest.mark.parametrize("case", ["burn:2", "momentum:1"])
+def test_mirrored_two_replicas_match_one_device(case, fashion_mnist_available):
+    _check_same_as_one_device(_replicas(case)[case])
+
+
+def test_mixed_precision_keeps_binary_backbone_correct(fashion_mnist_available):
+    result = _replicas("mixed")["mixed"]
+    assert all(abs(x) < 1e3 for x in result["losses"]) and len(result["losses"]) == 3
+    assert result["variable_dtypes"] == ["float32"]
+    assert result["compute_dtype"] == "float16" and result["output_dtype"] == "float32"
+    assert result["features_max_relative"] < 2e-2, result  # float16 has 11 significant bits
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multiworker_two_local_workers_train_and_agree(tmp_path, fashion_mnist_available):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "PYTHONPATH": str(REPO),
+               "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, str(HERE / "multiworker.py"), str(tmp_path / f"worker{index}")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outputs = []
+    try:
+        for proc in workers:
+            out, err = proc.communicate(timeout=TIMEOUT)
+            assert proc.returncode == 0, err[-4000:]
+            outputs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+    assert [o["replicas"] for o in outputs] == [2, 2]
+    assert outputs[0]["global_step"] == outputs[1]["global_step"] == 4
+    assert outputs[0]["weights_sha256"] == outputs[1]["weights_sha256"]
