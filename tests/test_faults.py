@@ -44,7 +44,8 @@ def steps_of(run_dir) -> dict:
 
 def checkpoint_values(path) -> dict:
     reader = tf.train.load_checkpoint(path)
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "save_counter" not in k}
+    return {k: np.asarray(reader.get_tensor(k)) for k in reader.get_variable_to_shape_map()
+            if "save_counter" not in k and "OBJECT_GRAPH" not in k}
 
 
 def assert_same_state(a_dir, b_dir, rtol=1e-5):
