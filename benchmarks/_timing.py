@@ -43,3 +43,13 @@ def load_average() -> float:
         return os.getloadavg()[0]
     except OSError:
         return float("nan")
+
+
+def interleaved_medians(steps: dict, repeats: int = 5, rounds: int = 3) -> dict:
+    """{name: median seconds} of each ``steps[name]()`` measured in ``rounds`` interleaved
+    rounds (median of the rounds' medians), so a burst of other load hits them alike."""
+    times = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            times[name].append(time_step(step, (), repeats=repeats)["median_s"])
+    return {name: sorted(v)[len(v) // 2] for name, v in times.items()}

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tensorflow as tf  # noqa: E402
-from _timing import load_average, time_step  # noqa: E402
+from _timing import interleaved_medians, load_average, time_step  # noqa: E402
 
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.distribute import STRATEGIES  # noqa: E402
@@ -39,6 +39,19 @@ def accelerator() -> str:
         if devices:
             return f"{len(devices)}x {kind}"
     return "CPU"
+
+
+def train_step_function(cfg, strategy, batch: int, size: int, stage: int):
+    """(model, step, images per step): ``step()`` runs what ``model.fit`` runs for one global
+    batch of synthetic views under ``strategy``."""
+    with strategy.scope():
+        model = build_method(cfg, stage)
+        model.compile(optimizer=build_training_optimizer(cfg, steps_per_epoch=1000),
+                      jit_compile=cfg.train.jit_compile)
+    data = tuple(tf.random.uniform((batch, size, size, 3), seed=i) for i in range(model.views_needed))
+    iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(data).repeat()))
+    train_function = model.make_train_function()
+    return model, (lambda: train_function(iterator)), batch * model.views_needed
 
 
 def main(argv=None) -> int:
@@ -68,16 +81,8 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, [*overrides, f"train.batch_size={batch}"])
     strategy = strategy_for(cfg)  # checks the batch divides over the replicas
 
-    with strategy.scope():
-        model = build_method(cfg, args.stage)
-        model.compile(optimizer=build_training_optimizer(cfg, steps_per_epoch=1000),
-                      jit_compile=cfg.train.jit_compile)
-    views = model.views_needed
-    data = tuple(tf.random.uniform((batch, size, size, 3), seed=i) for i in range(views))
-    iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(data).repeat()))
-    train_function = model.make_train_function()
-    n_images = batch * views
-    timing = time_step(lambda: train_function(iterator), (), repeats=args.repeats)
+    model, step, n_images = train_step_function(cfg, strategy, batch, size, args.stage)
+    timing = time_step(step, (), repeats=args.repeats)
     result = {
         "images_per_s": round(n_images / timing["median_s"], 1),
         "step_ms": round(1000 * timing["median_s"], 1),
@@ -101,7 +106,7 @@ def main(argv=None) -> int:
         variables = student.trainable_variables + head.trainable_variables
         student_optimizer = tf.keras.optimizers.Adam(1e-4)
         student_optimizer.build(variables)
-        images = tf.concat(data, 0)
+        images = tf.random.uniform((n_images, size, size, 3), seed=0)
         target = tf.random.normal((n_images, cfg.method.head_width), seed=2)
 
         @tf.function(jit_compile=args.jit_compile)
@@ -111,13 +116,8 @@ def main(argv=None) -> int:
             student_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
             return loss
 
-        # Interleave the measurements so a burst of other load hits them alike.
-        times = {"burn": [], "teacher": [], "student": []}
-        for _ in range(3):
-            times["burn"].append(time_step(lambda: train_function(iterator), (), repeats=args.repeats)["median_s"])
-            times["teacher"].append(time_step(teacher_forward, (images,), repeats=args.repeats)["median_s"])
-            times["student"].append(time_step(student_step, (images,), repeats=args.repeats)["median_s"])
-        t = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        t = interleaved_medians({"burn": step, "teacher": lambda: teacher_forward(images),
+                                 "student": lambda: student_step(images)}, args.repeats)
         result.update({
             "burn_images_per_s": round(n_images / t["burn"], 1),
             "teacher_forward_images_per_s": round(n_images / t["teacher"], 1),

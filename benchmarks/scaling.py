@@ -33,20 +33,10 @@ import tensorflow as tf  # noqa: E402
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from _timing import load_average, time_step  # noqa: E402
+from _timing import interleaved_medians, load_average  # noqa: E402
+from burn_step import train_step_function  # noqa: E402
 
 from burn_tf.config import load_config  # noqa: E402
-from burn_tf.pretrain import build_method, build_training_optimizer  # noqa: E402
-
-
-def step_function(cfg, strategy, batch, size):
-    with strategy.scope():
-        model = build_method(cfg, 2)
-        model.compile(optimizer=build_training_optimizer(cfg, steps_per_epoch=1000))
-    data = tuple(tf.random.uniform((batch, size, size, 3), seed=i) for i in range(model.views_needed))
-    iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors(data).repeat()))
-    train_function = model.make_train_function()
-    return model, (lambda: train_function(iterator)), batch * model.views_needed
 
 
 def allreduce_function(strategy, variables):
@@ -75,16 +65,10 @@ def main(argv=None) -> int:
 
     one = tf.distribute.get_strategy()
     two = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")][:2])
-    _, step_one, n = step_function(cfg, one, args.batch_size, size)
-    model_two, step_two, _ = step_function(cfg, two, args.batch_size, size)
+    _, step_one, n = train_step_function(cfg, one, args.batch_size, size, stage=2)
+    model_two, step_two, _ = train_step_function(cfg, two, args.batch_size, size, stage=2)
     reduce_two = allreduce_function(two, model_two.train_variables())
-    # Interleaved rounds: a burst of other load on this shared machine hits both alike.
-    times = {"one": [], "two": [], "allreduce": []}
-    for _ in range(3):
-        times["one"].append(time_step(step_one, (), repeats=args.repeats)["median_s"])
-        times["two"].append(time_step(step_two, (), repeats=args.repeats)["median_s"])
-        times["allreduce"].append(time_step(reduce_two, (), repeats=args.repeats)["median_s"])
-    t = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    t = interleaved_medians({"one": step_one, "two": step_two, "allreduce": reduce_two}, args.repeats)
     result = {
         "samples_per_s_one_replica": round(n / t["one"], 1),
         "samples_per_s_two_replicas": round(n / t["two"], 1),

@@ -11,20 +11,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
 
 import tensorflow as tf  # noqa: E402
 
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.distribute import make_strategy  # noqa: E402
 from burn_tf.pretrain import build_method, checkpoint_for, pretrain_stage  # noqa: E402
+from kill_run import TINY as KILL_RUN_TINY  # noqa: E402
 
-TINY = [
-    "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
-    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
-    "method.head_width=32", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=2",
-    "train.verbose=0", "data.limit=64", "data.shuffle_buffer=64", "optimizer.warmup_epochs=0",
-    "train.strategy=multiworker", "train.checkpoint_every_steps=1",
-]
+# The faults tests' tiny run, traced (not eager), 2 steps per epoch, a checkpoint every step.
+TINY = [*KILL_RUN_TINY, "train.run_eagerly=false", "train.steps_per_epoch=2", "train.strategy=multiworker",
+        "train.checkpoint_every_steps=1"]
 
 
 def main():
