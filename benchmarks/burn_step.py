@@ -7,8 +7,8 @@
 Default: the full-size step — ReActNet-A (width 1.0) + ResNet-50 teacher, MLP heads 2000-d,
 two views — from ``imagenet/burn_stage1`` with random weights (speed does not depend on
 them) on synthetic batches. ``--batch-size`` is the global batch (split over the
-replicas); ``--input-size`` defaults to 224 on a GPU/TPU and 64 on a CPU (a 224-px step
-takes minutes there). The timed function is exactly what ``model.fit`` runs per step
+replicas); ``--input-size`` (student and teacher) defaults to the config's (224) on a
+GPU/TPU and to 64 on a CPU (a 224-px full-size step takes minutes there). The timed function is exactly what ``model.fit`` runs per step
 (``make_train_function``: per-replica forward and backward, gradient all-reduce, Adam
 update). ``--parts`` also times the teacher forward and a student step alone and prints
 burn_over_parts = step ÷ (teacher + student) (goal <= 1.10; one device only).
@@ -70,11 +70,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     device = accelerator()
-    size = args.input_size or (64 if device == "CPU" else 224)
-    overrides = ["teacher.weights=null", f"backbone.input_size={size}", f"teacher.input_size={size}",
-                 f"train.strategy={args.strategy}", f"train.mixed_precision={str(args.mixed_precision).lower()}",
+    size = args.input_size
+    if size is None and device == "CPU" and load_config(args.config).backbone.input_size > 64:
+        size = 64  # a 224-px full-size step takes minutes on a CPU
+    sizes = [f"backbone.input_size={size}", f"teacher.input_size={size}"] if size else []
+    overrides = ["teacher.weights=null", *sizes, f"train.strategy={args.strategy}",
+                 f"train.mixed_precision={str(args.mixed_precision).lower()}",
                  f"train.jit_compile={str(args.jit_compile).lower()}", *args.overrides]
     cfg = load_config(args.config, overrides)
+    size = cfg.backbone.input_size
     strategy = strategy_for(cfg)
     replicas = strategy.num_replicas_in_sync
     batch = args.batch_size or (8 if device == "CPU" else 128) * replicas
