@@ -33,6 +33,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import pickle
 import shutil
 import sys
 import tempfile
@@ -74,10 +75,12 @@ def build_source(cfg: PretrainConfig) -> tf.data.Dataset:
         if not d.name:
             raise ConfigError("data.source=tfds needs data.name (a tfds builder name)")
         source = source_from_config("tfds", name=d.name, split=d.split, data_dir=d.data_dir)
+    # data.strict: every file is decoded once up front, so a corrupt or truncated one is
+    # named before the run directory is touched — not in the middle of an epoch.
     elif d.source == "image_folder":
-        source = source_from_config("image_folder", path=d.path, strict=d.strict)
+        source = source_from_config("image_folder", path=d.path, strict=d.strict, validate=d.strict)
     else:
-        source = source_from_config("tfrecord", files=d.path, strict=d.strict)
+        source = source_from_config("tfrecord", files=d.path, strict=d.strict, validate=d.strict)
     if d.limit is not None:
         source = source.take(d.limit)
     return source
@@ -175,14 +178,18 @@ def checkpoint_for(model: PretrainMethod, optimizer=None, epoch=None) -> tf.trai
     return tf.train.Checkpoint(**parts)
 
 
-def init_from_previous_stage(model: PretrainMethod, cfg: PretrainConfig, previous_final: Path,
-                             teacher=None) -> None:
-    """Alg. 1 line 13: stage 2 starts from stage 1's final state (for BURN φ **and** θ)."""
+def _check_previous_stage(previous_final: Path) -> None:
     if not tf.train.latest_checkpoint(str(previous_final)):
         raise RunDirError(
             f"stage 2 needs stage 1's result, but {previous_final} holds no final checkpoint; "
             "run --stage 1 first (or --stage all)"
         )
+
+
+def init_from_previous_stage(model: PretrainMethod, cfg: PretrainConfig, previous_final: Path,
+                             teacher=None) -> None:
+    """Alg. 1 line 13: stage 2 starts from stage 1's final state (for BURN φ **and** θ)."""
+    _check_previous_stage(previous_final)
     previous = build_method(cfg, stage=1, teacher=teacher)
     previous.build_all()
     checkpoint_for(previous).restore(tf.train.latest_checkpoint(str(previous_final))).expect_partial()
@@ -274,6 +281,8 @@ def pretrain_stage(
     if stage not in cfg.backbone.stages:
         stages_of(cfg, stage)  # raises, naming the stages this backbone has
     resuming = _check_stage_dir(stage_dir, resume, overwrite)
+    if stage == 2 and not resuming:
+        _check_previous_stage(run_dir / "stage1" / "final")
     tf.keras.utils.set_random_seed(cfg.train.seed + stage)
     strategy = strategy_for(cfg)
     # Data, teacher weights and model are built before the run directory is touched, so a
@@ -453,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir or str(Path("runs") / (Path(args.config).stem if args.config else "default"))
     try:
         results = pretrain(cfg, run_dir, args.stage, resume=args.resume, overwrite=args.overwrite)
-    except (RunDirError, ConfigError, OSError, FloatingPointError, ValueError) as err:
+    except (RunDirError, ConfigError, OSError, FloatingPointError, ValueError, pickle.UnpicklingError) as err:
         # A user's mistake (config, paths, data, teacher weights): one line, no traceback.
         print(f"error: {err}", file=sys.stderr)
         return 2
