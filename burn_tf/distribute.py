@@ -26,28 +26,34 @@ from burn_tf.schema import ConfigError
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
-@functools.lru_cache(maxsize=None)
 def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     """The strategy ``name`` (one of :data:`STRATEGIES`); errors name ``train.strategy``.
-    One per process and name (a multi-worker or TPU strategy cannot be created twice), so
-    stage 1 and stage 2 of one run share it."""
+    A multi-worker or TPU strategy cannot be created twice in a process: those are made once
+    and shared (stage 1 and stage 2 of one run use the same)."""
     if name == "default":
+        # Outside any strategy's scope (where pretraining and the evaluators call this): the
+        # no-distribution default strategy. Never cached, unlike the two below.
         return tf.distribute.get_strategy()
     if name == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
+    if name in ("multiworker", "tpu"):
+        return _process_strategy(name, tpu)
+    raise ConfigError(f"train.strategy={name!r} is not one of {STRATEGIES}")
+
+
+@functools.lru_cache(maxsize=None)
+def _process_strategy(name: str, tpu: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, RuntimeError, tf.errors.OpError) as err:
-            raise ConfigError(f"train.strategy=tpu: no TPU could be reached ({err})") from None
-        return tf.distribute.TPUStrategy(resolver)
-    raise ConfigError(f"train.strategy={name!r} is not one of {STRATEGIES}")
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as err:
+        raise ConfigError(f"train.strategy=tpu: no TPU could be reached ({err})") from None
+    return tf.distribute.TPUStrategy(resolver)
 
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
