@@ -19,14 +19,10 @@ from burn_tf.evaluate.__main__ import main as evaluate_main
 from burn_tf.models.teacher import build_teacher
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
+from test_pretrain import TINY as PRETRAIN_TINY
 
-TINY = [
-    "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
-    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
-    "method.head_width=32", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
-    "train.verbose=0", "train.run_eagerly=true", "data.limit=32", "data.shuffle_buffer=32",
-    "optimizer.warmup_epochs=0",
-]
+# test_pretrain's tiny run, one epoch of 2 steps.
+TINY = [*PRETRAIN_TINY, "train.steps_per_epoch=2", "train.epochs=1", "data.limit=32", "data.shuffle_buffer=32"]
 
 
 def tree_hash(root: Path) -> str:
