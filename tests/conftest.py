@@ -13,6 +13,9 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 def _fresh_keras_session():
     # Layer-name counters and the default graph grow across tests otherwise.
     tf.keras.backend.clear_session()
+    # Every test starts from the same global seeds (TF, NumPy, Python), so its random draws
+    # do not depend on which tests ran before it (pretraining sets the global seed).
+    tf.keras.utils.set_random_seed(0)
     yield
 
 
