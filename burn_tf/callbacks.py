@@ -170,9 +170,10 @@ class CollapseWatcher(tf.keras.callbacks.Callback):
                 self.collapse_step = self._bad_since
                 print(f"WARNING: the moving target collapsed at step {self.collapse_step}: for "
                       f"{self.patience} steps H(p̄) < {self.entropy_fraction:g}·log C = "
-                      f"{self.entropy_fraction * self.log_classes:.3g} or KL < {self.kl_floor:g} "
-                      f"(now H(p̄) {entropy:.3g}, KL {kl:.3g}); the KL term carries no signal. "
-                      "Training continues.", file=self.stream or sys.stdout, flush=True)
+                      f"{self.entropy_fraction * self.log_classes:.3g} (the batch's targets crowd onto "
+                      f"few classes) or KL < {self.kl_floor:g} (the KL term carries no signal); now "
+                      f"H(p̄) {entropy:.3g}, KL {kl:.3g}. Training continues.",
+                      file=self.stream or sys.stdout, flush=True)
         else:
             self._bad_since = None
 
