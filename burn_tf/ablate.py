@@ -219,6 +219,9 @@ def _mean_std(values) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+PAIRED_CONTROLS = ("fs_only", "frozen")
+
+
 def aggregate(results: list[dict], variants: list[Variant]) -> list[dict]:
     rows = []
     for v in variants:
@@ -229,6 +232,12 @@ def aggregate(results: list[dict], variants: list[Variant]) -> list[dict]:
                "seeds": len(runs)}
         for key in ("knn_top1", "linear_top1", "target_entropy_fraction_min", "kl_min", "train_seconds"):
             row[key], row[f"{key}_std"] = _mean_std([r.get(key) for r in runs])
+        # Seeds share the initial student, so differences to a control are paired by seed.
+        for control in PAIRED_CONTROLS:
+            reference = {r["seed"]: r["knn_top1"] for r in results if r["variant"] == control}
+            deltas = [r["knn_top1"] - reference[r["seed"]] for r in runs if r["seed"] in reference]
+            row[f"knn_minus_{control}"], row[f"knn_minus_{control}_std"] = _mean_std(deltas) if deltas else (
+                float("nan"), float("nan"))
         if v.train:
             alive = [r["target_entropy_fraction_min"] > 0.5 and r["kl_min"] > 1e-3 for r in runs]
             row["target_alive"] = f"{sum(alive)}/{len(alive)}"
@@ -239,9 +248,9 @@ def aggregate(results: list[dict], variants: list[Variant]) -> list[dict]:
 
 
 def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
-    head = ("| group | variant | kNN top-1 (%) | linear top-1 (%) | min H(p̄)/log C | min KL | "
-            "target alive | collapse step(s) | min/run | paper (ImageNet linear) |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| group | variant | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs L_FS only | Δ kNN vs frozen g_θ | "
+            "min H(p̄)/log C | min KL | target alive | collapse step(s) | min/run | paper (ImageNet linear) |")
+    lines = [head, "|" + "---|" * 12]
 
     def pm(row, key, scale=100.0, digits=2):
         m, s = row[key], row[f"{key}_std"]
@@ -252,6 +261,7 @@ def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
         kl = f"{r['kl_min']:.2g}" if trained and not math.isnan(r["kl_min"]) else "–"
         lines.append(" | ".join([
             f"| {r['group']}", r["label"], pm(r, "knn_top1"), pm(r, "linear_top1"),
+            *(pm(r, f"knn_minus_{c}") if r["variant"] != c else "0" for c in PAIRED_CONTROLS),
             pm(r, "target_entropy_fraction_min", 1.0) if trained else "–", kl,
             r.get("target_alive", "–"), ", ".join(map(str, r.get("collapse_steps", []))) or "–",
             f"{r['train_seconds'] / 60:.1f}" if trained and not math.isnan(r["train_seconds"]) else "–",
@@ -262,7 +272,8 @@ def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
                  f"batch {cfg.batch_size} per stage on the first {cfg.data_limit or 60000} training images; kNN "
                  f"(K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear "
                  f"probe with the first {cfg.knn_bank} train images as bank / probe data, scored on the first "
-                 f"{cfg.knn_queries} test images. Target alive: per-step H(p̄) stayed above 0.5·log C and KL above "
+                 f"{cfg.knn_queries} test images. Δ kNN: this variant minus the control, per seed (the seeds share "
+                 "the initial student), mean ± std. Target alive: per-step H(p̄) stayed above 0.5·log C and KL above "
                  "1e-3 for the whole stage. min/run: pretraining wall-clock of the stage.")
     return "\n".join(lines)
 
