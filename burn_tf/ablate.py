@@ -25,6 +25,7 @@ run into stage 2 with g_θ from stage 1 or from a fresh init; every other varian
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import hashlib
 import json
@@ -40,7 +41,7 @@ import tensorflow as tf
 
 from burn_tf.backbone import load_backbone
 from burn_tf.callbacks import StepRecorder
-from burn_tf.config import ConfigError, load_config, read_config_values
+from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_config_values
 from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.demo import DemoEvalConfig, evaluate_features
 from burn_tf.evaluate.features import extract_features
@@ -147,17 +148,24 @@ def selected_variants(cfg: AblationConfig) -> list[Variant]:
     return [v for n, v in VARIANTS.items() if n in names]
 
 
-def pretrain_config(cfg: AblationConfig, variant: Variant, seed: int):
-    return load_config(cfg.base, [
+def pretrain_config(cfg: AblationConfig, variant: Variant, seed: int, base: dict | None = None):
+    """The variant's pretraining config; ``base``: the base config's values read once (an
+    edit of the base file during a long run then changes nothing)."""
+    values = copy.deepcopy(base if base is not None else read_config_values(cfg.base))
+    overrides = [
         *cfg.overrides, f"train.seed={seed}", f"train.batch_size={cfg.batch_size}",
         f"train.steps_per_epoch={cfg.steps}", "train.epochs=1", "train.verbose=0",
         f"train.run_eagerly={str(cfg.run_eagerly).lower()}",
         f"data.limit={'null' if cfg.data_limit is None else cfg.data_limit}", *variant.overrides,
-    ])
+    ]
+    try:
+        return config_from_dict(apply_overrides(values, overrides))
+    except ConfigError as err:
+        raise ConfigError(f"variant {variant.name}: {err}") from None
 
 
-def _run_key(cfg: AblationConfig, variant: Variant, seed: int) -> str:
-    blob = json.dumps([pretrain_config(cfg, variant, seed).hash(), variant.stage, variant.stage1_of,
+def _run_key(cfg: AblationConfig, variant: Variant, seed: int, base: dict) -> str:
+    blob = json.dumps([pretrain_config(cfg, variant, seed, base).hash(), variant.stage, variant.stage1_of,
                        dataclasses.asdict(cfg)["knn_bank"], cfg.knn_queries, cfg.linear_epochs], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -189,9 +197,10 @@ def _stage_summary(metrics: dict, records: list[dict]) -> dict:
     return out
 
 
-def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, data: EvalData) -> dict:
+def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, data: EvalData,
+                base: dict | None = None) -> dict:
     """Pretrains (unless ``random``) and evaluates one variant for one seed."""
-    pcfg = pretrain_config(cfg, variant, seed)
+    pcfg = pretrain_config(cfg, variant, seed, base)
     run_dir = out / "runs" / variant.name / f"seed{seed}"
     result = {"variant": variant.name, "seed": seed, "stage": variant.stage}
     if not variant.train:
@@ -400,18 +409,19 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
         for line in done_path.read_text().splitlines():
             record = json.loads(line)
             done[record["key"]] = record
+    base = read_config_values(cfg.base)
     data = EvalData(cfg)
     results = []
     start = time.time()
     by_priority = sorted(variants, key=lambda v: RUN_ORDER.index(v.name))
     for v in by_priority:
         for seed in range(cfg.seeds):
-            key = _run_key(cfg, v, seed)
+            key = _run_key(cfg, v, seed, base)
             if key in done:
                 results.append(done[key])
                 continue
             t0 = time.time()
-            result = {**run_variant(cfg, v, seed, out, data), "key": key}
+            result = {**run_variant(cfg, v, seed, out, data, base), "key": key}
             result["seconds"] = round(time.time() - t0, 1)
             with done_path.open("a") as f:
                 f.write(json.dumps(result) + "\n")
