@@ -408,7 +408,8 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
     if done_path.exists():
         for line in done_path.read_text().splitlines():
             record = json.loads(line)
-            done[record["key"]] = record
+            # "random" shares burn's pretraining config: the variant is part of the identity.
+            done[record["variant"], record["key"]] = record
     base = read_config_values(cfg.base)
     data = EvalData(cfg)
     results = []
@@ -417,8 +418,8 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
     for v in by_priority:
         for seed in range(cfg.seeds):
             key = _run_key(cfg, v, seed, base)
-            if key in done:
-                results.append(done[key])
+            if (v.name, key) in done:
+                results.append(done[v.name, key])
                 continue
             t0 = time.time()
             result = {**run_variant(cfg, v, seed, out, data, base), "key": key}
