@@ -58,7 +58,10 @@ DEFAULT_CONFIG = "demo.yaml"  # shipped inside the package (burn_tf/configs)
 # Controls: what the student reaches without the jointly trained classifier g_θ.
 CONTROLS = {
     "student_fs_only": {"lambda_schedule": "constant", "lambda_end": 1.0},  # L_FS alone
-    "student_frozen_g": {"train_teacher_classifier": False},  # the released code's frozen g_θ
+    # The released code's fixed target: softmax of a frozen random g_θ (the options that train
+    # g_θ or reshape its target are off).
+    "student_frozen_g": {"train_teacher_classifier": False, "target": "softmax",
+                         "teacher_classifier_lr_multiplier": 1.0, "entropy_bonus": 0.0},
 }
 
 

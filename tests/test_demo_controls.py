@@ -10,7 +10,11 @@ def test_controls_differ_from_the_student_only_where_they_should():
     assert set(controls) == set(CONTROLS)
     fs_only, frozen = controls["student_fs_only"].method, controls["student_frozen_g"].method
     assert (fs_only.lambda_schedule, fs_only.lambda_end) == ("constant", 1.0)
-    assert frozen.train_teacher_classifier is False
+    assert frozen.train_teacher_classifier is False and frozen.target == "softmax"
+    # valid whatever anti-collapse option the student's recipe uses
+    for option in (["method.target=sinkhorn"], ["method.entropy_bonus=1.0"], ["method.target=centered"]):
+        c, e = load_demo_config(overrides=option)
+        assert control_configs(c, e)["student_frozen_g"].method.train_teacher_classifier is False
     for control in controls.values():  # same budget, data, teacher and backbone
         assert (control.train, control.data, control.teacher, control.backbone, control.optimizer) == (
             cfg.train, cfg.data, cfg.teacher, cfg.backbone, cfg.optimizer)
