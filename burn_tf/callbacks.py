@@ -1,5 +1,6 @@
 """Keras callbacks for pretraining: λ(t), τ(t), checkpoints that survive a kill, NaN guard,
-progress lines.
+progress lines, per-step scalars (:class:`StepRecorder`, :class:`StepScalarLogger`) and a
+collapse watch (:class:`CollapseWatcher`).
 
 The online weighted-kNN monitor lives in :mod:`burn_tf.evaluate.monitor` (``KNNMonitor``)
 and works with any method.
@@ -16,22 +17,25 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from burn_tf.losses import cosine_momentum, lambda_at
+from burn_tf.losses import cosine_momentum, kl_warmup_weight, lambda_at
 
 
 class LambdaScheduler(tf.keras.callbacks.Callback):
-    """Sets ``model.lambda_value`` to λ(t) before every batch (Eq. 3 or a Table-7 variant).
+    """Sets ``model.lambda_value`` to λ(t) before every batch (Eq. 3 or a Table-7 variant),
+    and with ``kl_warmup_steps`` > 0 ``model.kl_weight`` to the KL warm-up weight.
 
     t is ``model.global_step`` (checkpointed), so a resumed run continues the same curve.
     """
 
-    def __init__(self, total_steps: int, start: float = 0.9, end: float = 0.7, schedule: str = "cosine"):
+    def __init__(self, total_steps: int, start: float = 0.9, end: float = 0.7, schedule: str = "cosine",
+                 kl_warmup_steps: int = 0):
         super().__init__()
         if total_steps < 1:
             raise ValueError(f"LambdaScheduler needs total_steps >= 1, got {total_steps}")
         lambda_at(0, total_steps, start, end, schedule)  # validates the schedule name
         self.total_steps = int(total_steps)
         self.start, self.end, self.schedule = start, end, schedule
+        self.kl_warmup_steps = int(kl_warmup_steps)
         self._step = None
 
     def on_train_begin(self, logs=None):
@@ -41,7 +45,151 @@ class LambdaScheduler(tf.keras.callbacks.Callback):
         self.model.lambda_value.assign(
             lambda_at(self._step, self.total_steps, self.start, self.end, self.schedule)
         )
+        if self.kl_warmup_steps > 0:
+            self.model.kl_weight.assign(kl_warmup_weight(self._step, self.kl_warmup_steps))
         self._step += 1
+
+
+class SyncOnTrainBegin(tf.keras.callbacks.Callback):
+    """Calls ``model.<method_name>()`` when training begins (after a restore or a stage
+    transfer has set the weights), e.g. to re-take a snapshot of a variable group."""
+
+    def __init__(self, method_name: str):
+        super().__init__()
+        self.method_name = method_name
+
+    def on_train_begin(self, logs=None):
+        getattr(self.model, self.method_name)()
+
+
+class StepRecorder(tf.keras.callbacks.Callback):
+    """Keeps every step's instantaneous scalars in ``records`` (a list of dicts).
+
+    A record is ``{"step": global step after the batch, <name>: value}`` with one entry per
+    ``<name>_step`` key of the batch logs (the base's per-batch values of the loss terms and
+    gradient norms) plus the instantaneous ``lambda``, ``kl_weight``, ``lr`` and ``tau``.
+    Running means (the other keys) are left out: they lag and smooth spikes.
+    """
+
+    INSTANT_KEYS = ("lambda", "kl_weight", "lr", "tau")
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[dict] = []
+
+    def _record(self, logs) -> dict:
+        record = {"step": int(self.model.global_step.numpy())}
+        for key, value in (logs or {}).items():
+            if key.endswith("_step"):
+                record[key[: -len("_step")]] = float(value)
+            elif key in self.INSTANT_KEYS:
+                record[key] = float(value)
+        return record
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.records.append(self._record(logs))
+
+
+class StepScalarLogger(StepRecorder):
+    """Writes every step's instantaneous scalars to ``<directory>/steps.jsonl`` (one JSON line
+    per step) and to TensorBoard under ``<directory>/logs/steps`` (tag = the scalar's name,
+    x = global step), beside Keras' epoch running means.
+
+    ``directory=None``: the model's ``log_dir`` attribute at train begin (nothing is written
+    when that is unset either).
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        super().__init__()
+        self.directory = directory
+        self._file = None
+        self._writer = None
+
+    def on_train_begin(self, logs=None):
+        directory = self.directory or getattr(self.model, "log_dir", None)
+        if directory is None:
+            return
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._file = (directory / "steps.jsonl").open("a")
+        self._writer = tf.summary.create_file_writer(str(directory / "logs" / "steps"))
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, logs)
+        if self._file is None:
+            return
+        record = self.records[-1]
+        self._file.write(json.dumps(record) + "\n")
+        with self._writer.as_default(step=record["step"]):
+            for key, value in record.items():
+                if key != "step":
+                    tf.summary.scalar(key, value)
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._writer.flush()
+            self._file = None
+
+
+class CollapseWatcher(tf.keras.callbacks.Callback):
+    """Says so when the moving target has collapsed, without stopping the run.
+
+    Per step it reads ``target_entropy_step`` (H(p̄)) and ``kl_step``: the target counts as
+    collapsed once H(p̄) < ``entropy_fraction``·log C or KL < ``kl_floor`` for ``patience``
+    consecutive steps. It prints one warning naming the first of those steps, and at each
+    epoch end adds to the logs (hence to ``history.jsonl`` and ``metrics.json``):
+    ``target_collapsed`` (0/1), ``collapse_step`` (−1: none), the per-step minima
+    ``target_entropy_min``, ``target_entropy_fraction_min`` (= min H(p̄)/log C) and ``kl_min``.
+    """
+
+    def __init__(self, num_classes: int, entropy_fraction: float = 0.5, kl_floor: float = 1e-3,
+                 patience: int = 20, stream=None):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"CollapseWatcher needs num_classes >= 2, got {num_classes}")
+        self.log_classes = math.log(num_classes)
+        self.entropy_fraction, self.kl_floor = float(entropy_fraction), float(kl_floor)
+        self.patience = max(int(patience), 1)
+        self.stream = stream
+        self.collapse_step = None
+        self.entropy_min = math.inf
+        self.kl_min = math.inf
+        self._bad_since = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        if "target_entropy_step" not in logs or "kl_step" not in logs:
+            return
+        entropy, kl = float(logs["target_entropy_step"]), float(logs["kl_step"])
+        step = int(self.model.global_step.numpy())
+        self.entropy_min, self.kl_min = min(self.entropy_min, entropy), min(self.kl_min, kl)
+        if entropy < self.entropy_fraction * self.log_classes or kl < self.kl_floor:
+            self._bad_since = step if self._bad_since is None else self._bad_since
+            if self.collapse_step is None and step - self._bad_since + 1 >= self.patience:
+                self.collapse_step = self._bad_since
+                print(f"WARNING: the moving target collapsed at step {self.collapse_step}: for "
+                      f"{self.patience} steps H(p̄) < {self.entropy_fraction:g}·log C = "
+                      f"{self.entropy_fraction * self.log_classes:.3g} (the batch's targets crowd onto "
+                      f"few classes) or KL < {self.kl_floor:g} (the KL term carries no signal); now "
+                      f"H(p̄) {entropy:.3g}, KL {kl:.3g}. Training continues.",
+                      file=self.stream or sys.stdout, flush=True)
+        else:
+            self._bad_since = None
+
+    def summary(self) -> dict:
+        seen = math.isfinite(self.entropy_min)
+        return {
+            "target_collapsed": float(self.collapse_step is not None),
+            "collapse_step": float(-1 if self.collapse_step is None else self.collapse_step),
+            "target_entropy_min": self.entropy_min if seen else float("nan"),
+            "target_entropy_fraction_min": self.entropy_min / self.log_classes if seen else float("nan"),
+            "kl_min": self.kl_min if seen else float("nan"),
+        }
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.summary())
 
 
 class MomentumScheduler(tf.keras.callbacks.Callback):

@@ -4,11 +4,15 @@
 
 1. Stage 1 → stage 2 of the configured method (BURN in ``demo.yaml``) through
    :func:`burn_tf.pretrain.pretrain`, no labels used.
-2. On the Fashion-MNIST test set, for (a) the BURN student, (b) the same student randomly
-   initialised, (c) the teacher: weighted kNN (cosine, K 200, τ 0.07, bank = train split)
+   With ``evaluation.controls`` (default on, BURN only) two controls are pretrained the same
+   way in ``<run-dir>/controls/``: L_FS alone (λ = 1) and a frozen random g_θ — what the
+   student reaches without the jointly trained classifier.
+2. On the Fashion-MNIST test set, for (a) the BURN student, (b) the controls, (c) the same
+   student randomly initialised, (d) the teacher: weighted kNN (cosine, K 200, τ 0.07, bank = train split)
    and a linear probe (dense softmax on standardised frozen features, SGD momentum 0.9,
    step decay ×0.1 at 60 % and 80 % of the epochs).
-3. Prints the table, writes ``<run-dir>/results.json`` and the model card
+3. Prints the table and whether the moving target stayed alive in each stage (per-step
+   minima of H(p̄) against 0.5·log C and of KL against 1e-3), writes ``<run-dir>/results.json`` and the model card
    ``<run-dir>/MODEL_CARD.md``.
 
 Idempotent: a finished stage is reused, an interrupted one resumed (``--overwrite`` starts
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,13 +48,21 @@ from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.probe import train_head_on_features
 from burn_tf.io import atomic_write_json
+from burn_tf.methods.burn import target_alive
 from burn_tf.model_card import write_model_card
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain
 from burn_tf.schema import build_dataclass
 
 DEFAULT_CONFIG = "demo.yaml"  # shipped inside the package (burn_tf/configs)
-MODELS = ("student", "random_student", "teacher")
+# Controls: what the student reaches without the jointly trained classifier g_θ.
+CONTROLS = {
+    "student_fs_only": {"lambda_schedule": "constant", "lambda_end": 1.0},  # L_FS alone
+    # The released code's fixed target: softmax of a frozen random g_θ (the options that train
+    # g_θ or reshape its target are off).
+    "student_frozen_g": {"train_teacher_classifier": False, "target": "softmax",
+                         "teacher_classifier_lr_multiplier": 1.0, "entropy_bonus": 0.0},
+}
 
 
 @dataclasses.dataclass
@@ -61,6 +74,8 @@ class DemoEvalConfig:
     linear_epochs: int = 10
     linear_learning_rate: float = 0.1
     train_images: Optional[int] = None  # None: the whole train split as bank / probe data
+    # Also pretrain the L_FS-only and frozen-g_θ controls (BURN only) with the same budget.
+    controls: bool = True
 
 
 def load_demo_config(path=DEFAULT_CONFIG, overrides: list[str] | None = None) -> tuple[PretrainConfig, DemoEvalConfig]:
@@ -94,20 +109,57 @@ def evaluate_features(train_f, train_y, test_f, test_y, ev: DemoEvalConfig, seed
     return {"knn_top1": float(knn["top1"]), "linear_top1": float(topk_accuracy(logits, test_y, 1))}
 
 
-def evaluate_models(cfg: PretrainConfig, ev: DemoEvalConfig, run_dir: Path) -> dict:
+def control_configs(cfg: PretrainConfig, ev: DemoEvalConfig) -> dict[str, PretrainConfig]:
+    """{row name: config} of the controls to pretrain beside the student (none unless BURN)."""
+    if not ev.controls or cfg.method.name != "burn":
+        return {}
+    return {name: dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, **changes))
+            for name, changes in CONTROLS.items()}
 
+
+def target_report(cfg: PretrainConfig, run_dir: Path) -> dict:
+    """Per stage: whether the moving target stayed alive (CollapseWatcher's minima in the
+    stage's metrics.json), or {} for a method without one."""
+    if cfg.method.name != "burn":
+        return {}
+    report = {}
+    for stage in cfg.backbone.stages:
+        metrics = json.loads((run_dir / f"stage{stage}" / "metrics.json").read_text())
+        if "target_entropy_min" not in metrics:
+            continue
+        report[f"stage{stage}"] = {
+            "alive": target_alive(metrics, cfg.method.head_width),
+            **{k: metrics[k] for k in ("target_entropy_min", "target_entropy_fraction_min", "kl_min",
+                                       "collapse_step", "target_entropy", "kl")},
+        }
+    return report
+
+
+def format_target_report(report: dict) -> str:
+    lines = []
+    for stage, r in report.items():
+        state = "alive" if r["alive"] else (
+            f"COLLAPSED (from step {int(r['collapse_step'])})" if r["collapse_step"] >= 0 else "below the bar")
+        lines.append(f"{stage} target {state}: per-step min H(p̄) = {r['target_entropy_fraction_min']:.2f}·log C "
+                     f"(bar 0.5), min KL = {r['kl_min']:.3g} (bar 1e-3)")
+    return "\n".join(lines)
+
+
+def evaluate_models(cfg: PretrainConfig, ev: DemoEvalConfig, run_dir: Path) -> dict:
     x_train, y_train = load_fashion_mnist_arrays("train")
     x_test, y_test = load_fashion_mnist_arrays("test")
     if ev.train_images:
         x_train, y_train = x_train[: ev.train_images], y_train[: ev.train_images]
 
     last_stage = cfg.backbone.stages[-1]
-    student, _ = load_backbone(run_dir / f"stage{last_stage}" / "backbone")
+    models = {"student": load_backbone(run_dir / f"stage{last_stage}" / "backbone")[0]}
+    for name in control_configs(cfg, ev):
+        models[name] = load_backbone(run_dir / "controls" / name / f"stage{last_stage}" / "backbone")[0]
     tf.keras.utils.set_random_seed(cfg.train.seed + 100)
-    random_student = build_backbone(cfg.backbone, last_stage, name="random_student")
-    teacher = build_teacher_from_config(cfg)
+    models["random_student"] = build_backbone(cfg.backbone, last_stage, name="random_student")
+    models["teacher"] = build_teacher_from_config(cfg)
     results = {}
-    for name, model in zip(MODELS, (student, random_student, teacher)):
+    for name, model in models.items():
         start = time.time()
         train_f = extract_features(model, x_train)
         test_f = extract_features(model, x_test)
@@ -119,10 +171,11 @@ def evaluate_models(cfg: PretrainConfig, ev: DemoEvalConfig, run_dir: Path) -> d
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'model':<16}{'kNN top-1':>11}{'linear top-1':>14}", "-" * 41]
-    for name in MODELS:
-        r = results[name]
-        lines.append(f"{name:<16}{100 * r['knn_top1']:>10.2f}%{100 * r['linear_top1']:>13.2f}%")
+    lines = [f"{'model':<18}{'kNN top-1':>11}{'linear top-1':>14}", "-" * 43]
+    for name in ("student", *CONTROLS, "random_student", "teacher"):
+        if name in results:
+            r = results[name]
+            lines.append(f"{name:<18}{100 * r['knn_top1']:>10.2f}%{100 * r['linear_top1']:>13.2f}%")
     return "\n".join(lines)
 
 
@@ -133,10 +186,15 @@ def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False,
     start = time.time()
     stage_metrics = pretrain(cfg, run_dir, "all", resume="auto", overwrite=overwrite)
     pretrain_seconds = time.time() - start
+    for name, control in control_configs(cfg, ev).items():
+        pretrain(control, run_dir / "controls" / name, "all", resume="auto", overwrite=overwrite)
+    controls_seconds = time.time() - start - pretrain_seconds
     results = evaluate_models(cfg, ev, run_dir)
     total = time.time() - start
     results["meta"] = {
         "data": "fashion_mnist", "pretrain_seconds": round(pretrain_seconds, 1),
+        "controls_pretrain_seconds": round(controls_seconds, 1),
+        "target": target_report(cfg, run_dir),
         "total_seconds": round(total, 1), "config_hash": cfg.hash(),
         "method": cfg.method.name,
         "teacher": f"{cfg.teacher.kind} ({cfg.teacher.weights})",
@@ -168,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(results))
     meta = results["meta"]
+    if meta["target"]:
+        print(format_target_report(meta["target"]))
     print(f"\npretraining {meta['pretrain_seconds'] / 60:.1f} min, total {meta['total_seconds'] / 60:.1f} min; "
           f"results in {Path(args.run_dir) / 'results.json'}")
     return 0

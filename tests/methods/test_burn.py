@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,6 +21,16 @@ def make_burn(stage=1, **method):
     return model
 
 
+def make_small_burn(**method):
+    """BURN with a tiny FP CNN as the student: for tests of the loss machinery, which does not
+    depend on the backbone (the ReActNet-A tests above cover that)."""
+    student = tiny_teacher(dim=16)
+    student._name = "tiny_student"
+    model = BURN(tiny_teacher(), student, BURNConfig(head_width=32, **method))
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
+    return model
+
+
 def batch(n=16, seed=0):
     return view_pair(n, seed)
 
@@ -36,8 +48,10 @@ def test_one_step_trains_theta_and_phi_but_not_zeta_nor_its_bn_stats():
     assert changed(phi_k, model.student_backbone.trainable_variables)
     assert changed(phi_l, model.student_classifier.trainable_variables)
     for key in ("loss", "kl", "fs", "lambda", "lr", "grad_norm_student_classifier",
-                "grad_norm_student_backbone", "target_entropy"):
+                "grad_norm_student_backbone", "grad_norm_teacher_classifier", *BURN.loss_terms):
         assert np.isfinite(logs[key]), key
+        if key not in ("lambda", "lr"):
+            assert np.isfinite(logs[f"{key}_step"]), key
     assert logs["grad_norm_student_backbone"] > 0
 
 
@@ -184,3 +198,110 @@ def test_registry_and_config_class():
     assert method_class("burn") is BURN and BURN.Config is BURNConfig
     assert BURN.num_views_for(BURNConfig(symmetric=False)) == 1
     assert set(make_burn().exported_heads()) == {"classifier"}
+
+
+@pytest.mark.parametrize("similarity_on", ["head", "features"])
+def test_feature_similarity_sends_no_gradient_into_the_teacher_classifier(similarity_on):
+    model = make_small_burn(similarity_on=similarity_on)
+    with tf.GradientTape(persistent=True) as tape:
+        terms = model.compute_losses(list(batch(8)), None, training=True)
+    theta = model.teacher_classifier.trainable_variables
+    assert all(g is None for g in tape.gradient(terms["fs"], theta))
+    assert any(g is not None for g in tape.gradient(terms["kl"], theta))  # the moving target
+
+
+ANTI_COLLAPSE = [
+    dict(target="centered"),
+    dict(target="sinkhorn"),
+    dict(teacher_classifier_lr_multiplier=0.1),
+    dict(entropy_bonus=1.0),
+    dict(bounded_logits=True, bottleneck_dim=8),
+    dict(kl_warmup_fraction=0.5),
+    dict(lambda_schedule="heaviside"),
+]
+
+
+@pytest.mark.parametrize("option", ANTI_COLLAPSE, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_each_anti_collapse_option_trains_the_moving_target(option):
+    model = make_small_burn(**option)
+    model.build_all()
+    theta = snapshot(model.teacher_classifier.trainable_variables)
+    phi = snapshot(model.student_backbone.trainable_variables)
+    model.lambda_value.assign(0.5)
+    logs = model.train_on_batch(batch(), return_dict=True)
+    assert all(np.isfinite(logs[k]) for k in ("loss", *model.loss_terms))
+    assert changed(theta, model.teacher_classifier.trainable_variables)
+    assert changed(phi, model.student_backbone.trainable_variables)
+
+
+def test_lr_multiplier_scales_the_teacher_classifier_step():
+    steps = {}
+    for m in (1.0, 0.1):
+        tf.keras.utils.set_random_seed(3)
+        model = make_small_burn(head="dense", teacher_classifier_lr_multiplier=m)
+        model.build_all()
+        if m != 1.0:
+            model.snapshot_teacher_classifier()
+        before = snapshot(model.teacher_classifier.trainable_variables)
+        model.train_on_batch(batch(seed=4))
+        steps[m] = [v.numpy() - b for v, b in zip(model.teacher_classifier.trainable_variables, before)]
+    for full, slow in zip(steps[1.0], steps[0.1]):
+        np.testing.assert_allclose(slow, 0.1 * full, rtol=1e-3, atol=1e-7)
+
+
+def test_centering_keeps_an_ema_of_the_batch_mean_logits():
+    model = make_small_burn(target="centered", center_momentum=0.9, symmetric=False)
+    v1, _ = batch(8)
+    feat = model.teacher_features(v1)
+    mean = tf.reduce_mean(model.teacher_classifier(feat, training=True), axis=0)
+    model.compute_losses([v1], None, training=True)
+    np.testing.assert_allclose(model.target_center.numpy(), 0.1 * mean.numpy(), rtol=1e-4, atol=1e-6)
+    model.compute_losses([v1], None, training=False)  # evaluation leaves the centre alone
+    np.testing.assert_allclose(model.target_center.numpy(), 0.1 * mean.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_sinkhorn_target_is_equipartitioned_and_fitted_by_the_teacher_classifier():
+    model = make_small_burn(target="sinkhorn", symmetric=False)
+    v1, _ = batch(16)
+    logits = model.teacher_classifier(model.teacher_features(v1))
+    q = np.exp(model.target_log_probs(logits, training=True).numpy())
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-4)
+    assert "target_fit" in model.loss_terms
+    with tf.GradientTape() as tape:
+        terms = model.compute_losses([v1], None, training=True)
+    grads = tape.gradient(terms["target_fit"], model.teacher_classifier.trainable_variables)
+    assert any(g is not None and float(tf.norm(g)) > 0 for g in grads)
+
+
+def test_stage2_teacher_classifier_from_stage1_or_from_scratch():
+    stage1 = make_small_burn()
+    stage1.train_on_batch(batch())
+    for from_stage1 in (True, False):
+        stage2 = make_small_burn(teacher_classifier_from_stage1=from_stage1)
+        fresh = snapshot(stage2.teacher_classifier.weights)
+        stage2.init_from_previous_stage(stage1)
+        same = all(np.array_equal(a.numpy(), b.numpy())
+                   for a, b in zip(stage2.teacher_classifier.weights, stage1.teacher_classifier.weights))
+        assert same is from_stage1
+        assert changed(fresh, stage2.teacher_classifier.weights) is from_stage1
+
+
+def test_collapse_is_reported_in_the_logs_and_the_step_file(tmp_path):
+    model = make_small_burn(head="dense", collapse_patience=2)
+    model.log_dir = tmp_path
+    v1, v2 = batch(8)
+    ds = tf.data.Dataset.from_tensors((v1, v2)).repeat(3)
+    watcher = next(c for c in model.callbacks(3) if type(c).__name__ == "CollapseWatcher")
+    # A floor no real KL reaches: every step counts as collapsed, so the watcher must fire.
+    watcher.kl_floor = 1e9
+    callbacks = [c for c in model.callbacks(3) if type(c).__name__ != "CollapseWatcher"] + [watcher]
+    history = model.fit(ds, epochs=1, callbacks=callbacks, verbose=0)
+    assert history.history["target_collapsed"] == [1.0]
+    assert history.history["collapse_step"] == [1.0]
+    assert history.history["kl_min"][0] > 0
+    lines = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]
+    for key in ("kl", "fs", "lambda", "lr", "target_entropy", "target_mutual_information", "head_agreement",
+                "grad_norm_student_backbone", "grad_norm_teacher_classifier"):
+        assert all(np.isfinite(r[key]) for r in lines), key
+    assert (tmp_path / "logs" / "steps").is_dir()

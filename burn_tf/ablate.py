@@ -1,0 +1,477 @@
+"""The paper's ablations (Tables 5–7), the moving- vs frozen-target controls and each
+anti-collapse option, on the embedded Fashion-MNIST, as one command:
+
+    python -m burn_tf.ablate --config configs/ablate.yaml [--preset small|full] [--seeds N]
+                             [--variants burn,frozen,...] [--out runs/ablate] [--json]
+
+Every variant is the ``base`` pretraining config (the demo's) plus a few ``--set``-style
+overrides, pretrained with the same budget (``steps`` per stage, ``batch_size``) through
+:func:`burn_tf.pretrain.pretrain_stage` — the code the CLI runs — once per seed; a seed gives
+every variant the same initial student. Each exported backbone is evaluated with the
+demo's weighted kNN (:func:`burn_tf.evaluate.knn.knn_accuracy`) and linear probe
+(:mod:`burn_tf.evaluate.probe`) on ``knn_bank`` train images / ``knn_queries`` test images.
+
+Writes to ``--out``: ``ablation.md`` (mean ± std over seeds), ``ablation.json``,
+``runs.jsonl`` (one line per finished run: a rerun skips those already done with the same
+config), ``steps/<variant>_seed<k>.json`` (every step's scalars) and the figures
+``fig_grad_norms.png`` (paper Fig. 3 and 6), ``fig_lambda.png`` (supplement Fig. 3),
+``fig_collapse.png`` (H(p̄)/log C, KL, mutual information, head agreement over steps),
+``fig_ema.png`` (Fig. 5, Eq. 5) and ``fig_knn_vs_minutes.png``.
+
+Table 5 ④ needs two stages: ``burn_s2`` and ``burn_s2_scratch`` continue ``burn``'s stage-1
+run into stage 2 with g_θ from stage 1 or from a fresh init; every other variant is stage 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from burn_tf.backbone import load_backbone
+from burn_tf.callbacks import StepRecorder
+from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_config_values
+from burn_tf.data import load_fashion_mnist_arrays
+from burn_tf.demo import DemoEvalConfig, evaluate_features
+from burn_tf.evaluate.features import extract_features
+from burn_tf.io import atomic_write_json, atomic_write_text
+from burn_tf.losses import LAMBDA_SCHEDULES, ema_distance_simulation, lambda_at
+from burn_tf.models.backbones import build_backbone
+from burn_tf.pretrain import pretrain_stage
+from burn_tf.schema import build_dataclass
+
+DEFAULT_CONFIG = "ablate.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    group: str
+    label: str
+    overrides: tuple = ()
+    stage: int = 1
+    stage1_of: Optional[str] = None  # stage-2 variants continue this variant's stage 1
+    train: bool = True
+    paper: Optional[float] = None  # the paper's ImageNet linear top-1 for this row, if any
+
+
+_LAMBDA_0 = ("method.lambda_schedule=constant", "method.lambda_end=0.0")
+_LAMBDA_1 = ("method.lambda_schedule=constant", "method.lambda_end=1.0")
+VARIANTS = {v.name: v for v in [
+    Variant("kl_only", "Table 5", "① joint classifier only (λ = 0)", _LAMBDA_0, paper=57.33),
+    Variant("static", "Table 5, 7", "①+② static λ = 0.7 (Table 7 constant)", ("method.lambda_schedule=constant",),
+            paper=59.53),
+    Variant("burn", "Table 5, 6, 7", "①+②+③ cosine λ 0.9→0.7, cosine L_FS (the paper's recipe)", paper=61.43),
+    Variant("burn_s2_scratch", "Table 5 (stage 2)", "①+②+③, stage 2 with g_θ from scratch",
+            ("method.teacher_classifier_from_stage1=false",), stage=2, stage1_of="burn", paper=61.43),
+    Variant("burn_s2", "Table 5 (stage 2)", "①+②+③+④, stage 2 with g_θ from stage 1 (= BURN)", stage=2,
+            stage1_of="burn", paper=62.29),
+    Variant("l1", "Table 6", "L_FS = L1", ("method.feature_similarity=l1",), paper=51.46),
+    Variant("l2", "Table 6", "L_FS = L2", ("method.feature_similarity=l2",), paper=50.28),
+    Variant("step", "Table 7", "step λ 0.9 → 0.7 at T/2", ("method.lambda_schedule=step",)),
+    Variant("heaviside", "Table 7", "Heaviside H(−t + T/2): λ 1 → 0 at T/2", ("method.lambda_schedule=heaviside",),
+            paper=55.60),
+    Variant("frozen", "control", "frozen random g_θ (the released code)", ("method.train_teacher_classifier=false",)),
+    Variant("fs_only", "control", "L_FS only (λ = 1)", _LAMBDA_1),
+    Variant("centered", "anti-collapse", "+ centring (EMA 0.9) and sharpening (T_t 0.1)", ("method.target=centered",)),
+    Variant("sinkhorn", "anti-collapse", "+ Sinkhorn equipartition (3 iters, ε 0.05)", ("method.target=sinkhorn",)),
+    Variant("slow_g", "anti-collapse", "+ g_θ lr × 0.1", ("method.teacher_classifier_lr_multiplier=0.1",)),
+    Variant("entropy_bonus", "anti-collapse", "+ mean-entropy bonus −1·H(p̄)", ("method.entropy_bonus=1.0",)),
+    Variant("bounded", "anti-collapse", "+ bounded logits (L2 bottleneck, cosine classifier)",
+            ("method.bounded_logits=true",)),
+    Variant("kl_warmup", "anti-collapse", "+ KL warm-up over the first half", ("method.kl_warmup_fraction=0.5",)),
+    Variant("random", "floor", "random initialisation (no pretraining)", train=False),
+]}
+
+
+@dataclasses.dataclass
+class AblationConfig:
+    """Budget and evaluation of an ablation run (``configs/ablate.yaml``; ``presets``)."""
+
+    base: str = "demo.yaml"  # the pretraining config every variant starts from
+    overrides: List[str] = dataclasses.field(default_factory=list)  # key=value for every variant
+    variants: List[str] = dataclasses.field(default_factory=list)  # empty: all, in VARIANTS order
+    seeds: int = 3
+    steps: int = 64  # per stage
+    batch_size: int = 128
+    data_limit: Optional[int] = 20000  # pretrain on the first N training images
+    knn_bank: int = 10000
+    knn_queries: int = 2000
+    knn_k: int = 200
+    knn_temperature: float = 0.07
+    linear_epochs: int = 10
+    linear_learning_rate: float = 0.1
+    run_eagerly: bool = False  # tiny presets: skip tracing the train step
+
+    def __post_init__(self):
+        unknown = sorted(set(self.variants) - set(VARIANTS))
+        if unknown:
+            raise ConfigError(f"variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
+        for key in ("seeds", "steps", "batch_size", "knn_bank", "knn_queries", "knn_k", "linear_epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+def load_ablation_config(path=DEFAULT_CONFIG, preset: str | None = None) -> AblationConfig:
+    """``path``'s keys, then those of ``presets.<preset>`` on top."""
+    values = read_config_values(path)
+    presets = values.pop("presets", {}) or {}
+    if preset is not None:
+        if preset not in presets:
+            raise ConfigError(f"preset {preset!r} is not one of {sorted(presets)}")
+        values.update(presets[preset])
+    return build_dataclass(AblationConfig, values, "")
+
+
+# The order runs are made in (all seeds of one variant, then the next): the question first
+# (the paper's recipe, its controls, the floor, the anti-collapse options), so an interrupted
+# run already answers it; a rerun continues where it stopped.
+RUN_ORDER = ("burn", "frozen", "fs_only", "random", "centered", "sinkhorn", "slow_g", "entropy_bonus", "bounded",
+             "kl_warmup", "heaviside", "kl_only", "static", "step", "l1", "l2", "burn_s2", "burn_s2_scratch")
+
+
+def selected_variants(cfg: AblationConfig) -> list[Variant]:
+    """The requested variants plus the stage-1 runs their stage-2 runs continue, in table order."""
+    names = set(cfg.variants or VARIANTS)
+    names |= {VARIANTS[n].stage1_of for n in list(names) if VARIANTS[n].stage1_of}
+    return [v for n, v in VARIANTS.items() if n in names]
+
+
+def pretrain_config(cfg: AblationConfig, variant: Variant, seed: int, base: dict | None = None):
+    """The variant's pretraining config; ``base``: the base config's values read once (an
+    edit of the base file during a long run then changes nothing)."""
+    values = copy.deepcopy(base if base is not None else read_config_values(cfg.base))
+    overrides = [
+        *cfg.overrides, f"train.seed={seed}", f"train.batch_size={cfg.batch_size}",
+        f"train.steps_per_epoch={cfg.steps}", "train.epochs=1", "train.verbose=0",
+        f"train.run_eagerly={str(cfg.run_eagerly).lower()}",
+        f"data.limit={'null' if cfg.data_limit is None else cfg.data_limit}", *variant.overrides,
+    ]
+    try:
+        return config_from_dict(apply_overrides(values, overrides))
+    except ConfigError as err:
+        raise ConfigError(f"variant {variant.name}: {err}") from None
+
+
+def _run_key(cfg: AblationConfig, variant: Variant, seed: int, base: dict) -> str:
+    blob = json.dumps([pretrain_config(cfg, variant, seed, base).hash(), variant.stage, variant.stage1_of,
+                       dataclasses.asdict(cfg)["knn_bank"], cfg.knn_queries, cfg.linear_epochs], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class EvalData:
+    """The kNN bank / probe training images and the queries, loaded once."""
+
+    def __init__(self, cfg: AblationConfig):
+        x_train, y_train = load_fashion_mnist_arrays("train")
+        x_test, y_test = load_fashion_mnist_arrays("test")
+        self.x_bank, self.y_bank = x_train[: cfg.knn_bank], y_train[: cfg.knn_bank]
+        self.x_query, self.y_query = x_test[: cfg.knn_queries], y_test[: cfg.knn_queries]
+        self.eval_cfg = DemoEvalConfig(knn_k=min(cfg.knn_k, cfg.knn_bank), knn_temperature=cfg.knn_temperature,
+                                       linear_epochs=cfg.linear_epochs,
+                                       linear_learning_rate=cfg.linear_learning_rate)
+
+    def evaluate(self, model: tf.keras.Model, seed: int) -> dict:
+        bank = extract_features(model, self.x_bank)
+        query = extract_features(model, self.x_query)
+        return evaluate_features(bank, self.y_bank, query, self.y_query, self.eval_cfg, seed=seed)
+
+
+def _stage_summary(metrics: dict, records: list[dict]) -> dict:
+    keys = ("target_collapsed", "collapse_step", "target_entropy_min", "target_entropy_fraction_min", "kl_min",
+            "train_seconds")
+    out = {k: metrics[k] for k in keys if k in metrics}
+    if records:
+        out["loss_first"], out["loss_last"] = records[0]["loss"], records[-1]["loss"]
+    return out
+
+
+def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, data: EvalData,
+                base: dict | None = None) -> dict:
+    """Pretrains (unless ``random``) and evaluates one variant for one seed."""
+    pcfg = pretrain_config(cfg, variant, seed, base)
+    run_dir = out / "runs" / variant.name / f"seed{seed}"
+    result = {"variant": variant.name, "seed": seed, "stage": variant.stage}
+    if not variant.train:
+        tf.keras.utils.set_random_seed(seed + 1)  # what pretrain_stage does before building stage 1
+        model = build_backbone(pcfg.backbone, 1, name="random_student")
+        return {**result, **data.evaluate(model, seed)}
+    if variant.stage1_of:
+        source = out / "runs" / variant.stage1_of / f"seed{seed}" / "stage1"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        shutil.copytree(source, run_dir / "stage1")
+    recorder = StepRecorder()
+    metrics = pretrain_stage(pcfg, variant.stage, run_dir, overwrite=True, extra_callbacks=[recorder])
+    atomic_write_json(out / "steps" / f"{variant.name}_seed{seed}.json", recorder.records)
+    model, _ = load_backbone(run_dir / f"stage{variant.stage}" / "backbone")
+    result.update(_stage_summary(metrics, recorder.records))
+    result["head_width"] = pcfg.method.head_width
+    return {**result, **data.evaluate(model, seed)}
+
+
+def _mean_std(values) -> tuple[float, float]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+PAIRED_CONTROLS = ("fs_only", "frozen")
+
+
+def aggregate(results: list[dict], variants: list[Variant]) -> list[dict]:
+    rows = []
+    for v in variants:
+        runs = [r for r in results if r["variant"] == v.name]
+        if not runs:
+            continue
+        row = {"variant": v.name, "group": v.group, "label": v.label, "stage": v.stage, "paper": v.paper,
+               "seeds": len(runs)}
+        for key in ("knn_top1", "linear_top1", "target_entropy_fraction_min", "kl_min", "train_seconds"):
+            row[key], row[f"{key}_std"] = _mean_std([r.get(key) for r in runs])
+        # Seeds share the initial student, so differences to a control are paired by seed.
+        for control in PAIRED_CONTROLS:
+            reference = {r["seed"]: r["knn_top1"] for r in results if r["variant"] == control}
+            deltas = [r["knn_top1"] - reference[r["seed"]] for r in runs if r["seed"] in reference]
+            row[f"knn_minus_{control}"], row[f"knn_minus_{control}_std"] = _mean_std(deltas) if deltas else (
+                float("nan"), float("nan"))
+        if v.train:
+            alive = [r["target_entropy_fraction_min"] > 0.5 and r["kl_min"] > 1e-3 for r in runs]
+            row["target_alive"] = f"{sum(alive)}/{len(alive)}"
+            steps = [r["collapse_step"] for r in runs if r.get("collapse_step", -1) >= 0]
+            row["collapse_steps"] = [int(s) for s in steps]
+        rows.append(row)
+    return rows
+
+
+def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
+    head = ("| group | variant | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs L_FS only | Δ kNN vs frozen g_θ | "
+            "min H(p̄)/log C | min KL | target alive | collapse step(s) | min/run | paper (ImageNet linear) |")
+    lines = [head, "|" + "---|" * 12]
+
+    def pm(row, key, scale=100.0, digits=2):
+        m, s = row[key], row[f"{key}_std"]
+        return "–" if math.isnan(m) else f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
+
+    for r in rows:
+        trained = "target_alive" in r
+        kl = f"{r['kl_min']:.2g}" if trained and not math.isnan(r["kl_min"]) else "–"
+        lines.append(" | ".join([
+            f"| {r['group']}", r["label"], pm(r, "knn_top1"), pm(r, "linear_top1"),
+            *(pm(r, f"knn_minus_{c}") if r["variant"] != c else "0" for c in PAIRED_CONTROLS),
+            pm(r, "target_entropy_fraction_min", 1.0) if trained else "–", kl,
+            r.get("target_alive", "–"), ", ".join(map(str, r.get("collapse_steps", []))) or "–",
+            f"{r['train_seconds'] / 60:.1f}" if trained and not math.isnan(r["train_seconds"]) else "–",
+            f"{r['paper']:.2f}" if r["paper"] else "–",
+        ]) + " |")
+    lines.append("")
+    lines.append(f"{rows[0]['seeds'] if rows else 0} seed(s) per variant (mean ± std, ddof 1); {cfg.steps} steps × "
+                 f"batch {cfg.batch_size} per stage on the first {cfg.data_limit or 60000} training images; kNN "
+                 f"(K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear "
+                 f"probe with the first {cfg.knn_bank} train images as bank / probe data, scored on the first "
+                 f"{cfg.knn_queries} test images. Δ kNN: this variant minus the control, per seed (the seeds share "
+                 "the initial student), mean ± std. Target alive: per-step H(p̄) stayed above 0.5·log C and KL above "
+                 "1e-3 for the whole stage. min/run: pretraining wall-clock of the stage.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- figures
+def _series(steps_dir: Path, variant: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    runs = []
+    for path in sorted(steps_dir.glob(f"{variant}_seed*.json")):
+        records = json.loads(path.read_text())
+        if records and key in records[0]:
+            runs.append([r[key] for r in records])
+    if not runs:
+        return None
+    n = min(len(r) for r in runs)
+    values = np.array([r[:n] for r in runs])
+    return values.mean(0), values.std(0)
+
+
+def plot_lambda_schedules(ax, total_steps: int = 1000, start: float = 0.9, end: float = 0.7) -> None:
+    """Supplement Fig. 3: λ(t) of each schedule."""
+    t = np.arange(total_steps + 1)
+    for schedule in LAMBDA_SCHEDULES:
+        ax.plot(t, [lambda_at(s, total_steps, start, end, schedule) for s in t], label=schedule)
+    ax.set_xlabel("iteration t")
+    ax.set_ylabel("λ(t)")
+    ax.legend()
+
+
+def plot_ema_simulation(ax, runs: int = 10, lr: float = 4.8, tau: float = 0.99, iterations: int = 100) -> dict:
+    """Paper Fig. 5 (Eq. 5): L2 distance between backbone and EMA target, FP vs binarised."""
+    sim = ema_distance_simulation(runs=runs, iterations=iterations, lr=lr, tau=tau)
+    for key, label in (("fp", "full precision"), ("binary", "binarised (sign)")):
+        mean, std = sim[key].mean(0), sim[key].std(0)
+        x = np.arange(1, iterations + 1)
+        ax.plot(x, mean, label=label)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.25)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("‖Backbone − Target‖₂")
+    ax.legend()
+    return sim
+
+
+def plot_step_metric(ax, steps_dir: Path, variants: list[str], key: str, log: bool = False, scale: float = 1.0):
+    for name in variants:
+        series = _series(steps_dir, name, key)
+        if series is None:
+            continue
+        mean, std = series[0] * scale, series[1] * scale
+        x = np.arange(1, len(mean) + 1)
+        ax.plot(x, mean, label=name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+
+
+def write_figures(out: Path, rows: list[dict], head_width: int) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps_dir = out / "steps"
+    trained = [r["variant"] for r in rows if "target_alive" in r and r["stage"] == 1]
+    written = []
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for row, (names, title) in enumerate([(["kl_only", "static", "burn"], "with and without L_FS (Fig. 3)"),
+                                          (["burn", "l1", "l2"], "L_FS = cosine, L1, L2 (Fig. 6)")]):
+        for col, (group, who) in enumerate([("student_classifier", "l_φ"), ("student_backbone", "k_φ")]):
+            ax = axes[row, col]
+            plot_step_metric(ax, steps_dir, names, f"grad_norm_{group}", log=True)
+            ax.set_title(f"‖∇{who}‖, {title}")
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "fig_grad_norms.png", dpi=90)
+    written.append("fig_grad_norms.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_lambda_schedules(ax)
+    fig.savefig(out / "fig_lambda.png", dpi=90)
+    written.append("fig_lambda.png")
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    for ax, (key, log, scale) in zip(axes.flat, [("target_entropy", False, 1 / math.log(head_width)),
+                                                   ("kl", True, 1.0), ("target_mutual_information", False, 1.0),
+                                                   ("head_agreement", False, 1.0)]):
+        plot_step_metric(ax, steps_dir, trained, key, log=log, scale=scale)
+        ax.set_title(key + (" / log C" if key == "target_entropy" else ""))
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out / "fig_collapse.png", dpi=90)
+    written.append("fig_collapse.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_ema_simulation(ax)
+    ax.set_title("Eq. 5: EMA target vs backbone (10 runs, η 4.8, τ 0.99)")
+    fig.savefig(out / "fig_ema.png", dpi=90)
+    written.append("fig_ema.png")
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in rows:
+        if "target_alive" in r and not math.isnan(r["train_seconds"]):
+            ax.errorbar(r["train_seconds"] / 60, 100 * r["knn_top1"], yerr=100 * r["knn_top1_std"], fmt="o")
+            ax.annotate(r["variant"], (r["train_seconds"] / 60, 100 * r["knn_top1"]), fontsize=7)
+    ax.set_xlabel("pretraining minutes per stage")
+    ax.set_ylabel("kNN top-1 (%)")
+    fig.savefig(out / "fig_knn_vs_minutes.png", dpi=90)
+    written.append("fig_knn_vs_minutes.png")
+    plt.close("all")
+    return written
+
+
+# ---------------------------------------------------------------------------- driver
+def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log=print) -> dict:
+    """Runs every (variant, seed) not already in ``<out>/runs.jsonl``; writes the table."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = selected_variants(cfg)
+    done_path = out / "runs.jsonl"
+    done = {}
+    if done_path.exists():
+        for line in done_path.read_text().splitlines():
+            record = json.loads(line)
+            # "random" shares burn's pretraining config: the variant is part of the identity.
+            done[record["variant"], record["key"]] = record
+    base = read_config_values(cfg.base)
+    data = EvalData(cfg)
+    results = []
+    start = time.time()
+    by_priority = sorted(variants, key=lambda v: RUN_ORDER.index(v.name))
+    for v in by_priority:
+        for seed in range(cfg.seeds):
+            key = _run_key(cfg, v, seed, base)
+            if (v.name, key) in done:
+                results.append(done[v.name, key])
+                continue
+            t0 = time.time()
+            result = {**run_variant(cfg, v, seed, out, data, base), "key": key}
+            result["seconds"] = round(time.time() - t0, 1)
+            with done_path.open("a") as f:
+                f.write(json.dumps(result) + "\n")
+            results.append(result)
+            log(f"[{(time.time() - start) / 60:5.1f} min] {v.name:<16} seed {seed}: kNN "
+                f"{100 * result['knn_top1']:.2f}%  linear {100 * result['linear_top1']:.2f}%  "
+                f"H(p̄)/logC min {result.get('target_entropy_fraction_min', float('nan')):.3f}  "
+                f"KL min {result.get('kl_min', float('nan')):.3g}  ({result['seconds']:.0f} s)")
+    rows = aggregate(results, variants)
+    summary = {"config": dataclasses.asdict(cfg), "rows": rows, "runs": results,
+               "minutes": round((time.time() - start) / 60, 1)}
+    atomic_write_text(out / "ablation.md", format_markdown(rows, cfg) + "\n")
+    if figures:
+        widths = [r["head_width"] for r in results if "head_width" in r]
+        summary["figures"] = write_figures(out, rows, widths[0] if widths else 512)
+    atomic_write_json(out / "ablation.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m burn_tf.ablate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="ablation YAML (default: the shipped ablate.yaml)")
+    parser.add_argument("--preset", default=None, help="a preset of the config (small, full)")
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--variants", default=None, help="comma-separated names (default: all); "
+                        f"known: {', '.join(VARIANTS)}")
+    parser.add_argument("--out", default="runs/ablate")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_ablation_config(args.config, args.preset)
+        if args.seeds is not None:
+            cfg = dataclasses.replace(cfg, seeds=args.seeds)
+        if args.variants:
+            cfg = dataclasses.replace(cfg, variants=[v.strip() for v in args.variants.split(",") if v.strip()])
+        summary = run_ablation(cfg, args.out, figures=not args.no_figures,
+                               log=(lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print)
+    except (ConfigError, OSError, FloatingPointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary["rows"], indent=2))
+    else:
+        print(format_markdown(summary["rows"], cfg))
+        print(f"\n{summary['minutes']} min; table and figures in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
