@@ -41,7 +41,12 @@ import tensorflow as tf
 
 from burn_tf.backbone import load_backbone
 from burn_tf.callbacks import StepRecorder
-from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_config_values
+from burn_tf.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    read_config_values,
+)
 from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.demo import DemoEvalConfig, evaluate_features
 from burn_tf.evaluate.features import extract_features

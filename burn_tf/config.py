@@ -24,7 +24,13 @@ from burn_tf.distribute import STRATEGIES
 from burn_tf.methods import BURNConfig, method_class
 from burn_tf.models.backbones import BackboneConfig
 from burn_tf.optim import OptimizerConfig
-from burn_tf.schema import ConfigError, build_dataclass, check_choice, check_range, to_plain
+from burn_tf.schema import (
+    ConfigError,
+    build_dataclass,
+    check_choice,
+    check_range,
+    to_plain,
+)
 
 __all__ = ["AugmentConfig", "BackboneConfig", "ConfigError", "DataConfig", "OptimizerConfig", "PretrainConfig",
            "TeacherConfig", "TrainConfig", "load_config", "config_from_dict", "resolve_config_path"]

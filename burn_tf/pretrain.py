@@ -319,6 +319,7 @@ def pretrain_stage(
 
     saver = RunCheckpoints(checkpoint, stage_dir / "checkpoints", epoch_var,
                            every_steps=cfg.train.checkpoint_every_steps, max_to_keep=cfg.train.keep_checkpoints)
+    model.log_dir = stage_dir  # per-step records (BURN: steps.jsonl) go beside the run's logs
     callbacks = [
         *model.callbacks(epochs * steps_per_epoch),
         saver,

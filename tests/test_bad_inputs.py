@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_pretrain import TINY as PRETRAIN_TINY
 
 from burn_tf.config import load_config
 from burn_tf.evaluate.__main__ import main as evaluate_main
 from burn_tf.models.teacher import build_teacher
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
-from test_pretrain import TINY as PRETRAIN_TINY
 
 # test_pretrain's tiny run, one epoch of 2 steps.
 TINY = [*PRETRAIN_TINY, "train.steps_per_epoch=2", "train.epochs=1", "data.limit=32", "data.shuffle_buffer=32"]

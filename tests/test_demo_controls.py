@@ -1,7 +1,14 @@
 import json
 
-from burn_tf.demo import (CONTROLS, DemoEvalConfig, control_configs, format_table, format_target_report,
-                          load_demo_config, target_report)
+from burn_tf.demo import (
+    CONTROLS,
+    DemoEvalConfig,
+    control_configs,
+    format_table,
+    format_target_report,
+    load_demo_config,
+    target_report,
+)
 
 
 def test_controls_differ_from_the_student_only_where_they_should():

@@ -36,7 +36,11 @@ import tensorflow as tf
 
 from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
 from burn_tf.evaluate.data import data_name, load_train_test
-from burn_tf.evaluate.features import GridAveragePooling, pooling_grid_for, resolve_input_size
+from burn_tf.evaluate.features import (
+    GridAveragePooling,
+    pooling_grid_for,
+    resolve_input_size,
+)
 from burn_tf.evaluate.images import prepare_images
 from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.plots import save_png

@@ -219,6 +219,9 @@ class PretrainMethod(tf.keras.Model):
         self.accumulation_steps = int(accumulation_steps)
         self._accumulators = None
         self._trackers = None
+        # Where callbacks that write per-step records put them (pretraining sets the stage
+        # directory; None in a notebook unless the user sets it).
+        self.log_dir = None
         # Resuming in the middle of an epoch: the batch of that epoch fit() starts at.
         self.resume_at_batch = 0
         # Every logged value is already equal on all replicas (global means, see train_step):

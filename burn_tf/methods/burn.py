@@ -36,17 +36,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import tensorflow as tf
 
 from burn_tf import losses
-from burn_tf.callbacks import CollapseWatcher, LambdaScheduler, StepScalarLogger, SyncOnTrainBegin
+from burn_tf.callbacks import (
+    CollapseWatcher,
+    LambdaScheduler,
+    StepScalarLogger,
+    SyncOnTrainBegin,
+)
 from burn_tf.methods.base import DistillationMethod, MethodConfig
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.schema import check_choice, check_range
-
 
 TARGETS = ("softmax", "centered", "sinkhorn")
 
@@ -208,7 +211,6 @@ class BURN(DistillationMethod):
             self._theta_before = [tf.Variable(v, trainable=False, name=f"theta_before_{i}")
                                   for i, v in enumerate(self.teacher_classifier.trainable_variables)]
         # Where StepScalarLogger writes steps.jsonl and TensorBoard scalars (set by the caller).
-        self.log_dir: Path | None = None
 
     @classmethod
     def num_views_for(cls, config) -> int:
