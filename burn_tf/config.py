@@ -54,6 +54,8 @@ class DataConfig:
         valid = ("fashion_mnist", "tfds", "image_folder", "tfrecord")
         if self.source not in valid:
             raise ConfigError(f"data.source={self.source!r} is not one of {valid}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"data.limit must be >= 1 (or null for all), got {self.limit}")
 
 
 @dataclass
@@ -70,6 +72,10 @@ class TeacherConfig:
     # Methods that distil the teacher's own head (S2-BNN) with weights: null get a random
     # frozen linear head of this width (tests only).
     random_head_width: int = 128
+
+    def __post_init__(self):
+        if self.input_size is not None and not 16 <= self.input_size <= 1024:
+            raise ConfigError(f"teacher.input_size must be in [16, 1024] (or null), got {self.input_size}")
 
 
 @dataclass

@@ -38,6 +38,8 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.learning_rate must be > 0, got {self.learning_rate}")
         if self.accumulation_steps < 1:
             raise ConfigError(f"optimizer.accumulation_steps must be >= 1, got {self.accumulation_steps}")
+        if self.warmup_epochs < 0:
+            raise ConfigError(f"optimizer.warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
 
 @tf.keras.utils.register_keras_serializable(package="burn_tf")

@@ -32,7 +32,10 @@ def test_unknown_key_lists_valid_keys(tmp_path):
      ("backbone.stage=5", "stage"),
      ("backbone.kind=vgg", "backbone.kind"),
      ("optimizer.name=sgd", "optimizer.name"),
-     ("train.jit_compile=1", "train.jit_compile")],
+     ("train.jit_compile=1", "train.jit_compile"),
+     ("optimizer.warmup_epochs=-5", "optimizer.warmup_epochs"),
+     ("data.limit=-1", "data.limit"),
+     ("teacher.input_size=0", "teacher.input_size")],
 )
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):

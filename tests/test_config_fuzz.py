@@ -33,7 +33,7 @@ def malformed(draw):
         if kind == "section" or not isinstance(values[section], dict):
             values[section] = draw(garbage)
             touched.append((section, None))
-        elif kind == "unknown":
+        elif kind == "unknown" or not values[section]:  # an emptied section has no key to replace
             key = draw(st.text("abcdefghij_", min_size=1, max_size=8).filter(lambda k: k not in values[section]))
             values[section][key] = draw(garbage)
             touched.append((section, key))
