@@ -34,8 +34,7 @@ from burn_tf.evaluate.data import (
     load_classification_data,
 )
 from burn_tf.evaluate.features import resolve_input_size
-from burn_tf.evaluate.metrics import topk_accuracy  # noqa: F401  (the demo imports it from here)
-from burn_tf.evaluate.probe import linear_probe, train_head_on_features  # noqa: F401  (demo too)
+from burn_tf.evaluate.probe import linear_probe
 
 TASK = "linear"
 DEFAULT_DATA = "fashion_mnist"
