@@ -1,5 +1,10 @@
 """Losses as pure functions of tensors (no model state), each tested on its own.
 
+This module holds the distillation losses (BURN, S2-BNN, supervised) and the schedules;
+each family of self-supervised losses has its own submodule, imported by the methods that
+use it (``from burn_tf.losses import contrastive``): ``contrastive`` (NT-Xent, InfoNCE with
+a queue, BYOL), ``clustering`` (Sinkhorn/SwAV, NPID memory bank, CLD grouping).
+
 >>> kl = kl_divergence(teacher_logits, student_logits, temperature=0.2)
 >>> fs = feature_similarity(teacher_vectors, student_vectors, kind="cosine")
 """
