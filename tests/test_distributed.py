@@ -57,6 +57,23 @@ def test_mirrored_two_replicas_match_one_device(case, fashion_mnist_available):
     _check_same_as_one_device(_replicas(case)[case])
 
 
+def test_mirrored_batch_level_targets_use_the_global_batch(fashion_mnist_available):
+    """BURN's centred and Sinkhorn targets are functions of the whole batch: on two replicas
+    they must see the global batch (gathered), or the step differs from one device's."""
+    # Measured (2 steps): gathered, losses within 1.1e-5 (centred) and 1.0e-5 (Sinkhorn) of
+    # one device; weights within 2.7e-4 and 2.3e-2 of their scale — Sinkhorn's ε = 0.05
+    # multiplies logit rounding by 20 and a binary activation near 0 may flip its sign.
+    # Sinkhorn on each replica's own batch instead (the bug this guards): losses 3.8% apart
+    # at step 1 and weights 117% of their scale.
+    results = _replicas("burn:1:centered", "burn:1:sinkhorn")
+    for case in ("burn:1:centered", "burn:1:sinkhorn"):
+        result = results[case]
+        assert result["replicas"] == 2 and result["optimizer_iterations"] == [2, 2], result
+        assert result["loss_max_relative"] < 1e-4, result
+        assert result["weights_moved_max_abs"] > 1e-3, result
+        assert result["weights_max_relative"] < 0.1, result
+
+
 def test_mixed_precision_keeps_binary_backbone_correct(fashion_mnist_available):
     result = _replicas("mixed")["mixed"]
     assert all(abs(x) < 1e3 for x in result["losses"]) and len(result["losses"]) == 3

@@ -46,7 +46,13 @@ from burn_tf.callbacks import (
     StepScalarLogger,
     SyncOnTrainBegin,
 )
-from burn_tf.methods.base import DistillationMethod, MethodConfig
+from burn_tf.methods.base import (
+    DistillationMethod,
+    MethodConfig,
+    gather_from_replicas,
+    mean_over_replicas,
+    replica_shared_variable,
+)
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.schema import check_choice, check_range
@@ -202,7 +208,8 @@ class BURN(DistillationMethod):
             )
         self.lambda_value = tf.Variable(cfg.lambda_start, trainable=False, dtype=tf.float32, name="lambda")
         self.kl_weight = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="kl_weight")
-        self.target_center = tf.Variable(tf.zeros((cfg.head_width,)), trainable=False, name="target_center")
+        # Written in replica context with the global batch's mean (equal on every replica).
+        self.target_center = replica_shared_variable(tf.zeros((cfg.head_width,)), "target_center")
         if cfg.target == "sinkhorn":
             self.loss_terms = (*type(self).loss_terms, "target_fit")
         # g_θ before the last update, for teacher_classifier_lr_multiplier (see after_update).
@@ -280,18 +287,33 @@ class BURN(DistillationMethod):
     def exported_heads(self) -> dict[str, tf.keras.Model]:
         return {"classifier": self.student_classifier}
 
-    def target_log_probs(self, teacher_logits, training: bool):
-        """log p_target per image (the distribution the student's KL matches)."""
+    def target_log_probs(self, teacher_logits, training: bool, after=()):
+        """log p_target per image (the distribution the student's KL matches).
+
+        Under a strategy both batch-level targets use the *global* batch, so N replicas
+        compute what one device does: the centre moves by the mean over every replica's
+        images, and Sinkhorn equipartitions the gathered logits of every replica (it is
+        equivariant to the order of the rows) and each replica keeps its own rows.
+        ``after``: tensors whose collectives (synchronized BatchNorm) must come first on
+        every replica (collectives run in the same order everywhere)."""
         cfg = self.config
         if cfg.target == "centered":
             log_p = losses.centered_log_probs(teacher_logits, self.target_center, cfg.target_temperature)
             if training:
-                batch_mean = tf.stop_gradient(tf.reduce_mean(teacher_logits, axis=0))
+                with tf.control_dependencies(list(after)):
+                    batch_mean = mean_over_replicas(
+                        {"mean": tf.stop_gradient(tf.reduce_mean(teacher_logits, axis=0))})["mean"]
                 self.target_center.assign(cfg.center_momentum * self.target_center
                                           + (1.0 - cfg.center_momentum) * batch_mean)
             return log_p
         if cfg.target == "sinkhorn":
-            return losses.sinkhorn_log_assignment(teacher_logits, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
+            with tf.control_dependencies(list(after)):
+                every_replica = gather_from_replicas(tf.stop_gradient(teacher_logits))
+            log_q = losses.sinkhorn_log_assignment(every_replica, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
+            rows = tf.shape(teacher_logits)[0]
+            replica = tf.distribute.get_replica_context()
+            first = rows * (replica.replica_id_in_sync_group if replica is not None else 0)
+            return log_q[first:first + rows]  # each row a distribution (log-sum-exp 0)
         return tf.nn.log_softmax(teacher_logits / cfg.temperature, axis=-1)
 
     def compute_losses(self, views, labels=None, training=True) -> dict:
@@ -318,7 +340,7 @@ class BURN(DistillationMethod):
             # The mean over the 2B pairs averages the released code's two summed terms.
             teacher_logits = tf.roll(teacher_logits, shift=tf.shape(views[0])[0], axis=0)
             teacher_sim = tf.roll(teacher_sim, shift=tf.shape(views[0])[0], axis=0)
-        target_log_p = self.target_log_probs(teacher_logits, training)
+        target_log_p = self.target_log_probs(teacher_logits, training, after=[student_logits, student_sim])
         kl = losses.kl_to_target(target_log_p, student_logits, cfg.temperature)
         fs = losses.feature_similarity(teacher_sim, student_sim, cfg.feature_similarity)
         loss = losses.burn_loss(self.kl_weight * kl, fs, self.lambda_value)
