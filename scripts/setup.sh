@@ -83,6 +83,8 @@ fi
 case "$job" in
   setup) say "ready: .venv/bin/python -m burn_tf.demo | .venv/bin/python -m pytest" ;;
   demo) exec .venv/bin/python -m burn_tf.demo "$@" ;;
-  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@" ;;
+  # Two workers (the machine has 2 cores; most tests run one thread at a time), each
+  # taking whole files so a module's fixtures are built once.
+  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 "$@" ;;
   *) echo "usage: bash scripts/setup.sh [demo|test|setup] [args…]" >&2; exit 2 ;;
 esac
