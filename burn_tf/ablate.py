@@ -24,10 +24,7 @@ run into stage 2 with g_θ from stage 1 or from a fresh init; every other varian
 
 from __future__ import annotations
 
-import argparse
-import copy
 import dataclasses
-import hashlib
 import json
 import math
 import shutil
@@ -37,24 +34,24 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import tensorflow as tf
 
-from burn_tf.backbone import load_backbone
-from burn_tf.callbacks import StepRecorder
-from burn_tf.config import (
-    ConfigError,
-    apply_overrides,
-    config_from_dict,
-    read_config_values,
+from burn_tf.config import ConfigError, read_config_values
+from burn_tf.experiment import (
+    EvalData,
+    ExperimentConfig,
+    RunLog,
+    budget_overrides,
+    experiment_main,
+    build_run_config,
+    format_mean_std,
+    load_experiment_config,
+    mean_std,
+    pretrain_run,
+    random_init_backbone,
+    run_key,
 )
-from burn_tf.data import load_fashion_mnist_arrays
-from burn_tf.demo import DemoEvalConfig, evaluate_features
-from burn_tf.evaluate.features import extract_features
 from burn_tf.io import atomic_write_json, atomic_write_text
 from burn_tf.losses import LAMBDA_SCHEDULES, ema_distance_simulation, lambda_at
-from burn_tf.models.backbones import build_backbone
-from burn_tf.pretrain import pretrain_stage
-from burn_tf.schema import build_dataclass
 
 DEFAULT_CONFIG = "ablate.yaml"
 
@@ -101,42 +98,22 @@ VARIANTS = {v.name: v for v in [
 
 
 @dataclasses.dataclass
-class AblationConfig:
+class AblationConfig(ExperimentConfig):
     """Budget and evaluation of an ablation run (``configs/ablate.yaml``; ``presets``)."""
 
     base: str = "demo.yaml"  # the pretraining config every variant starts from
-    overrides: List[str] = dataclasses.field(default_factory=list)  # key=value for every variant
     variants: List[str] = dataclasses.field(default_factory=list)  # empty: all, in VARIANTS order
-    seeds: int = 3
-    steps: int = 64  # per stage
-    batch_size: int = 128
-    data_limit: Optional[int] = 20000  # pretrain on the first N training images
-    knn_bank: int = 10000
-    knn_queries: int = 2000
-    knn_k: int = 200
-    knn_temperature: float = 0.07
-    linear_epochs: int = 10
-    linear_learning_rate: float = 0.1
-    run_eagerly: bool = False  # tiny presets: skip tracing the train step
 
     def __post_init__(self):
+        super().__post_init__()
         unknown = sorted(set(self.variants) - set(VARIANTS))
         if unknown:
             raise ConfigError(f"variants: unknown {unknown}; known: {', '.join(VARIANTS)}")
-        for key in ("seeds", "steps", "batch_size", "knn_bank", "knn_queries", "knn_k", "linear_epochs"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
 def load_ablation_config(path=DEFAULT_CONFIG, preset: str | None = None) -> AblationConfig:
     """``path``'s keys, then those of ``presets.<preset>`` on top."""
-    values = read_config_values(path)
-    presets = values.pop("presets", {}) or {}
-    if preset is not None:
-        if preset not in presets:
-            raise ConfigError(f"preset {preset!r} is not one of {sorted(presets)}")
-        values.update(presets[preset])
-    return build_dataclass(AblationConfig, values, "")
+    return load_experiment_config(AblationConfig, path, preset)
 
 
 # The order runs are made in (all seeds of one variant, then the next): the question first
@@ -156,50 +133,8 @@ def selected_variants(cfg: AblationConfig) -> list[Variant]:
 def pretrain_config(cfg: AblationConfig, variant: Variant, seed: int, base: dict | None = None):
     """The variant's pretraining config; ``base``: the base config's values read once (an
     edit of the base file during a long run then changes nothing)."""
-    values = copy.deepcopy(base if base is not None else read_config_values(cfg.base))
-    overrides = [
-        *cfg.overrides, f"train.seed={seed}", f"train.batch_size={cfg.batch_size}",
-        f"train.steps_per_epoch={cfg.steps}", "train.epochs=1", "train.verbose=0",
-        f"train.run_eagerly={str(cfg.run_eagerly).lower()}",
-        f"data.limit={'null' if cfg.data_limit is None else cfg.data_limit}", *variant.overrides,
-    ]
-    try:
-        return config_from_dict(apply_overrides(values, overrides))
-    except ConfigError as err:
-        raise ConfigError(f"variant {variant.name}: {err}") from None
-
-
-def _run_key(cfg: AblationConfig, variant: Variant, seed: int, base: dict) -> str:
-    blob = json.dumps([pretrain_config(cfg, variant, seed, base).hash(), variant.stage, variant.stage1_of,
-                       dataclasses.asdict(cfg)["knn_bank"], cfg.knn_queries, cfg.linear_epochs], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class EvalData:
-    """The kNN bank / probe training images and the queries, loaded once."""
-
-    def __init__(self, cfg: AblationConfig):
-        x_train, y_train = load_fashion_mnist_arrays("train")
-        x_test, y_test = load_fashion_mnist_arrays("test")
-        self.x_bank, self.y_bank = x_train[: cfg.knn_bank], y_train[: cfg.knn_bank]
-        self.x_query, self.y_query = x_test[: cfg.knn_queries], y_test[: cfg.knn_queries]
-        self.eval_cfg = DemoEvalConfig(knn_k=min(cfg.knn_k, cfg.knn_bank), knn_temperature=cfg.knn_temperature,
-                                       linear_epochs=cfg.linear_epochs,
-                                       linear_learning_rate=cfg.linear_learning_rate)
-
-    def evaluate(self, model: tf.keras.Model, seed: int) -> dict:
-        bank = extract_features(model, self.x_bank)
-        query = extract_features(model, self.x_query)
-        return evaluate_features(bank, self.y_bank, query, self.y_query, self.eval_cfg, seed=seed)
-
-
-def _stage_summary(metrics: dict, records: list[dict]) -> dict:
-    keys = ("target_collapsed", "collapse_step", "target_entropy_min", "target_entropy_fraction_min", "kl_min",
-            "train_seconds")
-    out = {k: metrics[k] for k in keys if k in metrics}
-    if records:
-        out["loss_first"], out["loss_last"] = records[0]["loss"], records[-1]["loss"]
-    return out
+    values = base if base is not None else read_config_values(cfg.base)
+    return build_run_config(values, [*budget_overrides(cfg, seed), *variant.overrides], f"variant {variant.name}")
 
 
 def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, data: EvalData,
@@ -209,28 +144,16 @@ def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, dat
     run_dir = out / "runs" / variant.name / f"seed{seed}"
     result = {"variant": variant.name, "seed": seed, "stage": variant.stage}
     if not variant.train:
-        tf.keras.utils.set_random_seed(seed + 1)  # what pretrain_stage does before building stage 1
-        model = build_backbone(pcfg.backbone, 1, name="random_student")
-        return {**result, **data.evaluate(model, seed)}
+        return {**result, **data.evaluate(random_init_backbone(pcfg, seed), seed)}
     if variant.stage1_of:
         source = out / "runs" / variant.stage1_of / f"seed{seed}" / "stage1"
         if run_dir.exists():
             shutil.rmtree(run_dir)
         shutil.copytree(source, run_dir / "stage1")
-    recorder = StepRecorder()
-    metrics = pretrain_stage(pcfg, variant.stage, run_dir, overwrite=True, extra_callbacks=[recorder])
-    atomic_write_json(out / "steps" / f"{variant.name}_seed{seed}.json", recorder.records)
-    model, _ = load_backbone(run_dir / f"stage{variant.stage}" / "backbone")
-    result.update(_stage_summary(metrics, recorder.records))
+    model, summary = pretrain_run(pcfg, [variant.stage], run_dir, out / "steps" / f"{variant.name}_seed{seed}.json")
+    result.update(summary)
     result["head_width"] = pcfg.method.head_width
     return {**result, **data.evaluate(model, seed)}
-
-
-def _mean_std(values) -> tuple[float, float]:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return float("nan"), float("nan")
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 PAIRED_CONTROLS = ("fs_only", "frozen")
@@ -245,12 +168,12 @@ def aggregate(results: list[dict], variants: list[Variant]) -> list[dict]:
         row = {"variant": v.name, "group": v.group, "label": v.label, "stage": v.stage, "paper": v.paper,
                "seeds": len(runs)}
         for key in ("knn_top1", "linear_top1", "target_entropy_fraction_min", "kl_min", "train_seconds"):
-            row[key], row[f"{key}_std"] = _mean_std([r.get(key) for r in runs])
+            row[key], row[f"{key}_std"] = mean_std([r.get(key) for r in runs])
         # Seeds share the initial student, so differences to a control are paired by seed.
         for control in PAIRED_CONTROLS:
             reference = {r["seed"]: r["knn_top1"] for r in results if r["variant"] == control}
             deltas = [r["knn_top1"] - reference[r["seed"]] for r in runs if r["seed"] in reference]
-            row[f"knn_minus_{control}"], row[f"knn_minus_{control}_std"] = _mean_std(deltas) if deltas else (
+            row[f"knn_minus_{control}"], row[f"knn_minus_{control}_std"] = mean_std(deltas) if deltas else (
                 float("nan"), float("nan"))
         if v.train:
             alive = [r["target_entropy_fraction_min"] > 0.5 and r["kl_min"] > 1e-3 for r in runs]
@@ -266,17 +189,13 @@ def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
             "min H(p̄)/log C | min KL | target alive | collapse step(s) | min/run | paper (ImageNet linear) |")
     lines = [head, "|" + "---|" * 12]
 
-    def pm(row, key, scale=100.0, digits=2):
-        m, s = row[key], row[f"{key}_std"]
-        return "–" if math.isnan(m) else f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
-
     for r in rows:
         trained = "target_alive" in r
         kl = f"{r['kl_min']:.2g}" if trained and not math.isnan(r["kl_min"]) else "–"
         lines.append(" | ".join([
-            f"| {r['group']}", r["label"], pm(r, "knn_top1"), pm(r, "linear_top1"),
-            *(pm(r, f"knn_minus_{c}") if r["variant"] != c else "0" for c in PAIRED_CONTROLS),
-            pm(r, "target_entropy_fraction_min", 1.0) if trained else "–", kl,
+            f"| {r['group']}", r["label"], format_mean_std(r, "knn_top1"), format_mean_std(r, "linear_top1"),
+            *(format_mean_std(r, f"knn_minus_{c}") if r["variant"] != c else "0" for c in PAIRED_CONTROLS),
+            format_mean_std(r, "target_entropy_fraction_min", 1.0) if trained else "–", kl,
             r.get("target_alive", "–"), ", ".join(map(str, r.get("collapse_steps", []))) or "–",
             f"{r['train_seconds'] / 60:.1f}" if trained and not math.isnan(r["train_seconds"]) else "–",
             f"{r['paper']:.2f}" if r["paper"] else "–",
@@ -408,13 +327,7 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants = selected_variants(cfg)
-    done_path = out / "runs.jsonl"
-    done = {}
-    if done_path.exists():
-        for line in done_path.read_text().splitlines():
-            record = json.loads(line)
-            # "random" shares burn's pretraining config: the variant is part of the identity.
-            done[record["variant"], record["key"]] = record
+    runs = RunLog(out / "runs.jsonl", "variant")
     base = read_config_values(cfg.base)
     data = EvalData(cfg)
     results = []
@@ -422,20 +335,14 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
     by_priority = sorted(variants, key=lambda v: RUN_ORDER.index(v.name))
     for v in by_priority:
         for seed in range(cfg.seeds):
-            key = _run_key(cfg, v, seed, base)
-            if (v.name, key) in done:
-                results.append(done[v.name, key])
-                continue
-            t0 = time.time()
-            result = {**run_variant(cfg, v, seed, out, data, base), "key": key}
-            result["seconds"] = round(time.time() - t0, 1)
-            with done_path.open("a") as f:
-                f.write(json.dumps(result) + "\n")
+            key = run_key(pretrain_config(cfg, v, seed, base), cfg, v.stage, v.stage1_of)
+            result, fresh = runs.run(v.name, key, lambda: run_variant(cfg, v, seed, out, data, base))
             results.append(result)
-            log(f"[{(time.time() - start) / 60:5.1f} min] {v.name:<16} seed {seed}: kNN "
-                f"{100 * result['knn_top1']:.2f}%  linear {100 * result['linear_top1']:.2f}%  "
-                f"H(p̄)/logC min {result.get('target_entropy_fraction_min', float('nan')):.3f}  "
-                f"KL min {result.get('kl_min', float('nan')):.3g}  ({result['seconds']:.0f} s)")
+            if fresh:
+                log(f"[{(time.time() - start) / 60:5.1f} min] {v.name:<16} seed {seed}: kNN "
+                    f"{100 * result['knn_top1']:.2f}%  linear {100 * result['linear_top1']:.2f}%  "
+                    f"H(p̄)/logC min {result.get('target_entropy_fraction_min', float('nan')):.3f}  "
+                    f"KL min {result.get('kl_min', float('nan')):.3g}  ({result['seconds']:.0f} s)")
     rows = aggregate(results, variants)
     summary = {"config": dataclasses.asdict(cfg), "rows": rows, "runs": results,
                "minutes": round((time.time() - start) / 60, 1)}
@@ -448,34 +355,9 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m burn_tf.ablate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="ablation YAML (default: the shipped ablate.yaml)")
-    parser.add_argument("--preset", default=None, help="a preset of the config (small, full)")
-    parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--variants", default=None, help="comma-separated names (default: all); "
-                        f"known: {', '.join(VARIANTS)}")
-    parser.add_argument("--out", default="runs/ablate")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.add_argument("--json", action="store_true", help="print the summary rows as JSON")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_ablation_config(args.config, args.preset)
-        if args.seeds is not None:
-            cfg = dataclasses.replace(cfg, seeds=args.seeds)
-        if args.variants:
-            cfg = dataclasses.replace(cfg, variants=[v.strip() for v in args.variants.split(",") if v.strip()])
-        summary = run_ablation(cfg, args.out, figures=not args.no_figures,
-                               log=(lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print)
-    except (ConfigError, OSError, FloatingPointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary["rows"], indent=2))
-    else:
-        print(format_markdown(summary["rows"], cfg))
-        print(f"\n{summary['minutes']} min; table and figures in {args.out}")
-    return 0
+    return experiment_main(argv, module="ablate", doc=__doc__, default_config=DEFAULT_CONFIG,
+                           config_class=AblationConfig, run=run_ablation, format_markdown=format_markdown, presets="small, full", out="runs/ablate",
+                           selections={"variants": f"names (default: all); known: {', '.join(VARIANTS)}"})
 
 
 if __name__ == "__main__":

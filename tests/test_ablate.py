@@ -16,6 +16,7 @@ def test_presets_and_variants_are_checked():
         ablate.load_ablation_config("ablate.yaml", "huge")
     with pytest.raises(ConfigError, match="unknown"):
         ablate.AblationConfig(variants=["burn", "nope"])
+    assert ablate.main(["--preset", "small", "--variants", "burn,nope"]) == 2  # the command line says so too
     # a stage-2 variant brings the stage-1 run it continues
     cfg = ablate.AblationConfig(variants=["burn_s2"])
     assert [v.name for v in ablate.selected_variants(cfg)] == ["burn", "burn_s2"]

@@ -24,6 +24,7 @@ PACKAGE = REPO / "burn_tf"
 # A module may import modules of its own layer or of a lower one, never of a higher one:
 #   (schema, io) → data → (models, convert) → backbone → (losses, optim, callbacks) → methods
 #      → config → pretrain → (export, summary, model_card) → evaluate → demo
+#      → experiment → ablate → compare
 # schema (strict dataclass configs) and io (atomic writes) import nothing of burn_tf.
 # backbone imports only io and models (it rebuilds a ReActNet-A from its metadata), so it
 # sits right above models and every later layer may import it. Callbacks sit below the
@@ -49,7 +50,9 @@ LAYERS = {
     "model_card": 8,
     "evaluate": 9,
     "demo": 10,
-    "ablate": 11,  # the ablation command reuses the demo's evaluation
+    "experiment": 11,  # what the experiment commands share: budget, runs, the demo's evaluation
+    "ablate": 12,
+    "compare": 13,  # the method comparison reads the ablation's variants (BURN's controls)
 }
 
 # (module, function, imported module) of every allowed function-level burn_tf import.

@@ -34,3 +34,13 @@ def test_analysis_notebook_runs(fashion_mnist_available):
     text, outputs = _run_notebook("03_analysis.ipynb", timeout=600)
     assert "EMA analysis done" in text and "target alive in" in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4
+
+
+@pytest.mark.slow
+def test_downstream_notebook_runs(fashion_mnist_available):
+    """Every evaluator of burn_tf.evaluate on a backbone the notebook pretrains and exports."""
+    text, outputs = _run_notebook("02_downstream.ipynb", timeout=600)
+    for task in ("knn", "linear", "semisup", "svm", "transfer", "layerwise", "tsne", "cluster", "retrieval", "detect"):
+        assert f"== {task}\n" in text, task  # the notebook's header before each evaluator's summary
+    assert "downstream evaluation done" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 4

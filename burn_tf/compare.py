@@ -1,0 +1,345 @@
+"""Every pretraining method of burn_tf on the same binary student, as one command:
+
+    python -m burn_tf.compare --config configs/compare.yaml [--preset small|full|grouping]
+                              [--seeds N] [--rows burn,s2bnn,random] [--blocks methods,self_teacher]
+                              [--out runs/compare] [--json]
+
+A row of the table is an entry of ``table:`` in ``compare.yaml``:
+``{name: <row label>, method: <method.name>, overrides: [...]}``. Its pretraining config is the
+method's own shipped YAML (``burn_tf/configs/<method>.yaml``, or the entry's ``config:``) with
+the entry's ``overrides``, then the shared budget on top: ``steps`` per stage, ``batch_size``,
+``stages``, ``data_limit``, the seed and the augmentation (``views``; an entry with
+``own_views: true`` keeps its method's — SwAV's multi-crop, InfoMin's views — and the table
+says so). ``method: random`` is the floor: the base config's student, never trained.
+
+Every run is pretrained and evaluated as :mod:`burn_tf.ablate` does it (the shared code is
+:mod:`burn_tf.experiment`): weighted kNN and the linear probe on ``knn_bank`` train /
+``knn_queries`` test images of Fashion-MNIST, one run per seed, a seed giving every row the
+same initial student.
+
+Blocks (``blocks:`` selects them; ``--blocks`` too):
+
+- ``methods``: every method on the shipped configs' teachers (EfficientNet-Lite0 for the
+  distillation methods) and the random-init floor;
+- ``self_teacher``: the command first pretrains ``teacher_run.config`` (``demo_teacher.yaml``,
+  an FP ResNet-18 trained without labels) **once in total** (seed 0: the student rows' seeds
+  then measure the student's variance for one fixed teacher, and the hour of the full preset
+  pays for one teacher run only), evaluates it, and distils it into the rows with
+  ``teacher: self`` — ``teacher: {kind: resnet18, small_input_stem: true, weights:
+  <out>/runs/teacher/stage1/backbone}``;
+- ``cld_grouping``: CLD's grouping (k-means or spectral) × number of groups, read by weighted
+  kNN; long, so only ``--preset grouping`` or ``--blocks cld_grouping`` runs it.
+
+Writes to ``--out``: ``compare.md`` (mean ± std over seeds, one table per block: kNN, linear,
+pretraining minutes, needs labels?, teacher, augmentation), ``compare.json``, ``compare.png``
+(bar plot), ``runs.jsonl`` (finished runs: a rerun skips them) and ``steps/<row>_seed<k>.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, List, Optional
+
+import numpy as np
+
+from burn_tf.ablate import VARIANTS
+from burn_tf.config import ConfigError, PretrainConfig, read_config_values
+from burn_tf.experiment import (
+    EvalData,
+    ExperimentConfig,
+    RunLog,
+    budget_overrides,
+    build_run_config,
+    experiment_main,
+    format_mean_std,
+    load_experiment_config,
+    mean_std,
+    pretrain_run,
+    random_init_backbone,
+    run_key,
+)
+from burn_tf.io import atomic_write_json, atomic_write_text
+from burn_tf.methods.registry import method_class, method_names
+
+DEFAULT_CONFIG = "compare.yaml"
+RANDOM = "random"  # the floor's pseudo-method: the base config's student, never trained
+BLOCKS = {
+    "methods": "Methods (each with its shipped teacher, if any)",
+    "self_teacher": "Self-trained teacher (FP ResNet-18 pretrained without labels by this command)",
+    "cld_grouping": "CLD grouping study (weighted kNN)",
+}
+TEACHER_ROW = "self-trained teacher itself"
+
+
+@dataclasses.dataclass
+class TableRow:
+    """One entry of ``table:``."""
+
+    name: str  # the row's label in the table
+    method: str  # a registered method.name, or "random" (the floor)
+    overrides: List[str] = dataclasses.field(default_factory=list)
+    config: Optional[str] = None  # the base pretraining config; None: <method>.yaml
+    block: str = "methods"
+    teacher: str = "shipped"  # shipped: the config's teacher; self: the teacher this command trains
+    own_views: bool = False  # keep the method's own augmentation instead of the shared one
+    variant: Optional[str] = None  # a burn_tf.ablate variant whose overrides come first
+
+    def __post_init__(self):
+        if self.block not in BLOCKS:
+            raise ConfigError(f"table row {self.name!r}: block={self.block!r} is not one of {list(BLOCKS)}")
+        if self.teacher not in ("shipped", "self"):
+            raise ConfigError(f"table row {self.name!r}: teacher={self.teacher!r} is not shipped or self")
+        if self.variant is not None and self.variant not in VARIANTS:
+            raise ConfigError(f"table row {self.name!r}: variant={self.variant!r} is not one of {list(VARIANTS)}")
+
+    @property
+    def base_config(self) -> str:
+        return self.config or f"{self.method}.yaml"
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_").lower()
+
+
+@dataclasses.dataclass
+class TeacherRun:
+    """The self-trained teacher's pretraining (block ``self_teacher``)."""
+
+    config: str = "demo_teacher.yaml"
+    steps: int = 64
+    overrides: List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class CompareConfig(ExperimentConfig):
+    """Budget, evaluation and rows of a comparison (``configs/compare.yaml``; ``presets``)."""
+
+    table: List[TableRow] = dataclasses.field(default_factory=list)
+    blocks: List[str] = dataclasses.field(default_factory=lambda: ["methods", "self_teacher"])
+    rows: List[str] = dataclasses.field(default_factory=list)  # row names or methods; empty: all
+    stages: List[int] = dataclasses.field(default_factory=lambda: [1])  # of a binary student
+    views: List[Any] = dataclasses.field(default_factory=list)  # shared augmentation; []: BURN's recipe
+    teacher_run: TeacherRun = dataclasses.field(default_factory=TeacherRun)
+
+    def __post_init__(self):
+        super().__post_init__()
+        unknown = sorted(set(self.blocks) - set(BLOCKS))
+        if unknown:
+            raise ConfigError(f"blocks: unknown {unknown}; known: {', '.join(BLOCKS)}")
+        if not self.stages or sorted(set(self.stages)) != sorted(self.stages) or not set(self.stages) <= {1, 2}:
+            raise ConfigError(f"stages must be [1] or [1, 2], got {self.stages}")
+        names = [r.name for r in self.table]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"table: row names must be unique; repeated: {repeated}")
+        known = set(names) | {r.method for r in self.table}
+        unknown = [r for r in self.rows if r not in known]
+        if unknown:
+            raise ConfigError(f"rows: {unknown} name no row or method of table; rows: {names}")
+
+
+def load_compare_config(path=DEFAULT_CONFIG, preset: str | None = None) -> CompareConfig:
+    """``path``'s keys, then those of ``presets.<preset>`` on top."""
+    return load_experiment_config(CompareConfig, path, preset)
+
+
+def selected_rows(cfg: CompareConfig) -> list[TableRow]:
+    """The rows of the selected blocks (and of ``rows`` if given), in table order; a row
+    whose method is not registered is an error listing the registered ones."""
+    rows = [r for r in cfg.table if r.block in cfg.blocks and (not cfg.rows or {r.name, r.method} & set(cfg.rows))]
+    for r in rows:
+        if r.method != RANDOM and r.method not in method_names():
+            raise ConfigError(f"table row {r.name!r}: method {r.method!r} is not registered; registered: "
+                              f"{', '.join(method_names())} (or {RANDOM!r}: the untrained floor)")
+    return rows
+
+
+def teacher_dir(out: Path) -> Path:
+    return out / "runs" / "teacher"
+
+
+def teacher_config(cfg: CompareConfig, values: dict | None = None) -> PretrainConfig:
+    """The self-trained teacher's pretraining config (seed 0, ``teacher_run.steps``)."""
+    values = values if values is not None else read_config_values(cfg.teacher_run.config)
+    # The rows' shared overrides size the binary student; the teacher has its own.
+    overrides = [*budget_overrides(cfg, 0, steps=cfg.teacher_run.steps, shared=False), *cfg.teacher_run.overrides]
+    return build_run_config(values, overrides, "teacher_run")
+
+
+def row_config(cfg: CompareConfig, row: TableRow, seed: int, out: Path, values: dict | None = None,
+               teacher: PretrainConfig | None = None) -> PretrainConfig:
+    """The row's pretraining config: its base config, the ablation variant's and the row's
+    overrides, then the shared budget, augmentation and (``teacher: self``) teacher."""
+    values = dict(values if values is not None else read_config_values(row.base_config))
+    if not row.own_views:
+        values["views"] = list(cfg.views)
+    if row.teacher == "self":
+        teacher = teacher or teacher_config(cfg)
+        values["teacher"] = {"kind": teacher.backbone.kind, "small_input_stem": True,
+                             "input_size": teacher.backbone.input_size,
+                             "weights": str(teacher_dir(out) / "stage1" / "backbone")}
+    variant = VARIANTS[row.variant].overrides if row.variant else ()
+    return build_run_config(values, [*variant, *row.overrides, *budget_overrides(cfg, seed)], f"table row {row.name!r}")
+
+
+def describe(row: TableRow, pcfg: PretrainConfig, teacher: PretrainConfig | None) -> dict:
+    """What the table says about a row besides its numbers."""
+    if row.method == RANDOM:
+        return {"needs_labels": "–", "teacher": "–", "views": "–"}
+    cls = method_class(row.method)
+    if not cls.needs_teacher:
+        who = "–"
+    elif row.teacher == "self":
+        who = f"{pcfg.teacher.kind} (self-trained: {teacher.method.name})"
+    else:
+        who = f"{pcfg.teacher.kind} ({pcfg.teacher.weights or 'random'})"
+    return {"needs_labels": "yes" if cls.needs_labels else "no", "teacher": who,
+            "views": "own" if row.own_views else "shared"}
+
+
+def run_row(cfg: CompareConfig, row: TableRow, seed: int, out: Path, data: EvalData, pcfg: PretrainConfig) -> dict:
+    """Pretrains (unless the floor) and evaluates one row for one seed."""
+    result = {"seed": seed, "block": row.block, "method": row.method}
+    if row.method == RANDOM:
+        return {**result, **data.evaluate(random_init_backbone(pcfg, seed), seed)}
+    stages = [s for s in cfg.stages if s in pcfg.backbone.stages]
+    model, summary = pretrain_run(pcfg, stages, out / "runs" / row.slug / f"seed{seed}",
+                                  out / "steps" / f"{row.slug}_seed{seed}.json")
+    return {**result, **summary, **data.evaluate(model, seed)}
+
+
+def run_teacher(cfg: CompareConfig, tcfg: PretrainConfig, out: Path, data: EvalData) -> dict:
+    """Pretrains the self-trained teacher (once) and evaluates its backbone like a row."""
+    model, summary = pretrain_run(tcfg, [1], teacher_dir(out), out / "steps" / "teacher.json")
+    return {"seed": 0, "block": "self_teacher", "method": tcfg.method.name, **summary, **data.evaluate(model, 0)}
+
+
+def aggregate(results: list[dict], rows: list[TableRow], info: dict) -> list[dict]:
+    """One row per table row (and the teacher): mean ± std over seeds."""
+    out = []
+    for name, block in [(r.name, r.block) for r in rows] + [(TEACHER_ROW, "self_teacher")]:
+        runs = [r for r in results if r["row"] == name]
+        if not runs:
+            continue
+        row = {"row": name, "block": block, "method": runs[0]["method"], "seeds": len(runs), **info[name]}
+        for key in ("knn_top1", "linear_top1", "train_seconds"):
+            row[key], row[f"{key}_std"] = mean_std([r.get(key) for r in runs])
+        out.append(row)
+    return out
+
+
+def format_markdown(rows: list[dict], cfg: CompareConfig) -> str:
+    lines = []
+    for block, title in BLOCKS.items():
+        block_rows = [r for r in rows if r["block"] == block]
+        if not block_rows:
+            continue
+        lines += [f"### {title}", "",
+                  "| method | kNN top-1 (%) | linear top-1 (%) | pretraining min | needs labels? | teacher | "
+                  "augmentation |", "|" + "---|" * 7]
+        for r in block_rows:
+            lines.append(" | ".join([
+                f"| {r['row']}", format_mean_std(r, "knn_top1"), format_mean_std(r, "linear_top1"),
+                format_mean_std(r, "train_seconds", 1 / 60, 1), r["needs_labels"], r["teacher"], r["views"],
+            ]) + " |")
+        lines.append("")
+    seeds = max((r["seeds"] for r in rows if r["row"] != TEACHER_ROW), default=0)
+    lines.append(
+        f"{seeds} seed(s) per row (mean ± std, ddof 1); every row: its method's shipped config, then "
+        f"{cfg.steps} steps × batch {cfg.batch_size} per stage (stage(s) {cfg.stages} of the binary student) on the "
+        f"first {cfg.data_limit or 60000} training images, the shared augmentation unless 'own'; kNN "
+        f"(K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear probe "
+        f"with the first {cfg.knn_bank} train images as bank / probe data, scored on the first {cfg.knn_queries} "
+        "test images. Pretraining min: wall-clock of the training steps. The self-trained teacher is pretrained once "
+        f"(seed 0, {cfg.teacher_run.steps} steps of {cfg.teacher_run.config}) and shared by every seed.")
+    return "\n".join(lines)
+
+
+def write_bar_plot(out: Path, rows: list[dict]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = [b for b in BLOCKS if any(r["block"] == b for r in rows)]
+    heights = [sum(r["block"] == b for r in rows) for b in blocks]
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(9, 1.2 + 0.45 * sum(heights) + 0.6 * len(blocks)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, block in zip(axes[:, 0], blocks):
+        block_rows = [r for r in rows if r["block"] == block]
+        y = np.arange(len(block_rows))
+        for offset, key, label in ((-0.2, "knn_top1", "weighted kNN"), (0.2, "linear_top1", "linear probe")):
+            ax.barh(y + offset, [100 * r[key] for r in block_rows], height=0.4, label=label,
+                    xerr=[100 * r[f"{key}_std"] for r in block_rows])
+        ax.set_yticks(y, [r["row"] for r in block_rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(BLOCKS[block], fontsize=9)
+        ax.set_xlabel("top-1 (%)")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "compare.png", dpi=90)
+    plt.close(fig)
+    return "compare.png"
+
+
+# ---------------------------------------------------------------------------- driver
+def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, log=print) -> dict:
+    """Runs every (row, seed) not already in ``<out>/runs.jsonl``; writes the tables."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = selected_rows(cfg)
+    runs = RunLog(out / "runs.jsonl", "row")
+    data = EvalData(cfg)
+    results, info = [], {}
+    start = time.time()
+
+    def report(name: str, result: dict) -> None:
+        log(f"[{(time.time() - start) / 60:5.1f} min] {name:<36} seed {result['seed']}: kNN "
+            f"{100 * result['knn_top1']:.2f}%  linear {100 * result['linear_top1']:.2f}%  ({result['seconds']:.0f} s)")
+
+    teacher = None
+    if any(r.teacher == "self" for r in rows):
+        teacher = teacher_config(cfg)
+        result, fresh = runs.run(TEACHER_ROW, run_key(teacher, cfg, "teacher"),
+                                 lambda: run_teacher(cfg, teacher, out, data))
+        results.append(result)
+        info[TEACHER_ROW] = {"needs_labels": "yes" if teacher.method_class.needs_labels else "no", "teacher": "–",
+                             "views": "own"}
+        if fresh:
+            report(TEACHER_ROW, result)
+    bases = {}
+    for row in rows:
+        values = bases.setdefault(row.base_config, read_config_values(row.base_config))
+        for seed in range(cfg.seeds):
+            pcfg = row_config(cfg, row, seed, out, values, teacher)
+            teacher_hash = teacher.hash() if row.teacher == "self" else None
+            key = run_key(pcfg, cfg, row.method == RANDOM, cfg.stages, teacher_hash)
+            result, fresh = runs.run(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg))
+            results.append(result)
+            info[row.name] = describe(row, pcfg, teacher)
+            if fresh:
+                report(row.name, result)
+    table = aggregate(results, rows, info)
+    summary = {"config": dataclasses.asdict(cfg), "rows": table, "runs": results,
+               "minutes": round((time.time() - start) / 60, 1)}
+    atomic_write_text(out / "compare.md", format_markdown(table, cfg) + "\n")
+    if figures and table:
+        summary["figures"] = [write_bar_plot(out, table)]
+    atomic_write_json(out / "compare.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    return experiment_main(argv, module="compare", doc=__doc__, default_config=DEFAULT_CONFIG,
+                           config_class=CompareConfig, run=run_comparison, format_markdown=format_markdown,
+                           presets="small, full, grouping", out="runs/compare",
+                           selections={"rows": "row names or methods (default: all)",
+                                       "blocks": f"known: {', '.join(BLOCKS)}"})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

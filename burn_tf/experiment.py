@@ -1,0 +1,228 @@
+"""What the multi-run experiment commands share (``python -m burn_tf.ablate``,
+``python -m burn_tf.compare``): a budget config with presets, one pretraining config per
+(run, seed) with that budget imposed, the pretraining run itself, the demo's evaluation
+(weighted kNN and a linear probe on Fashion-MNIST test), a ``runs.jsonl`` log that lets a
+rerun skip finished runs, and mean ± std over seeds.
+
+Each run is pretrained through :func:`burn_tf.pretrain.pretrain_stage` — the code the CLI
+runs — and its exported backbone is evaluated by :func:`burn_tf.demo.evaluate_features`,
+so an experiment's numbers are the demo's numbers for another config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from burn_tf.backbone import load_backbone
+from burn_tf.callbacks import StepRecorder
+from burn_tf.config import ConfigError, PretrainConfig, apply_overrides, config_from_dict, read_config_values
+from burn_tf.data import load_fashion_mnist_arrays
+from burn_tf.demo import DemoEvalConfig, evaluate_features
+from burn_tf.evaluate.features import extract_features
+from burn_tf.io import atomic_write_json
+from burn_tf.models.backbones import build_backbone
+from burn_tf.pretrain import pretrain_stage
+from burn_tf.schema import build_dataclass
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """The budget every run of an experiment shares, and its evaluation. Subclasses add
+    what they run (the ablation's variants, the comparison's rows)."""
+
+    overrides: List[str] = dataclasses.field(default_factory=list)  # key=value for every run
+    seeds: int = 3
+    steps: int = 64  # per stage
+    batch_size: int = 128
+    data_limit: Optional[int] = 20000  # pretrain on the first N training images
+    knn_bank: int = 10000
+    knn_queries: int = 2000
+    knn_k: int = 200
+    knn_temperature: float = 0.07
+    linear_epochs: int = 10
+    linear_learning_rate: float = 0.1
+    run_eagerly: bool = False  # tiny presets: skip tracing the train step
+
+    def __post_init__(self):
+        for key in ("seeds", "steps", "batch_size", "knn_bank", "knn_queries", "knn_k", "linear_epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+
+
+def load_experiment_config(cls: type, path, preset: str | None = None):
+    """``cls`` built from ``path``'s keys, then those of ``presets.<preset>`` on top."""
+    values = read_config_values(path)
+    presets = values.pop("presets", {}) or {}
+    if preset is not None:
+        if preset not in presets:
+            raise ConfigError(f"preset {preset!r} is not one of {sorted(presets)}")
+        values.update(presets[preset])
+    return build_dataclass(cls, values, "")
+
+
+def budget_overrides(cfg: ExperimentConfig, seed: int, steps: int | None = None, shared: bool = True) -> list[str]:
+    """The ``--set`` overrides that give a run the experiment's budget and seed (and, with
+    ``shared``, the experiment's ``overrides``)."""
+    return [
+        *(cfg.overrides if shared else ()), f"train.seed={seed}", f"train.batch_size={cfg.batch_size}",
+        f"train.steps_per_epoch={steps or cfg.steps}", "train.epochs=1", "train.verbose=0",
+        f"train.run_eagerly={str(cfg.run_eagerly).lower()}",
+        f"data.limit={'null' if cfg.data_limit is None else cfg.data_limit}",
+    ]
+
+
+def build_run_config(values: dict, overrides: Sequence[str], what: str) -> PretrainConfig:
+    """``values`` (a pretraining config's keys, not modified) with ``overrides``; a
+    ConfigError names the run (``what``)."""
+    try:
+        return config_from_dict(apply_overrides(copy.deepcopy(values), list(overrides)))
+    except ConfigError as err:
+        raise ConfigError(f"{what}: {err}") from None
+
+
+def run_key(pcfg: PretrainConfig, cfg: ExperimentConfig, *extra) -> str:
+    """Identity of a finished run: its pretraining config, what else defines it and the
+    evaluation's size (a rerun with the same key is skipped)."""
+    blob = json.dumps([pcfg.hash(), *extra, cfg.knn_bank, cfg.knn_queries, cfg.linear_epochs], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class EvalData:
+    """The kNN bank / probe training images and the queries, loaded once."""
+
+    def __init__(self, cfg: ExperimentConfig):
+        x_train, y_train = load_fashion_mnist_arrays("train")
+        x_test, y_test = load_fashion_mnist_arrays("test")
+        self.x_bank, self.y_bank = x_train[: cfg.knn_bank], y_train[: cfg.knn_bank]
+        self.x_query, self.y_query = x_test[: cfg.knn_queries], y_test[: cfg.knn_queries]
+        self.eval_cfg = DemoEvalConfig(knn_k=min(cfg.knn_k, cfg.knn_bank), knn_temperature=cfg.knn_temperature,
+                                       linear_epochs=cfg.linear_epochs,
+                                       linear_learning_rate=cfg.linear_learning_rate)
+
+    def evaluate(self, model: tf.keras.Model, seed: int) -> dict:
+        bank = extract_features(model, self.x_bank)
+        query = extract_features(model, self.x_query)
+        return evaluate_features(bank, self.y_bank, query, self.y_query, self.eval_cfg, seed=seed)
+
+
+def random_init_backbone(pcfg: PretrainConfig, seed: int) -> tf.keras.Model:
+    """The student ``pcfg`` would start stage 1 from, never trained (the floor)."""
+    tf.keras.utils.set_random_seed(seed + 1)  # what pretrain_stage does before building stage 1
+    return build_backbone(pcfg.backbone, 1, name="random_student")
+
+
+_STAGE_KEYS = ("target_collapsed", "collapse_step", "target_entropy_min", "target_entropy_fraction_min", "kl_min",
+               "train_seconds")
+
+
+def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, steps_path: Path | None = None
+                 ) -> tuple[tf.keras.Model, dict]:
+    """Pretrains ``stages`` of ``pcfg`` in ``run_dir`` (a stage 2 continues the stage 1
+    already there); returns the last stage's exported backbone and a summary: the last
+    stage's collapse metrics (methods with a moving target report them), the first and last
+    step's loss, ``train_seconds`` summed over the stages. Every step's scalars go to
+    ``steps_path`` (JSON, the stages one after the other)."""
+    records, summary, seconds = [], {}, 0.0
+    for stage in stages:
+        recorder = StepRecorder()
+        metrics = pretrain_stage(pcfg, stage, run_dir, overwrite=True, extra_callbacks=[recorder])
+        summary = {k: metrics[k] for k in _STAGE_KEYS if k in metrics}
+        seconds += metrics.get("train_seconds", 0.0)
+        records.extend({**r, "stage": stage} for r in recorder.records)
+    summary["train_seconds"] = round(seconds, 1)
+    if records:
+        summary["loss_first"], summary["loss_last"] = records[0]["loss"], records[-1]["loss"]
+    if steps_path is not None:
+        atomic_write_json(steps_path, records)
+    model, _ = load_backbone(run_dir / f"stage{stages[-1]}" / "backbone")
+    return model, summary
+
+
+class RunLog:
+    """``runs.jsonl``: one line per finished run, ``{<name_field>: …, "key": …, …}``. A run
+    already logged under the same name and key is not run again."""
+
+    def __init__(self, path: Path, name_field: str):
+        self.path, self.name_field = Path(path), name_field
+        self.done = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                record = json.loads(line)
+                # Two runs may share a pretraining config (a floor is never trained): the
+                # name is part of the identity.
+                self.done[record[name_field], record["key"]] = record
+
+    def run(self, name: str, key: str, fn: Callable[[], dict]) -> tuple[dict, bool]:
+        """(the logged result, False) or (``fn()`` with its key and seconds, True)."""
+        if (name, key) in self.done:
+            return self.done[name, key], False
+        start = time.time()
+        result = {**fn(), self.name_field: name, "key": key}
+        result["seconds"] = round(time.time() - start, 1)
+        with self.path.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+        self.done[name, key] = result
+        return result, True
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample std (ddof 1; 0 for one value) of the finite values; NaNs if none."""
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def format_mean_std(row: dict, key: str, scale: float = 100.0, digits: int = 2) -> str:
+    """``row[key] ± row[key_std]`` (``–`` when missing), scaled (100: a fraction in %)."""
+    m, s = row.get(key, float("nan")), row.get(f"{key}_std", float("nan"))
+    return "–" if m is None or math.isnan(m) else f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
+
+
+def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_config: str, config_class: type,
+                    run: Callable, format_markdown: Callable, selections: dict[str, str], presets: str,
+                    out: str) -> int:
+    """The command line of an experiment (``python -m burn_tf.<module>``): ``--config``,
+    ``--preset``, ``--seeds``, one comma-separated option per list key of ``selections``
+    (key → help), ``--out``, ``--no-figures``, ``--json``. Exit status 2 on a bad config."""
+    parser = argparse.ArgumentParser(prog=f"python -m burn_tf.{module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=default_config, help=f"the YAML (default: the shipped {default_config})")
+    parser.add_argument("--preset", default=None, help=f"a preset of the config ({presets})")
+    parser.add_argument("--seeds", type=int, default=None)
+    for key, help_text in selections.items():
+        parser.add_argument(f"--{key}", default=None, help=f"comma-separated; {help_text}")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_experiment_config(config_class, args.config, args.preset)
+        changes = {"seeds": args.seeds} if args.seeds is not None else {}
+        for key in selections:
+            if getattr(args, key):
+                changes[key] = [v.strip() for v in getattr(args, key).split(",") if v.strip()]
+        cfg = dataclasses.replace(cfg, **changes)
+        summary = run(cfg, args.out, figures=not args.no_figures,
+                      log=(lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print)
+    except (ConfigError, OSError, FloatingPointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(summary["rows"], indent=2))
+    else:
+        print(format_markdown(summary["rows"], cfg))
+        print(f"\n{summary['minutes']} min; table and figures in {args.out}")
+    return 0
