@@ -61,8 +61,8 @@ class BYOL(MomentumMethod):
         self.predictor = build_projector(cfg.projector_dim, cfg.predictor_hidden, cfg.projector_dim, "predictor")
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
-        use_batch_statistics(self.momentum_backbone)
-        use_batch_statistics(self.momentum_projector)
+        use_batch_statistics(self.momentum_backbone, backbone)
+        use_batch_statistics(self.momentum_projector, self.projector)
 
     def trainable_groups(self):
         return {"backbone": self.backbone.trainable_variables,

@@ -67,14 +67,22 @@ def build_projector(input_dim: int, hidden: int, output: int, name: str, layers:
     return tf.keras.Model(inputs, x, name=name)
 
 
-def use_batch_statistics(target: tf.keras.Model) -> None:
+def use_batch_statistics(target: tf.keras.Model, online: tf.keras.Model) -> None:
     """The frozen target's BatchNorms compute with their own batch statistics when called
-    with ``training=True`` (and keep their own moving averages): a Keras BatchNormalization
-    whose ``trainable`` is False always runs in inference mode, with moving statistics that
-    would then never move. The target model stays frozen (no trainable weights)."""
-    for layer in _all_layers(target):
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            layer.trainable = True
+    with ``training=True`` (and keep their own moving averages), synchronized across
+    replicas exactly when the online network's are.
+
+    Two Keras facts make this necessary: a BatchNormalization whose ``trainable`` is False
+    always runs in inference mode (its moving statistics would then never move), and
+    ``clone_model`` (:meth:`MomentumMethod.add_momentum_pair`) drops ``synchronized``, which
+    is not part of the layer's config. The target model stays frozen (no trainable
+    weights)."""
+    for layer_online, layer_target in zip(_all_layers(online), _all_layers(target)):
+        if isinstance(layer_target, tf.keras.layers.BatchNormalization):
+            layer_target.trainable = True
+            layer_target.synchronized = layer_online.synchronized
+            if layer_online.synchronized:
+                layer_target.fused = False  # the fused kernel cannot synchronise
 
 
 def _all_layers(model):
@@ -140,7 +148,7 @@ class MoCoV2(MomentumMethod):
                                          batchnorm=False)
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
-        use_batch_statistics(self.momentum_backbone)
+        use_batch_statistics(self.momentum_backbone, backbone)
         self.queue_size = self.negatives_in_queue(cfg)
         # MoCo initialises the queue with random unit vectors (``moco/builder.py``).
         self.queue = replica_shared_variable(

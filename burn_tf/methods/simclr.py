@@ -4,11 +4,13 @@ NeurIPS 2020) — a baseline of the BURN supplement (Sec. 2, Tables 1–2).
     z = g(f(x)) for both views of every image,  loss = NT-Xent(z) at temperature T
 
 Negatives are the other views of the *global* batch: each replica gathers every replica's
-projections (``tf.distribute.ReplicaContext.all_gather``) and computes the loss of its own
-views against all of them, as the official ``tpu_cross_replica_concat``
-(``simclr/tf2/objective.py``) does. The gather's gradient sums the other replicas' gradients
-for this replica's rows (its ``custom_gradient``: all-reduce SUM, then this replica's
-slice), so N replicas compute the gradient one device computes on the global batch.
+projections and computes the loss of its own views against all of them, as the official
+``tpu_cross_replica_concat`` (``simclr/tf2/objective.py``) does — an all-reduce SUM of a
+one-hot-placed tensor, whose gradient gives each replica's rows the sum of every replica's
+gradient for them, so N replicas compute the gradient one device computes on the global
+batch. (``ReplicaContext.all_gather`` has the same gradient, but its ``merge_call`` and the
+extra gather in its gradient made the collectives pair up wrongly with synchronized
+BatchNorm under MirroredStrategy.)
 
 Defaults from the paper and ``google-research/simclr`` (``tf2/README.md``'s ImageNet
 command, "the default hyperparameters in our paper"; ``tf2/model.py``): temperature 0.1;
@@ -26,7 +28,7 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.losses import contrastive
-from burn_tf.methods.base import MethodConfig, PretrainMethod, gather_from_replicas
+from burn_tf.methods.base import MethodConfig, PretrainMethod
 from burn_tf.methods.moco import build_projector
 from burn_tf.methods.registry import register
 from burn_tf.schema import check_range
@@ -48,12 +50,21 @@ class SimCLRV2Config(MethodConfig):
         check_range("method", "projector_dim", self.projector_dim, 1)
 
 
-def replica_offset(local_batch) -> tf.Tensor:
-    """Index of this replica's first example in the global batch (0 on one device)."""
+def cross_replica_concat(tensor: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(every replica's rows in replica order, this replica's first row index)``; on one
+    device ``(tensor, 0)``. As SimCLR's ``tpu_cross_replica_concat``: each replica places
+    its rows in a zero tensor of the global shape (one-hot by replica) and the tensors are
+    summed over replicas. The sum's gradient is the sum of every replica's gradient, so
+    this replica's rows receive what all replicas' losses send them."""
     ctx = tf.distribute.get_replica_context()
     if ctx is None or ctx.num_replicas_in_sync == 1:
-        return tf.constant(0, tf.int32)
-    return tf.cast(ctx.replica_id_in_sync_group, tf.int32) * tf.cast(local_batch, tf.int32)
+        return tensor, tf.constant(0, tf.int32)
+    replicas = ctx.num_replicas_in_sync
+    replica = tf.cast(ctx.replica_id_in_sync_group, tf.int32)
+    placed = tf.einsum("r,n...->rn...", tf.one_hot(replica, replicas, dtype=tensor.dtype), tensor)
+    summed = ctx.all_reduce(tf.distribute.ReduceOp.SUM, placed)
+    local = tf.shape(tensor)[0]
+    return tf.reshape(summed, tf.concat([[replicas * local], tf.shape(tensor)[1:]], 0)), replica * local
 
 
 @register
@@ -80,15 +91,14 @@ class SimCLRV2(PretrainMethod):
         return {"projector": self.projector}
 
     def compute_losses(self, views, labels=None, training=True) -> dict:
-        local = tf.shape(views[0])[0]
         projections = self.projector(self.backbone(tf.concat(views[:2], axis=0), training=training),
                                      training=training)
         view_a, view_b = tf.split(projections, 2, axis=0)
         # One gather for both views (side by side), in global batch order; the gradient
         # flows back through it to the replica that computed each row.
-        everyone = gather_from_replicas(tf.concat([view_a, view_b], axis=1))
+        everyone, first_index = cross_replica_concat(tf.concat([view_a, view_b], axis=1))
         keys_a, keys_b = tf.split(everyone, 2, axis=1)
-        loss = contrastive.nt_xent(view_a, view_b, keys_a, keys_b, replica_offset(local), self.config.temperature)
+        loss = contrastive.nt_xent(view_a, view_b, keys_a, keys_b, first_index, self.config.temperature)
         positive_cosine = tf.reduce_mean(tf.reduce_sum(
             tf.math.l2_normalize(view_a, -1) * tf.math.l2_normalize(view_b, -1), axis=-1))
         return {"loss": loss, "nt_xent": loss, "positive_cosine": positive_cosine}
