@@ -114,11 +114,13 @@ def test_trains_a_full_precision_resnet18():
 
 
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
-    # A queue of one batch: after the first step the negatives are real keys, so the loss
-    # measures instance discrimination among 32 + 32 images, which the network learns.
+    # A queue of one batch of 32 keys. The first epoch replaces the random initial queue (easy
+    # negatives) with real keys, which raises the loss; from then on the loss measures
+    # instance discrimination among the 64 images, which the network learns.
     model = make_moco(queue_size=32, tau_start=0.99, tau_end=0.99)
-    history = model.fit(fashion_views(128, 32), epochs=4, verbose=0)
-    losses = history.history["loss"]
+    views = fashion_views(64, 32)
+    model.fit(views, epochs=1, verbose=0)
+    losses = model.fit(views, epochs=4, verbose=0).history["loss"]
     assert losses[-1] < losses[0], losses
 
 
