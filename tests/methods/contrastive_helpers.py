@@ -1,0 +1,44 @@
+"""Shared by the contrastive / momentum method tests: tiny backbones, real Fashion-MNIST
+views, and the pretraining CLI at a tiny size."""
+
+import json
+
+import tensorflow as tf
+
+from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.models.resnet import resnet18
+from burn_tf.pretrain import main
+
+# Every shipped YAML at a tiny size through the CLI: 2 steps of 8 images per stage.
+TINY_CLI = ["backbone.width_multiplier=0.125", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
+            "train.verbose=0", "train.run_eagerly=true", "data.limit=32", "data.shuffle_buffer=32",
+            "optimizer.warmup_epochs=0"]
+
+
+def tiny_reactnet(stage=1):
+    return reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125))
+
+
+def tiny_resnet18():
+    return resnet18(input_shape=(32, 32, 3), small_input_stem=True)
+
+
+def fashion_views(images=64, batch=16):
+    """Two augmented views of the first ``images`` Fashion-MNIST training images."""
+    return multi_view_dataset(fashion_mnist("train").take(images), [AugmentConfig(image_size=32)] * 2, batch,
+                              seed=0, cache=True)
+
+
+def first_batch(images=16):
+    return next(iter(fashion_views(images, images)))
+
+
+def run_cli(config, run_dir, overrides, stage="1"):
+    """``python -m burn_tf.pretrain`` in process; returns the last stage's metrics.json."""
+    args = ["--config", config, "--run-dir", str(run_dir), "--stage", stage]
+    for item in [*TINY_CLI, *overrides]:
+        args += ["--set", item]
+    assert main(args) == 0
+    last = "2" if stage == "all" else stage
+    return json.loads((run_dir / f"stage{last}" / "metrics.json").read_text())

@@ -1,0 +1,147 @@
+"""MoCo v2: the queue (FIFO, gathered keys, checkpointed), the momentum encoder (exact EMA of
+weights, its own BatchNorm statistics), stages, an FP backbone, the CLI, two replicas."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from contrastive_helpers import first_batch, fashion_views, run_cli, tiny_reactnet, tiny_resnet18
+from method_helpers import snapshot
+
+from burn_tf.backbone import load_backbone
+from burn_tf.methods import MoCoV2, MoCoV2Config, method_class
+from burn_tf.pretrain import checkpoint_for
+from burn_tf.schema import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_moco(backbone=None, lr=1e-2, **cfg):
+    settings = dict(queue_size=32, projector_hidden=16, projector_dim=8)
+    model = MoCoV2(backbone or tiny_reactnet(), MoCoV2Config(**{**settings, **cfg}))
+    model.compile(optimizer=tf.keras.optimizers.Adam(lr), run_eagerly=True)
+    return model
+
+
+def test_registered_and_config_errors_name_the_key():
+    assert method_class("moco_v2") is MoCoV2 and MoCoV2.Config is MoCoV2Config
+    with pytest.raises(ConfigError, match="method.temperature"):
+        MoCoV2Config(temperature=0)
+    with pytest.raises(ConfigError, match="method.queue_size"):
+        MoCoV2Config(queue_size=0)
+
+
+def test_queue_must_be_a_multiple_of_the_global_batch():
+    model = make_moco(queue_size=24)
+    v1, v2 = first_batch(16)
+    with pytest.raises(ValueError, match=r"method.queue_size.*multiple of the global batch size 16"):
+        model.train_on_batch((v1, v2))
+
+
+def test_step_enqueues_the_momentum_keys_first_in_first_out_and_wraps():
+    model = make_moco(queue_size=32, tau_start=0.9, tau_end=0.9)
+    v1, v2 = first_batch(16)
+    initial_queue = model.queue.numpy().copy()
+    # The keys the step will compute: the momentum encoder before the step, its BatchNorm on
+    # the batch's own statistics (training=True), L2-normalised.
+    keys = model.momentum_projector(model.momentum_backbone(v2, training=True), training=True)
+    expected = tf.math.l2_normalize(keys, axis=1).numpy()
+    model.train_on_batch((v1, v2))
+    np.testing.assert_allclose(model.queue.numpy()[:16], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(model.queue.numpy()[16:], initial_queue[16:])
+    assert int(model.queue_pointer.numpy()) == 16
+    model.train_on_batch((v1, v2))
+    assert int(model.queue_pointer.numpy()) == 0  # wrapped around
+    assert not np.array_equal(model.queue.numpy()[16:], initial_queue[16:])
+
+
+def test_momentum_encoder_is_the_exact_ema_of_weights_with_its_own_batch_statistics():
+    model = make_moco(tau_start=0.9, tau_end=0.9)
+    assert not model.momentum_backbone.trainable_weights and not model.momentum_projector.trainable_weights
+    assert {id(v) for v in model.train_variables()}.isdisjoint(
+        {id(v) for v in model.momentum_backbone.weights + model.momentum_projector.weights})
+    before = snapshot(model.momentum_backbone.weights)
+    model.train_on_batch(first_batch(16))
+    # The clone lists its weights in the online network's order.
+    trainable = {id(v) for v in model.backbone.trainable_weights}
+    emas = moved_statistics = 0
+    for w_online, w, old in zip(model.backbone.weights, model.momentum_backbone.weights, before):
+        if id(w_online) in trainable:
+            np.testing.assert_allclose(w.numpy(), 0.9 * old + 0.1 * w_online.numpy(), rtol=1e-5, atol=1e-6)
+            emas += 1
+        elif "moving_" in w.name:
+            # Its own statistics of its own batch: not an EMA of the online network's.
+            moved_statistics += not np.array_equal(w.numpy(), old)
+            assert not np.allclose(w.numpy(), 0.9 * old + 0.1 * w_online.numpy())
+    assert emas == len(model.backbone.trainable_weights) and moved_statistics > 0
+
+
+def test_queue_and_pointer_are_checkpointed_and_restored(tmp_path):
+    model = make_moco()
+    model.train_on_batch(first_batch(16))
+    path = checkpoint_for(model).save(str(tmp_path / "ckpt"))
+    restored = make_moco()
+    checkpoint_for(restored).restore(path).assert_existing_objects_matched()
+    np.testing.assert_array_equal(restored.queue.numpy(), model.queue.numpy())
+    assert int(restored.queue_pointer.numpy()) == 16
+
+
+def test_stage2_takes_the_online_networks_and_restarts_the_momentum_encoder_from_them():
+    stage1 = make_moco()
+    stage1.train_on_batch(first_batch(16))
+    stage2 = make_moco(tiny_reactnet(stage=2))
+    stage2.init_from_previous_stage(stage1)
+    for a, b in zip(stage2.projector.get_weights(), stage1.projector.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for _, online, target in stage2.momentum_pairs:
+        for a, b in zip(target.get_weights(), online.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    logs = stage2.train_on_batch(first_batch(16), return_dict=True)
+    assert np.isfinite(logs["loss"])
+
+
+def test_trains_a_full_precision_resnet18():
+    model = make_moco(tiny_resnet18(), lr=1e-3)
+    weights = snapshot(model.backbone.trainable_variables)
+    logs = model.train_on_batch(first_batch(16), return_dict=True)
+    assert np.isfinite(logs["info_nce"]) and model.feature_dim == 512
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(weights, model.backbone.trainable_variables))
+
+
+def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
+    # A queue of one batch of 32 keys. The first epoch replaces the random initial queue (easy
+    # negatives) with real keys, which raises the loss; from then on the loss measures
+    # instance discrimination among the 64 images, which the network learns.
+    model = make_moco(queue_size=32, tau_start=0.99, tau_end=0.99)
+    views = fashion_views(64, 32)
+    model.fit(views, epochs=1, verbose=0)
+    losses = model.fit(views, epochs=4, verbose=0).history["loss"]
+    assert losses[-1] < losses[0], losses
+
+
+def test_pretrain_cli_runs_moco_v2_yaml_through_both_stages(fashion_mnist_available, tmp_path):
+    metrics = run_cli("moco_v2", tmp_path, ["method.queue_size=16", "method.projector_hidden=16"], stage="all")
+    assert metrics["method"] == "moco_v2" and metrics["stage"] == 2 and np.isfinite(metrics["loss"])
+    _, meta = load_backbone(tmp_path / "stage2" / "backbone")
+    assert meta["method"] == "moco_v2" and (tmp_path / "stage2" / "backbone" / "projector.keras").exists()
+
+
+def test_two_replicas_match_one_device_for_the_queue_and_cross_replica_negatives(fashion_mnist_available):
+    """MirroredStrategy over 2 logical CPUs vs one device, same weights and global batches
+    (tests/distributed/contrastive_replicas.py): MoCo's gathered queue, SimCLR's negatives
+    from every replica with gradients through them."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "contrastive_replicas.py"),
+                           "moco_v2", "simclr_v2"], capture_output=True, text=True, timeout=1200, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, result in results.items():
+        assert result["replicas"] == 2 and result["optimizer_iterations"] == [3, 3], (name, result)
+        assert result["loss_max_relative"] < 1e-5, (name, result)
+        assert result["weights_max_relative"] < 1e-4, (name, result)
+    assert results["moco_v2"]["queue_max_abs"] < 1e-5 and results["moco_v2"]["queue_pointer"] == [8, 8]
