@@ -12,8 +12,10 @@ from burn_tf.methods.base import (
     PretrainMethod,
 )
 from burn_tf.methods.burn import BURN, BURNConfig
+from burn_tf.methods.npid import NPID, NPIDConfig
 from burn_tf.methods.registry import method_class, method_names, register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
+from burn_tf.methods.swav import SwAV, SwAVConfig
 
 __all__ = [
     "BURN",
@@ -21,9 +23,13 @@ __all__ = [
     "DistillationMethod",
     "MethodConfig",
     "MomentumMethod",
+    "NPID",
+    "NPIDConfig",
     "PretrainMethod",
     "S2BNN",
     "S2BNNConfig",
+    "SwAV",
+    "SwAVConfig",
     "method_class",
     "method_names",
     "register",
