@@ -12,6 +12,7 @@ from burn_tf.methods.base import (
     PretrainMethod,
 )
 from burn_tf.methods.burn import BURN, BURNConfig
+from burn_tf.methods.moco import MoCoV2, MoCoV2Config
 from burn_tf.methods.npid import NPID, NPIDConfig
 from burn_tf.methods.registry import method_class, method_names, register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
@@ -22,6 +23,8 @@ __all__ = [
     "BURNConfig",
     "DistillationMethod",
     "MethodConfig",
+    "MoCoV2",
+    "MoCoV2Config",
     "MomentumMethod",
     "NPID",
     "NPIDConfig",
