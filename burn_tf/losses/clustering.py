@@ -76,13 +76,11 @@ def spherical_kmeans(features, num_groups: int, iterations: int = 5):
     """Spherical k-means (CLD supplement §3, Eq. 1): assign each row to the centroid of
     largest cosine, move each centroid to the normalised mean of its rows; ``iterations``
     rounds from the first ``num_groups`` rows (CLD ``spectral_clustering.KMeans``
-    initialises from the first K rows too; 5 rounds in its CIFAR scripts). A group left
-    empty keeps its centroid. No gradient. Returns (labels [N] int64 of the last
+    initialises from the first K rows too; 5 rounds in its CIFAR scripts; with fewer rows
+    than groups the rows repeat). A group left empty keeps its centroid. No gradient. Returns (labels [N] int64 of the last
     assignment, centroids [K, D] unit rows)."""
     x = tf.math.l2_normalize(tf.stop_gradient(tf.cast(features, tf.float32)), axis=-1, epsilon=1e-12)
-    if x.shape[0] is not None and x.shape[0] < num_groups:
-        raise ValueError(f"k-means needs at least num_groups={num_groups} rows, got {x.shape[0]}")
-    centroids = x[:num_groups]
+    centroids = tf.gather(x, tf.range(num_groups) % tf.shape(x)[0])
     labels = tf.zeros(tf.shape(x)[:1], tf.int64)
     for _ in range(iterations):
         labels = tf.argmax(tf.matmul(x, centroids, transpose_b=True), axis=-1)
@@ -121,7 +119,7 @@ def spectral_grouping(features, num_groups: int, iterations: int = 5):
     Returns (labels [N], centroids [K, D])."""
     labels, _ = spherical_kmeans(spectral_embedding(features, num_groups), num_groups, iterations)
     x = tf.math.l2_normalize(tf.stop_gradient(tf.cast(features, tf.float32)), axis=-1, epsilon=1e-12)
-    fallback = x[:num_groups]
+    fallback = tf.gather(x, tf.range(num_groups) % tf.shape(x)[0])
     return labels, _group_means(x, labels, num_groups, fallback)
 
 

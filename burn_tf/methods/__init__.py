@@ -12,6 +12,7 @@ from burn_tf.methods.base import (
     PretrainMethod,
 )
 from burn_tf.methods.burn import BURN, BURNConfig
+from burn_tf.methods.cld import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID
 from burn_tf.methods.moco import MoCoV2, MoCoV2Config
 from burn_tf.methods.npid import NPID, NPIDConfig
 from burn_tf.methods.registry import method_class, method_names, register
@@ -21,6 +22,10 @@ from burn_tf.methods.swav import SwAV, SwAVConfig
 __all__ = [
     "BURN",
     "BURNConfig",
+    "CLD",
+    "CLDConfig",
+    "CLDOnMoCo",
+    "CLDOnNPID",
     "DistillationMethod",
     "MethodConfig",
     "MoCoV2",

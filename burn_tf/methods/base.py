@@ -123,6 +123,19 @@ def gather_from_replicas(tensor: tf.Tensor) -> tf.Tensor:
     return ctx.all_gather(tensor, axis=0)
 
 
+def gather_in_order(tensors: list, after) -> list:
+    """:func:`gather_from_replicas` of each tensor, the first after ``after`` (the loss) and
+    each after the previous: several gathers with nothing ordering them could be launched
+    in different orders on different replicas and pair up wrongly."""
+    gathered = []
+    previous = after
+    for tensor in tensors:
+        with tf.control_dependencies(tf.nest.flatten(previous)):
+            previous = gather_from_replicas(tensor)
+        gathered.append(previous)
+    return gathered
+
+
 def mean_over_replicas(values: dict) -> dict:
     """Scalars averaged over replicas (one all-reduce for all); unchanged on one device."""
     ctx = tf.distribute.get_replica_context()

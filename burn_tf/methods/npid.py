@@ -30,7 +30,7 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.losses import clustering
-from burn_tf.methods.base import MethodConfig, PretrainMethod, gather_from_replicas, replica_shared_variable
+from burn_tf.methods.base import MethodConfig, PretrainMethod, gather_in_order, replica_shared_variable
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.schema import check_range
@@ -112,15 +112,15 @@ class NPID(PretrainMethod):
         return clustering.instance_discrimination_loss(features, self.memory_bank, index, self.config.temperature,
                                                        negative_index)
 
-    def update_bank(self, index, features, after) -> None:
+    def update_bank(self, index, features, after):
         """v_i ← normalise(m·v_i + (1 − m)·f_i) for the images of every replica; gathered
-        after ``after`` (the loss) so collectives run in the same order on every replica."""
-        with tf.control_dependencies([after]):
-            every_index = gather_from_replicas(tf.cast(index, tf.int64))
-            every_feature = gather_from_replicas(tf.stop_gradient(features))
+        after ``after`` (the loss) so collectives run in the same order on every replica.
+        Returns the written rows (to order a later write after this one)."""
+        every_feature, every_index = gather_in_order([tf.stop_gradient(features), tf.cast(index, tf.int64)], after)
         rows = clustering.memory_bank_rows(tf.gather(self.memory_bank, every_index), every_feature,
                                            self.config.bank_momentum)
         self.memory_bank.scatter_nd_update(every_index[:, None], rows)
+        return rows
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         features = self.instance_features(views[0], training)

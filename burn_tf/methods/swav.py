@@ -47,7 +47,7 @@ from burn_tf.methods.base import (
     MethodConfig,
     PretrainMethod,
     assign_on_every_replica,
-    gather_from_replicas,
+    gather_in_order,
     replica_shared_variable,
 )
 from burn_tf.methods.registry import register
@@ -166,11 +166,10 @@ class SwAV(PretrainMethod):
             start = end
         return embedded
 
-    def assignments(self, scores, queue_scores):
-        """Sinkhorn codes of this replica's rows, computed on the global batch (and the
-        queue when it is in use)."""
+    def assignments(self, scores, every, queue_scores):
+        """Sinkhorn codes of this replica's rows (``scores``), computed on the global
+        batch's (``every``) and the queue's when it is in use."""
         cfg = self.config
-        every = gather_from_replicas(tf.stop_gradient(scores))
 
         def sinkhorn(rows):
             return losses.sinkhorn_log_assignment(rows, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
@@ -196,11 +195,11 @@ class SwAV(PretrainMethod):
         kernel = tf.where(frozen, tf.stop_gradient(kernel), kernel)
         scores = [tf.matmul(z, kernel) for z in embedded]
         # Every forward pass (and its synchronized BatchNorms) before the gathers.
-        with tf.control_dependencies(scores):
-            log_codes = []
-            for i in range(LARGE_CROPS):
-                queue_scores = tf.matmul(self.queue[i], tf.stop_gradient(kernel)) if cfg.queue_size else None
-                log_codes.append(self.assignments(scores[i], queue_scores))
+        every = gather_in_order([tf.stop_gradient(s) for s in scores[:LARGE_CROPS]], after=scores)
+        log_codes = []
+        for i in range(LARGE_CROPS):
+            queue_scores = tf.matmul(self.queue[i], tf.stop_gradient(kernel)) if cfg.queue_size else None
+            log_codes.append(self.assignments(scores[i], every[i], queue_scores))
         loss = clustering.swapped_prediction_loss(log_codes, scores, cfg.temperature)
         if training and cfg.queue_size:
             self.push_to_queue(embedded[:LARGE_CROPS], loss)
@@ -209,8 +208,7 @@ class SwAV(PretrainMethod):
 
     def push_to_queue(self, large_embeddings, after) -> None:
         """Newest first, oldest dropped; only from ``queue_start_step`` on."""
-        with tf.control_dependencies([after]):
-            every = [gather_from_replicas(tf.stop_gradient(z)) for z in large_embeddings]
+        every = gather_in_order([tf.stop_gradient(z) for z in large_embeddings], after)
         size = self.config.queue_size
         pushed = tf.stack([tf.concat([z, self.queue[i]], axis=0)[:size] for i, z in enumerate(every)])
         started = self.global_step >= self.config.queue_start_step
