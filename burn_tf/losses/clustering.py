@@ -75,17 +75,34 @@ def memory_bank_rows(old_rows, features, momentum: float = 0.5):
 def spherical_kmeans(features, num_groups: int, iterations: int = 5):
     """Spherical k-means (CLD supplement §3, Eq. 1): assign each row to the centroid of
     largest cosine, move each centroid to the normalised mean of its rows; ``iterations``
-    rounds from the first ``num_groups`` rows (CLD ``spectral_clustering.KMeans``
-    initialises from the first K rows too; 5 rounds in its CIFAR scripts; with fewer rows
-    than groups the rows repeat). A group left empty keeps its centroid. No gradient. Returns (labels [N] int64 of the last
+    rounds (5 in CLD's CIFAR scripts). Initial centroids: farthest-point seeding from the
+    first row (:func:`farthest_point_rows`), deterministic so every replica computes the
+    same groups; CLD's ``spectral_clustering.KMeans`` starts from the first K rows, which
+    can put two centroids in one group and merge two others. A group left empty keeps its
+    centroid. No gradient. Returns (labels [N] int64 of the last
     assignment, centroids [K, D] unit rows)."""
     x = tf.math.l2_normalize(tf.stop_gradient(tf.cast(features, tf.float32)), axis=-1, epsilon=1e-12)
-    centroids = tf.gather(x, tf.range(num_groups) % tf.shape(x)[0])
+    centroids = tf.gather(x, farthest_point_rows(x, num_groups))
     labels = tf.zeros(tf.shape(x)[:1], tf.int64)
     for _ in range(iterations):
         labels = tf.argmax(tf.matmul(x, centroids, transpose_b=True), axis=-1)
         centroids = _group_means(x, labels, num_groups, centroids)
     return labels, centroids
+
+
+def farthest_point_rows(x, count: int):
+    """``count`` row indices of unit rows ``x``: the first row, then repeatedly the row
+    least similar (cosine) to every row chosen so far (k-means++ without the sampling).
+    With fewer distinct rows than ``count``, rows repeat."""
+    def body(i, chosen, closest):
+        row = tf.cast(tf.argmin(closest), tf.int32)
+        chosen = tf.tensor_scatter_nd_update(chosen, [[i]], [row])
+        return i + 1, chosen, tf.maximum(closest, tf.linalg.matvec(x, x[row]))
+
+    closest = tf.fill(tf.shape(x)[:1], -2.0)  # below any cosine: the first pick is row 0
+    _, chosen, _ = tf.while_loop(lambda i, *_: i < count, body,
+                                 (tf.constant(0), tf.zeros((count,), tf.int32), closest))
+    return chosen
 
 
 def _group_means(x, labels, num_groups: int, previous):

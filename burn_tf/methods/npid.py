@@ -119,7 +119,8 @@ class NPID(PretrainMethod):
         every_feature, every_index = gather_in_order([tf.stop_gradient(features), tf.cast(index, tf.int64)], after)
         rows = clustering.memory_bank_rows(tf.gather(self.memory_bank, every_index), every_feature,
                                            self.config.bank_momentum)
-        self.memory_bank.scatter_nd_update(every_index[:, None], rows)
+        # A whole-variable assign: a MirroredVariable has no scatter update in replica context.
+        self.memory_bank.assign(tf.tensor_scatter_nd_update(self.memory_bank, every_index[:, None], rows))
         return rows
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
