@@ -98,6 +98,16 @@ class CrossLevelGroups:
     def build_group_branch(self) -> None:
         self.group_projector = build_head("dense", self.feature_dim, self.config.group_dim, "group_projector")
 
+    # Cooperative hooks: the instance method's networks plus the group head.
+    def trainable_groups(self):
+        return {**super().trainable_groups(), "group_projector": self.group_projector.trainable_variables}
+
+    def checkpoint_modules(self):
+        return {**super().checkpoint_modules(), "group_projector": self.group_projector}
+
+    def exported_heads(self):
+        return {**super().exported_heads(), "group_projector": self.group_projector}
+
     def group_embedding(self, features, training):
         return tf.math.l2_normalize(self.group_projector(features, training=training), axis=-1, epsilon=1e-12)
 
@@ -133,15 +143,6 @@ class CLDOnNPID(CrossLevelGroups, NPID):
                          **kwargs)
         self.build_group_branch()
 
-    def trainable_groups(self):
-        return {**super().trainable_groups(), "group_projector": self.group_projector.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {**super().checkpoint_modules(), "group_projector": self.group_projector}
-
-    def exported_heads(self):
-        return {**super().exported_heads(), "group_projector": self.group_projector}
-
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         index = tf.cast(index, tf.int64)
         features = [self.backbone(v, training=training) for v in views[:2]]
@@ -166,15 +167,6 @@ class CLDOnMoCo(CrossLevelGroups, MoCoV2):
     def __init__(self, backbone, config=None, dataset_size=None, accumulation_steps=1, **kwargs):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
         self.build_group_branch()
-
-    def trainable_groups(self):
-        return {**super().trainable_groups(), "group_projector": self.group_projector.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {**super().checkpoint_modules(), "group_projector": self.group_projector}
-
-    def exported_heads(self):
-        return {**super().exported_heads(), "group_projector": self.group_projector}
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         features = [self.backbone(v, training=training) for v in views[:2]]
