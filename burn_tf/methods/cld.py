@@ -41,7 +41,7 @@ import tensorflow as tf
 from burn_tf.losses import clustering, contrastive
 from burn_tf.methods.base import PretrainMethod, gather_in_order
 from burn_tf.methods.moco import MoCoV2
-from burn_tf.methods.npid import NPID, NPIDConfig
+from burn_tf.methods.npid import NPID, NPIDConfig, require_index
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.schema import check_choice, check_range
@@ -144,7 +144,7 @@ class CLDOnNPID(CrossLevelGroups, NPID):
         self.build_group_branch()
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
-        index = tf.cast(index, tf.int64)
+        index = require_index(self, index)
         features = [self.backbone(v, training=training) for v in views[:2]]
         instance_features = [tf.math.l2_normalize(self.projector(f, training=training), axis=-1, epsilon=1e-12)
                              for f in features]

@@ -54,6 +54,14 @@ class NPIDConfig(MethodConfig):
         check_range("method", "negatives", self.negatives, 0)
 
 
+def require_index(method, index) -> tf.Tensor:
+    """The batch's dataset index as int64, or a clear error when the caller gave none."""
+    if index is None:
+        raise ValueError(f"{type(method).__name__}.compute_losses needs index= (each image's dataset index: "
+                         "multi_view_dataset(with_index=True))")
+    return tf.cast(index, tf.int64)
+
+
 @register
 class NPID(PretrainMethod):
     method_name = "npid"
@@ -124,8 +132,8 @@ class NPID(PretrainMethod):
         return rows
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
+        index = require_index(self, index)
         features = self.instance_features(views[0], training)
-        index = tf.cast(index, tf.int64)
         loss = self.instance_loss(features, index, self.negative_index(tf.shape(features)[0]))
         positive = tf.reduce_mean(tf.reduce_sum(features * tf.gather(self.memory_bank, index), axis=-1))
         if training:

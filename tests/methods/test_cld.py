@@ -87,7 +87,6 @@ def test_moco_branch_trains_and_enqueues_keys():
 
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     model = make_cld(num_groups=4, dataset_size=96)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))  # traced: faster for a dozen steps
     ds = multi_view_dataset(fashion_mnist("train").take(96), [AugmentConfig(image_size=32)] * 2, 32, seed=0,
                             cache=True, with_index=True)
     history = model.fit(ds, epochs=4, verbose=0).history

@@ -83,6 +83,8 @@ def test_parse_batch_tells_labels_from_the_index():
     assert model.parse_batch((v1, index))[1] is None and model.batch_index((v1, index))["index"] is index
     with pytest.raises(ValueError, match="dataset index"):
         model.batch_index((v1,))
+    with pytest.raises(ValueError, match="needs index="):
+        model.compute_losses([v1], None, training=False)
 
 
 def test_needs_the_dataset_size():
@@ -121,7 +123,6 @@ def test_negatives_are_drawn_from_the_bank_and_change_with_the_step():
 
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     model = make_npid(dataset_size=96)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))  # traced: faster for 12 steps
     ds = multi_view_dataset(fashion_mnist("train").take(96), [AugmentConfig(image_size=32)], 32, seed=0,
                             cache=True, with_index=True)
     history = model.fit(ds, epochs=4, verbose=0).history

@@ -91,7 +91,6 @@ def test_queue_fills_from_its_start_step_and_is_used_once_full():
 
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     model = make_swav(queue_size=64, queue_start_step=2, freeze_prototypes_steps=2)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))  # traced: faster for a dozen steps
     large = AugmentConfig(image_size=32, crop_scale=(0.14, 1.0))
     small = AugmentConfig(image_size=SMALL, crop_scale=(0.05, 0.14))
     ds = multi_view_dataset(fashion_mnist("train").take(96), [large, large, small], 32, seed=0, cache=True)
