@@ -1,7 +1,9 @@
 """Run in a subprocess by tests/methods/test_npid.py (the CPU is split into 2 logical devices
 before TensorFlow initialises them). Prints one JSON line.
 
-NPID on a small FP backbone with synchronized BatchNorm, the same initial weights and
+    python tests/distributed/npid_replicas.py [npid|cld]
+
+NPID (or CLD on NPID: two views, k-means of the global batch's group features) on a small FP backbone with synchronized BatchNorm, the same initial weights and
 global batches (images and dataset indices), trained for a few steps on one device and
 under MirroredStrategy over 2 logical CPUs: the losses, weights and the memory bank (rows
 gathered from both replicas, then scattered into a replica-shared variable) must match.
@@ -23,7 +25,7 @@ sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods"), str(TESTS / "distribu
 from replicas import StepLosses, comparison_optimizer, weight_difference  # noqa: E402, I001 (splits the CPU)
 
 from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
-from burn_tf.methods import NPID, NPIDConfig  # noqa: E402
+from burn_tf.methods import CLD, NPID, CLDConfig, NPIDConfig  # noqa: E402
 
 GLOBAL_BATCH = 8
 DATASET_SIZE = 24
@@ -40,20 +42,28 @@ def small_backbone():
     return tf.keras.Model(inputs, x, name="backbone")
 
 
+METHOD = sys.argv[1] if len(sys.argv) > 1 else "npid"
+
+
 def build():
     backbone = small_backbone()
     synchronize_batchnorm(backbone)
-    model = NPID(backbone, NPIDConfig(projection_dim=8, negatives=5), dataset_size=DATASET_SIZE)
+    if METHOD == "cld":
+        config = CLDConfig(projection_dim=8, negatives=5, num_groups=3, group_dim=8, group_weight=1.0)
+        model = CLD(backbone, config, dataset_size=DATASET_SIZE)
+    else:
+        model = NPID(backbone, NPIDConfig(projection_dim=8, negatives=5), dataset_size=DATASET_SIZE)
     model.compile(optimizer=comparison_optimizer())
     return model
 
 
 def batches():
     rng = np.random.default_rng(0)
-    images = rng.uniform(size=(STEPS * GLOBAL_BATCH, 32, 32, 3)).astype("float32")
+    views = [rng.uniform(size=(STEPS * GLOBAL_BATCH, 32, 32, 3)).astype("float32")
+             for _ in range(2 if METHOD == "cld" else 1)]
     # Each step a different set of images; the third step revisits rows the first wrote.
     index = np.concatenate([rng.permutation(DATASET_SIZE)[:GLOBAL_BATCH] for _ in range(STEPS)]).astype("int64")
-    return tf.data.Dataset.from_tensor_slices((images, index)).batch(GLOBAL_BATCH, drop_remainder=True)
+    return tf.data.Dataset.from_tensor_slices((*views, index)).batch(GLOBAL_BATCH, drop_remainder=True)
 
 
 def train(strategy, initial):

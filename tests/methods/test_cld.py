@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from method_helpers import view_pair
 from test_base import small_backbone
-from test_npid import run_cli
+from test_npid import run_cli, two_replica_comparison
 
 from burn_tf.config import ConfigError
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
@@ -111,3 +111,9 @@ def test_cli_runs_the_shipped_yaml(config, tmp_path, fashion_mnist_available):
                    "--set", "method.queue_size=32", "--set", "method.projector_hidden=16") == 0
     metrics = json.loads((tmp_path / "run" / "stage1" / "metrics.json").read_text())
     assert metrics["method"] == "cld" and metrics["global_step"] == 4 and np.isfinite(metrics["group"])
+
+
+def test_two_replicas_group_the_global_batch_as_one_device():
+    # Group features gathered from both replicas, the same k-means on each: the group loss,
+    # the weights and the bank match one device on the global batch.
+    two_replica_comparison("cld")

@@ -150,14 +150,20 @@ def test_cli_runs_the_shipped_yaml_through_both_stages(tmp_path, fashion_mnist_a
     assert (tmp_path / "run" / "stage2" / "backbone" / "projector.keras").exists()
 
 
-def test_two_replicas_write_the_same_bank_as_one_device(fashion_mnist_available):
+def two_replica_comparison(method):
+    """tests/distributed/npid_replicas.py ``method``: one device vs 2 logical CPUs."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py")],
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), method],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["bank_rows_written"] > 8  # more than one step's rows
+    # Tolerances as tests/test_distributed.py: float32 sums in another order.
     assert result["loss_max_relative"] < 1e-5, result
     assert result["weights_moved_max_abs"] > 1e-3, result
     assert result["weights_max_relative"] < 1e-4, result
     assert result["bank_max_abs"] < 1e-5, result
+
+
+def test_two_replicas_write_the_same_bank_as_one_device():
+    two_replica_comparison("npid")
