@@ -106,8 +106,22 @@ def build_train_dataset(cfg: PretrainConfig) -> tuple[tf.data.Dataset, int]:
         source, cfg.view_configs(), cfg.train.batch_size, seed=cfg.train.seed,
         shuffle_buffer=cfg.data.shuffle_buffer, drop_remainder=True, repeat=True,
         cache=cfg.data.source == "fashion_mnist", with_labels=cfg.method_class.needs_labels,
+        with_index=cfg.method_class.needs_index,
     )
     return ds, steps
+
+
+def dataset_size(cfg: PretrainConfig) -> int:
+    """Images in the (limited) source: the rows of a ``needs_index`` method's memory bank."""
+    n = int(build_source(cfg).cardinality())
+    if n < 0 and cfg.data.limit is not None:
+        n = cfg.data.limit  # at most this many: rows past the source's end stay unused
+    if n < 0:
+        raise ConfigError(
+            f"method {cfg.method.name!r} keeps one memory-bank row per image, but the size of this "
+            "data source is unknown; set data.limit"
+        )
+    return n
 
 
 def build_teacher_from_config(cfg: PretrainConfig, include_head: bool = False) -> tf.keras.Model:
@@ -141,6 +155,8 @@ def build_method(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None
     if cfg.train.sync_batchnorm:
         synchronize_batchnorm(backbone)
     kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
+    if cls.needs_index:
+        kwargs["dataset_size"] = dataset_size(cfg)
     if cls.needs_teacher:
         return cls(teacher, backbone, cfg.method, **kwargs)
     return cls(backbone, cfg.method, **kwargs)

@@ -569,6 +569,7 @@ def multi_view_dataset(
     with_labels: bool = False,
     num_parallel_calls: Optional[int] = AUTOTUNE,
     chunk_size: Optional[int] = None,
+    with_index: bool = False,
 ) -> tf.data.Dataset:
     """Batched ``(view_1, …, view_N)`` float32 ``[B, S_i, S_i, 3]`` in [0, 1], one view per
     config in ``views`` (each its own :class:`AugmentConfig`: BYOL's asymmetric blur and
@@ -583,7 +584,10 @@ def multi_view_dataset(
     first (small data sets); ``with_labels=True`` appends the label (for monitors and the
     supervised baselines; BURN never needs it). ``chunk_size`` is how many images one
     augmentation call handles (default: about 2**18 output pixels, so the working set
-    stays in cache); the result is rebatched to ``batch_size``.
+    stays in cache); the result is rebatched to ``batch_size``. ``with_index=True``
+    appends, last, each image's int64 position in ``source`` (NPID's memory-bank row):
+    numbered before caching and shuffling, so it is stable across epochs and shuffles.
+    Elements are then ``(views…, [labels,] index)``; without it the batches are unchanged.
     """
     views = list(views)
     if not views:
@@ -603,10 +607,14 @@ def multi_view_dataset(
     groups = _batchable_groups(views)
 
     def output(outs, label):
-        outs = tuple(outs)
-        return outs + (label,) if with_labels else outs
+        # With the index, ``label`` is the pair (label, index) carried through the pipeline.
+        label, index = label if with_index else (label, None)
+        outs = tuple(outs) + ((label,) if with_labels else ())
+        return outs + (index,) if with_index else outs
 
     ds = source
+    if with_index:
+        ds = ds.enumerate().map(lambda i, element: (element[0], (element[1], i)))
     if cache:
         ds = ds.cache()
     if shuffle_buffer and shuffle_buffer > 1:

@@ -14,16 +14,23 @@ from burn_tf.methods.base import (
 from burn_tf.methods.burn import BURN, BURNConfig
 from burn_tf.methods.byol import BYOL, BYOLConfig
 from burn_tf.methods.infomin import InfoMin, InfoMinConfig
+from burn_tf.methods.cld import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID
 from burn_tf.methods.moco import MoCoV2, MoCoV2Config
+from burn_tf.methods.npid import NPID, NPIDConfig
 from burn_tf.methods.registry import method_class, method_names, register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
 from burn_tf.methods.simclr import SimCLRV2, SimCLRV2Config
+from burn_tf.methods.swav import SwAV, SwAVConfig
 
 __all__ = [
     "BURN",
     "BURNConfig",
     "BYOL",
     "BYOLConfig",
+    "CLD",
+    "CLDConfig",
+    "CLDOnMoCo",
+    "CLDOnNPID",
     "DistillationMethod",
     "InfoMin",
     "InfoMinConfig",
@@ -31,11 +38,15 @@ __all__ = [
     "MoCoV2",
     "MoCoV2Config",
     "MomentumMethod",
+    "NPID",
+    "NPIDConfig",
     "PretrainMethod",
     "S2BNN",
     "S2BNNConfig",
     "SimCLRV2",
     "SimCLRV2Config",
+    "SwAV",
+    "SwAVConfig",
     "method_class",
     "method_names",
     "register",

@@ -35,6 +35,15 @@ from ``tau_start`` to ``tau_end`` — BYOL, MoCo v2, InfoMin, CLD).
 The dataset yields ``(view_1, …, view_N)`` batches of images, optionally followed by an
 integer label batch (``needs_labels``); a single image batch is one view.
 
+Dataset index (``needs_index``, NPID's memory bank): the dataset yields
+``(views…, [labels,] index)`` — the index is always *last*, the int64 position of each
+image in the (limited) source, stable across epochs and shuffles
+(``multi_view_dataset(with_index=True)``). :meth:`PretrainMethod.parse_batch` takes it
+off by that position, and the base passes it as ``compute_losses(views, labels, training,
+index=index)`` to such methods only (the others keep their three-argument hook and their
+batches). Such a method takes ``dataset_size=`` (rows of its bank) in its constructor;
+pretraining counts the source and passes it.
+
 Distribution (``tf.distribute``: one device, MirroredStrategy, MultiWorkerMirroredStrategy,
 TPUStrategy). ``train_step`` runs once per replica on that replica's share of the global
 batch. The rules every method follows, so that N replicas compute what one device computes
@@ -112,6 +121,19 @@ def gather_from_replicas(tensor: tf.Tensor) -> tf.Tensor:
     if ctx is None or ctx.num_replicas_in_sync == 1:
         return tensor
     return ctx.all_gather(tensor, axis=0)
+
+
+def gather_in_order(tensors: list, after) -> list:
+    """:func:`gather_from_replicas` of each tensor, the first after ``after`` (the loss) and
+    each after the previous: several gathers with nothing ordering them could be launched
+    in different orders on different replicas and pair up wrongly."""
+    gathered = []
+    previous = after
+    for tensor in tensors:
+        with tf.control_dependencies(tf.nest.flatten(previous)):
+            previous = gather_from_replicas(tensor)
+        gathered.append(previous)
+    return gathered
 
 
 def mean_over_replicas(values: dict) -> dict:
@@ -199,6 +221,8 @@ class PretrainMethod(tf.keras.Model):
     num_views: ClassVar[int] = 2
     needs_labels: ClassVar[bool] = False
     needs_teacher: ClassVar[bool] = False
+    # True: batches end with each image's dataset index, passed as compute_losses(index=).
+    needs_index: ClassVar[bool] = False
     # Scalars compute_losses returns besides "loss" (created as metrics up front: Keras
     # metrics cannot be created inside a traced train_step).
     loss_terms: ClassVar[tuple[str, ...]] = ()
@@ -294,10 +318,13 @@ class PretrainMethod(tf.keras.Model):
 
     def parse_batch(self, data) -> tuple[list, tf.Tensor | None]:
         """``(views, labels)`` from a dataset element: rank-4 tensors are views (in order),
-        a lower-rank tensor is the label batch."""
+        a lower-rank tensor is the label batch (for a ``needs_index`` method: the last one
+        is the index, see :meth:`batch_index`)."""
         flat = tf.nest.flatten(data)
         views = [t for t in flat if t.shape.rank == 4]
         others = [t for t in flat if t.shape.rank != 4]
+        if self.needs_index:
+            others = others[:-1]
         n = self.views_needed
         if len(views) < n:
             names = ", ".join(f"view{i + 1}" for i in range(n))
@@ -311,6 +338,20 @@ class PretrainMethod(tf.keras.Model):
             )
         return views[:n], labels
 
+    def batch_index(self, data) -> dict:
+        """``{"index": …}`` — the keyword arguments that carry the dataset index to
+        ``compute_losses`` — for a ``needs_index`` method (the element's last non-image
+        tensor); ``{}`` for the others."""
+        if not self.needs_index:
+            return {}
+        others = [t for t in tf.nest.flatten(data) if t.shape.rank != 4]
+        if not others:
+            raise ValueError(
+                f"{type(self).__name__} needs each image's dataset index: the dataset must yield "
+                "(views..., [labels,] index) (multi_view_dataset(with_index=True))"
+            )
+        return {"index": others[-1]}
+
     def example_batch(self, batch_size: int = 2) -> tuple[list, tf.Tensor | None]:
         """Zeros shaped like a real batch: builds every variable through the real code path."""
         views = [tf.zeros((batch_size, s, s, 3)) for s in self.view_sizes()]
@@ -321,7 +362,8 @@ class PretrainMethod(tf.keras.Model):
         """Creates every variable (networks, metrics, optimizer slots, accumulators) before a
         checkpoint restore, a stage transfer or a distributed step, so all find the same
         objects and none is created inside ``train_step``."""
-        self.compute_losses(*self.example_batch(), training=False)
+        index = {"index": tf.range(2, dtype=tf.int64)} if self.needs_index else {}
+        self.compute_losses(*self.example_batch(), training=False, **index)
         self.metrics  # noqa: B018 - creates the trackers
         variables = self.train_variables()
         if self.optimizer is not None:
@@ -383,11 +425,12 @@ class PretrainMethod(tf.keras.Model):
 
     def train_step(self, data):
         views, labels = self.parse_batch(data)
+        index = self.batch_index(data)
         groups = self.trainable_groups()
         variables = [v for group in groups.values() for v in group]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            terms = self.compute_losses(views, labels, training=True)
+            terms = self.compute_losses(views, labels, training=True, **index)
             # The replica's mean loss ÷ replicas, gradients summed over replicas below: the
             # gradient of the global batch's mean (equal shares; see the module docstring).
             scaled = tf.cast(terms["loss"], tf.float32) / replicas
@@ -423,7 +466,7 @@ class PretrainMethod(tf.keras.Model):
 
     def test_step(self, data):
         views, labels = self.parse_batch(data)
-        terms = self.compute_losses(views, labels, training=False)
+        terms = self.compute_losses(views, labels, training=False, **self.batch_index(data))
         self.metrics  # noqa: B018
         names = ["loss", *self.loss_terms]
         for name in names:

@@ -1,0 +1,100 @@
+"""Run in a subprocess by tests/methods/test_npid.py (the CPU is split into 2 logical devices
+before TensorFlow initialises them). Prints one JSON line.
+
+    python tests/distributed/npid_replicas.py [npid|cld]
+
+NPID (or CLD on NPID: two views, k-means of the global batch's group features) on a small FP backbone with synchronized BatchNorm, the same initial weights and
+global batches (images and dataset indices), trained for a few steps on one device and
+under MirroredStrategy over 2 logical CPUs: the losses, weights and the memory bank (rows
+gathered from both replicas, then scattered into a replica-shared variable) must match.
+Negatives are sampled (the replica takes its rows of the global batch's draw).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+TESTS = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods"), str(TESTS / "distributed")]
+
+from replicas import StepLosses, comparison_optimizer, weight_difference  # noqa: E402, I001 (splits the CPU)
+
+from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
+from burn_tf.methods import CLD, NPID, CLDConfig, NPIDConfig  # noqa: E402
+
+GLOBAL_BATCH = 8
+DATASET_SIZE = 24
+STEPS = 3
+
+
+def small_backbone():
+    """FP conv (no bias: a bias right before BatchNorm has a zero gradient in exact
+    arithmetic and moves by rounding noise only) + BatchNorm + pooling."""
+    inputs = tf.keras.Input((32, 32, 3))
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, use_bias=False)(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.ReLU()(x))
+    return tf.keras.Model(inputs, x, name="backbone")
+
+
+METHOD = sys.argv[1] if len(sys.argv) > 1 else "npid"
+
+
+def build():
+    backbone = small_backbone()
+    synchronize_batchnorm(backbone)
+    if METHOD == "cld":
+        config = CLDConfig(projection_dim=8, negatives=5, num_groups=3, group_dim=8, group_weight=1.0)
+        model = CLD(backbone, config, dataset_size=DATASET_SIZE)
+    else:
+        model = NPID(backbone, NPIDConfig(projection_dim=8, negatives=5), dataset_size=DATASET_SIZE)
+    model.compile(optimizer=comparison_optimizer())
+    return model
+
+
+def batches():
+    rng = np.random.default_rng(0)
+    views = [rng.uniform(size=(STEPS * GLOBAL_BATCH, 32, 32, 3)).astype("float32")
+             for _ in range(2 if METHOD == "cld" else 1)]
+    # Each step a different set of images; the third step revisits rows the first wrote.
+    index = np.concatenate([rng.permutation(DATASET_SIZE)[:GLOBAL_BATCH] for _ in range(STEPS)]).astype("int64")
+    return tf.data.Dataset.from_tensor_slices((*views, index)).batch(GLOBAL_BATCH, drop_remainder=True)
+
+
+def train(strategy, initial):
+    with strategy.scope():
+        model = build()
+        if initial is not None:
+            model.set_weights(initial)
+    start = model.get_weights()
+    trained_before = [w.numpy() for w in model.train_variables()]
+    bank_before = model.memory_bank.numpy()
+    record = StepLosses()
+    model.fit(batches(), epochs=1, steps_per_epoch=STEPS, verbose=0, callbacks=[record])
+    state = [w.numpy() for w in model.train_variables()]
+    return start, record.values, state, model.memory_bank.numpy(), (bank_before, trained_before)
+
+
+def main():
+    tf.keras.utils.set_random_seed(0)
+    initial, one_losses, one_state, one_bank, (bank_start, one_start) = train(tf.distribute.get_strategy(), None)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    _, two_losses, two_state, two_bank, _ = train(mirrored, initial)
+    print(json.dumps({
+        "replicas": mirrored.num_replicas_in_sync,
+        "losses": [one_losses, two_losses],
+        "loss_max_relative": max(abs(a - b) / abs(a) for a, b in zip(one_losses, two_losses)),
+        "weights_max_relative": max(weight_difference(two, one) for one, two in zip(one_state, two_state)),
+        "weights_moved_max_abs": max(float(np.max(np.abs(one - begin))) for one, begin in zip(one_state, one_start)),
+        "bank_max_abs": float(np.max(np.abs(two_bank - one_bank))),
+        "bank_rows_written": int(np.sum(np.any(one_bank != bank_start, axis=1))),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""CLD on NPID and on MoCo v2: the variant chosen by ``instance``, the cross-level group
+loss on the other view's groups, a short fit, stage 2 and both shipped YAMLs."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from method_helpers import view_pair
+from test_base import small_backbone
+from test_npid import run_cli, two_replica_comparison
+
+from burn_tf.config import ConfigError
+from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
+from burn_tf.losses import clustering
+from burn_tf.methods import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID, method_class
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
+INDEX = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int64)
+
+
+def make_cld(stage=1, reactnet=True, dataset_size=40, **cfg):
+    """CLD on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
+    matter (building a ReActNet takes seconds)."""
+    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125)) if reactnet \
+        else small_backbone()
+    settings = dict(num_groups=3, group_dim=8, projection_dim=8, negatives=16, queue_size=32, projector_hidden=16)
+    model = CLD(backbone, CLDConfig(**{**settings, **cfg}), dataset_size=dataset_size)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
+    return model
+
+
+def test_registered_and_built_by_instance_branch():
+    assert method_class("cld") is CLD and CLD.Config is CLDConfig and CLD.needs_index and CLD.num_views == 2
+    npid, moco = make_cld(reactnet=False), make_cld(instance="moco", reactnet=False)
+    assert type(npid) is CLDOnNPID and type(moco) is CLDOnMoCo
+    assert npid.method_name == moco.method_name == "cld" and npid.views_needed == moco.views_needed == 2
+    assert npid.config.temperature == 0.1 and moco.config.temperature == 0.2  # each branch's default
+    assert "group_projector" in npid.trainable_groups() and "group_projector" in moco.checkpoint_modules()
+
+
+def test_bad_keys_are_named():
+    with pytest.raises(ConfigError, match="method.grouping"):
+        CLDConfig(grouping="dbscan")
+    with pytest.raises(ConfigError, match="method.instance"):
+        CLDConfig(instance="simclr")
+    model = make_cld(num_groups=20, reactnet=False)
+    v1, v2 = view_pair(8)
+    with pytest.raises(ValueError, match="method.num_groups=20"):
+        model.compute_losses([v1, v2], None, training=True, index=INDEX)
+
+
+@pytest.mark.parametrize("grouping", clustering.GROUPINGS)
+def test_group_loss_uses_the_other_views_groups(grouping):
+    model = make_cld(grouping=grouping, reactnet=False)
+    v1, v2 = view_pair(8)
+    terms = model.compute_losses([v1, v2], None, training=False, index=INDEX)
+    g1, g2 = (model.group_embedding(model.backbone(v, training=False), False) for v in (v1, v2))
+    groups_1 = clustering.group_features(g1, 3, grouping, 5)
+    groups_2 = clustering.group_features(g2, 3, grouping, 5)
+    ce_1 = tf.keras.losses.sparse_categorical_crossentropy(groups_2[0], tf.matmul(g1, groups_2[1], transpose_b=True) / 0.2,
+                                                            from_logits=True)
+    ce_2 = tf.keras.losses.sparse_categorical_crossentropy(groups_1[0], tf.matmul(g2, groups_1[1], transpose_b=True) / 0.2,
+                                                            from_logits=True)
+    assert float(terms["group"]) == pytest.approx(float(tf.reduce_mean(ce_1) + tf.reduce_mean(ce_2)) / 2, rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(float(terms["instance"]) + 0.25 * float(terms["group"]), rel=1e-6)
+
+
+def test_npid_branch_writes_both_views_to_the_bank():
+    model = make_cld(reactnet=False)
+    v1, v2 = view_pair(8)
+    before = model.memory_bank.numpy().copy()
+    model.compute_losses([v1, v2], None, training=True, index=INDEX)
+    z1, z2 = (model.instance_features(v, training=True) for v in (v1, v2))
+    once = clustering.memory_bank_rows(before[:8], z1, 0.5)
+    np.testing.assert_allclose(model.memory_bank.numpy()[:8], clustering.memory_bank_rows(once, z2, 0.5), atol=1e-5)
+    np.testing.assert_array_equal(model.memory_bank.numpy()[8:], before[8:])
+
+
+def test_moco_branch_trains_and_enqueues_keys():
+    model = make_cld(instance="moco", grouping="spectral", reactnet=False)
+    v1, v2 = view_pair(8)
+    logs = model.train_on_batch((v1, v2, INDEX), return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["grad_norm_group_projector"] > 0
+    assert int(model.queue_pointer.numpy()) == 8
+
+
+def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
+    model = make_cld(num_groups=4, dataset_size=96)
+    ds = multi_view_dataset(fashion_mnist("train").take(96), [AugmentConfig(image_size=32)] * 2, 32, seed=0,
+                            cache=True, with_index=True)
+    history = model.fit(ds, epochs=4, verbose=0).history
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+
+
+@pytest.mark.parametrize("instance", ["npid", "moco"])
+def test_stage_two_starts_from_stage_one(instance):
+    first = make_cld(instance=instance)
+    v1, v2 = view_pair(8)
+    first.train_on_batch((v1, v2, INDEX))
+    second = make_cld(stage=2, instance=instance)
+    second.init_from_previous_stage(first)
+    np.testing.assert_array_equal(second.group_projector.get_weights()[0], first.group_projector.get_weights()[0])
+    logs = second.train_on_batch((v1, v2, INDEX), return_dict=True)
+    assert np.isfinite(logs["loss"]) and np.isfinite(logs["group"])
+
+
+@pytest.mark.parametrize("config", ["cld_npid", "cld_moco"])
+def test_cli_runs_the_shipped_yaml(config, tmp_path, fashion_mnist_available):
+    assert run_cli(config, tmp_path / "run", "--set", "method.num_groups=4", "--set", "method.negatives=16",
+                   "--set", "method.queue_size=32", "--set", "method.projector_hidden=16") == 0
+    metrics = json.loads((tmp_path / "run" / "stage1" / "metrics.json").read_text())
+    assert metrics["method"] == "cld" and metrics["global_step"] == 4 and np.isfinite(metrics["group"])
+
+
+def test_two_replicas_group_the_global_batch_as_one_device():
+    # Group features gathered from both replicas, the same k-means on each: the group loss,
+    # the weights and the bank match one device on the global batch.
+    two_replica_comparison("cld")

@@ -1,0 +1,169 @@
+"""NPID and the dataset-index feature it needs (multi_view_dataset(with_index=True),
+PretrainMethod.needs_index)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from method_helpers import changed, snapshot, view_pair
+from test_base import small_backbone
+
+from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
+from burn_tf.losses import clustering
+from burn_tf.methods import NPID, NPIDConfig, method_class
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--set", "data.limit=64", "--set", "train.batch_size=16", "--set", "backbone.width_multiplier=0.125",
+        "--set", "train.verbose=0", "--set", "train.run_eagerly=true", "--set", "optimizer.warmup_epochs=0"]
+
+
+def make_npid(stage=1, dataset_size=128, reactnet=True, **cfg):
+    """NPID on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
+    matter (building a ReActNet takes seconds)."""
+    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125)) if reactnet \
+        else small_backbone()
+    model = NPID(backbone, NPIDConfig(projection_dim=16, **{"negatives": 32, **cfg}), dataset_size=dataset_size)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
+    return model
+
+
+def run_cli(config, run_dir, *extra, stage="1"):
+    """``python -m burn_tf.pretrain`` in-process at a tiny size (64 images, 4 steps)."""
+    from burn_tf.pretrain import main
+
+    return main(["--config", config, "--run-dir", str(run_dir), "--stage", stage, *TINY, *extra])
+
+
+def test_registered_with_its_config():
+    assert method_class("npid") is NPID and NPID.Config is NPIDConfig
+    assert NPID.needs_index and NPID.num_views == 1 and not NPID.needs_labels
+
+
+def test_index_is_each_images_source_position_across_shuffled_epochs(fashion_mnist_available):
+    source = fashion_mnist("train").take(40)
+    source_labels = np.array([int(label) for _, label in source])
+    ds = multi_view_dataset(source, [AugmentConfig(image_size=28)], 8, seed=0, shuffle_buffer=40,
+                            with_labels=True, with_index=True, cache=True)
+    epochs = []
+    for _ in range(2):
+        seen = []
+        for view, labels, index in ds:
+            assert view.shape == (8, 28, 28, 3) and index.dtype == tf.int64
+            np.testing.assert_array_equal(labels.numpy(), source_labels[index.numpy()])
+            seen.extend(index.numpy().tolist())
+        assert sorted(seen) == list(range(40))  # every image once per epoch
+        epochs.append(seen)
+    assert epochs[0] != epochs[1] and epochs[0] != list(range(40))  # shuffled, differently each epoch
+
+
+def test_without_the_index_batches_are_unchanged(fashion_mnist_available):
+    def first_batch(**kwargs):
+        ds = multi_view_dataset(fashion_mnist("train").take(32), [AugmentConfig(image_size=32)] * 2, 16, seed=3,
+                                with_labels=True, **kwargs)
+        return next(iter(ds))
+
+    plain, indexed = first_batch(), first_batch(with_index=True)
+    assert len(plain) == 3 and len(indexed) == 4
+    for a, b in zip(plain, indexed[:3]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_parse_batch_tells_labels_from_the_index():
+    model = make_npid(reactnet=False)
+    v1, _ = view_pair(4)
+    labels, index = tf.constant([7, 7, 7, 7], tf.int64), tf.constant([0, 1, 2, 3], tf.int64)
+    views, parsed_labels = model.parse_batch((v1, labels, index))
+    assert parsed_labels is labels and model.batch_index((v1, labels, index))["index"] is index
+    assert model.parse_batch((v1, index))[1] is None and model.batch_index((v1, index))["index"] is index
+    with pytest.raises(ValueError, match="dataset index"):
+        model.batch_index((v1,))
+    with pytest.raises(ValueError, match="needs index="):
+        model.compute_losses([v1], None, training=False)
+
+
+def test_needs_the_dataset_size():
+    with pytest.raises(ValueError, match="dataset_size"):
+        NPID(small_backbone(), NPIDConfig())
+
+
+def test_step_writes_the_batchs_bank_rows_by_momentum_and_no_others():
+    model = make_npid(dataset_size=20, bank_momentum=0.5, reactnet=False)
+    v1, _ = view_pair(4)
+    index = tf.constant([3, 17, 0, 9], tf.int64)
+    before = model.memory_bank.numpy().copy()
+    weights = snapshot(model.backbone.trainable_variables)
+    model.compute_losses([v1], None, training=True, index=index)
+    # In training mode BatchNorm uses the batch's statistics: the same features again.
+    features = model.instance_features(v1, training=True).numpy()
+    after = model.memory_bank.numpy()
+    expected = clustering.memory_bank_rows(before[index.numpy()], features, 0.5).numpy()
+    np.testing.assert_allclose(after[index.numpy()], expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, rtol=1e-5)
+    untouched = np.setdiff1d(np.arange(20), index.numpy())
+    np.testing.assert_array_equal(after[untouched], before[untouched])
+    logs = model.train_on_batch((v1, index), return_dict=True)
+    assert changed(weights, model.backbone.trainable_variables) and np.isfinite(logs["instance"])
+
+
+def test_negatives_are_drawn_from_the_bank_and_change_with_the_step():
+    model = make_npid(dataset_size=50, negatives=7, reactnet=False)
+    first = model.negative_index(4).numpy()
+    assert first.shape == (4, 7) and first.min() >= 0 and first.max() < 50
+    np.testing.assert_array_equal(model.negative_index(4).numpy(), first)  # a function of the step
+    model.global_step.assign_add(1)
+    assert not np.array_equal(model.negative_index(4).numpy(), first)
+    assert make_npid(negatives=0, reactnet=False).negative_index(4) is None  # the whole bank
+
+
+def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
+    model = make_npid(dataset_size=96)
+    ds = multi_view_dataset(fashion_mnist("train").take(96), [AugmentConfig(image_size=32)], 32, seed=0,
+                            cache=True, with_index=True)
+    history = model.fit(ds, epochs=4, verbose=0).history
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    assert history["positive_similarity"][-1] > history["positive_similarity"][0]
+
+
+def test_stage_two_starts_from_stage_one_with_its_bank():
+    first = make_npid(dataset_size=20)
+    v1, _ = view_pair(4)
+    first.train_on_batch((v1, tf.constant([0, 1, 2, 3], tf.int64)))
+    second = make_npid(stage=2, dataset_size=20)
+    second.init_from_previous_stage(first)
+    np.testing.assert_array_equal(second.memory_bank.numpy(), first.memory_bank.numpy())
+    np.testing.assert_array_equal(second.projector.get_weights()[0], first.projector.get_weights()[0])
+    logs = second.train_on_batch((v1, tf.constant([4, 5, 6, 7], tf.int64)), return_dict=True)
+    assert np.isfinite(logs["loss"])
+
+
+def test_cli_runs_the_shipped_yaml_through_both_stages(tmp_path, fashion_mnist_available):
+    assert run_cli("npid", tmp_path / "run", "--set", "method.negatives=16", stage="all") == 0
+    for stage in (1, 2):
+        metrics = json.loads((tmp_path / "run" / f"stage{stage}" / "metrics.json").read_text())
+        assert metrics["method"] == "npid" and metrics["global_step"] == 4 and np.isfinite(metrics["loss"])
+    assert (tmp_path / "run" / "stage2" / "backbone" / "projector.keras").exists()
+
+
+def two_replica_comparison(method):
+    """tests/distributed/npid_replicas.py ``method``: one device vs 2 logical CPUs."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), method],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2 and result["bank_rows_written"] > 8  # more than one step's rows
+    # Tolerances as tests/test_distributed.py: float32 sums in another order.
+    assert result["loss_max_relative"] < 1e-5, result
+    assert result["weights_moved_max_abs"] > 1e-3, result
+    assert result["weights_max_relative"] < 1e-4, result
+    assert result["bank_max_abs"] < 1e-5, result
+
+
+def test_two_replicas_write_the_same_bank_as_one_device():
+    two_replica_comparison("npid")
