@@ -14,6 +14,8 @@ from burn_tf.methods.base import (
 from burn_tf.methods.burn import BURN, BURNConfig
 from burn_tf.methods.registry import method_class, method_names, register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
+from burn_tf.methods.supervised import Supervised, SupervisedConfig
+from burn_tf.methods.supervised_kl import SupervisedKL, SupervisedKLConfig
 
 __all__ = [
     "BURN",
@@ -24,6 +26,10 @@ __all__ = [
     "PretrainMethod",
     "S2BNN",
     "S2BNNConfig",
+    "Supervised",
+    "SupervisedConfig",
+    "SupervisedKL",
+    "SupervisedKLConfig",
     "method_class",
     "method_names",
     "register",
