@@ -12,20 +12,32 @@ from burn_tf.methods.base import (
     PretrainMethod,
 )
 from burn_tf.methods.burn import BURN, BURNConfig
+from burn_tf.methods.byol import BYOL, BYOLConfig
+from burn_tf.methods.infomin import InfoMin, InfoMinConfig
+from burn_tf.methods.moco import MoCoV2, MoCoV2Config
 from burn_tf.methods.registry import method_class, method_names, register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
+from burn_tf.methods.simclr import SimCLRV2, SimCLRV2Config
 from burn_tf.methods.supervised import Supervised, SupervisedConfig
 from burn_tf.methods.supervised_kl import SupervisedKL, SupervisedKLConfig
 
 __all__ = [
     "BURN",
     "BURNConfig",
+    "BYOL",
+    "BYOLConfig",
     "DistillationMethod",
+    "InfoMin",
+    "InfoMinConfig",
     "MethodConfig",
+    "MoCoV2",
+    "MoCoV2Config",
     "MomentumMethod",
     "PretrainMethod",
     "S2BNN",
     "S2BNNConfig",
+    "SimCLRV2",
+    "SimCLRV2Config",
     "Supervised",
     "SupervisedConfig",
     "SupervisedKL",

@@ -1,0 +1,216 @@
+"""MoCo v2 (Chen et al., "Improved Baselines with Momentum Contrastive Learning", 2020) as
+BURN's "Tuned MoCov2" baseline (BURN paper Sec. 4.1 and Tables 1–4, from S2-BNN [39]).
+
+    q = g(f(x₁)),  k = g_m(f_m(x₂)),  loss = InfoNCE(q, k, queue) at temperature T
+
+f, g: the online backbone and projector; f_m, g_m: their EMA copies (the momentum encoder,
+τ = 0.999); the queue holds the last ``queue_size`` keys of every replica (first in, first
+out). Defaults from the official code (``facebookresearch/moco``: ``--mlp --moco-t 0.2
+--aug-plus --cos``, K = 65536, m = 0.999, 128-d output, projector Linear → ReLU → Linear
+without BatchNorm) and S2-BNN's tuned version for binary networks
+(``szq0214/S2-BNN``, ``Contrastive_only/step1/main_moco.py``): the same MoCo v2 loss — one
+direction, q from view 1 and k from view 2, not symmetric — trained with Adam (lr 3e-4,
+weight decay 1e-4) instead of SGD, colour jitter applied with p = 0.6 ("lite aug"), and the
+two-stage ReActNet schedule ("progressive binarizing"; S2-BNN Table 1). Adam and the views
+are set in ``configs/moco_v2.yaml``, not here.
+
+Implementation notes:
+
+- The momentum encoder's BatchNorm uses its own batch statistics (MoCo's key encoder runs
+  in train mode); the EMA moves weights only (:class:`MomentumMethod`). MoCo's *shuffling*
+  BatchNorm across GPUs is not reproduced: on one device there is nothing to shuffle with,
+  and with ``train.sync_batchnorm`` the statistics are the global batch's anyway.
+- Under ``tf.distribute`` the keys of every replica are gathered (after the loss) before
+  they enter the queue, which is a :func:`replica_shared_variable`; the queue and its
+  pointer are checkpointed, so a resumed run continues with the same negatives.
+- ``queue_size`` must be a multiple of the global batch (MoCo's ``assert K % batch_size ==
+  0``): checked when the training step is built.
+- Stage 2 of ReActNet: the online backbone and projector come from stage 1 (the base's
+  rules) and the momentum encoder restarts as a copy of them (:func:`restart_targets`);
+  the queue restarts random.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from burn_tf.losses import contrastive
+from burn_tf.methods.base import MomentumMethod, MethodConfig, gather_from_replicas, replica_shared_variable
+from burn_tf.methods.registry import register
+from burn_tf.models.reactnet import transfer_stage1_to_stage2
+from burn_tf.schema import check_range
+
+
+def build_projector(input_dim: int, hidden: int, output: int, name: str, layers: int = 2,
+                    batchnorm: bool = True, output_batchnorm: bool = False) -> tf.keras.Model:
+    """An MLP projection head: (Linear → [BN] → ReLU) × (layers − 1) → Linear → [BN].
+
+    MoCo v2: 2 layers, no BatchNorm; BYOL: 2 layers with BatchNorm; SimCLR v2: 3 layers with
+    BatchNorm after every Linear, the last without centring (``simclr/tf2/model.py``
+    ``ProjectionHead``: ``use_bias=False, use_bn=True``). A Linear followed by BatchNorm has
+    no bias (the BN's β replaces it). BatchNorm is synchronized: global-batch statistics
+    under a strategy (no-op on one device)."""
+    inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
+    x = inputs
+    for i in range(1, layers):
+        x = tf.keras.layers.Dense(hidden, use_bias=not batchnorm, name=f"{name}_fc{i}")(x)
+        if batchnorm:
+            x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True,
+                                                   name=f"{name}_bn{i}")(x)
+        x = tf.keras.layers.ReLU(name=f"{name}_relu{i}")(x)
+    x = tf.keras.layers.Dense(output, use_bias=not output_batchnorm, name=f"{name}_fc{layers}")(x)
+    if output_batchnorm:
+        x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, synchronized=True,
+                                               name=f"{name}_bn{layers}")(x)
+    return tf.keras.Model(inputs, x, name=name)
+
+
+def use_batch_statistics(target: tf.keras.Model) -> None:
+    """The frozen target's BatchNorms compute with their own batch statistics when called
+    with ``training=True`` (and keep their own moving averages): a Keras BatchNormalization
+    whose ``trainable`` is False always runs in inference mode, with moving statistics that
+    would then never move. The target model stays frozen (no trainable weights)."""
+    for layer in _all_layers(target):
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.trainable = True
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, tf.keras.Model):
+            yield from _all_layers(layer)
+
+
+def restart_targets(method: MomentumMethod, previous: MomentumMethod) -> None:
+    """Stage 2 from stage 1 for a momentum method: every online network of
+    ``checkpoint_modules`` from ``previous`` (the backbone by layer name, the others as
+    is), then every EMA target restarts as a copy of its online network — a stage-1 target
+    is the EMA of a different (stage-1) network, so it is not carried over."""
+    theirs = previous.checkpoint_modules()
+    targets = {id(target) for _, _, target in method.momentum_pairs}
+    for name, module in method.checkpoint_modules().items():
+        if id(module) in targets:
+            continue
+        if module is method.backbone:
+            transfer_stage1_to_stage2(theirs[name], module)
+        elif isinstance(module, tf.keras.Model):
+            module.set_weights(theirs[name].get_weights())
+    for _, online, target in method.momentum_pairs:
+        target.set_weights(online.get_weights())
+
+
+@dataclasses.dataclass
+class MoCoV2Config(MethodConfig):
+    name: str = "moco_v2"
+    # MoCo v2's temperature (``--moco-t 0.2``, "Improved Baselines" Sec. 3).
+    temperature: float = 0.2
+    # Negatives K (``--moco-k``); a multiple of the global batch.
+    queue_size: int = 65536
+    # Projector Linear(feature → hidden) → ReLU → Linear(hidden → projector_dim): MoCo v2's
+    # hidden width is the backbone's feature width (2048 for ResNet-50), output 128.
+    projector_hidden: int = 2048
+    projector_dim: int = 128
+    # Momentum of the key encoder (``--moco-m 0.999``), constant unless tau_end differs.
+    tau_start: float = 0.999
+    tau_end: float = 0.999
+
+    def __post_init__(self):
+        check_range("method", "temperature", self.temperature, 0, low_open=True)
+        check_range("method", "queue_size", self.queue_size, 1)
+        check_range("method", "projector_hidden", self.projector_hidden, 1)
+        check_range("method", "projector_dim", self.projector_dim, 1)
+        check_range("method", "tau_start", self.tau_start, 0, 1)
+        check_range("method", "tau_end", self.tau_end, 0, 1)
+
+
+@register
+class MoCoV2(MomentumMethod):
+    method_name = "moco_v2"
+    Config = MoCoV2Config
+    loss_terms = ("info_nce", "positive_cosine")
+
+    def __init__(self, backbone: tf.keras.Model, config: MoCoV2Config | None = None, accumulation_steps: int = 1,
+                 **kwargs):
+        super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
+        cfg = self.config
+        self.projector = build_projector(self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector",
+                                         batchnorm=False)
+        self.momentum_backbone = self.add_momentum_pair(backbone)
+        self.momentum_projector = self.add_momentum_pair(self.projector)
+        use_batch_statistics(self.momentum_backbone)
+        self.queue_size = self.negatives_in_queue(cfg)
+        # MoCo initialises the queue with random unit vectors (``moco/builder.py``).
+        self.queue = replica_shared_variable(
+            tf.math.l2_normalize(tf.random.normal((self.queue_size, cfg.projector_dim)), axis=1), "queue")
+        self.queue_pointer = replica_shared_variable(tf.constant(0, tf.int64), "queue_pointer")
+
+    @classmethod
+    def negatives_in_queue(cls, config) -> int:
+        """How many keys the queue holds (InfoMin uses a fraction of ``queue_size``)."""
+        return int(config.queue_size)
+
+    # ------------------------------------------------------------------ hooks
+    def trainable_groups(self):
+        return {"backbone": self.backbone.trainable_variables,
+                "projector": self.projector.trainable_variables}
+
+    def checkpoint_modules(self):
+        return {**super().checkpoint_modules(), "projector": self.projector,
+                "queue": self.queue, "queue_pointer": self.queue_pointer}
+
+    def exported_heads(self):
+        return {"projector": self.projector}
+
+    def init_from_previous_stage(self, previous):
+        restart_targets(self, previous)
+
+    def augment_views(self, views: list, training: bool) -> list:
+        """The views the encoders see (InfoMin adds its stronger augmentation here)."""
+        return views
+
+    def queries_and_keys(self, views: list, training: bool):
+        """q = g(f(x₁)) and the momentum encoder's k = g_m(f_m(x₂)) (no gradient)."""
+        queries = self.projector(self.backbone(views[0], training=training), training=training)
+        # After the queries: synchronized BatchNorms of both encoders must all-reduce in the
+        # same order on every replica.
+        with tf.control_dependencies([queries]):
+            keys = self.momentum_projector(self.momentum_backbone(views[1], training=training), training=training)
+        return queries, tf.stop_gradient(keys)
+
+    def compute_losses(self, views, labels=None, training=True) -> dict:
+        views = self.augment_views(views, training)
+        queries, keys = self.queries_and_keys(views, training)
+        # The loss reads the queue before this step's keys enter it (MoCo: negatives are
+        # the previous batches' keys).
+        loss = contrastive.info_nce(queries, keys, self.queue.read_value(), self.config.temperature)
+        positive_cosine = tf.reduce_mean(tf.reduce_sum(
+            tf.math.l2_normalize(queries, -1) * tf.math.l2_normalize(keys, -1), axis=-1))
+        if training:
+            self.enqueue_keys(keys, loss)
+        return {"loss": loss, "info_nce": loss, "positive_cosine": positive_cosine}
+
+    def enqueue_keys(self, keys, loss) -> None:
+        """The unit keys of every replica (global batch order) replace the queue's oldest."""
+        self._check_queue_fits_global_batch(keys)
+        # After the loss: collectives (this gather, synchronized BatchNorms) must run in
+        # the same order on every replica.
+        with tf.control_dependencies([loss]):
+            gathered = gather_from_replicas(tf.math.l2_normalize(keys, axis=-1))
+        queue, pointer = contrastive.enqueue(self.queue, self.queue_pointer, gathered)
+        self.queue.assign(queue)
+        self.queue_pointer.assign(pointer)
+
+    def _check_queue_fits_global_batch(self, keys) -> None:
+        local = keys.shape[0]
+        if local is None:  # unknown until run time (no drop_remainder): pretraining always knows it
+            return
+        global_batch = int(local) * tf.distribute.get_strategy().num_replicas_in_sync
+        if self.queue_size % global_batch:
+            raise ValueError(
+                f"method.queue_size: the queue of {self.queue_size} keys must be a multiple of the global "
+                f"batch size {global_batch} (train.batch_size), so each batch of keys replaces whole "
+                "batches of the oldest (MoCo's K % batch_size == 0)"
+            )
