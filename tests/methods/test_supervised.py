@@ -9,7 +9,13 @@ from method_helpers import changed, snapshot, tiny_teacher, view_pair
 
 from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
-from burn_tf.methods import Supervised, SupervisedConfig, SupervisedKL, SupervisedKLConfig, method_class
+from burn_tf.methods import (
+    Supervised,
+    SupervisedConfig,
+    SupervisedKL,
+    SupervisedKLConfig,
+    method_class,
+)
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.teacher import build_teacher_head
 from burn_tf.pretrain import main as pretrain_main
