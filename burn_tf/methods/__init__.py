@@ -20,6 +20,8 @@ from burn_tf.methods.npid import NPID, NPIDConfig
 from burn_tf.methods.registry import method_class, method_names, register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
 from burn_tf.methods.simclr import SimCLRV2, SimCLRV2Config
+from burn_tf.methods.supervised import Supervised, SupervisedConfig
+from burn_tf.methods.supervised_kl import SupervisedKL, SupervisedKLConfig
 from burn_tf.methods.swav import SwAV, SwAVConfig
 
 __all__ = [
@@ -45,6 +47,10 @@ __all__ = [
     "S2BNNConfig",
     "SimCLRV2",
     "SimCLRV2Config",
+    "Supervised",
+    "SupervisedConfig",
+    "SupervisedKL",
+    "SupervisedKLConfig",
     "SwAV",
     "SwAVConfig",
     "method_class",

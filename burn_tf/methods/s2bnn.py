@@ -1,11 +1,19 @@
 """S2-BNN: a binary network distils a *frozen* FP network including its head (Shen et al.,
 CVPR 2021) — BURN's fixed-target baseline (BURN paper Tables 1–4, temperature 0.2).
 
-    loss = KL(softmax(t/T) ‖ softmax(l_φ(k_φ(x))/T)),   t = frozen teacher head(h_ζ(x))
+    loss = KL(softmax(t̂/T) ‖ softmax(ŝ/T)),   t = frozen teacher head(h_ζ(x)),  s = l_φ(k_φ(x))
+
+t̂, ŝ are t and s L2-normalised (``normalize: true``): in S2-BNN's released code both
+networks are MoCo query encoders whose output is ``q = normalize(encoder_q(x))``, and the
+loss is ``DistributionLoss(student_q / moco_t, teacher_q / moco_t)`` with ``moco_t`` 0.2
+(szq0214/S2-BNN ``Distillation_only/step1/main_moco.py``, ``moco/builder_teacher.py``) —
+the soft cross-entropy to the teacher's softmax, which is this KL plus the (constant)
+teacher entropy. Both see the same view (``images[0]``); with ``symmetric: true`` the
+student sees one view and the teacher the other, as BURN's released code does.
 
 The teacher given to :class:`S2BNN` already outputs its head's logits (pretraining builds
-it with ``build_teacher(..., include_head=True)``). With ``symmetric: true`` the student
-sees one view and the teacher the other, as BURN's released code does.
+it with ``build_teacher(..., include_head=True)``, or from a burn_tf export with the head
+saved beside it).
 
     model = S2BNN(teacher_with_head, student_backbone, S2BNN.Config())
 """
@@ -32,6 +40,8 @@ class S2BNNConfig(MethodConfig):
     head: str = "mlp"
     head_hidden: int = 2000
     symmetric: bool = False
+    # L2-normalise both outputs before the temperature (S2-BNN's MoCo q; see the docstring).
+    normalize: bool = True
 
     def __post_init__(self):
         check_choice("method", "head", self.head, ("mlp", "dense"))
@@ -68,12 +78,21 @@ class S2BNN(DistillationMethod):
     def exported_heads(self):
         return {"classifier": self.student_classifier}
 
-    def compute_losses(self, views, labels=None, training=True) -> dict:
+    def head_outputs(self, views, training) -> tuple[tf.Tensor, tf.Tensor]:
+        """(teacher logits, student logits) of the views, paired image by image (the
+        teacher's of the other view with ``symmetric``), normalised if configured."""
         images = views[0] if len(views) == 1 else tf.concat(views, axis=0)
         target_logits = self.teacher_features(images)
         student_logits = self.student_classifier(self.student_backbone(images, training=training), training=training)
         if len(views) == 2:
             target_logits = tf.roll(target_logits, shift=tf.shape(views[0])[0], axis=0)
+        if self.config.normalize:
+            target_logits = tf.math.l2_normalize(target_logits, axis=-1)
+            student_logits = tf.math.l2_normalize(student_logits, axis=-1)
+        return target_logits, student_logits
+
+    def compute_losses(self, views, labels=None, training=True) -> dict:
+        target_logits, student_logits = self.head_outputs(views, training)
         kl = losses.kl_divergence(target_logits, student_logits, self.config.temperature)
         return {"loss": kl, "kl": kl,
                 "target_entropy": losses.batch_mean_entropy(target_logits, self.config.temperature)}

@@ -26,6 +26,9 @@ def make_s2bnn(**cfg):
 
 def test_registered_with_its_config():
     assert method_class("s2bnn") is S2BNN and S2BNN.Config is S2BNNConfig and S2BNN.needs_teacher
+    # BURN paper (T 0.2) and S2-BNN's released code (L2-normalised outputs, one shared view).
+    cfg = S2BNNConfig()
+    assert (cfg.temperature, cfg.normalize, cfg.symmetric) == (0.2, True, False)
 
 
 def test_step_trains_the_student_and_never_the_teacher_or_its_head():
@@ -39,15 +42,23 @@ def test_step_trains_the_student_and_never_the_teacher_or_its_head():
     assert np.isfinite(logs["kl"]) and logs["loss"] == pytest.approx(logs["kl"])
 
 
-def test_loss_is_the_kl_to_the_frozen_head_at_temperature():
-    from burn_tf import losses
-
-    model = make_s2bnn(temperature=0.5)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_loss_is_the_kl_to_the_frozen_head_at_temperature(normalize):
+    model = make_s2bnn(temperature=0.5, normalize=normalize)
     v1, _ = view_pair(8)
     terms = model.compute_losses([v1], None, training=False)
-    target = model.teacher_backbone(v1, training=False)
-    student = model.student_classifier(model.student_backbone(v1, training=False), training=False)
-    assert float(terms["kl"]) == pytest.approx(float(losses.kl_divergence(target, student, 0.5)), rel=1e-5)
+    t = model.teacher_backbone(v1, training=False).numpy().astype(np.float64)
+    s = model.student_classifier(model.student_backbone(v1, training=False), training=False).numpy().astype(np.float64)
+    if normalize:  # S2-BNN's released code: both outputs are MoCo's q = normalize(encoder_q(x))
+        t, s = t / np.linalg.norm(t, axis=1, keepdims=True), s / np.linalg.norm(s, axis=1, keepdims=True)
+
+    def log_softmax(x):
+        x = x / 0.5
+        x = x - x.max(1, keepdims=True)
+        return x - np.log(np.exp(x).sum(1, keepdims=True))
+
+    expected = np.mean(np.sum(np.exp(log_softmax(t)) * (log_softmax(t) - log_softmax(s)), axis=1))
+    assert float(terms["kl"]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_imagenet_teacher_includes_the_wheels_classifier():
