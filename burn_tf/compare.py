@@ -21,12 +21,17 @@ Blocks (``blocks:`` selects them; ``--blocks`` too):
 
 - ``methods``: every method on the shipped configs' teachers (EfficientNet-Lite0 for the
   distillation methods) and the random-init floor;
-- ``self_teacher``: the command first pretrains ``teacher_run.config`` (``demo_teacher.yaml``,
-  an FP ResNet-18 trained without labels) **once in total** (seed 0: the student rows' seeds
-  then measure the student's variance for one fixed teacher, and the hour of the full preset
-  pays for one teacher run only), evaluates it, and distils it into the rows with
-  ``teacher: self`` — ``teacher: {kind: resnet18, small_input_stem: true, weights:
-  <out>/runs/teacher/stage1/backbone}``;
+- ``self_teacher``: rows distilling the teacher this command trains without labels.
+
+Teachers this command trains (``teacher_runs:``, each ``{name, config, steps, overrides}``):
+a row with ``teacher: <name>`` distils the FP network that ``config`` pretrains. Each is
+pretrained **once in total** (seed 0: the student rows' seeds then measure the student's
+variance for one fixed teacher, and the hour of the full preset pays for one teacher run
+each), evaluated as a row of its own, and given to the rows as ``teacher: {kind,
+small_input_stem, input_size, weights: <out>/runs/teacher_<name>/stage1/backbone}``.
+Shipped: ``self`` (``demo_teacher.yaml``: MoCo v2 on an FP ResNet-18, no label) and
+``supervised`` (``supervised.yaml`` on an FP ResNet-18: the supervised FP network whose
+outputs supervised KL-div distils);
 - ``cld_grouping``: CLD's grouping (k-means or spectral) × number of groups, read by weighted
   kNN; long, so only ``--preset grouping`` or ``--blocks cld_grouping`` runs it.
 
@@ -72,7 +77,7 @@ BLOCKS = {
     "self_teacher": "Self-trained teacher (FP ResNet-18 pretrained without labels by this command)",
     "cld_grouping": "CLD grouping study (weighted kNN)",
 }
-TEACHER_ROW = "self-trained teacher itself"
+SHIPPED = "shipped"  # a row's teacher: the base config's own
 
 
 @dataclasses.dataclass
@@ -84,15 +89,13 @@ class TableRow:
     overrides: List[str] = dataclasses.field(default_factory=list)
     config: Optional[str] = None  # the base pretraining config; None: <method>.yaml
     block: str = "methods"
-    teacher: str = "shipped"  # shipped: the config's teacher; self: the teacher this command trains
+    teacher: str = SHIPPED  # shipped: the config's teacher; else the name of a teacher_runs entry
     own_views: bool = False  # keep the method's own augmentation instead of the shared one
     variant: Optional[str] = None  # a burn_tf.ablate variant whose overrides come first
 
     def __post_init__(self):
         if self.block not in BLOCKS:
             raise ConfigError(f"table row {self.name!r}: block={self.block!r} is not one of {list(BLOCKS)}")
-        if self.teacher not in ("shipped", "self"):
-            raise ConfigError(f"table row {self.name!r}: teacher={self.teacher!r} is not shipped or self")
         if self.variant is not None and self.variant not in VARIANTS:
             raise ConfigError(f"table row {self.name!r}: variant={self.variant!r} is not one of {list(VARIANTS)}")
 
@@ -107,11 +110,17 @@ class TableRow:
 
 @dataclasses.dataclass
 class TeacherRun:
-    """The self-trained teacher's pretraining (block ``self_teacher``)."""
+    """A teacher this command pretrains (once) for the rows with ``teacher: <name>``."""
 
+    name: str = "self"
     config: str = "demo_teacher.yaml"
     steps: int = 64
     overrides: List[str] = dataclasses.field(default_factory=list)
+    block: str = "self_teacher"  # where its own row ("<name> teacher itself") goes
+
+    @property
+    def row_name(self) -> str:
+        return f"{self.name} teacher itself"
 
 
 @dataclasses.dataclass
@@ -123,7 +132,7 @@ class CompareConfig(ExperimentConfig):
     rows: List[str] = dataclasses.field(default_factory=list)  # row names or methods; empty: all
     stages: List[int] = dataclasses.field(default_factory=lambda: [1])  # of a binary student
     views: List[Any] = dataclasses.field(default_factory=list)  # shared augmentation; []: BURN's recipe
-    teacher_run: TeacherRun = dataclasses.field(default_factory=TeacherRun)
+    teacher_runs: List[TeacherRun] = dataclasses.field(default_factory=lambda: [TeacherRun()])
 
     def __post_init__(self):
         super().__post_init__()
@@ -140,6 +149,16 @@ class CompareConfig(ExperimentConfig):
         unknown = [r for r in self.rows if r not in known]
         if unknown:
             raise ConfigError(f"rows: {unknown} name no row or method of table; rows: {names}")
+        teachers = [t.name for t in self.teacher_runs]
+        if len(set(teachers)) != len(teachers) or SHIPPED in teachers:
+            raise ConfigError(f"teacher_runs: names must be unique and not {SHIPPED!r}; got {teachers}")
+        for row in self.table:
+            if row.teacher != SHIPPED and row.teacher not in teachers:
+                raise ConfigError(f"table row {row.name!r}: teacher={row.teacher!r} is not {SHIPPED!r} or one of "
+                                  f"teacher_runs {teachers}")
+
+    def teacher_run(self, name: str) -> TeacherRun:
+        return next(t for t in self.teacher_runs if t.name == name)
 
 
 def load_compare_config(path=DEFAULT_CONFIG, preset: str | None = None) -> CompareConfig:
@@ -158,30 +177,32 @@ def selected_rows(cfg: CompareConfig) -> list[TableRow]:
     return rows
 
 
-def teacher_dir(out: Path) -> Path:
-    return out / "runs" / "teacher"
+def teacher_dir(out: Path, name: str = "self") -> Path:
+    return out / "runs" / f"teacher_{name}"
 
 
-def teacher_config(cfg: CompareConfig, values: dict | None = None) -> PretrainConfig:
-    """The self-trained teacher's pretraining config (seed 0, ``teacher_run.steps``)."""
-    values = values if values is not None else read_config_values(cfg.teacher_run.config)
+def teacher_config(cfg: CompareConfig, name: str = "self", values: dict | None = None) -> PretrainConfig:
+    """The pretraining config of teacher ``name`` of ``teacher_runs`` (seed 0, its steps)."""
+    run = cfg.teacher_run(name)
+    values = values if values is not None else read_config_values(run.config)
     # The rows' shared overrides size the binary student; the teacher has its own.
-    overrides = [*budget_overrides(cfg, 0, steps=cfg.teacher_run.steps, shared=False), *cfg.teacher_run.overrides]
-    return build_run_config(values, overrides, "teacher_run")
+    overrides = [*budget_overrides(cfg, 0, steps=run.steps, shared=False), *run.overrides]
+    return build_run_config(values, overrides, f"teacher_runs {name!r}")
 
 
 def row_config(cfg: CompareConfig, row: TableRow, seed: int, out: Path, values: dict | None = None,
                teacher: PretrainConfig | None = None) -> PretrainConfig:
     """The row's pretraining config: its base config, the ablation variant's and the row's
-    overrides, then the shared budget, augmentation and (``teacher: self``) teacher."""
+    overrides, then the shared budget, augmentation and (``teacher: <name>``) the teacher
+    this command trains (``teacher``: its config, built from ``teacher_runs`` if None)."""
     values = dict(values if values is not None else read_config_values(row.base_config))
     if not row.own_views:
         values["views"] = list(cfg.views)
-    if row.teacher == "self":
-        teacher = teacher or teacher_config(cfg)
-        values["teacher"] = {"kind": teacher.backbone.kind, "small_input_stem": True,
+    if row.teacher != SHIPPED:
+        teacher = teacher or teacher_config(cfg, row.teacher)
+        values["teacher"] = {"kind": teacher.backbone.kind, "small_input_stem": teacher.backbone.small_input_stem,
                              "input_size": teacher.backbone.input_size,
-                             "weights": str(teacher_dir(out) / "stage1" / "backbone")}
+                             "weights": str(teacher_dir(out, row.teacher) / "stage1" / "backbone")}
     variant = VARIANTS[row.variant].overrides if row.variant else ()
     return build_run_config(values, [*variant, *row.overrides, *budget_overrides(cfg, seed)], f"table row {row.name!r}")
 
@@ -193,8 +214,8 @@ def describe(row: TableRow, pcfg: PretrainConfig, teacher: PretrainConfig | None
     cls = method_class(row.method)
     if not cls.needs_teacher:
         who = "–"
-    elif row.teacher == "self":
-        who = f"{pcfg.teacher.kind} (self-trained: {teacher.method.name})"
+    elif row.teacher != SHIPPED:
+        who = f"{pcfg.teacher.kind} (trained here: {teacher.method.name})"
     else:
         who = f"{pcfg.teacher.kind} ({pcfg.teacher.weights or 'random'})"
     return {"needs_labels": "yes" if cls.needs_labels else "no", "teacher": who,
@@ -212,16 +233,16 @@ def run_row(cfg: CompareConfig, row: TableRow, seed: int, out: Path, data: EvalD
     return {**result, **summary, **data.evaluate(model, seed)}
 
 
-def run_teacher(cfg: CompareConfig, tcfg: PretrainConfig, out: Path, data: EvalData) -> dict:
-    """Pretrains the self-trained teacher (once) and evaluates its backbone like a row."""
-    model, summary = pretrain_run(tcfg, [1], teacher_dir(out), out / "steps" / "teacher.json")
-    return {"seed": 0, "block": "self_teacher", "method": tcfg.method.name, **summary, **data.evaluate(model, 0)}
+def run_teacher(run: TeacherRun, tcfg: PretrainConfig, out: Path, data: EvalData) -> dict:
+    """Pretrains a teacher of ``teacher_runs`` (once) and evaluates its backbone like a row."""
+    model, summary = pretrain_run(tcfg, [1], teacher_dir(out, run.name), out / "steps" / f"teacher_{run.name}.json")
+    return {"seed": 0, "block": run.block, "method": tcfg.method.name, **summary, **data.evaluate(model, 0)}
 
 
-def aggregate(results: list[dict], rows: list[TableRow], info: dict) -> list[dict]:
-    """One row per table row (and the teacher): mean ± std over seeds."""
+def aggregate(results: list[dict], rows: list[TableRow], info: dict, teacher_runs: list[TeacherRun] = ()) -> list[dict]:
+    """One row per table row (and per teacher trained here): mean ± std over seeds."""
     out = []
-    for name, block in [(r.name, r.block) for r in rows] + [(TEACHER_ROW, "self_teacher")]:
+    for name, block in [(r.name, r.block) for r in rows] + [(t.row_name, t.block) for t in teacher_runs]:
         runs = [r for r in results if r["row"] == name]
         if not runs:
             continue
@@ -247,15 +268,19 @@ def format_markdown(rows: list[dict], cfg: CompareConfig) -> str:
                 format_mean_std(r, "train_seconds", 1 / 60, 1), r["needs_labels"], r["teacher"], r["views"],
             ]) + " |")
         lines.append("")
-    seeds = max((r["seeds"] for r in rows if r["row"] != TEACHER_ROW), default=0)
+    teacher_rows = {t.row_name: t for t in cfg.teacher_runs}
+    seeds = max((r["seeds"] for r in rows if r["row"] not in teacher_rows), default=0)
+    teachers = "; ".join(f"'{t.row_name}': {t.steps} steps of {t.config}" + (f" with {', '.join(t.overrides)}"
+                                                                              if t.overrides else "")
+                         for t in cfg.teacher_runs if t.row_name in {r["row"] for r in rows})
     lines.append(
         f"{seeds} seed(s) per row (mean ± std, ddof 1); every row: its method's shipped config, then "
         f"{cfg.steps} steps × batch {cfg.batch_size} per stage (stage(s) {cfg.stages} of the binary student) on the "
         f"first {cfg.data_limit or 60000} training images, the shared augmentation unless 'own'; kNN "
         f"(K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear probe "
         f"with the first {cfg.knn_bank} train images as bank / probe data, scored on the first {cfg.knn_queries} "
-        "test images. Pretraining min: wall-clock of the training steps. The self-trained teacher is pretrained once "
-        f"(seed 0, {cfg.teacher_run.steps} steps of {cfg.teacher_run.config}) and shared by every seed.")
+        "test images. Pretraining min: wall-clock of the training steps."
+        + (f" Teachers trained here, once (seed 0) and shared by every seed: {teachers}." if teachers else ""))
     return "\n".join(lines)
 
 
@@ -301,29 +326,33 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
         log(f"[{(time.time() - start) / 60:5.1f} min] {name:<36} seed {result['seed']}: kNN "
             f"{100 * result['knn_top1']:.2f}%  linear {100 * result['linear_top1']:.2f}%  ({result['seconds']:.0f} s)")
 
-    teacher = None
-    if any(r.teacher == "self" for r in rows):
-        teacher = teacher_config(cfg)
-        result, fresh = runs.run(TEACHER_ROW, run_key(teacher, cfg, "teacher"),
-                                 lambda: run_teacher(cfg, teacher, out, data))
+    teachers, trained_teachers = {}, []
+    for run in cfg.teacher_runs:
+        if not any(r.teacher == run.name for r in rows):
+            continue
+        tcfg = teachers[run.name] = teacher_config(cfg, run.name)
+        result, fresh = runs.run(run.row_name, run_key(tcfg, cfg, "teacher"),
+                                 lambda: run_teacher(run, tcfg, out, data))
         results.append(result)
-        info[TEACHER_ROW] = {"needs_labels": "yes" if teacher.method_class.needs_labels else "no", "teacher": "–",
-                             "views": "own"}
+        trained_teachers.append(run)
+        info[run.row_name] = {"needs_labels": "yes" if tcfg.method_class.needs_labels else "no", "teacher": "–",
+                              "views": "own"}
         if fresh:
-            report(TEACHER_ROW, result)
+            report(run.row_name, result)
     bases = {}
     for row in rows:
         values = bases.setdefault(row.base_config, read_config_values(row.base_config))
+        teacher = teachers.get(row.teacher)
         for seed in range(cfg.seeds):
             pcfg = row_config(cfg, row, seed, out, values, teacher)
-            teacher_hash = teacher.hash() if row.teacher == "self" else None
+            teacher_hash = teacher.hash() if teacher is not None else None
             key = run_key(pcfg, cfg, row.method == RANDOM, cfg.stages, teacher_hash)
             result, fresh = runs.run(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg))
             results.append(result)
             info[row.name] = describe(row, pcfg, teacher)
             if fresh:
                 report(row.name, result)
-    table = aggregate(results, rows, info)
+    table = aggregate(results, rows, info, trained_teachers)
     summary = {"config": dataclasses.asdict(cfg), "rows": table, "runs": results,
                "minutes": round((time.time() - start) / 60, 1)}
     atomic_write_text(out / "compare.md", format_markdown(table, cfg) + "\n")

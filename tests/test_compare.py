@@ -23,7 +23,8 @@ def _runnable(row: compare.TableRow) -> bool:
 
 def _a_resnet18_teacher_run():
     """A self-trained teacher's config, for the tests that only build the rows' configs."""
-    values = apply_overrides(read_config_values("s2bnn.yaml"), ["backbone.kind=resnet18", "backbone.input_size=32"])
+    values = apply_overrides(read_config_values("s2bnn.yaml"), ["backbone.kind=resnet18", "backbone.input_size=32",
+                                                                     "backbone.small_input_stem=true"])
     return config_from_dict(values)
 
 
@@ -49,6 +50,8 @@ def test_presets_rows_and_blocks_are_checked():
         dataclasses.replace(full, rows=["no such row"])
     with pytest.raises(ConfigError, match="unique"):
         dataclasses.replace(full, table=[full.table[0], full.table[0]])
+    with pytest.raises(ConfigError, match="teacher='nope' is not 'shipped' or one of teacher_runs"):
+        dataclasses.replace(full, table=[compare.TableRow(name="x", method="s2bnn", teacher="nope")])
     # An unregistered method is refused when its row is selected, listing the registered ones.
     bad = dataclasses.replace(full, table=[compare.TableRow(name="x", method="nope")], rows=[])
     with pytest.raises(ConfigError, match=r"'nope' is not registered; registered: .*burn.*s2bnn"):
@@ -77,12 +80,18 @@ def test_every_row_gets_the_shared_budget(tmp_path):
         if not row.own_views:
             assert pcfg.views == [], name  # the shared augmentation
     # Rows differ where they should: a trained row never shares another's config.
-    trained = [c.hash() for n, c in configs.items() if not n.startswith("random")]
+    # (The grouping study repeats CLD's default, k-means at 128 groups, on purpose.)
+    grouping = {r.name for r in cfg.table if r.block == "cld_grouping"}
+    trained = [c.hash() for n, c in configs.items() if not n.startswith("random") and n not in grouping]
     assert len(set(trained)) == len(trained)
     # The self-trained teacher: the contract of the teacher helper.
     s2bnn_self = configs["S2-BNN (self-trained teacher)"]
     assert (s2bnn_self.teacher.kind, s2bnn_self.teacher.small_input_stem) == ("resnet18", True)
-    assert s2bnn_self.teacher.weights == str(tmp_path / "runs" / "teacher" / "stage1" / "backbone")
+    assert s2bnn_self.teacher.weights == str(tmp_path / "runs" / "teacher_self" / "stage1" / "backbone")
+    # Supervised KL-div distils the supervised FP network this command trains.
+    if "supervised KL-div (labels)" in configs:
+        kl = configs["supervised KL-div (labels)"].teacher
+        assert kl.weights == str(tmp_path / "runs" / "teacher_supervised" / "stage1" / "backbone")
     # BURN's controls are the ablation's variants.
     assert configs["BURN L_FS only (self-trained teacher)"].method.lambda_end == 1.0
     frozen = configs["BURN frozen g_θ (self-trained teacher)"].method
@@ -150,10 +159,11 @@ def test_self_trained_teacher_block(tmp_path, fashion_mnist_available):
     cfg = dataclasses.replace(cfg, blocks=["self_teacher"], rows=[])
     rows = compare.selected_rows(cfg)
     summary = compare.run_comparison(cfg, tmp_path, log=lambda *a: None)
-    assert (tmp_path / "runs" / "teacher" / "stage1" / "backbone").is_dir()
+    assert (tmp_path / "runs" / "teacher_self" / "stage1" / "backbone").is_dir()
     table = {r["row"]: r for r in summary["rows"]}
-    assert list(table)[-1] == compare.TEACHER_ROW and len(table) == len(rows) + 1
+    teacher_row = cfg.teacher_run("self").row_name
+    assert list(table)[-1] == teacher_row and len(table) == len(rows) + 1
     for row in rows:
-        assert table[row.name]["teacher"] == f"resnet18 (self-trained: {teacher.method.name})"
-    (teacher_run,) = [r for r in summary["runs"] if r["row"] == compare.TEACHER_ROW]
+        assert table[row.name]["teacher"] == f"resnet18 (trained here: {teacher.method.name})"
+    (teacher_run,) = [r for r in summary["runs"] if r["row"] == teacher_row]
     assert teacher_run["loss_last"] != teacher_run["loss_first"]
