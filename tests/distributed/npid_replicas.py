@@ -103,7 +103,7 @@ def main():
         "weights_max_relative": max(weight_difference(two, one) for one, two in zip(one_state, two_state)),
         "weights_moved_max_abs": max(float(np.max(np.abs(one - begin))) for one, begin in zip(one_state, one_start)),
         "bank_max_abs": float(np.max(np.abs(two_bank - one_bank))),
-        "bank_rows_written": int(np.sum(np.any(one_bank != bank_start, axis=1))),
+        "bank_rows_written": int(np.sum(np.any(one_bank != bank_start, axis=-1))),  # SwAV: queue rows
     }))
 
 
