@@ -1,9 +1,10 @@
 """Run in a subprocess by tests/methods/test_npid.py (the CPU is split into 2 logical devices
 before TensorFlow initialises them). Prints one JSON line.
 
-    python tests/distributed/npid_replicas.py [npid|cld]
+    python tests/distributed/npid_replicas.py [npid|cld|swav]
 
-NPID (or CLD on NPID: two views, k-means of the global batch's group features) on a small FP backbone with synchronized BatchNorm, the same initial weights and
+NPID (or CLD on NPID: two views, k-means of the global batch's group features; or SwAV:
+Sinkhorn on the global batch's scores, its queue in place of the bank) on a small FP backbone with synchronized BatchNorm, the same initial weights and
 global batches (images and dataset indices), trained for a few steps on one device and
 under MirroredStrategy over 2 logical CPUs: the losses, weights and the memory bank (rows
 gathered from both replicas, then scattered into a replica-shared variable) must match.
@@ -25,7 +26,7 @@ sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods"), str(TESTS / "distribu
 from replicas import StepLosses, comparison_optimizer, weight_difference  # noqa: E402, I001 (splits the CPU)
 
 from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
-from burn_tf.methods import CLD, NPID, CLDConfig, NPIDConfig  # noqa: E402
+from burn_tf.methods import CLD, NPID, CLDConfig, NPIDConfig, SwAV, SwAVConfig  # noqa: E402
 
 GLOBAL_BATCH = 8
 DATASET_SIZE = 24
@@ -48,7 +49,11 @@ METHOD = sys.argv[1] if len(sys.argv) > 1 else "npid"
 def build():
     backbone = small_backbone()
     synchronize_batchnorm(backbone)
-    if METHOD == "cld":
+    if METHOD == "swav":
+        config = SwAVConfig(projection_hidden=16, projection_dim=8, num_prototypes=6, freeze_prototypes_steps=1,
+                            queue_size=16, queue_start_step=0, small_crops=1, small_crop_size=16)
+        model = SwAV(backbone, config)
+    elif METHOD == "cld":
         config = CLDConfig(projection_dim=8, negatives=5, num_groups=3, group_dim=8, group_weight=1.0)
         model = CLD(backbone, config, dataset_size=DATASET_SIZE)
     else:
@@ -59,11 +64,12 @@ def build():
 
 def batches():
     rng = np.random.default_rng(0)
-    views = [rng.uniform(size=(STEPS * GLOBAL_BATCH, 32, 32, 3)).astype("float32")
-             for _ in range(2 if METHOD == "cld" else 1)]
+    sizes = {"npid": [32], "cld": [32, 32], "swav": [32, 32, 16]}[METHOD]
+    views = [rng.uniform(size=(STEPS * GLOBAL_BATCH, size, size, 3)).astype("float32") for size in sizes]
     # Each step a different set of images; the third step revisits rows the first wrote.
     index = np.concatenate([rng.permutation(DATASET_SIZE)[:GLOBAL_BATCH] for _ in range(STEPS)]).astype("int64")
-    return tf.data.Dataset.from_tensor_slices((*views, index)).batch(GLOBAL_BATCH, drop_remainder=True)
+    element = (*views, index) if METHOD != "swav" else tuple(views)
+    return tf.data.Dataset.from_tensor_slices(element).batch(GLOBAL_BATCH, drop_remainder=True)
 
 
 def train(strategy, initial):
@@ -73,11 +79,16 @@ def train(strategy, initial):
             model.set_weights(initial)
     start = model.get_weights()
     trained_before = [w.numpy() for w in model.train_variables()]
-    bank_before = model.memory_bank.numpy()
+    bank_before = shared_state(model).numpy()
     record = StepLosses()
     model.fit(batches(), epochs=1, steps_per_epoch=STEPS, verbose=0, callbacks=[record])
     state = [w.numpy() for w in model.train_variables()]
-    return start, record.values, state, model.memory_bank.numpy(), (bank_before, trained_before)
+    return start, record.values, state, shared_state(model).numpy(), (bank_before, trained_before)
+
+
+def shared_state(model):
+    """The replica-shared variable the step writes: NPID's bank or SwAV's queue."""
+    return model.queue if METHOD == "swav" else model.memory_bank
 
 
 def main():
@@ -92,7 +103,7 @@ def main():
         "weights_max_relative": max(weight_difference(two, one) for one, two in zip(one_state, two_state)),
         "weights_moved_max_abs": max(float(np.max(np.abs(one - begin))) for one, begin in zip(one_state, one_start)),
         "bank_max_abs": float(np.max(np.abs(two_bank - one_bank))),
-        "bank_rows_written": int(np.sum(np.any(one_bank != bank_start, axis=1))),
+        "bank_rows_written": int(np.sum(np.any(one_bank != bank_start, axis=-1))),  # SwAV: queue rows
     }))
 
 

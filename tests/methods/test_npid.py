@@ -150,7 +150,7 @@ def test_cli_runs_the_shipped_yaml_through_both_stages(tmp_path, fashion_mnist_a
     assert (tmp_path / "run" / "stage2" / "backbone" / "projector.keras").exists()
 
 
-def two_replica_comparison(method):
+def two_replica_comparison(method, weights_tolerance=1e-4, state_tolerance=1e-5):
     """tests/distributed/npid_replicas.py ``method``: one device vs 2 logical CPUs."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), method],
@@ -161,8 +161,8 @@ def two_replica_comparison(method):
     # Tolerances as tests/test_distributed.py: float32 sums in another order.
     assert result["loss_max_relative"] < 1e-5, result
     assert result["weights_moved_max_abs"] > 1e-3, result
-    assert result["weights_max_relative"] < 1e-4, result
-    assert result["bank_max_abs"] < 1e-5, result
+    assert result["weights_max_relative"] < weights_tolerance, result
+    assert result["bank_max_abs"] < state_tolerance, result
 
 
 def test_two_replicas_write_the_same_bank_as_one_device():
