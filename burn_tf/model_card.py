@@ -28,11 +28,14 @@ from burn_tf.backbone import (
     CLASSIFIER_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
+    BackboneFormatError,
     load_backbone,
     read_metadata,
 )
 from burn_tf.io import atomic_write_text, path_size
+from burn_tf.methods import method_class
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.schema import ConfigError
 from burn_tf.summary import model_stats
 
 CARD_FILE = "MODEL_CARD.md"
@@ -168,10 +171,34 @@ def _teacher_origin(teacher: dict | None) -> str | None:
     kind, weights = teacher.get("kind"), teacher.get("weights")
     if (kind, weights) in TEACHER_ORIGINS:
         return TEACHER_ORIGINS[(kind, weights)]
+    if weights and Path(weights).is_dir():
+        return _exported_teacher_origin(kind, Path(weights))
     if weights in (None, "", "none", "random"):
         return (f"{kind} with **random** weights (a test setting): the student learned from an "
                 "untrained teacher, so its metrics say nothing about the method.")
     return f"{kind} with user-supplied weights `{weights}` (origin and licence: see that file's source)."
+
+
+def _exported_teacher_origin(kind: str, path: Path) -> str:
+    """Where a teacher that burn_tf pretrained itself came from, read from its export."""
+    try:
+        meta = read_metadata(path)
+    except BackboneFormatError:
+        meta = {}
+    method = meta.get("method")
+    if not method:
+        return f"{kind} from the directory `{path}` (its metadata.json could not be read)."
+    text = f"{kind} pretrained by burn_tf itself: `{method}` on `{meta.get('data')}` (export `{path}`)"
+    try:
+        needs_labels = method_class(method).needs_labels
+    except ConfigError:
+        return text + "."
+    if needs_labels:
+        return text + ", trained **with labels**."
+    if not meta.get("teacher"):
+        return text + (", trained without labels from random initialisation: no label and no pretrained "
+                       "weight entered the teacher or the student.")
+    return text + ", trained without labels (with a teacher of its own: see that run's model card)."
 
 
 # ----------------------------------------------------------------------------- writing
@@ -183,6 +210,9 @@ METHOD_DESCRIPTIONS = {
              "scheduled λ(t); no labels."),
     "s2bnn": ("S2-BNN (Shen et al., CVPR 2021): the binary student matches a frozen full-precision "
               "network including its head (KL at a temperature); no labels."),
+    "supervised": "Supervised pretraining: cross-entropy on the labels through a linear classifier; uses labels.",
+    "supervised_kl": ("Supervised KL-div (ReActNet's distributional loss): the binary student matches the "
+                      "softmax of a frozen full-precision network trained with labels; uses labels."),
 }
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from burn_tf.config import load_config
+from burn_tf.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher_backbone
 from burn_tf.pretrain import build_method, build_train_dataset, pretrain_stage
 
@@ -55,3 +56,8 @@ def test_burn_loads_the_exported_moco_teacher_frozen_and_never_changes_it(teache
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
     for a, b in zip(teacher.get_weights(), exported.get_weights()):  # BatchNorm statistics included
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_model_card_says_where_the_self_trained_teacher_came_from(teacher_export):
+    origin = _teacher_origin({"kind": "resnet18", "weights": str(teacher_export)})
+    assert "moco_v2" in origin and "no label and no pretrained weight" in origin

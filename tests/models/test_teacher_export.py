@@ -15,6 +15,7 @@ from burn_tf.backbone import (
     load_keras_file,
 )
 from burn_tf.config import load_config
+from burn_tf.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher, build_teacher_backbone
 from burn_tf.pretrain import build_method, pretrain_stage
 from burn_tf.pretrain import main as pretrain_main
@@ -139,3 +140,8 @@ def test_the_cli_names_the_bad_export_in_one_line_and_writes_nothing(export, tmp
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and str(bad / named) in err and len(err.splitlines()) == 1
     assert not run_dir.exists()
+
+
+def test_the_model_card_says_a_supervised_teacher_used_labels(export):
+    origin = _teacher_origin({"kind": "resnet18", "weights": str(export)})
+    assert "`supervised`" in origin and "with labels" in origin
