@@ -37,7 +37,12 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.losses import contrastive
-from burn_tf.methods.base import MomentumMethod, MethodConfig, gather_from_replicas, replica_shared_variable
+from burn_tf.methods.base import (
+    MethodConfig,
+    MomentumMethod,
+    gather_from_replicas,
+    replica_shared_variable,
+)
 from burn_tf.methods.registry import register
 from burn_tf.models.reactnet import transfer_stage1_to_stage2
 from burn_tf.schema import check_range

@@ -15,14 +15,13 @@ from pathlib import Path
 # replicas.py splits the CPU into 2 logical devices at import (before TensorFlow
 # initialises them) and holds the comparison helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replicas import StepLosses, comparison_optimizer, weight_difference  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from replicas import StepLosses, comparison_optimizer, weight_difference
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from burn_tf.config import load_config  # noqa: E402
-from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset  # noqa: E402
-from burn_tf.pretrain import build_method  # noqa: E402
+from burn_tf.config import load_config
+from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
+from burn_tf.pretrain import build_method
 
 GLOBAL_BATCH = 8
 # MoCo: 3 steps, so step 3 reads keys both replicas gathered in steps 1-2 and the pointer
