@@ -189,9 +189,8 @@ class MoCoV2(MomentumMethod):
         keys = self.momentum_projector(self.momentum_backbone(views[1], training=training), training=training)
         keys = tf.stop_gradient(keys)
         # The key encoder first, the query encoder after it: synchronized BatchNorms of both
-        # must all-reduce in the same order on every replica. (Ordered the other way round —
-        # keys after queries — the two replicas' collectives paired up wrongly under
-        # MirroredStrategy, tests/distributed/contrastive_replicas.py.)
+        # must all-reduce in the same order on every replica (this order is the one checked
+        # against one device, tests/distributed/contrastive_replicas.py).
         with tf.control_dependencies([keys]):
             queries = self.projector(self.backbone(tf.identity(views[0]), training=training), training=training)
         return queries, keys

@@ -9,8 +9,8 @@ projections and computes the loss of its own views against all of them, as the o
 one-hot-placed tensor, whose gradient gives each replica's rows the sum of every replica's
 gradient for them, so N replicas compute the gradient one device computes on the global
 batch. (``ReplicaContext.all_gather`` has the same gradient — all-reduce SUM, then this
-replica's slice — but the first two-replica run with it stopped on a collective shape
-mismatch; the all-reduce form, which the official code uses, runs and matches one device.)
+replica's slice; the all-reduce form is the official code's and the one checked against
+one device.)
 
 Defaults from the paper and ``google-research/simclr`` (``tf2/README.md``'s ImageNet
 command, "the default hyperparameters in our paper"; ``tf2/model.py``): temperature 0.1;
