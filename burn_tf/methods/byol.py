@@ -12,10 +12,11 @@ Defaults: projector and predictor Linear(4096) → BN → ReLU → Linear(256) (
 τ from 0.99 to 1 (solo-learn's ``scripts/pretrain/imagenet-100/byol.yaml``, base_tau 0.99
 — BYOL's ImageNet value is 0.996 for 1000-epoch runs with batch 4096). The symmetric loss
 is the sum of both directions (BYOL Eq. 2, L + L̃). Each view passes through the networks
-on its own (per-view BatchNorm statistics, as in the official code); the second view's
-pass is ordered after the first so synchronized BatchNorms all-reduce in the same order on
-every replica. Stage 2 of ReActNet: the targets restart as copies of the transferred online
-networks (:func:`burn_tf.methods.moco.restart_targets`).
+on its own (per-view BatchNorm statistics, as in the official code); the passes are
+ordered one after the other so synchronized BatchNorms all-reduce in the same order on
+every replica (not checked on two replicas: only MoCo v2 and SimCLR v2 are). Stage 2 of
+ReActNet: the targets restart as copies of the transferred online networks
+(:func:`burn_tf.methods.moco.restart_targets`).
 """
 
 from __future__ import annotations
@@ -81,15 +82,19 @@ class BYOL(MomentumMethod):
     def compute_losses(self, views, labels=None, training=True) -> dict:
         predictions, targets = [], []
         after = []
+        # One pass at a time, target before online (MoCo v2's order, the one checked on two
+        # replicas): synchronized BatchNorms must all-reduce in the same order everywhere.
         for view in views[:2]:
             with tf.control_dependencies(after):
-                prediction = self.predictor(self.projector(self.backbone(view, training=training), training=training),
-                                            training=training)
-            with tf.control_dependencies([prediction]):
-                target = self.momentum_projector(self.momentum_backbone(view, training=training), training=training)
+                target = self.momentum_projector(self.momentum_backbone(tf.identity(view), training=training),
+                                                 training=training)
+            with tf.control_dependencies([target]):
+                prediction = self.predictor(
+                    self.projector(self.backbone(tf.identity(view), training=training), training=training),
+                    training=training)
             predictions.append(prediction)
             targets.append(tf.stop_gradient(target))
-            after = [target]
+            after = [prediction]
         loss = contrastive.byol_loss(predictions[0], targets[1]) + contrastive.byol_loss(predictions[1], targets[0])
         # Spread of the unit target projections: near 0 means the targets collapsed.
         target_std = tf.reduce_mean(tf.math.reduce_std(tf.math.l2_normalize(targets[0], -1), axis=0))

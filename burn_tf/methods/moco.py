@@ -37,7 +37,12 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.losses import contrastive
-from burn_tf.methods.base import MomentumMethod, MethodConfig, gather_from_replicas, replica_shared_variable
+from burn_tf.methods.base import (
+    MethodConfig,
+    MomentumMethod,
+    gather_from_replicas,
+    replica_shared_variable,
+)
 from burn_tf.methods.registry import register
 from burn_tf.models.reactnet import transfer_stage1_to_stage2
 from burn_tf.schema import check_range
@@ -181,12 +186,14 @@ class MoCoV2(MomentumMethod):
 
     def queries_and_keys(self, views: list, training: bool):
         """q = g(f(x₁)) and the momentum encoder's k = g_m(f_m(x₂)) (no gradient)."""
-        queries = self.projector(self.backbone(views[0], training=training), training=training)
-        # After the queries: synchronized BatchNorms of both encoders must all-reduce in the
-        # same order on every replica.
-        with tf.control_dependencies([queries]):
-            keys = self.momentum_projector(self.momentum_backbone(views[1], training=training), training=training)
-        return queries, tf.stop_gradient(keys)
+        keys = self.momentum_projector(self.momentum_backbone(views[1], training=training), training=training)
+        keys = tf.stop_gradient(keys)
+        # The key encoder first, the query encoder after it: synchronized BatchNorms of both
+        # must all-reduce in the same order on every replica (this order is the one checked
+        # against one device, tests/distributed/contrastive_replicas.py).
+        with tf.control_dependencies([keys]):
+            queries = self.projector(self.backbone(tf.identity(views[0]), training=training), training=training)
+        return queries, keys
 
     def compute_losses(self, views, labels=None, training=True) -> dict:
         views = self.augment_views(views, training)

@@ -8,9 +8,9 @@ projections and computes the loss of its own views against all of them, as the o
 ``tpu_cross_replica_concat`` (``simclr/tf2/objective.py``) does — an all-reduce SUM of a
 one-hot-placed tensor, whose gradient gives each replica's rows the sum of every replica's
 gradient for them, so N replicas compute the gradient one device computes on the global
-batch. (``ReplicaContext.all_gather`` has the same gradient, but its ``merge_call`` and the
-extra gather in its gradient made the collectives pair up wrongly with synchronized
-BatchNorm under MirroredStrategy.)
+batch. (``ReplicaContext.all_gather`` has the same gradient — all-reduce SUM, then this
+replica's slice; the all-reduce form is the official code's and the one checked against
+one device.)
 
 Defaults from the paper and ``google-research/simclr`` (``tf2/README.md``'s ImageNet
 command, "the default hyperparameters in our paper"; ``tf2/model.py``): temperature 0.1;

@@ -3,7 +3,7 @@ views, and the pretraining CLI at a tiny size."""
 
 import json
 
-import tensorflow as tf
+import numpy as np
 
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
@@ -42,3 +42,18 @@ def run_cli(config, run_dir, overrides, stage="1"):
     assert main(args) == 0
     last = "2" if stage == "all" else stage
     return json.loads((run_dir / f"stage{last}" / "metrics.json").read_text())
+
+
+def check_stage2_from_stage1(make, head_name):
+    """Stage 2 built by ``make(backbone)`` from a trained stage 1: the head ``head_name``
+    as is, every EMA target a copy of its (transferred) online network; returns stage 2."""
+    stage1 = make(tiny_reactnet())
+    stage1.train_on_batch(first_batch(16))
+    stage2 = make(tiny_reactnet(stage=2))
+    stage2.init_from_previous_stage(stage1)
+    for a, b in zip(getattr(stage2, head_name).get_weights(), getattr(stage1, head_name).get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for _, online, target in stage2.momentum_pairs:
+        for a, b in zip(target.get_weights(), online.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    return stage2

@@ -4,7 +4,14 @@ predictor, stages, an FP ResNet-18, training, the CLI."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from contrastive_helpers import fashion_views, first_batch, run_cli, tiny_reactnet, tiny_resnet18
+from contrastive_helpers import (
+    check_stage2_from_stage1,
+    fashion_views,
+    first_batch,
+    run_cli,
+    tiny_reactnet,
+    tiny_resnet18,
+)
 from method_helpers import snapshot
 
 from burn_tf.callbacks import MomentumScheduler
@@ -57,15 +64,7 @@ def test_step_trains_online_networks_and_moves_the_target_by_ema_only():
 
 
 def test_stage2_restarts_the_target_from_the_transferred_online_networks():
-    stage1 = make_byol()
-    stage1.train_on_batch(first_batch(16))
-    stage2 = make_byol(tiny_reactnet(stage=2))
-    stage2.init_from_previous_stage(stage1)
-    for a, b in zip(stage2.predictor.get_weights(), stage1.predictor.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    for _, online, target in stage2.momentum_pairs:
-        for a, b in zip(target.get_weights(), online.get_weights()):
-            np.testing.assert_array_equal(a, b)
+    check_stage2_from_stage1(make_byol, "predictor")
 
 
 def test_trains_a_full_precision_resnet18():
