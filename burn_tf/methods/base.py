@@ -543,8 +543,28 @@ class MomentumMethod(PretrainMethod):
         target._name = f"momentum_{online.name}"
         target.set_weights(online.get_weights())
         target.trainable = False
+        _use_batch_statistics(target, online)
         self.momentum_pairs.append((key, online, target))
         return target
+
+    def init_from_previous_stage(self, previous: "PretrainMethod") -> None:
+        """Stage 2 from stage 1: every online network of ``checkpoint_modules`` from
+        ``previous`` (the base's rules), then every EMA target restarts as a copy of its
+        online network — a stage-1 target is the EMA of a different (stage-1) network, so
+        it is not carried over."""
+        theirs = previous.checkpoint_modules()
+        targets = {id(target) for _, _, target in self.momentum_pairs}
+        for name, module in self.checkpoint_modules().items():
+            if id(module) in targets:
+                continue
+            if module is self.backbone:
+                transfer_stage1_to_stage2(theirs[name], module)
+            elif isinstance(module, tf.keras.Model):
+                module.set_weights(theirs[name].get_weights())
+            elif isinstance(module, tf.Variable) and module.trainable:
+                module.assign(theirs[name])
+        for _, online, target in self.momentum_pairs:
+            target.set_weights(online.get_weights())
 
     def after_update(self) -> None:
         tau = self.tau
@@ -567,6 +587,30 @@ class MomentumMethod(PretrainMethod):
         for key, _, target in self.momentum_pairs:
             modules[key] = target
         return modules
+
+
+def _use_batch_statistics(target: tf.keras.Model, online: tf.keras.Model) -> None:
+    """The frozen target's BatchNorms compute with their own batch statistics when called
+    with ``training=True`` (and keep their own moving averages), synchronized across
+    replicas exactly when the online network's are.
+
+    Two Keras facts make this necessary: a BatchNormalization whose ``trainable`` is False
+    always runs in inference mode (its moving statistics would then never move), and
+    ``clone_model`` drops ``synchronized``, which is not part of the layer's config. The
+    target model stays frozen (no trainable weights)."""
+    for layer_online, layer_target in zip(_all_layers(online), _all_layers(target)):
+        if isinstance(layer_target, tf.keras.layers.BatchNormalization):
+            layer_target.trainable = True
+            layer_target.synchronized = layer_online.synchronized
+            if layer_online.synchronized:
+                layer_target.fused = False  # the fused kernel cannot synchronise
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, tf.keras.Model):
+            yield from _all_layers(layer)
 
 
 def _ema_weights(target: tf.keras.Model, online: tf.keras.Model) -> list[tf.Variable]:

@@ -6,7 +6,7 @@ paper (Sec. 4.1, Tables 1–4).
 f, g: the online backbone and projector; q: the predictor (online only); f_m, g_m: their
 EMA targets, τ following a cosine from ``tau_start`` to ``tau_end`` over training (BYOL
 Sec. 3.2). The EMA moves weights only; the target's BatchNorms use the target's own batch
-statistics (:func:`burn_tf.methods.moco.use_batch_statistics`).
+statistics (:meth:`MomentumMethod.add_momentum_pair`).
 
 Defaults: projector and predictor Linear(4096) → BN → ReLU → Linear(256) (BYOL Sec. 3.3);
 τ from 0.99 to 1 (solo-learn's ``scripts/pretrain/imagenet-100/byol.yaml``, base_tau 0.99
@@ -16,7 +16,7 @@ on its own (per-view BatchNorm statistics, as in the official code); the passes 
 ordered one after the other so synchronized BatchNorms all-reduce in the same order on
 every replica (not checked on two replicas: only MoCo v2 and SimCLR v2 are). Stage 2 of
 ReActNet: the targets restart as copies of the transferred online networks
-(:func:`burn_tf.methods.moco.restart_targets`).
+(:meth:`MomentumMethod.init_from_previous_stage`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from burn_tf.losses import contrastive
 from burn_tf.methods.base import MethodConfig, MomentumMethod
-from burn_tf.methods.moco import build_projector, restart_targets, use_batch_statistics
+from burn_tf.methods.moco import build_projector
 from burn_tf.methods.registry import register
 from burn_tf.schema import check_range
 
@@ -62,8 +62,6 @@ class BYOL(MomentumMethod):
         self.predictor = build_projector(cfg.projector_dim, cfg.predictor_hidden, cfg.projector_dim, "predictor")
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
-        use_batch_statistics(self.momentum_backbone, backbone)
-        use_batch_statistics(self.momentum_projector, self.projector)
 
     def trainable_groups(self):
         return {"backbone": self.backbone.trainable_variables,
@@ -75,9 +73,6 @@ class BYOL(MomentumMethod):
 
     def exported_heads(self):
         return {"projector": self.projector, "predictor": self.predictor}
-
-    def init_from_previous_stage(self, previous):
-        restart_targets(self, previous)
 
     def compute_losses(self, views, labels=None, training=True) -> dict:
         predictions, targets = [], []

@@ -26,7 +26,8 @@ Implementation notes:
 - ``queue_size`` must be a multiple of the global batch (MoCo's ``assert K % batch_size ==
   0``): checked when the training step is built.
 - Stage 2 of ReActNet: the online backbone and projector come from stage 1 (the base's
-  rules) and the momentum encoder restarts as a copy of them (:func:`restart_targets`);
+  rules) and the momentum encoder restarts as a copy of them
+  (:meth:`MomentumMethod.init_from_previous_stage`);
   the queue restarts random.
 """
 
@@ -44,7 +45,6 @@ from burn_tf.methods.base import (
     replica_shared_variable,
 )
 from burn_tf.methods.registry import register
-from burn_tf.models.reactnet import transfer_stage1_to_stage2
 from burn_tf.schema import check_range
 
 
@@ -70,49 +70,6 @@ def build_projector(input_dim: int, hidden: int, output: int, name: str, layers:
         x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, synchronized=True,
                                                name=f"{name}_bn{layers}")(x)
     return tf.keras.Model(inputs, x, name=name)
-
-
-def use_batch_statistics(target: tf.keras.Model, online: tf.keras.Model) -> None:
-    """The frozen target's BatchNorms compute with their own batch statistics when called
-    with ``training=True`` (and keep their own moving averages), synchronized across
-    replicas exactly when the online network's are.
-
-    Two Keras facts make this necessary: a BatchNormalization whose ``trainable`` is False
-    always runs in inference mode (its moving statistics would then never move), and
-    ``clone_model`` (:meth:`MomentumMethod.add_momentum_pair`) drops ``synchronized``, which
-    is not part of the layer's config. The target model stays frozen (no trainable
-    weights)."""
-    for layer_online, layer_target in zip(_all_layers(online), _all_layers(target)):
-        if isinstance(layer_target, tf.keras.layers.BatchNormalization):
-            layer_target.trainable = True
-            layer_target.synchronized = layer_online.synchronized
-            if layer_online.synchronized:
-                layer_target.fused = False  # the fused kernel cannot synchronise
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, tf.keras.Model):
-            yield from _all_layers(layer)
-
-
-def restart_targets(method: MomentumMethod, previous: MomentumMethod) -> None:
-    """Stage 2 from stage 1 for a momentum method: every online network of
-    ``checkpoint_modules`` from ``previous`` (the backbone by layer name, the others as
-    is), then every EMA target restarts as a copy of its online network — a stage-1 target
-    is the EMA of a different (stage-1) network, so it is not carried over."""
-    theirs = previous.checkpoint_modules()
-    targets = {id(target) for _, _, target in method.momentum_pairs}
-    for name, module in method.checkpoint_modules().items():
-        if id(module) in targets:
-            continue
-        if module is method.backbone:
-            transfer_stage1_to_stage2(theirs[name], module)
-        elif isinstance(module, tf.keras.Model):
-            module.set_weights(theirs[name].get_weights())
-    for _, online, target in method.momentum_pairs:
-        target.set_weights(online.get_weights())
 
 
 @dataclasses.dataclass
@@ -153,7 +110,6 @@ class MoCoV2(MomentumMethod):
                                          batchnorm=False)
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
-        use_batch_statistics(self.momentum_backbone, backbone)
         self.queue_size = self.negatives_in_queue(cfg)
         # MoCo initialises the queue with random unit vectors (``moco/builder.py``).
         self.queue = replica_shared_variable(
@@ -176,9 +132,6 @@ class MoCoV2(MomentumMethod):
 
     def exported_heads(self):
         return {"projector": self.projector}
-
-    def init_from_previous_stage(self, previous):
-        restart_targets(self, previous)
 
     def augment_views(self, views: list, training: bool) -> list:
         """The views the encoders see (InfoMin adds its stronger augmentation here)."""

@@ -119,8 +119,29 @@ def test_default_stage_transfer_copies_backbone_by_layer_name():
         return OnlineTargetPair(backbone)
 
     stage1, stage2 = model(1), model(2)
+    # The stage-1 target lags its online network (an EMA of it).
+    for w in stage1.target_backbone.weights:
+        w.assign(w + 0.5)
     stage2.init_from_previous_stage(stage1)
     for a, b in zip(stage1.backbone.weights, stage2.backbone.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    for a, b in zip(stage1.target_backbone.weights, stage2.target_backbone.weights):
+    # The EMA target restarts as a copy of the (transferred) online network.
+    for a, b in zip(stage2.backbone.weights, stage2.target_backbone.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_target_called_in_training_mode_keeps_its_own_batch_statistics():
+    """Keras runs a frozen BatchNorm in inference mode whatever ``training`` says; a momentum
+    target (MoCo's key encoder, BYOL's target) must use and track its own batch statistics,
+    and stay without trainable weights."""
+    model = OnlineTargetPair(small_backbone())
+    target = model.target_backbone
+    assert target.trainable_weights == []
+    before = snapshot(target.weights)
+    images = view_pair()[0]
+    inference = target(images, training=False).numpy()
+    in_training = target(images, training=True).numpy()
+    assert not np.allclose(inference, in_training)  # batch statistics, not the moving ones
+    moved = [n for w, b, n in zip(target.weights, before, [w.name for w in target.weights])
+             if not np.array_equal(w.numpy(), b)]
+    assert moved and all("moving_" in n for n in moved)
