@@ -548,21 +548,10 @@ class MomentumMethod(PretrainMethod):
         return target
 
     def init_from_previous_stage(self, previous: "PretrainMethod") -> None:
-        """Stage 2 from stage 1: every online network of ``checkpoint_modules`` from
-        ``previous`` (the base's rules), then every EMA target restarts as a copy of its
-        online network — a stage-1 target is the EMA of a different (stage-1) network, so
-        it is not carried over."""
-        theirs = previous.checkpoint_modules()
-        targets = {id(target) for _, _, target in self.momentum_pairs}
-        for name, module in self.checkpoint_modules().items():
-            if id(module) in targets:
-                continue
-            if module is self.backbone:
-                transfer_stage1_to_stage2(theirs[name], module)
-            elif isinstance(module, tf.keras.Model):
-                module.set_weights(theirs[name].get_weights())
-            elif isinstance(module, tf.Variable) and module.trainable:
-                module.assign(theirs[name])
+        """Stage 2 from stage 1: the base's rules, then every EMA target restarts as a copy
+        of its (transferred) online network — a stage-1 target is the EMA of a different
+        (stage-1) network, so it is not carried over."""
+        super().init_from_previous_stage(previous)
         for _, online, target in self.momentum_pairs:
             target.set_weights(online.get_weights())
 
