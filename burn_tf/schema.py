@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
 from typing import Any, Optional, Union
 
@@ -39,7 +40,7 @@ def coerce(value: Any, annotation, key: str):
     """Checks a YAML value against a dataclass field type (the small set used here)."""
     annotation = _resolve(annotation)
     origin = typing.get_origin(annotation)
-    if origin is Union:
+    if origin in (Union, types.UnionType):  # Optional[float] and float | None alike
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None:
             return None

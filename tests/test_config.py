@@ -1,6 +1,10 @@
+import dataclasses
+import typing
+
 import pytest
 
 from burn_tf.config import ConfigError, PretrainConfig, load_config
+from burn_tf.schema import build_dataclass
 
 
 def test_demo_and_imagenet_configs_load():
@@ -87,3 +91,16 @@ def test_shipped_configs_resolve_by_name_from_anywhere(tmp_path, monkeypatch):
     assert resolve_config_path("configs/imagenet/burn_stage1.yaml") == CONFIG_DIR / "imagenet" / "burn_stage1.yaml"
     with pytest.raises(ConfigError, match="shipped configs: .*demo.yaml"):
         resolve_config_path("nope")
+
+
+def test_optional_fields_are_checked_in_both_spellings():
+    @dataclasses.dataclass
+    class Section:
+        limit: typing.Optional[int] = None
+        scale: float | None = None  # PEP 604: its origin is types.UnionType, not typing.Union
+
+    assert build_dataclass(Section, {"limit": 3, "scale": 2}, "s.") == Section(3, 2.0)
+    assert build_dataclass(Section, {"scale": None}, "s.") == Section()
+    for values, key in (({"scale": "big"}, "s.scale"), ({"limit": "many"}, "s.limit")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            build_dataclass(Section, values, "s.")
