@@ -31,7 +31,7 @@ from burn_tf.config import ConfigError, PretrainConfig, apply_overrides, config_
 from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.demo import DemoEvalConfig, evaluate_features
 from burn_tf.evaluate.features import extract_features
-from burn_tf.io import atomic_write_json
+from burn_tf.io import atomic_write_json, file_lock
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain_stage
 from burn_tf.schema import build_dataclass
@@ -152,27 +152,51 @@ def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, ste
 
 class RunLog:
     """``runs.jsonl``: one line per finished run, ``{<name_field>: …, "key": …, …}``. A run
-    already logged under the same name and key is not run again."""
+    already logged under the same name and key is not run again.
+
+    Several processes on one machine may share one log (one ``--out``, disjoint
+    ``--rows``/``--variants``): each run is done under a lock of its own (``<log>.locks/``), and
+    the log is re-read once the lock is held, so a run another process has finished — or is
+    still running: the lock waits for it — is taken from the log instead of being run twice
+    into the same run directory. A last call over every run then only assembles the table."""
 
     def __init__(self, path: Path, name_field: str):
         self.path, self.name_field = Path(path), name_field
+        self.locks = self.path.with_name(self.path.name + ".locks")
+        self.locks.mkdir(parents=True, exist_ok=True)
         self.done = {}
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
+        self._read()
+
+    def _read(self) -> None:
+        # Under the append lock: a line another process is writing is never read half-written.
+        with file_lock(self.locks / "runs.jsonl.lock"):
+            text = self.path.read_text() if self.path.exists() else ""
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 record = json.loads(line)
                 # Two runs may share a pretraining config (a floor is never trained): the
                 # name is part of the identity.
-                self.done[record[name_field], record["key"]] = record
+                self.done[record[self.name_field], record["key"]] = record
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{self.path}: line {number} is not a run record ({err}); "
+                                 f"remove it to run that run again") from None
 
     def run(self, name: str, key: str, fn: Callable[[], dict]) -> tuple[dict, bool]:
         """(the logged result, False) or (``fn()`` with its key and seconds, True)."""
         if (name, key) in self.done:
             return self.done[name, key], False
-        start = time.time()
-        result = {**fn(), self.name_field: name, "key": key}
-        result["seconds"] = round(time.time() - start, 1)
-        with self.path.open("a") as f:
-            f.write(json.dumps(result) + "\n")
+        lock_name = hashlib.sha256(json.dumps([name, key]).encode()).hexdigest()[:16]
+        with file_lock(self.locks / f"{lock_name}.lock"):
+            self._read()
+            if (name, key) in self.done:
+                return self.done[name, key], False
+            start = time.time()
+            result = {**fn(), self.name_field: name, "key": key}
+            result["seconds"] = round(time.time() - start, 1)
+            with file_lock(self.locks / "runs.jsonl.lock"), self.path.open("a") as f:
+                f.write(json.dumps(result) + "\n")
         self.done[name, key] = result
         return result, True
 

@@ -1,0 +1,60 @@
+"""RunLog: the experiments' log of finished runs, shared safely by several processes."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from burn_tf.experiment import RunLog
+
+
+def test_a_run_in_progress_elsewhere_is_waited_for_not_run_twice(tmp_path):
+    # Two logs on one file stand for two processes: each flock goes through its own open
+    # file description, so the threads exclude each other exactly as processes would.
+    first, second = RunLog(tmp_path / "runs.jsonl", "row"), RunLog(tmp_path / "runs.jsonl", "row")
+    started, release, calls, results = threading.Event(), threading.Event(), [], {}
+
+    def slow_run():
+        calls.append("first")
+        started.set()
+        release.wait(10)
+        return {"knn_top1": 0.5}
+
+    def other_run():
+        calls.append("second")
+        return {"knn_top1": 0.9}
+
+    worker = threading.Thread(target=lambda: results.update(first=first.run("moco", "k1", slow_run)))
+    worker.start()
+    assert started.wait(10)
+    waiter = threading.Thread(target=lambda: results.update(second=second.run("moco", "k1", other_run)))
+    waiter.start()
+    time.sleep(0.3)
+    assert waiter.is_alive(), "the second log must wait for the run in progress"
+    release.set()
+    worker.join(10)
+    waiter.join(10)
+    assert calls == ["first"]
+    assert results["first"][1] is True and results["second"] == (results["first"][0], False)
+    assert results["second"][0]["knn_top1"] == 0.5
+
+
+def test_disjoint_runs_from_two_logs_all_reach_the_file(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    a, b = RunLog(path, "variant"), RunLog(path, "variant")
+    a.run("burn", "k1", lambda: {"knn_top1": 0.4})
+    b.run("fs_only", "k2", lambda: {"knn_top1": 0.45})
+    b.run("burn", "k1", lambda: pytest.fail("finished by the other log"))
+    assembled = RunLog(path, "variant")
+    assert set(assembled.done) == {("burn", "k1"), ("fs_only", "k2")}
+    assert [json.loads(line)["variant"] for line in path.read_text().splitlines()] == ["burn", "fs_only"]
+
+
+def test_a_damaged_line_names_the_file_and_line(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    RunLog(path, "row").run("npid", "k1", lambda: {"knn_top1": 0.3})
+    with path.open("a") as f:
+        f.write('{"row": "swav", "key": "k2", "knn_to')  # a run killed mid-write
+    with pytest.raises(ValueError, match=r"runs\.jsonl: line 2 .*remove it"):
+        RunLog(path, "row")
