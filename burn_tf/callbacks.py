@@ -235,7 +235,6 @@ class RunCheckpoints(tf.keras.callbacks.Callback):
         self.every_steps = int(every_steps)
         self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
         self.nan_step = None
-        self._finite = None
 
     @property
     def nan_detected(self) -> bool:
@@ -245,12 +244,9 @@ class RunCheckpoints(tf.keras.callbacks.Callback):
         return int(self.model.global_step.numpy())
 
     def _weights_finite(self) -> bool:
-        if self._finite is None:
-            variables = self.model.train_variables()
-            self._finite = tf.function(
-                lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables])
-            )
-        return bool(self._finite())
+        # Eager, once per save: a tf.function per callback instance was retraced by every
+        # run of an experiment that trains many models in one process.
+        return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in self.model.train_variables())
 
     def _save(self, epoch: int) -> None:
         step = self._step()
