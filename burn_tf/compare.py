@@ -177,6 +177,10 @@ def selected_rows(cfg: CompareConfig) -> list[TableRow]:
     return rows
 
 
+# What stands for ``--out`` in the run keys of rows distilling a teacher this command trains.
+OUT_IN_KEYS = "<out>"
+
+
 def teacher_dir(out: Path, name: str = "self") -> Path:
     return out / "runs" / f"teacher_{name}"
 
@@ -346,7 +350,11 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
         for seed in range(cfg.seeds):
             pcfg = row_config(cfg, row, seed, out, values, teacher)
             teacher_hash = teacher.hash() if teacher is not None else None
-            key = run_key(pcfg, cfg, row.method == RANDOM, cfg.stages, teacher_hash)
+            # A run's identity must not depend on where ``--out`` is (so logs from several
+            # places can be put together): the trained teacher's path is left out of the key,
+            # its config hash is in it.
+            key_cfg = row_config(cfg, row, seed, Path(OUT_IN_KEYS), values, teacher) if teacher is not None else pcfg
+            key = run_key(key_cfg, cfg, row.method == RANDOM, cfg.stages, teacher_hash)
             result, fresh = runs.run(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg))
             results.append(result)
             info[row.name] = describe(row, pcfg, teacher)
