@@ -2,6 +2,7 @@
 a backbone that demo_unsupervised.yaml (the demo's BURN recipe) loads as its frozen teacher —
 both tiny, on real Fashion-MNIST, no label and no pretrained weight."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,12 @@ def test_the_shipped_chain_uses_no_label_and_no_pretrained_weight():
     # The student's teacher is the export of demo_teacher's default run directory.
     assert Path(student_cfg.teacher.weights) == Path("runs/demo_teacher/stage1/backbone")
     assert (student_cfg.teacher.kind, student_cfg.teacher.small_input_stem) == ("resnet18", True)
-    # Everything but the teacher is the demo's BURN recipe.
+    # Everything but the teacher is the demo's BURN recipe — at the learning rate and input size
+    # its README row was measured with (demo.yaml has moved on since; its own rows say so).
     demo = load_config("demo")
-    assert student_cfg.method == demo.method and student_cfg.backbone == demo.backbone
-    assert student_cfg.optimizer == demo.optimizer and student_cfg.train == demo.train
+    assert student_cfg.method == demo.method and student_cfg.train == demo.train
+    assert student_cfg.optimizer == dataclasses.replace(demo.optimizer, learning_rate=0.002)
+    assert student_cfg.backbone == dataclasses.replace(demo.backbone, input_size=32)
 
 
 def test_burn_loads_the_exported_moco_teacher_frozen_and_never_changes_it(teacher_export):
