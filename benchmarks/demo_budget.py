@@ -27,6 +27,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from burn_tf.backbone import load_backbone
 from burn_tf.demo import DEFAULT_CONFIG, DemoEvalConfig
 from burn_tf.config import load_config
@@ -51,6 +53,7 @@ POINTS = {
     "steps_x1.5": ["train.epochs=2", "train.steps_per_epoch=351"],
     "steps_x2": ["train.epochs=2"],
     "res48": ["backbone.input_size=48"],
+    "res64": ["backbone.input_size=64"],  # the teacher's input size
     "lr_x0.5": ["optimizer.learning_rate=0.001"],
     "lr_x2": ["optimizer.learning_rate=0.004"],
     "head256": ["method.head_width=256"],
@@ -128,9 +131,9 @@ def run_point(name: str, seed: int, run_root: Path) -> dict:
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Per point: mean (± sample std over seeds) of kNN and minutes."""
-    import numpy as np
-
+    """Per point: mean (± sample std over seeds) of kNN and minutes, and the kNN difference
+    to the baseline paired by seed (the seeds share the initial student)."""
+    baseline = {r["seed"]: r["knn_top1"] for r in rows if r["point"] == "baseline"}
     out = []
     for name in dict.fromkeys(r["point"] for r in rows):
         rs = [r for r in rows if r["point"] == name]
@@ -142,6 +145,10 @@ def summarise(rows: list[dict]) -> list[dict]:
                     "steps_per_second": np.mean([r["steps_per_second"] for r in rs]),
                     "load": np.mean([r["loadavg_1min_mean"] for r in rs]),
                     "steps_total": rs[0]["steps_total"], "overrides": rs[0]["overrides"]})
+        paired = np.array([100 * (r["knn_top1"] - baseline[r["seed"]]) for r in rs if r["seed"] in baseline])
+        out[-1]["delta_seeds"] = len(paired)
+        out[-1]["delta_mean"] = paired.mean() if len(paired) else float("nan")
+        out[-1]["delta_std"] = paired.std(ddof=1) if len(paired) > 1 else float("nan")
     return out
 
 
@@ -174,15 +181,23 @@ def plot(rows: list[dict], teacher_knn: float, png: Path) -> None:
     fig.savefig(png, dpi=120)
 
 
+def _mean_std(mean: float, std: float) -> str:
+    if mean != mean:
+        return "–"
+    return f"{mean:+.2f}" if std != std else f"{mean:+.2f} ± {std:.2f}"
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| point | overrides | steps (both stages, × demo) | seeds | kNN top-1 % | pretrain min | steps/s | mean load |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| point | overrides | steps (both stages, × demo) | seeds | kNN top-1 % | Δ vs baseline, paired | "
+             "pretrain min | steps/s | mean load |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for s in summarise(rows):
         spread = "" if s["knn_std"] != s["knn_std"] else f" ± {s['knn_std']:.2f}"
-        lines.append(f"| {s['point']} | {' '.join(s['overrides']) or '(demo.yaml)'} | "
+        delta = "0" if s["point"] == "baseline" else _mean_std(s["delta_mean"], s["delta_std"])
+        lines.append(f"| {s['point']} | {' '.join(s['overrides']) or '(demo.yaml with lr 0.002)'} | "
                      f"{s['steps_total']} (×{s['steps_total'] / (2 * DEMO_STEPS):.2g}) | "
-                     f"{','.join(map(str, s['seeds']))} | {s['knn_mean']:.2f}{spread} | {s['minutes_mean']:.1f} | "
-                     f"{s['steps_per_second']:.2f} | {s['load']:.1f} |")
+                     f"{','.join(map(str, s['seeds']))} | {s['knn_mean']:.2f}{spread} | {delta} | "
+                     f"{s['minutes_mean']:.1f} | {s['steps_per_second']:.2f} | {s['load']:.1f} |")
     return "\n".join(lines)
 
 
