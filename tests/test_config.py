@@ -17,7 +17,7 @@ def test_overrides_are_typed_and_applied():
     cfg = load_config("configs/demo.yaml", ["train.epochs=3", "method.head=dense", "views=[{crop_scale: [0.2, 1.0]}]"])
     assert cfg.train.epochs == 3 and cfg.method.head == "dense"
     assert [v.crop_scale for v in cfg.view_configs()] == [(0.2, 1.0)]
-    assert cfg.view_configs()[0].image_size == cfg.backbone.input_size == 32
+    assert cfg.view_configs()[0].image_size == cfg.backbone.input_size == 48  # demo.yaml's student size
 
 
 def test_unknown_key_lists_valid_keys(tmp_path):

@@ -42,7 +42,7 @@ def test_installed_wheel_runs_from_another_directory(wheel, tmp_path, fashion_mn
     out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
-    assert str(site) in out.stdout and "burn 32 10" in out.stdout
+    assert str(site) in out.stdout and "burn 48 10" in out.stdout
     tiny = ["teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
             "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125", "method.head_width=16",
             "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",
