@@ -4,7 +4,8 @@
     python benchmarks/demo_budget.py plot                              # PNG + table from the JSON
 
 Each point is the demo's BURN recipe (``burn_tf/configs/demo.yaml``, ``method.target:
-sinkhorn``) with one or more ``--set`` overrides (:data:`POINTS`): steps per stage,
+sinkhorn``) at the sweep's reference values (:data:`SWEEP_BASE`) with one or more ``--set``
+overrides (:data:`POINTS`): steps per stage,
 resolution, learning rate, head width. A run pretrains both stages through
 :func:`burn_tf.pretrain.pretrain` (no controls) and scores the stage-2 student with the
 demo's weighted kNN (:class:`burn_tf.demo.DemoEvalConfig`: cosine, K 200, τ 0.07, bank =
@@ -43,6 +44,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "demo_budget.json"
 # demo has since taken res48+lr_x2 (it won in each of 3 paired seeds), so the points keep
 # their meaning — and their config hashes — only with the old values pinned.
 SWEEP_BASE = ["optimizer.learning_rate=0.002", "backbone.input_size=32"]
+REFERENCE = f"(demo.yaml with {' '.join(SWEEP_BASE)})"
 # The demo: 60k images // batch 128 = 468 steps per stage (train.epochs 1).
 DEMO_STEPS = 468
 # One factor at a time around the demo, then combinations. ``steps_per_epoch`` caps an epoch,
@@ -194,7 +196,7 @@ def table(rows: list[dict]) -> str:
     for s in summarise(rows):
         spread = "" if s["knn_std"] != s["knn_std"] else f" ± {s['knn_std']:.2f}"
         delta = "0" if s["point"] == "baseline" else _mean_std(s["delta_mean"], s["delta_std"])
-        lines.append(f"| {s['point']} | {' '.join(s['overrides']) or '(demo.yaml with lr 0.002)'} | "
+        lines.append(f"| {s['point']} | {' '.join(s['overrides']) or REFERENCE} | "
                      f"{s['steps_total']} (×{s['steps_total'] / (2 * DEMO_STEPS):.2g}) | "
                      f"{','.join(map(str, s['seeds']))} | {s['knn_mean']:.2f}{spread} | {delta} | "
                      f"{s['minutes_mean']:.1f} | {s['steps_per_second']:.2f} | {s['load']:.1f} |")
