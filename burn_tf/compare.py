@@ -1,6 +1,6 @@
 """Every pretraining method of burn_tf on the same binary student, as one command:
 
-    python -m burn_tf.compare --config configs/compare.yaml [--preset small|full|grouping]
+    python -m burn_tf.compare --config configs/compare.yaml [--preset small|budget|full|grouping]
                               [--seeds N] [--rows burn,s2bnn,random] [--blocks methods,self_teacher]
                               [--out runs/compare] [--json]
 
@@ -8,9 +8,27 @@ A row of the table is an entry of ``table:`` in ``compare.yaml``:
 ``{name: <row label>, method: <method.name>, overrides: [...]}``. Its pretraining config is the
 method's own shipped YAML (``burn_tf/configs/<method>.yaml``, or the entry's ``config:``) with
 the entry's ``overrides``, then the shared budget on top: ``steps`` per stage, ``batch_size``,
-``stages``, ``data_limit``, the seed and the augmentation (``views``; an entry with
-``own_views: true`` keeps its method's — SwAV's multi-crop, InfoMin's views — and the table
-says so). ``method: random`` is the floor: the base config's student, never trained.
+``stages``, ``data_limit`` (a row's own ``data_limit`` wins), the seed. Each row keeps its
+method's own augmentation (the reference views of its YAML, at the student's size; a row's
+``views:`` replaces them); rows with ``shared_views: true`` (block ``shared_views``) get the
+comparison's ``views`` instead. ``method: random`` is the floor: the base config's student,
+never trained. A row's ``seeds:`` overrides the comparison's.
+
+**Learning rates** (``lr_grid``): every trained row's Adam learning rate is chosen from the grid
+on one seed at ``lr_fraction`` of the budget, pretraining on the training images minus the last
+``validation_images`` and scored by weighted kNN with those held-out images as queries — never
+the test split. A row with ``learning_rate:`` keeps that rate; one with ``lr_from: <row>`` takes
+that row's choice (BURN's controls take BURN's). The grid's scores and the choices are in
+``compare.json`` (``learning_rates``). An empty grid keeps each config's own rate.
+
+**Learning curves**: for the first ``curve_seeds`` seeds every trained row is also scored by
+weighted kNN (test queries) at ``curve_fractions`` of its budget (stage 1's steps first, then
+stage 2's), while it trains; ``compare_curves.png`` draws them.
+
+**Statistics**: every row's kNN and linear differences to the floor and to its block's
+reference row (``reference: true``: BURN), paired by seed (the seeds both rows have), with
+a 95 % t interval over those seeds; ``beats_floor`` says whether the kNN difference to the
+floor exceeds two paired standard deviations.
 
 Every run is pretrained and evaluated as :mod:`burn_tf.ablate` does it (the shared code is
 :mod:`burn_tf.experiment`): weighted kNN and the linear probe on ``knn_bank`` train /
@@ -19,43 +37,48 @@ same initial student.
 
 Blocks (``blocks:`` selects them; ``--blocks`` too):
 
-- ``methods``: every method on the shipped configs' teachers (EfficientNet-Lite0 for the
-  distillation methods) and the random-init floor;
-- ``self_teacher``: rows distilling the teacher this command trains without labels.
+- ``methods``: every method on the shipped configs' teachers (EfficientNet-Lite0 for BURN)
+  and the random-init floor;
+- ``self_teacher``: rows distilling the teacher this command trains without labels;
+- ``shared_views``: rows that all use the comparison's ``views`` (one augmentation for all);
+- ``cld_grouping``: CLD's grouping (k-means or spectral) × number of groups, read by weighted
+  kNN; only ``--preset grouping`` or ``--blocks cld_grouping`` runs it.
 
 Teachers this command trains (``teacher_runs:``, each ``{name, config, steps, overrides}``):
 a row with ``teacher: <name>`` distils the FP network that ``config`` pretrains. Each is
 pretrained **once in total** (seed 0: the student rows' seeds then measure the student's
-variance for one fixed teacher, and the hour of the full preset pays for one teacher run
-each), evaluated as a row of its own, and given to the rows as ``teacher: {kind,
-small_input_stem, input_size, weights: <out>/runs/teacher_<name>/stage1/backbone}``.
+variance for one fixed teacher), evaluated as a row of its own, and given to the rows as
+``teacher: {kind, small_input_stem, input_size, weights: <out>/runs/teacher_<name>/stage1/backbone}``.
 Shipped: ``self`` (``demo_teacher.yaml``: MoCo v2 on an FP ResNet-18, no label) and
 ``supervised`` (``supervised.yaml`` on an FP ResNet-18: the supervised FP network whose
-outputs supervised KL-div distils);
-- ``cld_grouping``: CLD's grouping (k-means or spectral) × number of groups, read by weighted
-  kNN; long, so only ``--preset grouping`` or ``--blocks cld_grouping`` runs it.
+outputs supervised KL-div distils).
 
-Writes to ``--out``: ``compare.md`` (mean ± std over seeds, one table per block: kNN, linear,
-pretraining minutes, needs labels?, teacher, augmentation), ``compare.json``, ``compare.png``
-(bar plot), ``runs.jsonl`` (finished runs: a rerun skips them) and ``steps/<row>_seed<k>.json``.
+Writes to ``--out``: ``compare.md`` (one table per block: mean ± std over seeds, paired
+differences with 95 % intervals, the chosen learning rate, pretraining minutes, needs labels?,
+teacher, augmentation; then the learning-rate grid), ``compare.json``, ``compare.png`` (bar
+plot), ``compare_curves.png``, ``runs.jsonl`` (finished runs: a rerun skips them; several
+processes may share it) and ``steps/<row>_seed<k>.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
+from scipy import stats
 
 from burn_tf.ablate import VARIANTS
 from burn_tf.config import ConfigError, PretrainConfig, read_config_values
 from burn_tf.experiment import (
     EvalData,
     ExperimentConfig,
+    KNNCurve,
     RunLog,
     budget_overrides,
     build_run_config,
@@ -73,11 +96,13 @@ from burn_tf.methods.registry import method_class, method_names
 DEFAULT_CONFIG = "compare.yaml"
 RANDOM = "random"  # the floor's pseudo-method: the base config's student, never trained
 BLOCKS = {
-    "methods": "Methods (each with its shipped teacher, if any)",
+    "methods": "Methods (each with its own augmentation and its shipped teacher, if any)",
     "self_teacher": "Self-trained teacher (FP ResNet-18 pretrained without labels by this command)",
+    "shared_views": "One shared augmentation for every method (BURN's recipe)",
     "cld_grouping": "CLD grouping study (weighted kNN)",
 }
 SHIPPED = "shipped"  # a row's teacher: the base config's own
+LR_GRID_BLOCK = "lr_grid"  # runs.jsonl records of the learning-rate grid
 
 
 @dataclasses.dataclass
@@ -90,14 +115,28 @@ class TableRow:
     config: Optional[str] = None  # the base pretraining config; None: <method>.yaml
     block: str = "methods"
     teacher: str = SHIPPED  # shipped: the config's teacher; else the name of a teacher_runs entry
-    own_views: bool = False  # keep the method's own augmentation instead of the shared one
+    shared_views: bool = False  # use the comparison's ``views`` instead of the method's own
+    views: Optional[List[Any]] = None  # the row's own views, replacing its config's
     variant: Optional[str] = None  # a burn_tf.ablate variant whose overrides come first
+    seeds: Optional[int] = None  # None: the comparison's
+    data_limit: Optional[int] = None  # None: the comparison's
+    learning_rate: Optional[float] = None  # a fixed Adam rate (no grid for this row)
+    lr_from: Optional[str] = None  # take the rate the grid chose for this row
+    reference: bool = False  # the row its block's others are compared with (BURN)
 
     def __post_init__(self):
         if self.block not in BLOCKS:
             raise ConfigError(f"table row {self.name!r}: block={self.block!r} is not one of {list(BLOCKS)}")
         if self.variant is not None and self.variant not in VARIANTS:
             raise ConfigError(f"table row {self.name!r}: variant={self.variant!r} is not one of {list(VARIANTS)}")
+        if self.seeds is not None and self.seeds < 1:
+            raise ConfigError(f"table row {self.name!r}: seeds must be >= 1, got {self.seeds}")
+        if self.data_limit is not None and self.data_limit < 1:
+            raise ConfigError(f"table row {self.name!r}: data_limit must be >= 1, got {self.data_limit}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"table row {self.name!r}: learning_rate must be > 0, got {self.learning_rate}")
+        if self.learning_rate is not None and self.lr_from is not None:
+            raise ConfigError(f"table row {self.name!r}: give learning_rate or lr_from, not both")
 
     @property
     def base_config(self) -> str:
@@ -106,6 +145,10 @@ class TableRow:
     @property
     def slug(self) -> str:
         return re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_").lower()
+
+    @property
+    def trained(self) -> bool:
+        return self.method != RANDOM
 
 
 @dataclasses.dataclass
@@ -133,6 +176,11 @@ class CompareConfig(ExperimentConfig):
     stages: List[int] = dataclasses.field(default_factory=lambda: [1])  # of a binary student
     views: List[Any] = dataclasses.field(default_factory=list)  # shared augmentation; []: BURN's recipe
     teacher_runs: List[TeacherRun] = dataclasses.field(default_factory=lambda: [TeacherRun()])
+    lr_grid: List[float] = dataclasses.field(default_factory=list)  # []: each config's own rate
+    lr_fraction: float = 0.25  # of the budget's steps, for a grid run
+    validation_images: int = 10000  # the last training images, held out of the grid's pretraining
+    curve_fractions: List[float] = dataclasses.field(default_factory=list)  # of the budget, < 1
+    curve_seeds: int = 1  # seeds 0 … curve_seeds − 1 get a learning curve
 
     def __post_init__(self):
         super().__post_init__()
@@ -152,13 +200,32 @@ class CompareConfig(ExperimentConfig):
         teachers = [t.name for t in self.teacher_runs]
         if len(set(teachers)) != len(teachers) or SHIPPED in teachers:
             raise ConfigError(f"teacher_runs: names must be unique and not {SHIPPED!r}; got {teachers}")
+        by_name = {r.name: r for r in self.table}
         for row in self.table:
             if row.teacher != SHIPPED and row.teacher not in teachers:
                 raise ConfigError(f"table row {row.name!r}: teacher={row.teacher!r} is not {SHIPPED!r} or one of "
                                   f"teacher_runs {teachers}")
+            source = by_name.get(row.lr_from) if row.lr_from is not None else None
+            if row.lr_from is not None and (source is None or not source.trained or source.lr_from is not None):
+                raise ConfigError(f"table row {row.name!r}: lr_from={row.lr_from!r} must name a trained row of "
+                                  "table that chooses its own rate")
+        if any(not lr > 0 for lr in self.lr_grid):
+            raise ConfigError(f"lr_grid: every rate must be > 0, got {self.lr_grid}")
+        if not 0 < self.lr_fraction <= 1:
+            raise ConfigError(f"lr_fraction must be in (0, 1], got {self.lr_fraction}")
+        if self.validation_images < 1:
+            raise ConfigError(f"validation_images must be >= 1, got {self.validation_images}")
+        if any(not 0 < f < 1 for f in self.curve_fractions):
+            raise ConfigError(f"curve_fractions must lie in (0, 1) (the end of the budget is always scored), "
+                              f"got {self.curve_fractions}")
+        if self.curve_seeds < 0:
+            raise ConfigError(f"curve_seeds must be >= 0, got {self.curve_seeds}")
 
     def teacher_run(self, name: str) -> TeacherRun:
         return next(t for t in self.teacher_runs if t.name == name)
+
+    def row_seeds(self, row: TableRow) -> int:
+        return row.seeds or self.seeds
 
 
 def load_compare_config(path=DEFAULT_CONFIG, preset: str | None = None) -> CompareConfig:
@@ -195,26 +262,36 @@ def teacher_config(cfg: CompareConfig, name: str = "self", values: dict | None =
 
 
 def row_config(cfg: CompareConfig, row: TableRow, seed: int, out: Path, values: dict | None = None,
-               teacher: PretrainConfig | None = None) -> PretrainConfig:
+               teacher: PretrainConfig | None = None, learning_rate: float | None = None,
+               extra: tuple = ()) -> PretrainConfig:
     """The row's pretraining config: its base config, the ablation variant's and the row's
-    overrides, then the shared budget, augmentation and (``teacher: <name>``) the teacher
-    this command trains (``teacher``: its config, built from ``teacher_runs`` if None)."""
+    overrides, then the shared budget, the row's own data limit, its augmentation (its
+    method's, its ``views``, or the shared ``views``), ``teacher: <name>`` (the teacher this
+    command trains: ``teacher`` is its config, built from ``teacher_runs`` if None), the
+    learning rate (the row's fixed one, else ``learning_rate``) and ``extra`` overrides."""
     values = dict(values if values is not None else read_config_values(row.base_config))
-    if not row.own_views:
+    if row.shared_views:
         values["views"] = list(cfg.views)
+    elif row.views is not None:
+        values["views"] = list(row.views)
     if row.teacher != SHIPPED:
         teacher = teacher or teacher_config(cfg, row.teacher)
         values["teacher"] = {"kind": teacher.backbone.kind, "small_input_stem": teacher.backbone.small_input_stem,
                              "input_size": teacher.backbone.input_size,
                              "weights": str(teacher_dir(out, row.teacher) / "stage1" / "backbone")}
     variant = VARIANTS[row.variant].overrides if row.variant else ()
-    return build_run_config(values, [*variant, *row.overrides, *budget_overrides(cfg, seed)], f"table row {row.name!r}")
+    own = [f"data.limit={row.data_limit}"] if row.data_limit is not None else []
+    rate = row.learning_rate if row.learning_rate is not None else learning_rate
+    if rate is not None and row.trained:
+        own.append(f"optimizer.learning_rate={rate}")
+    return build_run_config(values, [*variant, *row.overrides, *budget_overrides(cfg, seed), *own, *extra],
+                            f"table row {row.name!r}")
 
 
 def describe(row: TableRow, pcfg: PretrainConfig, teacher: PretrainConfig | None) -> dict:
     """What the table says about a row besides its numbers."""
     if row.method == RANDOM:
-        return {"needs_labels": "–", "teacher": "–", "views": "–"}
+        return {"needs_labels": "–", "teacher": "–", "views": "–", "learning_rate": None}
     cls = method_class(row.method)
     if not cls.needs_teacher:
         who = "–"
@@ -223,18 +300,44 @@ def describe(row: TableRow, pcfg: PretrainConfig, teacher: PretrainConfig | None
     else:
         who = f"{pcfg.teacher.kind} ({pcfg.teacher.weights or 'random'})"
     return {"needs_labels": "yes" if cls.needs_labels else "no", "teacher": who,
-            "views": "own" if row.own_views else "shared"}
+            "views": "shared" if row.shared_views else "own", "learning_rate": pcfg.optimizer.learning_rate}
 
 
-def run_row(cfg: CompareConfig, row: TableRow, seed: int, out: Path, data: EvalData, pcfg: PretrainConfig) -> dict:
-    """Pretrains (unless the floor) and evaluates one row for one seed."""
+def curve_schedule(cfg: CompareConfig, stages: list[int]) -> dict[int, dict[int, float]]:
+    """{stage: {step within the stage: fraction of the budget}} of ``curve_fractions``; the
+    budget is ``cfg.steps`` per stage, the stages one after the other."""
+    schedule: dict[int, dict[int, float]] = {s: {} for s in stages}
+    total = cfg.steps * len(stages)
+    for fraction in cfg.curve_fractions:
+        step = max(1, round(fraction * total))
+        index = min((step - 1) // cfg.steps, len(stages) - 1)
+        schedule[stages[index]][step - index * cfg.steps] = fraction
+    return schedule
+
+
+def run_row(cfg: CompareConfig, row: TableRow, seed: int, out: Path, data: EvalData, pcfg: PretrainConfig,
+            curve: bool = False) -> dict:
+    """Pretrains (unless the floor) and evaluates one row for one seed; with ``curve`` also
+    the kNN learning curve (``curve``: fraction of the budget → kNN, the last point the run's
+    own kNN)."""
     result = {"seed": seed, "block": row.block, "method": row.method}
     if row.method == RANDOM:
         return {**result, **data.evaluate(random_init_backbone(pcfg, seed), seed)}
     stages = [s for s in cfg.stages if s in pcfg.backbone.stages]
+    schedule = curve_schedule(cfg, stages) if curve else {}
+    points: list = []
+
+    def callbacks(stage: int) -> list:
+        steps = schedule.get(stage)
+        return [KNNCurve(data, stage, steps, points)] if steps else []
+
     model, summary = pretrain_run(pcfg, stages, out / "runs" / row.slug / f"seed{seed}",
-                                  out / "steps" / f"{row.slug}_seed{seed}.json")
-    return {**result, **summary, **data.evaluate(model, seed)}
+                                  out / "steps" / f"{row.slug}_seed{seed}.json", stage_callbacks=callbacks)
+    result = {**result, **summary, **data.evaluate(model, seed)}
+    if curve:
+        result["curve"] = [{**p, "fraction": schedule[p["stage"]][p["step"]]} for p in points] + [
+            {"stage": stages[-1], "step": cfg.steps, "fraction": 1.0, "knn_top1": result["knn_top1"]}]
+    return result
 
 
 def run_teacher(run: TeacherRun, tcfg: PretrainConfig, out: Path, data: EvalData) -> dict:
@@ -243,57 +346,197 @@ def run_teacher(run: TeacherRun, tcfg: PretrainConfig, out: Path, data: EvalData
     return {"seed": 0, "block": run.block, "method": tcfg.method.name, **summary, **data.evaluate(model, 0)}
 
 
+# ---------------------------------------------------------------------------- learning rates
+def grid_steps(cfg: CompareConfig) -> int:
+    return max(1, round(cfg.steps * cfg.lr_fraction))
+
+
+def grid_config(cfg: CompareConfig, row: TableRow, out: Path, values: dict, teacher: PretrainConfig | None,
+                rate: float, train_size: int) -> PretrainConfig:
+    """A grid run: seed 0, ``lr_fraction`` of the steps, pretraining only on the images
+    before the held-out validation ones, the learning rate ``rate``."""
+    limit = train_size - cfg.validation_images
+    own_limit = row.data_limit or cfg.data_limit
+    limit = min(limit, own_limit) if own_limit else limit
+    return row_config(cfg, row, 0, out, values, teacher, rate,
+                      extra=(f"train.steps_per_epoch={grid_steps(cfg)}", f"data.limit={limit}"))
+
+
+def grid_rows(cfg: CompareConfig, rows: list[TableRow]) -> list[TableRow]:
+    """The rows that choose their own rate from the grid: the trained selected rows without a
+    fixed rate, and the rows the selected ones take their rate from, in table order."""
+    if not cfg.lr_grid:
+        return []
+    needed = {r.lr_from for r in rows if r.lr_from} | {r.name for r in rows if r.trained and r.lr_from is None}
+    return [r for r in cfg.table if r.name in needed and r.learning_rate is None]
+
+
+def choose_learning_rates(cfg: CompareConfig, rows: list[TableRow], out: Path, runs: RunLog, bases: dict,
+                          teachers: dict, log=print) -> dict[str, dict]:
+    """{row name: {"learning_rate": chosen, "grid": {rate: validation kNN}, "steps": …}} for
+    every row that needs the grid (:func:`grid_rows`); the best validation kNN wins (the
+    smaller rate on a tie). Each grid run is a record of ``runs.jsonl`` (block ``lr_grid``)."""
+    choices: dict[str, dict] = {}
+    to_grid = grid_rows(cfg, rows)
+    if not to_grid:
+        return choices
+    validation = EvalData(cfg, validation=cfg.validation_images)
+    train_size = validation.train_size
+    for row in to_grid:
+        values = bases.setdefault(row.base_config, read_config_values(row.base_config))
+        teacher = teachers.get(row.teacher)
+        scores = {}
+        for rate in cfg.lr_grid:
+            pcfg = grid_config(cfg, row, out, values, teacher, rate, train_size)
+            key_cfg = (grid_config(cfg, row, Path(OUT_IN_KEYS), values, teacher, rate, train_size)
+                       if teacher is not None else pcfg)
+            key = run_key(key_cfg, cfg, LR_GRID_BLOCK, cfg.stages, cfg.validation_images,
+                          teacher.hash() if teacher is not None else None)
+            name = f"{row.name} | lr {rate:g}"
+
+            def grid_run(pcfg=pcfg, rate=rate):
+                stages = [s for s in cfg.stages if s in pcfg.backbone.stages]
+                model, summary = pretrain_run(pcfg, stages, out / "runs" / LR_GRID_BLOCK / f"{row.slug}_lr{rate:g}")
+                return {"seed": 0, "block": LR_GRID_BLOCK, "method": row.method, "learning_rate": rate, **summary,
+                        "validation_knn_top1": validation.knn(model)}
+
+            result, fresh = runs.run(name, key, grid_run)
+            scores[rate] = result["validation_knn_top1"]
+            if fresh:
+                log(f"  lr grid  {name:<44}: validation kNN {100 * scores[rate]:.2f}%  ({result['seconds']:.0f} s)")
+        best = max(sorted(scores), key=lambda r: scores[r])  # sorted: the smaller rate wins a tie
+        choices[row.name] = {"learning_rate": best, "grid": {f"{r:g}": scores[r] for r in sorted(scores)},
+                             "steps_per_stage": grid_steps(cfg), "validation_images": cfg.validation_images}
+    return choices
+
+
+def row_learning_rate(row: TableRow, choices: dict[str, dict]) -> float | None:
+    source = row.lr_from or row.name
+    return choices[source]["learning_rate"] if source in choices else None
+
+
+# ---------------------------------------------------------------------------- statistics
+def paired_difference(runs_a: list[dict], runs_b: list[dict], key: str) -> dict:
+    """Row a minus row b on ``key``, paired by seed (the seeds both have): mean, sample std
+    (ddof 1), n, and the 95 % t interval of the mean (NaN bounds with fewer than 2 pairs)."""
+    b_by_seed = {r["seed"]: r.get(key) for r in runs_b}
+    diffs = [r[key] - b_by_seed[r["seed"]] for r in runs_a
+             if r["seed"] in b_by_seed and r.get(key) is not None and b_by_seed[r["seed"]] is not None]
+    n = len(diffs)
+    if n == 0:
+        return {"n": 0, "mean": math.nan, "std": math.nan, "low": math.nan, "high": math.nan}
+    mean = float(np.mean(diffs))
+    if n < 2:
+        return {"n": 1, "mean": mean, "std": math.nan, "low": math.nan, "high": math.nan}
+    std = float(np.std(diffs, ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "low": mean - half, "high": mean + half}
+
+
+def beats(difference: dict) -> bool:
+    """Above zero by more than two paired standard deviations (needs 2+ pairs)."""
+    return difference["n"] >= 2 and difference["mean"] > 2 * difference["std"]
+
+
 def aggregate(results: list[dict], rows: list[TableRow], info: dict, teacher_runs: list[TeacherRun] = ()) -> list[dict]:
-    """One row per table row (and per teacher trained here): mean ± std over seeds."""
+    """One row per table row (and per teacher trained here): mean ± std over seeds, and the
+    paired differences to the floor and to the block's reference row (or the ``methods``
+    block's, for a block without one)."""
+    by_row = {name: [r for r in results if r["row"] == name] for name in
+              [r.name for r in rows] + [t.row_name for t in teacher_runs]}
+    floor = next((r.name for r in rows if r.method == RANDOM), None)
+    references = {r.block: r.name for r in rows if r.reference}
     out = []
     for name, block in [(r.name, r.block) for r in rows] + [(t.row_name, t.block) for t in teacher_runs]:
-        runs = [r for r in results if r["row"] == name]
+        runs = by_row[name]
         if not runs:
             continue
         row = {"row": name, "block": block, "method": runs[0]["method"], "seeds": len(runs), **info[name]}
         for key in ("knn_top1", "linear_top1", "train_seconds"):
             row[key], row[f"{key}_std"] = mean_std([r.get(key) for r in runs])
+        is_teacher = name not in {r.name for r in rows}
+        reference = references.get(block, references.get("methods"))
+        for label, other in (("floor", floor), ("reference", reference)):
+            if is_teacher or other is None or other == name or not by_row.get(other):
+                continue
+            row[f"vs_{label}"] = {"row": other, **{key: paired_difference(runs, by_row[other], key)
+                                                   for key in ("knn_top1", "linear_top1")}}
+        if "vs_floor" in row:
+            row["beats_floor"] = beats(row["vs_floor"]["knn_top1"])
         out.append(row)
     return out
 
 
-def format_markdown(rows: list[dict], cfg: CompareConfig) -> str:
+def format_difference(row: dict, label: str, key: str = "knn_top1") -> str:
+    """``+1.23 [−0.40, +2.86]`` (percentage points, 95 % interval), ``–`` when not paired."""
+    if f"vs_{label}" not in row:
+        return "–"
+    d = row[f"vs_{label}"][key]
+    if math.isnan(d["mean"]):
+        return "–"
+    text = f"{100 * d['mean']:+.2f}"
+    if not math.isnan(d["low"]):
+        text += f" [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+    return text
+
+
+def format_markdown(rows: list[dict], cfg: CompareConfig, learning_rates: dict | None = None) -> str:
     lines = []
     for block, title in BLOCKS.items():
         block_rows = [r for r in rows if r["block"] == block]
         if not block_rows:
             continue
+        reference = next((r["vs_reference"]["row"] for r in block_rows if "vs_reference" in r), "reference")
         lines += [f"### {title}", "",
-                  "| method | kNN top-1 (%) | linear top-1 (%) | pretraining min | needs labels? | teacher | "
-                  "augmentation |", "|" + "---|" * 7]
+                  f"| method | seeds | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs floor, pp [95 % CI] | > floor + 2 sd? "
+                  f"| Δ kNN vs {reference}, pp [95 % CI] | Adam lr | pretraining min | needs labels? | teacher | "
+                  "augmentation |", "|" + "---|" * 12]
         for r in block_rows:
+            lr = r.get("learning_rate")
             lines.append(" | ".join([
-                f"| {r['row']}", format_mean_std(r, "knn_top1"), format_mean_std(r, "linear_top1"),
+                f"| {r['row']}", str(r["seeds"]), format_mean_std(r, "knn_top1"), format_mean_std(r, "linear_top1"),
+                format_difference(r, "floor"), ("yes" if r["beats_floor"] else "no") if "beats_floor" in r else "–",
+                format_difference(r, "reference"), f"{lr:g}" if lr else "–",
                 format_mean_std(r, "train_seconds", 1 / 60, 1), r["needs_labels"], r["teacher"], r["views"],
             ]) + " |")
         lines.append("")
+    if learning_rates:
+        grid = sorted({rate for choice in learning_rates.values() for rate in choice["grid"]}, key=float)
+        lines += ["### Learning-rate grid (validation kNN top-1 %, held-out training images)", "",
+                  "| row | " + " | ".join(f"lr {g}" for g in grid) + " | chosen |", "|" + "---|" * (len(grid) + 2)]
+        for name, choice in learning_rates.items():
+            cells = [f"{100 * choice['grid'][g]:.2f}" if g in choice["grid"] else "–" for g in grid]
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {choice['learning_rate']:g} |")
+        any_choice = next(iter(learning_rates.values()))
+        lines += ["", f"Grid runs: seed 0, {any_choice['steps_per_stage']} steps per stage, pretrained without the "
+                      f"last {any_choice['validation_images']} training images, which are the kNN queries.", ""]
     teacher_rows = {t.row_name: t for t in cfg.teacher_runs}
-    seeds = max((r["seeds"] for r in rows if r["row"] not in teacher_rows), default=0)
+    seeds = sorted({r["seeds"] for r in rows if r["row"] not in teacher_rows})
     teachers = "; ".join(f"'{t.row_name}': {t.steps} steps of {t.config}" + (f" with {', '.join(t.overrides)}"
                                                                               if t.overrides else "")
                          for t in cfg.teacher_runs if t.row_name in {r["row"] for r in rows})
     lines.append(
-        f"{seeds} seed(s) per row (mean ± std, ddof 1); every row: its method's shipped config, then "
-        f"{cfg.steps} steps × batch {cfg.batch_size} per stage (stage(s) {cfg.stages} of the binary student) on the "
-        f"first {cfg.data_limit or 60000} training images, the shared augmentation unless 'own'; kNN "
-        f"(K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear probe "
-        f"with the first {cfg.knn_bank} train images as bank / probe data, scored on the first {cfg.knn_queries} "
-        "test images. Pretraining min: wall-clock of the training steps."
+        f"{'/'.join(map(str, seeds))} seed(s) per row (mean ± std, ddof 1; differences paired by seed with a 95 % t "
+        f"interval); every row: its method's shipped config, then {cfg.steps} steps × batch {cfg.batch_size} per stage "
+        f"(stage(s) {cfg.stages} of the binary student) on the first {cfg.data_limit or 60000} training images, its "
+        f"method's own augmentation unless 'shared'; kNN (K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) "
+        f"and a {cfg.linear_epochs}-epoch linear probe with the first {cfg.knn_bank} train images as bank / probe "
+        f"data, scored on the first {cfg.knn_queries} test images. Pretraining min: wall-clock of the training steps."
         + (f" Teachers trained here, once (seed 0) and shared by every seed: {teachers}." if teachers else ""))
     return "\n".join(lines)
 
 
-def write_bar_plot(out: Path, rows: list[dict]) -> str:
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def write_bar_plot(out: Path, rows: list[dict]) -> str:
+    plt = _pyplot()
     blocks = [b for b in BLOCKS if any(r["block"] == b for r in rows)]
     heights = [sum(r["block"] == b for r in rows) for b in blocks]
     fig, axes = plt.subplots(len(blocks), 1, figsize=(9, 1.2 + 0.45 * sum(heights) + 0.6 * len(blocks)),
@@ -315,9 +558,41 @@ def write_bar_plot(out: Path, rows: list[dict]) -> str:
     return "compare.png"
 
 
+def write_curve_plot(out: Path, results: list[dict], rows: list[TableRow]) -> str | None:
+    """kNN against the fraction of the budget, one line per row (its lowest seed with a curve)."""
+    curves = []
+    for row in rows:
+        runs = sorted((r for r in results if r["row"] == row.name and r.get("curve")), key=lambda r: r["seed"])
+        if runs:
+            curves.append((row, runs[0]["curve"]))
+    if not curves:
+        return None
+    plt = _pyplot()
+    blocks = [b for b in BLOCKS if any(row.block == b for row, _ in curves)]
+    fig, axes = plt.subplots(1, len(blocks), figsize=(6.5 * len(blocks), 4.8), squeeze=False)
+    floor = next((r for r in results if r.get("method") == RANDOM and r["seed"] == 0), None)
+    for ax, block in zip(axes[0], blocks):
+        for row, curve in curves:
+            if row.block == block:
+                ax.plot([p["fraction"] for p in curve], [100 * p["knn_top1"] for p in curve], marker="o",
+                        label=row.name, linewidth=2.2 if row.reference else 1.2)
+        if floor is not None:
+            ax.axhline(100 * floor["knn_top1"], color="grey", linestyle="--", label="random init (seed 0)")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("fraction of the budget")
+        ax.set_ylabel("weighted kNN top-1 (%), seed 0")
+        ax.set_title(BLOCKS[block], fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "compare_curves.png", dpi=90)
+    plt.close(fig)
+    return "compare_curves.png"
+
+
 # ---------------------------------------------------------------------------- driver
 def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, log=print) -> dict:
-    """Runs every (row, seed) not already in ``<out>/runs.jsonl``; writes the tables."""
+    """Runs every (row, seed) not already in ``<out>/runs.jsonl`` — the teachers first, then
+    the learning-rate grid, then the rows — and writes the tables."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = selected_rows(cfg)
@@ -331,8 +606,9 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
             f"{100 * result['knn_top1']:.2f}%  linear {100 * result['linear_top1']:.2f}%  ({result['seconds']:.0f} s)")
 
     teachers, trained_teachers = {}, []
+    needed_teachers = {r.teacher for r in rows} | {r.teacher for r in grid_rows(cfg, rows)}
     for run in cfg.teacher_runs:
-        if not any(r.teacher == run.name for r in rows):
+        if run.name not in needed_teachers:
             continue
         tcfg = teachers[run.name] = teacher_config(cfg, run.name)
         result, fresh = runs.run(run.row_name, run_key(tcfg, cfg, "teacher"),
@@ -340,40 +616,52 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
         results.append(result)
         trained_teachers.append(run)
         info[run.row_name] = {"needs_labels": "yes" if tcfg.method_class.needs_labels else "no", "teacher": "–",
-                              "views": "own"}
+                              "views": "own", "learning_rate": tcfg.optimizer.learning_rate}
         if fresh:
             report(run.row_name, result)
-    bases = {}
-    for row in rows:
-        values = bases.setdefault(row.base_config, read_config_values(row.base_config))
-        teacher = teachers.get(row.teacher)
-        for seed in range(cfg.seeds):
-            pcfg = row_config(cfg, row, seed, out, values, teacher)
+    bases: Dict[str, dict] = {}
+    learning_rates = choose_learning_rates(cfg, rows, out, runs, bases, teachers, log)
+    # Seed-major: every row's seed 0 first, so an interrupted comparison already has a table.
+    for seed in range(max((cfg.row_seeds(r) for r in rows), default=0)):
+        for row in rows:
+            if seed >= cfg.row_seeds(row):
+                continue
+            values = bases.setdefault(row.base_config, read_config_values(row.base_config))
+            teacher = teachers.get(row.teacher)
+            rate = row_learning_rate(row, learning_rates)
+            pcfg = row_config(cfg, row, seed, out, values, teacher, rate)
             teacher_hash = teacher.hash() if teacher is not None else None
+            curve = row.trained and seed < cfg.curve_seeds and bool(cfg.curve_fractions)
             # A run's identity must not depend on where ``--out`` is (so logs from several
             # places can be put together): the trained teacher's path is left out of the key,
             # its config hash is in it.
-            key_cfg = row_config(cfg, row, seed, Path(OUT_IN_KEYS), values, teacher) if teacher is not None else pcfg
-            key = run_key(key_cfg, cfg, row.method == RANDOM, cfg.stages, teacher_hash)
-            result, fresh = runs.run(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg))
+            key_cfg = row_config(cfg, row, seed, Path(OUT_IN_KEYS), values, teacher, rate) if teacher else pcfg
+            extra = (cfg.stages, teacher_hash) + ((tuple(cfg.curve_fractions),) if curve else ())
+            key = run_key(key_cfg, cfg, row.method == RANDOM, *extra)
+            result, fresh = runs.run(row.name, key,
+                                     lambda: run_row(cfg, row, seed, out, data, pcfg, curve))
             results.append(result)
             info[row.name] = describe(row, pcfg, teacher)
             if fresh:
                 report(row.name, result)
     table = aggregate(results, rows, info, trained_teachers)
-    summary = {"config": dataclasses.asdict(cfg), "rows": table, "runs": results,
-               "minutes": round((time.time() - start) / 60, 1)}
-    atomic_write_text(out / "compare.md", format_markdown(table, cfg) + "\n")
+    summary = {"config": dataclasses.asdict(cfg), "rows": table, "learning_rates": learning_rates,
+               "runs": results, "minutes": round((time.time() - start) / 60, 1)}
+    atomic_write_text(out / "compare.md", format_markdown(table, cfg, learning_rates) + "\n")
     if figures and table:
         summary["figures"] = [write_bar_plot(out, table)]
+        curves = write_curve_plot(out, results, rows)
+        if curves:
+            summary["figures"].append(curves)
     atomic_write_json(out / "compare.json", summary)
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     return experiment_main(argv, module="compare", doc=__doc__, default_config=DEFAULT_CONFIG,
-                           config_class=CompareConfig, run=run_comparison, format_markdown=format_markdown,
-                           presets="small, full, grouping", out="runs/compare",
+                           config_class=CompareConfig, run=run_comparison,
+                           format_markdown=lambda rows, cfg: format_markdown(rows, cfg),
+                           presets="small, budget, full, grouping", out="runs/compare",
                            selections={"rows": "row names or methods (default: all)",
                                        "blocks": f"known: {', '.join(BLOCKS)}"})
 

@@ -31,6 +31,7 @@ from burn_tf.config import ConfigError, PretrainConfig, apply_overrides, config_
 from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.demo import DemoEvalConfig, evaluate_features
 from burn_tf.evaluate.features import extract_features
+from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.io import atomic_write_json, file_lock
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain_stage
@@ -100,21 +101,57 @@ def run_key(pcfg: PretrainConfig, cfg: ExperimentConfig, *extra) -> str:
 
 
 class EvalData:
-    """The kNN bank / probe training images and the queries, loaded once."""
+    """The kNN bank / probe training images and the queries, loaded once.
 
-    def __init__(self, cfg: ExperimentConfig):
+    ``validation`` N > 0: the queries are the *last* N training images instead of test images
+    (a held-out validation split for choosing hyper-parameters: runs evaluated on it must
+    pretrain on ``data.limit`` ≤ 60000 − N images so they never see them); the bank is the
+    first ``knn_bank`` training images either way."""
+
+    def __init__(self, cfg: ExperimentConfig, validation: int = 0):
         x_train, y_train = load_fashion_mnist_arrays("train")
-        x_test, y_test = load_fashion_mnist_arrays("test")
+        self.train_size = len(x_train)
         self.x_bank, self.y_bank = x_train[: cfg.knn_bank], y_train[: cfg.knn_bank]
-        self.x_query, self.y_query = x_test[: cfg.knn_queries], y_test[: cfg.knn_queries]
+        if validation:
+            if cfg.knn_bank > len(x_train) - validation:
+                raise ConfigError(f"knn_bank {cfg.knn_bank} overlaps the {validation} held-out validation images")
+            held_out = slice(len(x_train) - validation, len(x_train) - validation + min(cfg.knn_queries, validation))
+            self.x_query, self.y_query = x_train[held_out], y_train[held_out]
+        else:
+            x_test, y_test = load_fashion_mnist_arrays("test")
+            self.x_query, self.y_query = x_test[: cfg.knn_queries], y_test[: cfg.knn_queries]
         self.eval_cfg = DemoEvalConfig(knn_k=min(cfg.knn_k, cfg.knn_bank), knn_temperature=cfg.knn_temperature,
                                        linear_epochs=cfg.linear_epochs,
                                        linear_learning_rate=cfg.linear_learning_rate)
+
+    def knn(self, model: tf.keras.Model) -> float:
+        """Weighted-kNN top-1 only (no probe): cheap enough for learning curves."""
+        bank = extract_features(model, self.x_bank)
+        query = extract_features(model, self.x_query)
+        result = knn_accuracy(bank, self.y_bank, query, self.y_query, k=self.eval_cfg.knn_k,
+                              temperature=self.eval_cfg.knn_temperature, num_classes=10, ks=(1,))
+        return float(result["top1"])
 
     def evaluate(self, model: tf.keras.Model, seed: int) -> dict:
         bank = extract_features(model, self.x_bank)
         query = extract_features(model, self.x_query)
         return evaluate_features(bank, self.y_bank, query, self.y_query, self.eval_cfg, seed=seed)
+
+
+class KNNCurve(tf.keras.callbacks.Callback):
+    """Scores the student being trained (``model.backbone``, inference mode) by weighted kNN
+    on ``data`` after the given batches of the stage (1-based step numbers), into ``points``
+    as ``{"stage", "step", "knn_top1"}``: a learning curve without stopping the run."""
+
+    def __init__(self, data: EvalData, stage: int, steps: Sequence[int], points: list):
+        super().__init__()
+        self.data, self.stage, self.steps, self.points = data, stage, set(int(s) for s in steps), points
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
+        if self._batches in self.steps:
+            self.points.append({"stage": self.stage, "step": self._batches, "knn_top1": self.data.knn(self.model.backbone)})
 
 
 def random_init_backbone(pcfg: PretrainConfig, seed: int) -> tf.keras.Model:
@@ -127,17 +164,19 @@ _STAGE_KEYS = ("target_collapsed", "collapse_step", "target_entropy_min", "targe
                "train_seconds")
 
 
-def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, steps_path: Path | None = None
-                 ) -> tuple[tf.keras.Model, dict]:
+def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, steps_path: Path | None = None,
+                 stage_callbacks: Callable[[int], list] | None = None) -> tuple[tf.keras.Model, dict]:
     """Pretrains ``stages`` of ``pcfg`` in ``run_dir`` (a stage 2 continues the stage 1
     already there); returns the last stage's exported backbone and a summary: the last
     stage's collapse metrics (methods with a moving target report them), the first and last
     step's loss, ``train_seconds`` summed over the stages. Every step's scalars go to
-    ``steps_path`` (JSON, the stages one after the other)."""
+    ``steps_path`` (JSON, the stages one after the other). ``stage_callbacks(stage)`` gives
+    more Keras callbacks for a stage (e.g. :class:`KNNCurve`)."""
     records, summary, seconds = [], {}, 0.0
     for stage in stages:
         recorder = StepRecorder()
-        metrics = pretrain_stage(pcfg, stage, run_dir, overwrite=True, extra_callbacks=[recorder])
+        extra = [recorder, *(stage_callbacks(stage) if stage_callbacks else ())]
+        metrics = pretrain_stage(pcfg, stage, run_dir, overwrite=True, extra_callbacks=extra)
         summary = {k: metrics[k] for k in _STAGE_KEYS if k in metrics}
         seconds += metrics.get("train_seconds", 0.0)
         records.extend({**r, "stage": stage} for r in recorder.records)

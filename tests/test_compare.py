@@ -35,11 +35,18 @@ def test_presets_rows_and_blocks_are_checked():
     grouping = compare.load_compare_config("compare.yaml", "grouping")
     assert small.seeds == 1 and small.run_eagerly and full.seeds >= 3
     assert grouping.blocks == ["cld_grouping"] and "cld_grouping" not in full.blocks
-    # The rows the brief fixes, each with its method.
+    # The budget: both stages at the demo's resolution, every row's rate from the grid, curves.
+    assert full.stages == [1, 2] and "backbone.input_size=48" in full.overrides and len(full.lr_grid) >= 3
+    assert full.curve_fractions == [0.125, 0.25, 0.5] and full.curve_seeds >= 1
+    # The rows the issue names, each with its method; BURN's three-way question with 5 seeds
+    # for both teachers.
     methods = [r.method for r in full.table if r.block == "methods"]
     for name in ("supervised", "supervised_kl", "s2bnn", "byol", "moco_v2", "simclr_v2", "swav", "infomin", "npid",
                  "burn", compare.RANDOM):
         assert name in methods
+    burn_rows = [r for r in full.table if r.method == "burn" and r.block in ("methods", "self_teacher")]
+    assert len(burn_rows) == 6 and all(full.row_seeds(r) == 5 for r in burn_rows)
+    assert {r.block for r in full.table if r.reference} == {"methods", "self_teacher", "shared_views"}
     assert {r.config for r in full.table if r.method == "cld" and r.block == "methods"} == {"cld_npid.yaml",
                                                                                           "cld_moco.yaml"}
     assert len([r for r in full.table if r.block == "cld_grouping"]) == 8
@@ -53,6 +60,14 @@ def test_presets_rows_and_blocks_are_checked():
         dataclasses.replace(full, table=[full.table[0], full.table[0]])
     with pytest.raises(ConfigError, match="teacher='nope' is not 'shipped' or one of teacher_runs"):
         dataclasses.replace(full, table=[compare.TableRow(name="x", method="s2bnn", teacher="nope")])
+    with pytest.raises(ConfigError, match="lr_from='nope' must name a trained row"):
+        dataclasses.replace(full, table=[compare.TableRow(name="x", method="byol", lr_from="nope")])
+    with pytest.raises(ConfigError, match="table row 'x': data_limit must be >= 1"):
+        compare.TableRow(name="x", method="byol", data_limit=0)
+    with pytest.raises(ConfigError, match="lr_grid"):
+        dataclasses.replace(full, lr_grid=[0.002, -1.0])
+    with pytest.raises(ConfigError, match="curve_fractions"):
+        dataclasses.replace(full, curve_fractions=[0.5, 1.0])
     # An unregistered method is refused when its row is selected, listing the registered ones.
     bad = dataclasses.replace(full, table=[compare.TableRow(name="x", method="nope")], rows=[])
     with pytest.raises(ConfigError, match=r"'nope' is not registered; registered: .*burn.*s2bnn"):
@@ -60,6 +75,29 @@ def test_presets_rows_and_blocks_are_checked():
     # --rows selects by row name or by method, within the selected blocks.
     picked = compare.selected_rows(dataclasses.replace(full, rows=["s2bnn", "random init (floor)"], blocks=["methods"]))
     assert [r.name for r in picked] == ["S2-BNN", "random init (floor)"]
+
+
+def test_curve_schedule_spreads_fractions_over_the_stages():
+    cfg = dataclasses.replace(compare.load_compare_config("compare.yaml", "full"), steps=234)
+    # 468 steps in all: 1/8 → step 58 (58.5 rounded to even), the end of stage 1 is half.
+    assert compare.curve_schedule(cfg, [1, 2]) == {1: {58: 0.125, 117: 0.25, 234: 0.5}, 2: {}}
+    assert compare.curve_schedule(dataclasses.replace(cfg, curve_fractions=[0.75]), [1, 2]) == {1: {}, 2: {117: 0.75}}
+    assert compare.curve_schedule(cfg, [1]) == {1: {29: 0.125, 58: 0.25, 117: 0.5}}
+
+
+def test_paired_difference_is_a_t_interval_over_common_seeds():
+    a = [{"seed": s, "knn_top1": v} for s, v in enumerate([0.60, 0.62, 0.65, 0.61, 0.70])]
+    b = [{"seed": s, "knn_top1": v} for s, v in enumerate([0.50, 0.55, 0.52])]  # 3 seeds: pairs 0–2
+    d = compare.paired_difference(a, b, "knn_top1")
+    diffs = [0.10, 0.07, 0.13]
+    mean, std = sum(diffs) / 3, (sum((x - sum(diffs) / 3) ** 2 for x in diffs) / 2) ** 0.5
+    half = 4.302652729911275 * std / 3 ** 0.5  # t(0.975, 2)
+    assert d["n"] == 3 and d["mean"] == pytest.approx(mean) and d["std"] == pytest.approx(std)
+    assert (d["low"], d["high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+    assert compare.beats(d)  # 0.10 > 2 × 0.03
+    one = compare.paired_difference(a[:1], b, "knn_top1")
+    assert one["n"] == 1 and math.isnan(one["low"]) and not compare.beats(one)
+    assert compare.paired_difference(a, [], "knn_top1")["n"] == 0
 
 
 def test_command_line_errors_name_the_key(capsys):
@@ -72,23 +110,31 @@ def test_command_line_errors_name_the_key(capsys):
 def test_every_row_gets_the_shared_budget(tmp_path):
     cfg = compare.load_compare_config("compare.yaml", "full")
     teacher = _a_resnet18_teacher_run()
-    configs = {r.name: compare.row_config(cfg, r, 1, tmp_path, teacher=teacher) for r in cfg.table if _runnable(r)}
-    assert {"S2-BNN", "BURN (the demo's recipe)", "random init (floor)"} <= set(configs)
+    configs = {r.name: compare.row_config(cfg, r, 1, tmp_path, teacher=teacher, learning_rate=0.004)
+               for r in cfg.table if _runnable(r)}
+    assert {"S2-BNN", "BURN", "random init (floor)"} <= set(configs)
     for name, pcfg in configs.items():
         assert (pcfg.train.steps_per_epoch, pcfg.train.batch_size, pcfg.train.epochs) == (cfg.steps, cfg.batch_size, 1)
-        assert (pcfg.train.seed, pcfg.data.limit) == (1, cfg.data_limit), name
+        assert (pcfg.train.seed, pcfg.data.limit, pcfg.backbone.input_size) == (1, cfg.data_limit, 48), name
         row = next(r for r in cfg.table if r.name == name)
-        if not row.own_views:
+        own = read_config_values(row.base_config).get("views", [])
+        if row.shared_views:
             assert pcfg.views == [], name  # the shared augmentation
+        else:  # the method's own augmentation
+            assert len(pcfg.views) == len(own), name
+        if row.trained:
+            assert pcfg.optimizer.learning_rate == 0.004, name
     # Rows differ where they should: a trained row never shares another's config.
-    # (The grouping study repeats CLD's default, k-means at 128 groups, on purpose.)
+    # (The grouping study repeats CLD's default on purpose; the shared-views block repeats a
+    # method whose own views are BURN's.)
     grouping = {r.name for r in cfg.table if r.block == "cld_grouping"}
-    trained = [c.hash() for n, c in configs.items() if not n.startswith("random") and n not in grouping]
+    trained = [c.hash() for n, c in configs.items()
+               if not n.startswith("random") and n not in grouping and n != "BURN (shared views)"]
     assert len(set(trained)) == len(trained)
-    # The self-trained teacher: the contract of the teacher helper.
-    s2bnn_self = configs["S2-BNN (self-trained teacher)"]
-    assert (s2bnn_self.teacher.kind, s2bnn_self.teacher.small_input_stem) == ("resnet18", True)
-    assert s2bnn_self.teacher.weights == str(tmp_path / "runs" / "teacher_self" / "stage1" / "backbone")
+    # S2-BNN distils the self-trained MoCo v2 teacher: the contract of the teacher rows.
+    s2bnn = configs["S2-BNN"]
+    assert (s2bnn.teacher.kind, s2bnn.teacher.small_input_stem) == ("resnet18", True)
+    assert s2bnn.teacher.weights == str(tmp_path / "runs" / "teacher_self" / "stage1" / "backbone")
     # Supervised KL-div distils the supervised FP network this command trains.
     if "supervised KL-div (labels)" in configs:
         kl = configs["supervised KL-div (labels)"].teacher
@@ -97,13 +143,20 @@ def test_every_row_gets_the_shared_budget(tmp_path):
     assert configs["BURN L_FS only (self-trained teacher)"].method.lambda_end == 1.0
     frozen = configs["BURN frozen g_θ (self-trained teacher)"].method
     assert not frozen.train_teacher_classifier and frozen.target == "softmax"
-    # A row that keeps its method's augmentation keeps it.
-    values = read_config_values("s2bnn.yaml")
-    values["views"] = [{"image_size": 32, "crop_scale": [0.5, 1.0]}]
-    own = compare.TableRow(name="own", method="s2bnn", own_views=True)
-    assert compare.row_config(cfg, own, 0, tmp_path, values).views[0].crop_scale[0] == 0.5
-    shared = compare.TableRow(name="shared", method="s2bnn")
+    # A row's own views, data limit and fixed rate win over the budget's.
+    values = read_config_values("byol.yaml")
+    mine = compare.TableRow(name="mine", method="byol", views=[{"crop_scale": [0.5, 1.0]}], data_limit=1234,
+                            learning_rate=0.001)
+    pcfg = compare.row_config(cfg, mine, 0, tmp_path, values, learning_rate=0.004)
+    assert (len(pcfg.views), pcfg.views[0].crop_scale[0], pcfg.data.limit) == (1, 0.5, 1234)
+    assert pcfg.optimizer.learning_rate == 0.001
+    shared = compare.TableRow(name="shared", method="byol", shared_views=True)
     assert compare.row_config(cfg, shared, 0, tmp_path, values).views == []
+    # A grid run holds the validation images out of pretraining and runs a fraction of the steps.
+    grid = compare.grid_config(cfg, mine, tmp_path, values, None, 0.008, 60000)
+    assert (grid.data.limit, grid.train.steps_per_epoch, grid.train.seed) == (1234, round(234 * 0.25), 0)
+    grid = compare.grid_config(cfg, shared, tmp_path, values, None, 0.008, 60000)
+    assert (grid.data.limit, grid.optimizer.learning_rate) == (50000, 0.008)
 
 
 def _check_table(tmp_path, summary, rows):
@@ -118,12 +171,12 @@ def _check_table(tmp_path, summary, rows):
         else:  # it trained: the loss moved, every step is recorded
             assert math.isfinite(run["loss_first"]) and run["loss_last"] != run["loss_first"], row.name
             steps = json.loads((tmp_path / "steps" / f"{row.slug}_seed0.json").read_text())
-            assert [s["step"] for s in steps] == list(range(1, 4)), row.name
+            assert [s["step"] for s in steps] == list(range(1, 5)), row.name
             assert line["needs_labels"] in ("yes", "no") and line["train_seconds"] > 0
     markdown = (tmp_path / "compare.md").read_text()
     headers = sum(f"### {title}" in markdown for title in compare.BLOCKS.values())
     assert markdown.count("\n| ") == len(rows) + headers  # one row per run under each block's header
-    assert "| method | kNN top-1 (%) | linear top-1 (%) | pretraining min | needs labels? | teacher |" in markdown
+    assert "| method | seeds | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs floor, pp [95 % CI] |" in markdown
     assert "± " in markdown
     assert (tmp_path / "compare.png").stat().st_size > 1000
     assert json.loads((tmp_path / "compare.json").read_text())["rows"] == json.loads(json.dumps(summary["rows"]))
@@ -139,10 +192,22 @@ def test_small_preset_trains_every_row_and_writes_the_table(tmp_path, fashion_mn
                 if r.block == "methods" and {r.name, r.method} & set(cfg.rows) and _runnable(r)]
     cfg = dataclasses.replace(cfg, blocks=["methods"], rows=runnable)
     rows = compare.selected_rows(cfg)
-    assert {"S2-BNN", "BURN (the demo's recipe)", "random init (floor)"} <= {r.name for r in rows}
+    assert {"S2-BNN", "BURN", "random init (floor)"} <= {r.name for r in rows}
     summary = compare.run_comparison(cfg, tmp_path, log=lambda *a: None)
     table = _check_table(tmp_path, summary, rows)
-    assert table["S2-BNN"]["teacher"].startswith("efficientnet_lite0")
+    assert table["S2-BNN"]["teacher"] == "resnet18 (trained here: moco_v2)"
+    assert table["BURN"]["teacher"].startswith("efficientnet_lite0")
+    # Every trained row is compared with the floor and with BURN, paired by seed.
+    for name in ("S2-BNN", "MoCo v2"):
+        if name in table:
+            assert table[name]["vs_floor"]["row"] == "random init (floor)"
+            assert table[name]["vs_reference"]["row"] == "BURN"
+            assert table[name]["vs_floor"]["knn_top1"]["n"] == 1
+    # The learning curve: kNN at half the budget (stage 1's step 2 of 4) and at the end.
+    (burn_run,) = [r for r in summary["runs"] if r["row"] == "BURN"]
+    assert [(p["fraction"], p["step"]) for p in burn_run["curve"]] == [(0.5, 2), (1.0, 4)]
+    assert burn_run["curve"][-1]["knn_top1"] == burn_run["knn_top1"]
+    assert (tmp_path / "compare_curves.png").stat().st_size > 1000
     # A rerun skips the finished runs.
     log = (tmp_path / "runs.jsonl").read_text()
     again = compare.run_comparison(cfg, tmp_path, figures=False, log=lambda *a: pytest.fail(f"reran {a}"))
@@ -172,3 +237,28 @@ def test_self_trained_teacher_block(tmp_path, fashion_mnist_available):
     shutil.copytree(tmp_path, moved)
     again = compare.run_comparison(cfg, moved, figures=False, log=lambda *a: pytest.fail(f"reran {a}"))
     assert json.dumps(again["rows"]) == json.dumps(summary["rows"])
+
+
+@pytest.mark.slow
+def test_learning_rates_are_chosen_on_held_out_training_images(tmp_path, fashion_mnist_available):
+    cfg = compare.load_compare_config("compare.yaml", "small")
+    cfg = dataclasses.replace(cfg, blocks=["methods"], rows=["BURN", "BURN L_FS only"], lr_grid=[0.001, 0.004],
+                              lr_fraction=0.5, curve_fractions=[])
+    summary = compare.run_comparison(cfg, tmp_path, figures=False, log=lambda *a: None)
+    choice = summary["learning_rates"]["BURN"]
+    assert set(summary["learning_rates"]) == {"BURN"}  # the control takes BURN's (lr_from)
+    assert set(choice["grid"]) == {"0.001", "0.004"} and choice["steps_per_stage"] == 2
+    assert choice["learning_rate"] == max((0.001, 0.004), key=lambda r: choice["grid"][f"{r:g}"])
+    grid_runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()
+                 if json.loads(line)["block"] == compare.LR_GRID_BLOCK]
+    assert sorted(r["learning_rate"] for r in grid_runs) == [0.001, 0.004]
+    # The grid never saw its queries: it pretrained on the images before the held-out ones.
+    grid_yaml = (tmp_path / "runs" / compare.LR_GRID_BLOCK / "burn_lr0.004" / "config.yaml").read_text()
+    assert f"limit: {min(cfg.data_limit, 60000 - cfg.validation_images)}" in grid_yaml
+    # Both rows trained with the chosen rate; the table says which.
+    for row in ("burn", "burn_l_fs_only"):
+        run_yaml = (tmp_path / "runs" / row / "seed0" / "config.yaml").read_text()
+        assert f"learning_rate: {choice['learning_rate']}" in run_yaml
+    assert {r["row"]: r["learning_rate"] for r in summary["rows"]} == {"BURN": choice["learning_rate"],
+                                                                       "BURN L_FS only": choice["learning_rate"]}
+    assert "### Learning-rate grid" in (tmp_path / "compare.md").read_text()
