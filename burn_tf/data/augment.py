@@ -668,14 +668,20 @@ def rand_augment(x, cfg: AugmentConfig, seed):
         layer_seed = tf.random.experimental.stateless_fold_in(seed, layer)
         op, apply, level, sign = rand_augment_params(tf.shape(x)[0], cfg, layer_seed)
         for k, fn in enumerate(_RA_FUNCTIONS):
-            idx = _subset(apply & (op == k))
-            x = tf.cond(
-                tf.shape(idx)[0] > 0,
-                lambda fn=fn, idx=idx, x=x: tf.tensor_scatter_nd_update(
-                    x, idx, fn(tf.gather_nd(x, idx), tf.gather_nd(level, idx), tf.gather_nd(sign, idx))),
-                lambda x=x: x,
-            )
+            x = _apply_to_subset(x, apply & (op == k), fn, level, sign)
     return x
+
+
+def _apply_to_subset(x, mask, fn, *per_image):
+    """``fn`` on the images ``mask`` selects (with their entries of the ``per_image``
+    tensors), scattered back; nothing is computed when none is selected."""
+    idx = _subset(mask)
+
+    def run():
+        out = fn(tf.gather_nd(x, idx), *(tf.gather_nd(v, idx) for v in per_image))
+        return tf.tensor_scatter_nd_update(x, idx, out)
+
+    return tf.cond(tf.shape(idx)[0] > 0, run, lambda: x)
 
 
 # ---------------------------------------------------------------------- pipelines
