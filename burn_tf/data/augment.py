@@ -523,17 +523,16 @@ def ra_posterize(x, level, sign):
 
 
 def ra_solarize(x, level, sign):
-    """``ImageOps.solarize`` at ``int(level / 10 · 256)``: levels at or above it inverted."""
+    """``ImageOps.solarize`` at ``int(level / 10 · 256)``: levels at or above it inverted
+    (the others keep their float values)."""
     threshold = tf.cast(tf.floor(level / RA_MAX_LEVEL * 256.0), tf.int32)[:, None, None, None]
-    q = _levels(x)
-    return _from_levels(tf.where(q >= threshold, 255 - q, q))
+    return tf.where(_levels(x) >= threshold, 1.0 - x, x)
 
 
 def ra_solarize_add(x, level, sign):
-    """timm ``solarize_add``: ``int(level / 10 · 110)`` added to the levels below 128."""
-    add = tf.cast(tf.floor(level / RA_MAX_LEVEL * 110.0), tf.int32)[:, None, None, None]
-    q = _levels(x)
-    return _from_levels(tf.where(q < 128, tf.minimum(q + add, 255), q))
+    """timm ``solarize_add``: ``int(level / 10 · 110)`` levels added below level 128."""
+    add = tf.floor(level / RA_MAX_LEVEL * 110.0)[:, None, None, None] / 255.0
+    return tf.where(_levels(x) < 128, tf.minimum(x + add, 1.0), x)
 
 
 def ra_color(x, level, sign):

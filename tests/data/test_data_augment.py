@@ -422,10 +422,11 @@ def test_randaugment_leaves_half_the_images_alone():
     # one layer at p 0.5 leaves 0.5 + 0.5 / 15 of the images unchanged.
     x = tf.constant(np.random.default_rng(7).uniform(0.2, 0.8, (1500, 8, 8, 3)), tf.float32)
     out = A.rand_augment(x, ra_config(), SEED).numpy()
-    unchanged = np.all(np.abs(out - x.numpy()) < 1e-6, axis=(1, 2, 3)).mean()
-    assert abs(unchanged - (0.5 + 0.5 / 15)) < 0.04, unchanged
-    # Each image got the op it drew.
+    unchanged = np.all(np.abs(out - x.numpy()) < 1e-6, axis=(1, 2, 3))
+    assert abs(unchanged.mean() - (0.5 + 0.5 / 15)) < 0.04, unchanged.mean()
+    # Each image got the op it drew; of those that drew one, only solarize left them alone.
     op, apply, level, sign = A.rand_augment_params(1500, ra_config(), tf.random.experimental.stateless_fold_in(SEED, 0))
+    assert set(op.numpy()[apply.numpy() & unchanged]) == {list(A.RAND_AUGMENT_OPS).index("Solarize")}
     for i in np.flatnonzero(apply.numpy())[:30]:
         fn = list(A.RAND_AUGMENT_OPS.values())[op[i]]
         want = fn(x[i:i + 1], level[i:i + 1], sign[i:i + 1]).numpy()[0]
