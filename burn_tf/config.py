@@ -206,11 +206,14 @@ def config_from_dict(values: dict) -> PretrainConfig:
         raise ConfigError(f"method.name must be a string, got {name!r}")
     cfg.method = build_dataclass(method_class(name).Config, {**method_values, "name": name}, "method.")
     views = []
+    # A view's crop size defaults to its view's size for the method (the backbone's input
+    # size; SwAV's small crops: method.small_crop_size).
+    sizes = cfg.method_class.view_sizes_for(cfg.method, cfg.backbone.input_size)
     for i, view in enumerate(views_values):
         if not isinstance(view, dict):
             raise ConfigError(f"views[{i}] must be a mapping, got {view!r}")
-        # A view's crop size defaults to the backbone's input size.
-        view = {"image_size": cfg.backbone.input_size, **view}
+        size = sizes[i] if len(views_values) == len(sizes) else cfg.backbone.input_size
+        view = {"image_size": size, **view}
         views.append(build_dataclass(AugmentConfig, view, f"views[{i}]."))
     cfg.views = views
     cfg.view_configs()  # checks the number of views against the method

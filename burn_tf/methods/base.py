@@ -262,9 +262,15 @@ class PretrainMethod(tf.keras.Model):
     def views_needed(self) -> int:
         return type(self).num_views_for(self.config)
 
+    @classmethod
+    def view_sizes_for(cls, config, input_size: int) -> list[int]:
+        """Image size of each view with ``config`` at ``input_size`` (multi-crop methods
+        override); a ``views`` entry without ``image_size`` gets its view's."""
+        return [input_size] * cls.num_views_for(config)
+
     def view_sizes(self) -> list[int]:
-        """Image size of each view (multi-crop methods override)."""
-        return [self.input_size] * self.views_needed
+        """Image size of each view."""
+        return type(self).view_sizes_for(self.config, self.input_size)
 
     def compute_losses(self, views: list, labels, training: bool = True) -> dict:
         raise NotImplementedError(f"{type(self).__name__} must implement compute_losses")

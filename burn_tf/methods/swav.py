@@ -26,9 +26,12 @@ Settings (``SwAVConfig``) and where they come from:
   batch + queue. ``queue_size: 0`` turns it off.
 - Multi-crop: 2 large crops at the backbone's input size and ``small_crops`` small ones
   of ``small_crop_size`` (swav ``--nmb_crops 2 6 --size_crops 224 96``; 0 = 96/224 of the
-  input size). The small views' sizes are their ``views`` entries' ``image_size`` in the
-  YAML (scale 0.05–0.14 vs 0.14–1 in swav); ``small_crop_size`` must match them (it shapes
-  the build batch).
+  input size). A ``views`` entry without ``image_size`` takes its crop's size from these
+  (:meth:`view_sizes_for`), so ``method.small_crop_size`` alone resizes the small views.
+  The views themselves are swav's ``src/multicropdataset.py`` (``configs/swav.yaml``):
+  RandomResizedCrop (bilinear, scale 0.14–1 large / 0.05–0.14 small), flip,
+  ``get_color_distortion(s=1.0)`` — jitter (0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale 0.2 —
+  and ``RandomGaussianBlur`` (p 0.5, σ 0.1–2, a 23 px kernel at both 224 and 96 px).
 
 Under ``tf.distribute``: Sinkhorn runs on the *global* batch (scores gathered from every
 replica, as swav's distributed Sinkhorn all-reduces its sums) and each replica keeps its
@@ -106,12 +109,17 @@ class SwAV(PretrainMethod):
     def num_views_for(cls, config) -> int:
         return LARGE_CROPS + config.small_crops
 
+    @classmethod
+    def small_crop_size_for(cls, config, input_size: int) -> int:
+        return config.small_crop_size or max(8, round(input_size * 96 / 224))
+
     @property
     def small_crop_size(self) -> int:
-        return self.config.small_crop_size or max(8, round(self.input_size * 96 / 224))
+        return type(self).small_crop_size_for(self.config, self.input_size)
 
-    def view_sizes(self) -> list[int]:
-        return [self.input_size] * LARGE_CROPS + [self.small_crop_size] * self.config.small_crops
+    @classmethod
+    def view_sizes_for(cls, config, input_size: int) -> list[int]:
+        return [input_size] * LARGE_CROPS + [cls.small_crop_size_for(config, input_size)] * config.small_crops
 
     @property
     def prototype_kernel(self) -> tf.Variable:

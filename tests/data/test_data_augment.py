@@ -311,3 +311,202 @@ def test_augment_two_views_per_view_probabilities_and_throughput():
     source, _ = synthetic_source(32, 28)
     r = two_view_throughput(28, batch_size=8, seconds=0.2, source=source, warmup_batches=1)
     assert r["batches"] >= 1 and r["pairs_per_s"] > 0 and r["views_per_s"] == 2 * r["pairs_per_s"]
+
+
+# ------------------------------------------------------------------------- RandAugment
+# InfoMin's RandAugment is timm's rand-n2-m10-mstd0.5 with per-op probability 0.5
+# (PyContrast datasets/util.py aug 'D', datasets/RandAugment.py): checked against PIL, which
+# those ops call.
+
+RA_FILL = np.array([124, 116, 104], np.float32)  # PyContrast's img_mean
+
+
+def pil_ops():
+    from PIL import ImageEnhance, ImageOps
+
+    solarize_add = [min(255, i + 110) if i < 128 else i for i in range(256)] * 3
+    return {  # each op at magnitude 10, as PIL computes it
+        "AutoContrast": ImageOps.autocontrast, "Equalize": ImageOps.equalize, "Invert": ImageOps.invert,
+        "Posterize": lambda im: ImageOps.posterize(im, 4), "Solarize": lambda im: ImageOps.solarize(im, 256),
+        "SolarizeAdd": lambda im: im.point(solarize_add),
+        "Color": lambda im: ImageEnhance.Color(im).enhance(1.9),
+        "Contrast": lambda im: ImageEnhance.Contrast(im).enhance(1.9),
+        "Brightness": lambda im: ImageEnhance.Brightness(im).enhance(1.9),
+        "Sharpness": lambda im: ImageEnhance.Sharpness(im).enhance(1.9),
+    }
+
+
+def test_randaugment_colour_ops_match_pil_at_magnitude_10():
+    from PIL import Image
+
+    images = np.random.default_rng(6).integers(0, 256, (3, 20, 24, 3), dtype=np.uint8)
+    images[2, :, :, 1] = 77  # a flat channel: autocontrast and equalize leave it
+    x = tf.constant(images / 255.0, tf.float32)
+    level, sign = tf.fill([3], 10.0), tf.ones([3])
+    for name, reference in pil_ops().items():
+        got = A.RAND_AUGMENT_OPS[name](x, level, sign).numpy() * 255
+        for i in range(3):
+            want = np.asarray(reference(Image.fromarray(images[i])), np.float32)
+            # PIL rounds to a level after each step; the float version differs by < 1.5 levels.
+            np.testing.assert_allclose(got[i], want, atol=1.5, err_msg=name)
+    # The levels map as timm's: posterize keeps int(m / 10 · 4) bits, solarize at int(m / 10 · 256).
+    from PIL import ImageOps
+    for m in (9.6, 7.0):
+        got = A.ra_posterize(x[:1], tf.constant([m]), sign[:1]).numpy()[0] * 255
+        np.testing.assert_allclose(got, ImageOps.posterize(Image.fromarray(images[0]), int(m / 10 * 4)), atol=1e-3)
+        got = A.ra_solarize(x[:1], tf.constant([m]), sign[:1]).numpy()[0] * 255
+        np.testing.assert_allclose(got, ImageOps.solarize(Image.fromarray(images[0]), int(m / 10 * 256)), atol=1e-3)
+
+
+def test_randaugment_brightness_is_multiplicative():
+    x = tf.constant(np.stack([np.zeros((8, 8, 3)), np.full((8, 8, 3), 0.4)]), tf.float32)
+    out = A.ra_brightness(x, tf.constant([10.0, 10.0]), tf.ones([2])).numpy()
+    assert out[0].max() == 0.0  # black stays black (keras-cv's brightness is additive)
+    np.testing.assert_allclose(out[1], 0.4 * 1.9, atol=1e-6)
+    half = A.ra_brightness(x, tf.constant([5.0, 5.0]), tf.ones([2])).numpy()
+    np.testing.assert_allclose(half[1], 0.4 * 1.0, atol=1e-6)  # level 5: factor 1.0
+
+
+def test_randaugment_translate_moves_by_at_most_45_percent_and_shear_is_03():
+    from PIL import Image
+
+    image = np.zeros((1, 20, 40, 3), np.float32)
+    image[0, 8:12, 18:22] = 1.0  # a white square, columns 18-21
+    x = tf.constant(image)
+
+    def columns(out):
+        white = out[0, 10, :, 0] > 0.9
+        return np.flatnonzero(white)
+
+    for level, shift in ((10.0, 18), (5.0, 9)):  # 0.45 · 40 px at level 10
+        left = A.ra_translate_x(x, tf.constant([level]), tf.constant([1.0])).numpy()
+        assert columns(left).tolist() == list(range(18 - shift, 22 - shift))
+        right = A.ra_translate_x(x, tf.constant([level]), tf.constant([-1.0])).numpy()
+        assert columns(right).tolist() == list(range(18 + shift, 22 + shift))
+    # Uncovered pixels get PyContrast's fill colour.
+    np.testing.assert_allclose(left[0, 0, -1] * 255, RA_FILL, atol=1e-3)
+    down = A.ra_translate_y(x, tf.constant([10.0]), tf.constant([-1.0])).numpy()
+    assert np.flatnonzero(down[0, :, 20, 0] > 0.9).tolist() == list(range(17, 20))  # 9 px = 0.45 · 20
+    # Shear and rotation against PIL's own transform (bilinear, PyContrast's fill): equal but
+    # for the pixels at the border of the covered area (PIL's bilinear border handling).
+    yy, xx = np.mgrid[0:20, 0:40]
+    smooth = np.stack([xx * 6, yy * 12, (xx + yy) * 4], -1).astype(np.uint8)
+    pil = Image.fromarray(smooth)
+    xs = tf.constant(smooth[None] / 255.0, tf.float32)
+    fill = dict(resample=Image.BILINEAR, fillcolor=tuple(int(v) for v in RA_FILL))
+    cases = [(A.ra_shear_x, pil.transform(pil.size, Image.AFFINE, (1, 0.3, 0, 0, 1, 0), **fill)),
+             (A.ra_shear_y, pil.transform(pil.size, Image.AFFINE, (1, 0, 0, 0.3, 1, 0), **fill)),
+             (A.ra_rotate, pil.rotate(30, **fill))]
+    for op, reference in cases:
+        got = op(xs, tf.constant([10.0]), tf.constant([1.0])).numpy()[0] * 255
+        close = np.abs(got - np.asarray(reference, np.float32)).max(-1) <= 1.5
+        assert close.mean() > 0.9, (op.__name__, close.mean())  # 0.94-0.98; the mirrored op: < 0.05
+
+
+def ra_config(**kw):
+    return quiet(16, randaugment_ops=1, **kw)
+
+
+def test_randaugment_draws_timm_m10_mstd05_ops_uniformly_at_probability_half():
+    op, apply, level, sign = (t.numpy() for t in A.rand_augment_params(6000, ra_config(), SEED))
+    assert abs(apply.mean() - 0.5) < 0.025
+    counts = np.bincount(op, minlength=15)
+    assert len(A.RAND_AUGMENT_OPS) == 15 and counts.min() > 300 and counts.max() < 500  # 400 each
+    assert level.max() <= 10.0 and abs((level == 10.0).mean() - 0.5) < 0.03  # N(10, 0.5) clipped
+    assert abs(level[level < 10].mean() - (10 - 0.5 * np.sqrt(2 / np.pi))) < 0.03
+    assert abs((sign > 0).mean() - 0.5) < 0.025
+
+
+def test_randaugment_leaves_half_the_images_alone():
+    # Noise in [0.2, 0.8]: every op changes it except solarize (threshold ≥ 245 levels), so
+    # one layer at p 0.5 leaves 0.5 + 0.5 / 15 of the images unchanged.
+    x = tf.constant(np.random.default_rng(7).uniform(0.2, 0.8, (1500, 8, 8, 3)), tf.float32)
+    out = A.rand_augment(x, ra_config(), SEED).numpy()
+    unchanged = np.all(np.abs(out - x.numpy()) < 1e-6, axis=(1, 2, 3))
+    assert abs(unchanged.mean() - (0.5 + 0.5 / 15)) < 0.04, unchanged.mean()
+    # Each image got the op it drew; of those that drew one, only solarize left them alone.
+    op, apply, level, sign = A.rand_augment_params(1500, ra_config(), tf.random.experimental.stateless_fold_in(SEED, 0))
+    assert set(op.numpy()[apply.numpy() & unchanged]) == {list(A.RAND_AUGMENT_OPS).index("Solarize")}
+    for i in np.flatnonzero(apply.numpy())[:30]:
+        fn = list(A.RAND_AUGMENT_OPS.values())[op[i]]
+        want = fn(x[i:i + 1], level[i:i + 1], sign[i:i + 1]).numpy()[0]
+        np.testing.assert_allclose(out[i], want, atol=1e-5)
+    assert np.array_equal(A.rand_augment(x, ra_config(randaugment_prob=0.0), SEED).numpy(), x.numpy())
+
+
+def test_infomin_views_grey_after_randaugment():
+    # PyContrast aug 'D': jitter → blur → RandAugment → grey. Grey last, every view is grey
+    # even where a geometric op filled in the (coloured) mean.
+    _, images = synthetic_source(16, 32, seed=8)
+    cfg = AugmentConfig(image_size=32, randaugment_ops=2, randaugment_prob=1.0, grayscale_prob=1.0)
+    out = augment_batch(images, cfg, SEED).numpy()
+    np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-6)
+    with pytest.raises(ValueError, match="randaugment_magnitude"):
+        AugmentConfig(randaugment_magnitude=11)
+    with pytest.raises(ValueError, match="randaugment_prob"):
+        AugmentConfig(randaugment_prob=1.5)
+
+
+def test_grayscale_first_greys_before_the_jitter():
+    # NPID's order (lemniscate main.py): grey, then ColorJitter; a hue shift of a grey image
+    # does nothing, so grey-first outputs stay grey whatever the jitter.
+    _, images = synthetic_source(8, 16, seed=9)
+    cfg = quiet(16, grayscale_prob=1.0, grayscale_first=True, jitter_prob=1.0, hue=0.4)
+    out = augment_batch(images, cfg, SEED).numpy()
+    np.testing.assert_allclose(out[..., 0], out[..., 1], atol=1e-5)
+    late = augment_batch(images, quiet(16, grayscale_prob=1.0, jitter_prob=1.0, hue=0.4), SEED).numpy()
+    assert not np.allclose(out, late, atol=1e-3)  # the order matters (hue changes the luma)
+
+
+# ------------------------------------------------------------ shipped views = reference code
+# Each method's views in its shipped YAML, as its released code builds them (the files each
+# row was checked against are in the YAMLs' comments). Fields not listed keep the
+# AugmentConfig defaults (flip 0.5, ratio 3/4-4/3, blur sigma 0.1-2, kernel 10 % of the size).
+COLOUR_04 = dict(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1)
+COLOUR_08 = dict(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2)
+NO_RA = dict(randaugment_ops=0, grayscale_first=False)
+REFERENCE_VIEWS = {
+    # BYOL Table 6 / solo-learn asymmetric.yaml: asymmetric blur and solarize.
+    "byol": [dict(crop_scale=(0.08, 1.0), interpolation="bicubic", jitter_prob=0.8, brightness=0.4, contrast=0.4,
+                  saturation=0.2, hue=0.1, grayscale_prob=0.2, blur_prob=(1.0, 0.1), solarize_prob=(0.0, 0.2),
+                  **NO_RA)],
+    # google-research/simclr data_util.py, colour strength 1.0.
+    "simclr_v2": [dict(crop_scale=(0.08, 1.0), interpolation="bicubic", jitter_prob=0.8, **COLOUR_08,
+                       grayscale_prob=0.2, blur_prob=(0.5, 0.5), solarize_prob=(0.0, 0.0), **NO_RA)],
+    # facebookresearch/moco main_moco.py --aug-plus.
+    "moco_v2": [dict(crop_scale=(0.2, 1.0), interpolation="bilinear", jitter_prob=0.8, **COLOUR_04,
+                     grayscale_prob=0.2, blur_prob=(0.5, 0.5), solarize_prob=(0.0, 0.0), **NO_RA)],
+    # lemniscate.pytorch main.py: grey, then ColorJitter(0.4, 0.4, 0.4, 0.4) always.
+    "npid": [dict(crop_scale=(0.2, 1.0), interpolation="bilinear", jitter_prob=1.0, brightness=0.4, contrast=0.4,
+                  saturation=0.4, hue=0.4, grayscale_prob=0.2, grayscale_first=True, blur_prob=(0.0, 0.0),
+                  solarize_prob=(0.0, 0.0), randaugment_ops=0)],
+    # torchvision ImageNet training: crop and flip only.
+    "supervised": [dict(crop_scale=(0.08, 1.0), interpolation="bilinear", flip_prob=0.5, jitter_prob=0.0,
+                        grayscale_prob=0.0, blur_prob=(0.0, 0.0), solarize_prob=(0.0, 0.0), **NO_RA)],
+    # PyContrast datasets/util.py aug 'D' with the MoCo queue (crops 0.2-1).
+    "infomin": [dict(crop_scale=(0.2, 1.0), interpolation="bilinear", jitter_prob=0.8, **COLOUR_08,
+                     grayscale_prob=0.2, blur_prob=(0.5, 0.5), solarize_prob=(0.0, 0.0), randaugment_ops=2,
+                     randaugment_magnitude=10.0, randaugment_magnitude_std=0.5, randaugment_prob=0.5,
+                     grayscale_first=False)],
+    # swav src/multicropdataset.py: get_color_distortion(s=1.0), blur p 0.5 with a 23 px kernel.
+    "swav": [dict(crop_scale=(0.14, 1.0), interpolation="bilinear", jitter_prob=0.8, **COLOUR_08,
+                  grayscale_prob=0.2, blur_prob=(0.5, 0.5), blur_kernel_frac=0.1, **NO_RA)] * 2
+    + [dict(crop_scale=(0.05, 0.14), interpolation="bilinear", jitter_prob=0.8, **COLOUR_08, grayscale_prob=0.2,
+            blur_prob=(0.5, 0.5), blur_kernel_frac=0.24, **NO_RA)] * 4,
+}
+
+
+@pytest.mark.parametrize("method", sorted(REFERENCE_VIEWS))
+def test_shipped_method_views_match_their_reference_code(method):
+    from burn_tf.config import load_config
+
+    cfg = load_config(method, overrides=["backbone.input_size=48"])
+    views = cfg.views
+    assert len(views) == len(REFERENCE_VIEWS[method])
+    for i, (view, want) in enumerate(zip(views, REFERENCE_VIEWS[method])):
+        got = {key: getattr(view, key) for key in want}
+        assert got == want, f"{method} views[{i}]"
+        assert view.flip_prob == 0.5 and view.crop_ratio == pytest.approx((3 / 4, 4 / 3))
+        assert view.blur_sigma == (0.1, 2.0)
+    # Every large view at the student's size: a 48 px run gets 48 px views.
+    assert views[0].image_size == 48

@@ -11,6 +11,7 @@ from test_base import small_backbone
 from test_npid import run_cli, two_replica_comparison
 
 from burn_tf import losses
+from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.methods import SwAV, SwAVConfig, method_class
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
@@ -42,6 +43,21 @@ def test_registered_with_multi_crop_views():
     assert model.view_sizes() == [32, 32, SMALL, SMALL]
     model.config.small_crop_size = 0  # default: swav's 96/224 of the input size
     assert model.small_crop_size == 14
+
+
+def test_shipped_views_follow_the_student_and_small_crop_size_with_swavs_colour():
+    sizes = lambda cfg: [v.image_size for v in cfg.view_configs()]  # noqa: E731
+    assert sizes(load_config("swav")) == [32, 32, 16, 16, 16, 16]
+    # One override resizes the small crops (swav: 96 beside 224); the large ones follow the student.
+    cfg = load_config("swav", overrides=["backbone.input_size=48", "method.small_crop_size=24"])
+    assert sizes(cfg) == [48, 48, 24, 24, 24, 24]
+    assert SwAV.view_sizes_for(cfg.method, 48) == sizes(cfg)
+    auto = load_config("swav", overrides=["backbone.input_size=48", "method.small_crop_size=0"])
+    assert sizes(auto) == [48, 48, 21, 21, 21, 21]  # 96/224 of 48
+    # swav get_color_distortion(s=1.0): jitter (0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale 0.2.
+    for view in cfg.views:
+        assert (view.brightness, view.contrast, view.saturation, view.hue) == (0.8, 0.8, 0.8, 0.2)
+        assert (view.jitter_prob, view.grayscale_prob, view.blur_prob) == (0.8, 0.2, (0.5, 0.5))
 
 
 def test_loss_is_swapped_prediction_on_the_large_crops_sinkhorn_codes():
