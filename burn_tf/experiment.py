@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -189,6 +190,20 @@ def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, ste
     return model, summary
 
 
+def source_revision() -> str | None:
+    """The git commit burn_tf runs from (``+`` when its tree has changes), or None outside a
+    checkout: each experiment record says which code produced it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "burn_tf"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+" if dirty else "")
+
+
 class RunLog:
     """``runs.jsonl``: one line per finished run, ``{<name_field>: …, "key": …, …}``. A run
     already logged under the same name and key is not run again.
@@ -232,7 +247,7 @@ class RunLog:
             if (name, key) in self.done:
                 return self.done[name, key], False
             start = time.time()
-            result = {**fn(), self.name_field: name, "key": key}
+            result = {**fn(), self.name_field: name, "key": key, "code": source_revision()}
             result["seconds"] = round(time.time() - start, 1)
             with file_lock(self.locks / "runs.jsonl.lock"), self.path.open("a") as f:
                 f.write(json.dumps(result) + "\n")
