@@ -533,6 +533,10 @@ class MomentumMethod(PretrainMethod):
     ``MomentumUpdater``). τ follows :func:`cosine_momentum` of ``global_step`` from
     ``config.tau_start`` to ``config.tau_end``, set by
     :class:`burn_tf.callbacks.MomentumScheduler` (τ(t) of :func:`burn_tf.losses.cosine_momentum`).
+    That is solo-learn's schedule (``solo/utils/momentum.py`` ``update_tau``: τ = final −
+    (final − base)·(cos(πk/K) + 1)/2): the update after batch k (k = 0, 1, …) uses τ(k), the
+    first one ``tau_start``. With gradient accumulation the step counts batches, not updates
+    (solo-learn counts optimizer steps), so an update uses τ of its last batch.
     """
 
     def __init__(self, backbone: tf.keras.Model, config=None, accumulation_steps: int = 1, **kwargs):

@@ -3,16 +3,27 @@ BURN's "Tuned MoCov2" baseline (BURN paper Sec. 4.1 and Tables 1–4, from S2-BN
 
     q = g(f(x₁)),  k = g_m(f_m(x₂)),  loss = InfoNCE(q, k, queue) at temperature T
 
-f, g: the online backbone and projector; f_m, g_m: their EMA copies (the momentum encoder,
-τ = 0.999); the queue holds the last ``queue_size`` keys of every replica (first in, first
-out). Defaults from the official code (``facebookresearch/moco``: ``--mlp --moco-t 0.2
+f, g: the online backbone and projector; f_m, g_m: their EMA copies (the momentum encoder);
+the queue holds the last ``queue_size`` keys of every replica (first in, first out).
+Defaults from the official code (``facebookresearch/moco``: ``--mlp --moco-t 0.2
 --aug-plus --cos``, K = 65536, m = 0.999, 128-d output, projector Linear → ReLU → Linear
-without BatchNorm) and S2-BNN's tuned version for binary networks
+without BatchNorm). BURN's baseline is S2-BNN's tuned version for binary networks
 (``szq0214/S2-BNN``, ``Contrastive_only/step1/main_moco.py``): the same MoCo v2 loss — one
 direction, q from view 1 and k from view 2, not symmetric — trained with Adam (lr 3e-4,
-weight decay 1e-4) instead of SGD, colour jitter applied with p = 0.6 ("lite aug"), and the
-two-stage ReActNet schedule ("progressive binarizing"; S2-BNN Table 1). Adam and the views
-are set in ``configs/moco_v2.yaml``, not here.
+weight decay 1e-4, batch 256) instead of SGD (MoCo: lr 0.03, momentum 0.9, weight decay
+1e-4), colour jitter applied with p = 0.6 ("lite aug"), and the two-stage ReActNet schedule
+("progressive binarizing"; S2-BNN Table 1).
+
+``configs/moco_v2.yaml`` (the optimizer and the views are set there, not here) keeps Adam,
+at lr 0.002 without weight decay: the rate every binary method in this library starts from
+for a single short run (``burn_tf.compare`` chooses each row's rate from its ``lr_grid`` on
+a validation split). It anneals the key-encoder momentum τ from 0.99 to 0.999 by a cosine
+over the run's steps, solo-learn's CIFAR MoCo v2+ recipe (``scripts/pretrain/cifar/
+mocov2plus.yaml``: ``base_tau 0.99``, ``final_tau 0.999``; the formula of
+``solo/utils/momentum.py`` ``MomentumUpdater.update_tau``, which
+:func:`burn_tf.losses.cosine_momentum` is): MoCo's constant 0.999 averages the encoder over
+~1000 steps, so in a run of 64 steps the key encoder is still 94 % its random
+initialisation (0.999⁶⁴). The dataclass default stays MoCo's constant 0.999.
 
 Implementation notes:
 
@@ -83,7 +94,8 @@ class MoCoV2Config(MethodConfig):
     # hidden width is the backbone's feature width (2048 for ResNet-50), output 128.
     projector_hidden: int = 2048
     projector_dim: int = 128
-    # Momentum of the key encoder (``--moco-m 0.999``), constant unless tau_end differs.
+    # Momentum of the key encoder (``--moco-m 0.999``), constant unless tau_end differs
+    # (moco_v2.yaml: 0.99 → 0.999, solo-learn's CIFAR recipe).
     tau_start: float = 0.999
     tau_end: float = 0.999
 

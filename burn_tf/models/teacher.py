@@ -32,6 +32,13 @@ The returned model is frozen: ``trainable=False`` and its backbone is called wit
 ``training=False`` inside the graph, so BatchNorm always runs in inference mode — calling
 the teacher with ``training=True``, training something downstream of it, or even setting
 ``trainable=True`` again never updates its moving statistics.
+
+A teacher built with its head (S2-BNN, supervised KL-div) says what the head is, by the
+head's name, and :func:`teacher_head_role` reads it: a class *classifier* (EfficientNet-Lite0's
+ImageNet ``_fc``; ``classifier.keras`` of a burn_tf ``supervised`` export) or a *projector*
+(MoCo v2's ``fc.0``/``fc.2`` MLP in a checkpoint; ``projector.keras`` of a burn_tf MoCo v2
+export). The two are distilled differently: S2-BNN L2-normalises a projection (MoCo's
+``q = normalize(fc(encoder))``), while a classifier's logits are class scores.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ __all__ = [
     "build_teacher_head",
     "freeze",
     "teacher_feature_dim",
+    "teacher_head_role",
 ]
 
 TEACHER_KINDS = ("resnet50", "resnet18", "efficientnet_lite0", "keras_resnet50")
@@ -187,6 +195,12 @@ def freeze(backbone: tf.keras.Model, name: str | None = None) -> tf.keras.Model:
     return model
 
 
+# What a teacher head is, by its Keras name (build_teacher_head names its own; the heads of a
+# burn_tf export keep the name their method gave them: supervised's "classifier", MoCo v2's
+# "projector").
+CLASSIFIER_HEAD_NAMES = ("teacher_imagenet_classifier", "classifier")
+PROJECTOR_HEAD_NAMES = ("teacher_projector", "projector")
+
 _HEAD_KEY = re.compile(r"^(_fc|fc|head|classifier)(?:\.(\d+))?\.weight$")
 
 
@@ -208,13 +222,20 @@ def build_teacher_head(
     input_dim: int,
     checkpoint_key: str | None = None,
     random_width: int = 128,
-    name: str = "teacher_head",
+    name: str | None = None,
 ) -> tf.keras.Model:
     """The teacher's own output head, frozen: its linear layers in checkpoint order with a
     ReLU between consecutive ones (torchvision ``fc``; MoCo v2's ``fc.0``/``fc.2`` MLP;
     EfficientNet-Lite0's ImageNet ``_fc``). ``weights=None`` gives a random linear head of
     ``random_width`` outputs (tests; a frozen random target is also the released BURN
-    code's g_θ)."""
+    code's g_θ).
+
+    ``name`` None names it by what it is (:func:`teacher_head_role`): the ImageNet
+    classifier of ``weights="imagenet"`` is ``teacher_imagenet_classifier``; a checkpoint
+    head of two or more linear layers is an MLP projection (MoCo v2's ``--mlp`` head,
+    ``moco/builder.py``) and is ``teacher_projector``; a single linear layer (a torchvision
+    classifier or MoCo v1's 128-d ``fc`` look alike) and the random head are
+    ``teacher_head``, of unknown role."""
     _check_weights(kind, weights)
     layers: list[tuple[int, np.ndarray, np.ndarray | None]] = []
     if weights is not None:
@@ -230,6 +251,13 @@ def build_teacher_head(
                 "classifier.* entries); S2-BNN needs a teacher checkpoint that includes its head"
             )
         layers.sort(key=lambda item: item[0])
+    if name is None:
+        if isinstance(weights, str) and weights == "imagenet":
+            name = "teacher_imagenet_classifier"
+        elif len(layers) > 1:
+            name = "teacher_projector"
+        else:
+            name = "teacher_head"
     inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
     x = inputs
     if not layers:
@@ -280,6 +308,18 @@ def build_teacher(
         model = tf.keras.Model(inputs, head(model(inputs)), name=f"teacher_{kind}_with_head")
         model.trainable = False
     return model
+
+
+def teacher_head_role(teacher: tf.keras.Model) -> str | None:
+    """``"classifier"`` or ``"projector"``: what the head of a teacher built with its head
+    is (see the module docstring), or None when unknown (a random head, a single linear
+    layer from a checkpoint, a teacher without a head)."""
+    for layer in teacher.layers:
+        if layer.name in CLASSIFIER_HEAD_NAMES:
+            return "classifier"
+        if layer.name in PROJECTOR_HEAD_NAMES:
+            return "projector"
+    return None
 
 
 def teacher_feature_dim(model: tf.keras.Model) -> int:

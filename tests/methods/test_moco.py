@@ -21,6 +21,7 @@ from contrastive_helpers import (
 from method_helpers import snapshot
 
 from burn_tf.backbone import load_backbone
+from burn_tf.config import load_config
 from burn_tf.methods import MoCoV2, MoCoV2Config, method_class
 from burn_tf.pretrain import checkpoint_for
 from burn_tf.schema import ConfigError
@@ -86,6 +87,24 @@ def test_momentum_encoder_is_the_exact_ema_of_weights_with_its_own_batch_statist
             moved_statistics += not np.array_equal(w.numpy(), old)
             assert not np.allclose(w.numpy(), 0.9 * old + 0.1 * w_online.numpy())
     assert emas == len(model.backbone.trainable_weights) and moved_statistics > 0
+
+
+def test_shipped_yaml_anneals_tau_from_0_99_to_0_999_by_solo_learns_cosine():
+    """solo-learn's CIFAR MoCo v2+ (scripts/pretrain/cifar/mocov2plus.yaml: base_tau 0.99,
+    final_tau 0.999; solo/utils/momentum.py MomentumUpdater.update_tau): the k-th update
+    (k = 0, 1, …) uses τ = 0.999 − 0.009·(cos(πk/K) + 1)/2. Hand-computed for K = 4."""
+    method = load_config("moco_v2").method
+    assert (method.tau_start, method.tau_end) == (0.99, 0.999)
+    model = make_moco(tau_start=method.tau_start, tau_end=method.tau_end)
+    seen = []
+
+    class Record(tf.keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(float(self.model.tau.numpy()))
+
+    batches = tf.data.Dataset.from_tensors(first_batch(16)).repeat(4)
+    model.fit(batches, epochs=1, verbose=0, callbacks=[*model.callbacks(4), Record()])
+    assert seen == pytest.approx([0.99, 0.99131802, 0.9945, 0.99768198], abs=1e-7)
 
 
 def test_queue_and_pointer_are_checkpointed_and_restored(tmp_path):

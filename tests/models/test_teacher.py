@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.models.teacher import TEACHER_KINDS, build_teacher, teacher_feature_dim
+from burn_tf.models.teacher import (
+    TEACHER_KINDS,
+    build_teacher,
+    build_teacher_head,
+    teacher_feature_dim,
+    teacher_head_role,
+)
 
 SIZE = 32
 
@@ -117,6 +125,59 @@ def test_pytorch_checkpoint_on_the_fly(tmp_path, teacher):
     x = _images()
     np.testing.assert_allclose(loaded(x).numpy(), teacher(x).numpy(), rtol=1e-5, atol=1e-6)
     assert loaded.trainable_weights == []
+
+
+def _write_state_dict(path, arrays: dict) -> None:
+    """A PyTorch zip checkpoint of float32 ``arrays`` written by hand (no torch here): the
+    protocol-2 pickle of an OrderedDict of ``torch._utils._rebuild_tensor_v2`` calls, as
+    tests/convert/test_torch_checkpoint.py writes them."""
+
+    def text(value):
+        return b"X" + len(value.encode()).to_bytes(4, "little") + value.encode()
+
+    def number(i):
+        return b"J" + int(i).to_bytes(4, "little", signed=True)
+
+    def group(*items):
+        return b"(" + b"".join(items) + b"t"
+
+    body = b""
+    for key, (name, array) in enumerate(arrays.items()):
+        strides = [int(np.prod(array.shape[i + 1:])) for i in range(array.ndim)]
+        storage = group(text("storage"), b"ctorch\nFloatStorage\n", text(str(key)), text("cpu"), number(array.size))
+        args = group(storage + b"Q", number(0), group(*map(number, array.shape)), group(*map(number, strides)),
+                     b"\x89", b"ccollections\nOrderedDict\n)R")
+        body += text(name) + b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02ccollections\nOrderedDict\n)R(" + body + b"u.")
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/version", "3\n")
+        for key, array in enumerate(arrays.values()):
+            zf.writestr(f"archive/data/{key}", np.ascontiguousarray(array, np.float32).tobytes())
+
+
+def test_a_checkpoint_head_is_named_by_what_it_is(tmp_path):
+    """MoCo v2's --mlp head (fc.0 / fc.2) is a projector; one linear layer (a torchvision
+    classifier, MoCo v1's fc) is of unknown role, as is the random head."""
+    rng = np.random.default_rng(0)
+    mlp = {"fc.0.weight": rng.standard_normal((64, 512)), "fc.0.bias": rng.standard_normal(64),
+           "fc.2.weight": rng.standard_normal((128, 64)), "fc.2.bias": rng.standard_normal(128)}
+    single = {"fc.weight": rng.standard_normal((10, 512)), "fc.bias": rng.standard_normal(10)}
+    roles = {}
+    for name, state_dict in [("mlp", mlp), ("single", single), ("random", None)]:
+        path = None
+        if state_dict is not None:
+            path = tmp_path / f"{name}.pth"
+            _write_state_dict(path, state_dict)
+        head = build_teacher_head("resnet18", None if path is None else str(path), 512)
+        inputs = tf.keras.Input((512,))
+        roles[name] = (teacher_head_role(tf.keras.Model(inputs, head(inputs))), head.output_shape[-1])
+    assert roles == {"mlp": ("projector", 128), "single": (None, 10), "random": (None, 128)}
+    # The MLP's weights are the checkpoint's (Linear → ReLU → Linear).
+    x = rng.standard_normal((2, 512)).astype(np.float32)
+    head = build_teacher_head("resnet18", str(tmp_path / "mlp.pth"), 512)
+    hidden = np.maximum(x @ mlp["fc.0.weight"].T + mlp["fc.0.bias"], 0)
+    np.testing.assert_allclose(head(x).numpy(), hidden @ mlp["fc.2.weight"].T + mlp["fc.2.bias"], rtol=1e-4, atol=1e-4)
 
 
 def test_efficientnet_lite0_imagenet_teacher():
