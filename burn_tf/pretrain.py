@@ -46,7 +46,7 @@ import tensorflow as tf
 from burn_tf.backbone import build_teacher_from_export, save_backbone
 from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
 from burn_tf.config import ConfigError, PretrainConfig, load_config
-from burn_tf.data import get_source_info, multi_view_dataset, source_from_config
+from burn_tf.data import eval_dataset, get_source_info, multi_view_dataset, source_from_config
 from burn_tf.distribute import (
     STRATEGIES,
     dtype_policy,
@@ -174,12 +174,34 @@ def build_method(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None
         teacher = float32_outputs(teacher) if teacher is not None else None
     if cfg.train.sync_batchnorm:
         synchronize_batchnorm(backbone)
+    # A method whose config depends on the batch it sees (CLD's groups) checks it here,
+    # before the run directory is touched.
+    check_batch_size = getattr(cfg.method, "check_batch_size", None)
+    if check_batch_size is not None:
+        check_batch_size(cfg.train.batch_size)
     kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
     if cls.needs_index:
         kwargs["dataset_size"] = dataset_size(cfg)
     if cls.needs_teacher:
         return cls(teacher, backbone, cfg.method, **kwargs)
     return cls(backbone, cfg.method, **kwargs)
+
+
+def fill_initial_bank(model: PretrainMethod, cfg: PretrainConfig) -> None:
+    """A memory bank that must hold real features before the first step (NPID's
+    ``bank_init: features``) gets one no-gradient pass of the initial network over the
+    training images, unaugmented, in source order (row i = image i). Batches close to
+    ``train.batch_size`` and of nearly equal size, so BatchNorm never sees a tiny last batch."""
+    if not getattr(model, "fills_bank_from_images", False):
+        return
+    n = model.dataset_size
+    batch = -(-n // -(-n // cfg.train.batch_size))  # n split into ceil(n / batch_size) near-equal batches
+    images = eval_dataset(build_source(cfg), model.input_size, batch).map(lambda image, _: image)
+    start = time.time()
+    rows = model.fill_memory_bank(images)
+    if cfg.train.verbose:
+        print(f"memory bank: {rows} of {n} rows filled with the initial network's features "
+              f"(method.bank_init=features) in {time.time() - start:.1f} s")
 
 
 def build_training_optimizer(cfg: PretrainConfig, steps_per_epoch: int):
@@ -347,6 +369,8 @@ def pretrain_stage(
             print(f"resumed {latest}: epoch {int(epoch_var.numpy())}, step {int(model.global_step.numpy())}")
         elif stage == 2:
             init_from_previous_stage(model, cfg, run_dir / "stage1" / "final", teacher)
+        else:
+            fill_initial_bank(model, cfg)
 
     summary = lq_summary_text(model.backbone)
     atomic_write_text(stage_dir / "summary.txt", summary)

@@ -67,6 +67,8 @@ def test_instance_discrimination_full_bank_and_sampled_negatives(rng):
     logits = np.stack([np.concatenate([[features[b] @ bank[index[b]]], bank[negatives[b]] @ features[b]])
                        for b in range(3)]) / 0.1
     assert sampled == pytest.approx(-log_softmax(logits)[:, 0].mean(), rel=1e-5)
+    from_rows = float(clustering.sampled_instance_loss(features, bank[index], bank[negatives], 0.1))
+    assert from_rows == pytest.approx(sampled, rel=1e-6)
 
 
 def test_memory_bank_update_mixes_by_momentum_and_renormalises():
@@ -81,7 +83,8 @@ def test_memory_bank_update_mixes_by_momentum_and_renormalises():
 @pytest.mark.parametrize("grouping", clustering.GROUPINGS)
 def test_grouping_recovers_clearly_separated_groups(grouping, rng):
     points, truth = separated_points(rng)
-    labels, centroids = clustering.group_features(points, 3, grouping, iterations=5)
+    labels, centroids = clustering.group_features(points, 3, grouping, iterations=5, centroids="unit",
+                                                  init="farthest")
     assert same_partition(labels.numpy(), truth)
     # Each centroid is the unit mean of its group's rows.
     for k in np.unique(labels.numpy()):
@@ -91,7 +94,7 @@ def test_grouping_recovers_clearly_separated_groups(grouping, rng):
 def test_spherical_kmeans_keeps_the_centroid_of_an_empty_group():
     points = np.array([[1.0, 0.0], [1.0, 0.01], [0.99, 0.0]], np.float32)
     # Initial centroids: the first two rows, nearly equal; one group may empty out.
-    labels, centroids = clustering.spherical_kmeans(points, 2, iterations=3)
+    labels, centroids = clustering.spherical_kmeans(points, 2, iterations=3, init="farthest")
     assert np.all(np.isfinite(centroids.numpy()))
     np.testing.assert_allclose(np.linalg.norm(centroids.numpy(), axis=1), 1.0, rtol=1e-5)
     assert set(labels.numpy()) <= {0, 1}
@@ -125,10 +128,58 @@ def test_cross_level_group_loss_pairs_each_view_with_the_other_views_groups(rng)
     assert got == pytest.approx((ce_a + ce_b) / 2, rel=1e-5)
 
 
-def test_grouping_sends_no_gradient(rng):
+@pytest.mark.parametrize("grouping", clustering.GROUPINGS)
+def test_unit_centroids_send_no_gradient(grouping, rng):
     points = tf.constant(separated_points(rng)[0])
     with tf.GradientTape() as tape:
         tape.watch(points)
-        _, centroids = clustering.spectral_grouping(points, 3)
+        _, centroids = clustering.group_features(points, 3, grouping, centroids="unit")
         total = tf.reduce_sum(centroids)
     assert tape.gradient(total, points) is None
+
+
+def test_kmeans_as_clds_code_first_rows_euclidean_plain_means(rng):
+    # CLD spectral_clustering.KMeans: c = x[:K]; cl = argmin ||x − c||²; c = scatter_add_/count
+    # (count 1 for an empty group: a zero centroid).
+    x = rng.standard_normal((10, 3)).astype(np.float32)
+    c = x[:4].copy()
+    for _ in range(3):
+        cl = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
+        counts = np.maximum(np.bincount(cl, minlength=4), 1)
+        c = np.stack([x[cl == k].sum(0) for k in range(4)]) / counts[:, None]
+    labels, centroids = clustering.kmeans(x, 4, iterations=3)
+    np.testing.assert_array_equal(labels.numpy(), cl)
+    np.testing.assert_allclose(centroids.numpy(), c, atol=1e-5)
+    # Two equal first rows: every row joins group 0 (ties go to the first), group 1 stays
+    # empty with a zero centroid, as CLD's count of 1 gives.
+    labels, centroids = clustering.kmeans(np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32), 2, 2)
+    assert labels.numpy().tolist() == [0, 0, 0]
+    np.testing.assert_allclose(centroids.numpy(), [[2 / 3, 1 / 3], [0.0, 0.0]], atol=1e-6)
+
+
+def test_cross_level_loss_backpropagates_through_mean_centroids(rng):
+    # CLD's loss differentiates through the centroids (plain means of the live features):
+    # the gradient equals a hand-built version with the centroids as one-hot means of the
+    # same labels, and differs from the gradient with the centroids held constant.
+    a = tf.constant(unit(rng.standard_normal((8, 3))).astype(np.float32))
+    b = tf.constant(unit(rng.standard_normal((8, 3))).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([a, b])
+        groups_a, groups_b = clustering.kmeans(a, 3), clustering.kmeans(b, 3)
+        loss = clustering.cross_level_group_loss(a, b, groups_a, groups_b, 0.2)
+
+        def by_hand(x, labels):
+            one_hot = tf.one_hot(labels, 3)
+            return tf.matmul(one_hot, x, transpose_a=True) / tf.maximum(tf.reduce_sum(one_hot, 0), 1.0)[:, None]
+
+        def ce(features, labels, centroids):
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels, tf.matmul(features, centroids, transpose_b=True) / 0.2))
+
+        la, lb = groups_a[0], groups_b[0]
+        expected = (ce(a, lb, by_hand(b, lb)) + ce(b, la, by_hand(a, la))) / 2
+        held = (ce(a, lb, tf.stop_gradient(by_hand(b, lb))) + ce(b, la, tf.stop_gradient(by_hand(a, la)))) / 2
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    got, want, without = (tape.gradient(t, b).numpy() for t in (loss, expected, held))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got - without).max() > 1e-2  # the centroids' share of the gradient

@@ -1,12 +1,12 @@
 """Clustering and memory-bank losses as pure functions: SwAV's swapped prediction, NPID's
-non-parametric instance discrimination with a memory bank, CLD's grouping (spherical
-k-means, spectral grouping) and its cross-level group loss.
+non-parametric instance discrimination with a memory bank, CLD's grouping (k-means as
+CLD's released code or spherical, spectral grouping) and its cross-level group loss.
 
 The Sinkhorn–Knopp equipartition SwAV uses is :func:`burn_tf.losses.sinkhorn_log_assignment`.
 State (the bank, SwAV's queue) belongs to the methods; these functions only compute.
 
 >>> loss = swapped_prediction_loss(log_q, scores, temperature=0.1)
->>> labels, centroids = spherical_kmeans(features, num_groups=128, iterations=5)
+>>> labels, centroids = kmeans(features, num_groups=128, iterations=5)
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 GROUPINGS = ("kmeans", "spectral")
+# Centroids: CLD's code (plain means, differentiable) or the supplement's (unit, constant).
+CENTROIDS = ("mean", "unit")
+KMEANS_INITS = ("first_rows", "farthest")
 
 
 def swapped_prediction_loss(log_assignments: list, scores: list, temperature: float = 0.1):
@@ -47,21 +50,38 @@ def instance_logits(features, bank, index, temperature: float = 0.1, negative_in
     the logits are against every bank row ([B, N], target = ``index``: the full softmax,
     CLD's CIFAR setting ``--nce-k 0``); with ``negative_index`` [B, K] they are
     [positive, K sampled negatives] ([B, 1 + K], target 0: NPID's sampled approximation in
-    its InfoNCE form). Returns (logits / T, target).
+    its InfoNCE form, :func:`sampled_instance_logits`). Returns (logits / T, target).
     """
     features = tf.convert_to_tensor(features)
-    bank = tf.stop_gradient(tf.cast(bank, features.dtype))
     if negative_index is None:
+        bank = tf.stop_gradient(tf.cast(bank, features.dtype))
         return tf.matmul(features, bank, transpose_b=True) / temperature, tf.cast(index, tf.int64)
-    positive = tf.reduce_sum(features * tf.gather(bank, index), axis=-1, keepdims=True)
-    negatives = tf.einsum("bd,bkd->bk", features, tf.gather(bank, negative_index))
+    return sampled_instance_logits(features, tf.gather(bank, index), tf.gather(bank, negative_index), temperature)
+
+
+def sampled_instance_logits(features, positive_rows, negative_rows, temperature: float = 0.1):
+    """[f·v_i, f·v_n1 … f·v_nK] / T and target 0, from the rows already read: the positive
+    bank row [B, D] and the K negative rows [B, K, D] of each image (no gradient to them)."""
+    features = tf.convert_to_tensor(features)
+    positive_rows = tf.stop_gradient(tf.cast(positive_rows, features.dtype))
+    negative_rows = tf.stop_gradient(tf.cast(negative_rows, features.dtype))
+    positive = tf.reduce_sum(features * positive_rows, axis=-1, keepdims=True)
+    negatives = tf.einsum("bd,bkd->bk", features, negative_rows)
     logits = tf.concat([positive, negatives], axis=1) / temperature
     return logits, tf.zeros(tf.shape(features)[:1], tf.int64)
 
 
 def instance_discrimination_loss(features, bank, index, temperature: float = 0.1, negative_index=None):
     """Mean cross-entropy of :func:`instance_logits`: each image must pick its own bank row."""
-    logits, target = instance_logits(features, bank, index, temperature, negative_index)
+    return _mean_cross_entropy(*instance_logits(features, bank, index, temperature, negative_index))
+
+
+def sampled_instance_loss(features, positive_rows, negative_rows, temperature: float = 0.1):
+    """Mean cross-entropy of :func:`sampled_instance_logits` (the positive is column 0)."""
+    return _mean_cross_entropy(*sampled_instance_logits(features, positive_rows, negative_rows, temperature))
+
+
+def _mean_cross_entropy(logits, target):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits))
 
 
@@ -72,22 +92,51 @@ def memory_bank_rows(old_rows, features, momentum: float = 0.5):
     return tf.math.l2_normalize(mixed, axis=-1, epsilon=1e-12)
 
 
-def spherical_kmeans(features, num_groups: int, iterations: int = 5):
-    """Spherical k-means (CLD supplement §3, Eq. 1): assign each row to the centroid of
-    largest cosine, move each centroid to the normalised mean of its rows; ``iterations``
-    rounds (5 in CLD's CIFAR scripts). Initial centroids: farthest-point seeding from the
-    first row (:func:`farthest_point_rows`), deterministic so every replica computes the
-    same groups; CLD's ``spectral_clustering.KMeans`` starts from the first K rows, which
-    can put two centroids in one group and merge two others. A group left empty keeps its
-    centroid. No gradient. Returns (labels [N] int64 of the last
-    assignment, centroids [K, D] unit rows)."""
-    x = tf.math.l2_normalize(tf.stop_gradient(tf.cast(features, tf.float32)), axis=-1, epsilon=1e-12)
-    centroids = tf.gather(x, farthest_point_rows(x, num_groups))
+def kmeans(features, num_groups: int, iterations: int = 5, centroids: str = "mean", init: str = "first_rows"):
+    """K-means of the rows of ``features`` into ``num_groups``, ``iterations`` rounds (5 in
+    CLD's CIFAR scripts). Returns (labels [N] int64 of the last assignment, centroids [K, D]).
+
+    ``centroids="mean"`` (default) is CLD's released ``spectral_clustering.KMeans``: each
+    row goes to the nearest centroid (Euclidean), each centroid becomes the plain mean of
+    its rows (``scatter_add_`` / count, a count of 1 for an empty group, so its centroid is
+    zero), and the centroids stay functions of the live features: the loss back-propagates
+    through them (labels are argmins: no gradient). ``centroids="unit"`` is the CLD
+    supplement's spherical k-means (§3, Eq. 1): largest cosine, normalised means, an empty
+    group keeps its centroid, no gradient at all (labels and centroids constants).
+
+    ``init="first_rows"`` starts from the first K rows (CLD's ``c = x[:K, :]``; every replica
+    sees the same global batch, so the result is deterministic); ``init="farthest"`` from
+    :func:`farthest_point_rows`, which cannot put two initial centroids in one group."""
+    if centroids not in CENTROIDS:
+        raise ValueError(f"centroids {centroids!r} is not one of {CENTROIDS}")
+    x = tf.cast(features, tf.float32)
+    if centroids == "unit":
+        x = tf.math.l2_normalize(tf.stop_gradient(x), axis=-1, epsilon=1e-12)
+    centres = tf.gather(x, initial_rows(tf.stop_gradient(x), num_groups, init))
     labels = tf.zeros(tf.shape(x)[:1], tf.int64)
     for _ in range(iterations):
-        labels = tf.argmax(tf.matmul(x, centroids, transpose_b=True), axis=-1)
-        centroids = _group_means(x, labels, num_groups, centroids)
-    return labels, centroids
+        if centroids == "unit":
+            scores = tf.matmul(x, centres, transpose_b=True)
+        else:  # argmin ||x − c||² = argmax 2x·c − ||c||²
+            scores = 2.0 * tf.matmul(x, centres, transpose_b=True) - tf.reduce_sum(tf.square(centres), -1)[None]
+        labels = tf.argmax(tf.stop_gradient(scores), axis=-1)
+        centres = group_centroids(x, labels, num_groups, centroids, centres)
+    return labels, centres
+
+
+def spherical_kmeans(features, num_groups: int, iterations: int = 5, init: str = "first_rows"):
+    """The CLD supplement's spherical k-means: :func:`kmeans` with ``centroids="unit"``."""
+    return kmeans(features, num_groups, iterations, centroids="unit", init=init)
+
+
+def initial_rows(x, count: int, init: str = "first_rows"):
+    """Row indices of the initial centroids: the first ``count`` rows (repeating when ``x``
+    has fewer) or :func:`farthest_point_rows`."""
+    if init not in KMEANS_INITS:
+        raise ValueError(f"init {init!r} is not one of {KMEANS_INITS}")
+    if init == "first_rows":
+        return tf.range(count) % tf.shape(x)[0]
+    return farthest_point_rows(tf.math.l2_normalize(x, axis=-1, epsilon=1e-12), count)
 
 
 def farthest_point_rows(x, count: int):
@@ -105,10 +154,14 @@ def farthest_point_rows(x, count: int):
     return chosen
 
 
-def _group_means(x, labels, num_groups: int, previous):
-    """Normalised mean of each group's rows; an empty group keeps ``previous``."""
+def group_centroids(x, labels, num_groups: int, centroids: str = "mean", previous=None):
+    """Each group's centroid: the plain mean of its rows (``"mean"``; an empty group's is
+    zero, as CLD's count of 1 gives; differentiable in ``x``) or their normalised mean
+    (``"unit"``; an empty group keeps ``previous``)."""
     sums = tf.math.unsorted_segment_sum(x, labels, num_groups)
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, tf.float32), labels, num_groups)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, x.dtype), labels, num_groups)
+    if centroids == "mean":
+        return sums / tf.maximum(counts, 1.0)[:, None]
     return tf.where(counts[:, None] > 0, tf.math.l2_normalize(sums, axis=-1, epsilon=1e-12), previous)
 
 
@@ -129,23 +182,32 @@ def spectral_embedding(features, num_eigenvectors: int):
     return tf.math.l2_normalize(top, axis=-1, epsilon=1e-12)
 
 
-def spectral_grouping(features, num_groups: int, iterations: int = 5):
-    """Spectral grouping (CLD supplement §3): k-means on the rows of the top ``num_groups``
-    eigenvectors of the normalised affinity, then each group's centroid in *feature* space
-    (normalised mean of its rows), which CLD's group loss compares features with.
+def spectral_grouping(features, num_groups: int, iterations: int = 5, centroids: str = "mean",
+                      init: str = "first_rows"):
+    """Spectral grouping (CLD supplement §3; ``spectral_clustering.spectral_clustering``):
+    :func:`kmeans` on the rows of the top ``num_groups`` eigenvectors of the normalised
+    affinity (no gradient: it only decides the labels), then each group's centroid in
+    *feature* space, which CLD's group loss compares features with — the plain mean of its
+    rows, differentiable, as CLD's ``scatter_add_`` (``"mean"``), or the normalised mean
+    without gradient (``"unit"``). The embedding is the NJW one of
+    :func:`spectral_embedding` (rows normalised), not CLD's ``kway_normcuts`` scaling.
     Returns (labels [N], centroids [K, D])."""
-    labels, _ = spherical_kmeans(spectral_embedding(features, num_groups), num_groups, iterations)
-    x = tf.math.l2_normalize(tf.stop_gradient(tf.cast(features, tf.float32)), axis=-1, epsilon=1e-12)
+    labels, _ = kmeans(spectral_embedding(features, num_groups), num_groups, iterations, "unit", init)
+    x = tf.cast(features, tf.float32)
+    if centroids == "unit":
+        x = tf.math.l2_normalize(tf.stop_gradient(x), axis=-1, epsilon=1e-12)
     fallback = tf.gather(x, tf.range(num_groups) % tf.shape(x)[0])
-    return labels, _group_means(x, labels, num_groups, fallback)
+    return labels, group_centroids(x, labels, num_groups, centroids, fallback)
 
 
-def group_features(features, num_groups: int, grouping: str = "kmeans", iterations: int = 5):
-    """(labels, centroids) of ``features`` by ``grouping`` (one of :data:`GROUPINGS`)."""
+def group_features(features, num_groups: int, grouping: str = "kmeans", iterations: int = 5,
+                   centroids: str = "mean", init: str = "first_rows"):
+    """(labels, centroids) of ``features`` by ``grouping`` (one of :data:`GROUPINGS`);
+    ``centroids`` and ``init`` as :func:`kmeans`."""
     if grouping == "kmeans":
-        return spherical_kmeans(features, num_groups, iterations)
+        return kmeans(features, num_groups, iterations, centroids, init)
     if grouping == "spectral":
-        return spectral_grouping(features, num_groups, iterations)
+        return spectral_grouping(features, num_groups, iterations, centroids, init)
     raise ValueError(f"grouping {grouping!r} is not one of {GROUPINGS}")
 
 
@@ -154,10 +216,12 @@ def cross_level_group_loss(features_a, features_b, groups_a, groups_b, temperatu
     ``train_cifar_npid_cld.py``): view a's group features must pick, among the centroids
     of view b's groups, the group view b's copy of the image fell in, and vice versa —
     CE(f_a·C_bᵀ/T, y_b) and CE(f_b·C_aᵀ/T, y_a), averaged. ``groups_x`` = (labels,
-    centroids) of view x; features are L2-normalised rows."""
+    centroids) of view x; features are L2-normalised rows. The gradient reaches the
+    features through the centroids too when they are functions of them (``kmeans``'s
+    ``centroids="mean"``, as CLD's code); the grouping decides what is constant."""
     def one_way(features, groups):
         labels, centroids = groups
-        logits = tf.matmul(features, tf.stop_gradient(centroids), transpose_b=True) / temperature
+        logits = tf.matmul(features, centroids, transpose_b=True) / temperature
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
     return (one_way(features_a, groups_b) + one_way(features_b, groups_a)) / 2.0

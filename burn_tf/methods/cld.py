@@ -4,7 +4,7 @@ its supplement) on top of an instance branch — NPID (``instance: npid``) or Mo
 
 Besides the instance branch, a separate group branch (a linear head to ``group_dim``,
 unit rows: the supplement's Table A.2 "separate" subspace) embeds both views. Each view's
-group features are grouped (``grouping``: spherical k-means or spectral grouping into
+group features are grouped (``grouping``: k-means or spectral grouping into
 ``num_groups``), and each view must place its image in the group the *other* view's copy
 fell in, against the other view's centroids::
 
@@ -12,20 +12,36 @@ fell in, against the other view's centroids::
 
 Settings (``CLDConfig``) and sources: λ = 0.25 and T = 0.2 (supplement §6, Tables A.3 and
 A.4: the best of λ ∈ {0.1 … 3} and of T; CLD's CIFAR scripts use ``--Lambda 1.0 --cld_t
-0.2``), 128 groups and 5 k-means rounds (``train_cifar10_npid_cld.sh``: ``--clusters 128
---num_iters 5``; the DESIGN's "CLD on NPID: 128 groups"), a 128-d group head; the §3 study
-compares k-means and spectral grouping at 10, 64, 128 and 256 groups (Table A.1) —
-``grouping`` and ``num_groups`` are its keys. NPID branch: temperature 0.1 (``--nce-t 0.1``),
-bank momentum 0.5, both views discriminated and written to the bank, as
-``train_cifar_npid_cld.py`` does with ``--two-imgs``; MoCo branch: MoCo v2's keys and
-defaults (temperature 0.2, queue, τ 0.999; :mod:`burn_tf.methods.moco`). ``temperature:
-null`` takes the instance branch's default.
+0.2``), 5 k-means rounds (``train_cifar10_npid_cld.sh``: ``--num_iters 5``), a 128-d group
+head; the §3 study compares k-means and spectral grouping at 10, 64, 128 and 256 groups
+(Table A.1) — ``grouping`` and ``num_groups`` are its keys (256 groups need a batch of 512). ``num_groups`` is at most half
+the batch the grouping runs on (here the global batch, see below): CLD's CIFAR scripts
+group one GPU's batch of 256 into ``--clusters 128``; more groups than that leave most
+groups with one image or none and the group loss degenerates into instance
+discrimination. NPID branch: temperature 0.1 (``--nce-t 0.1``), bank momentum 0.5, both
+views discriminated and written to the bank, as ``train_cifar_npid_cld.py`` does with
+``--two-imgs``; MoCo branch: MoCo v2's keys and defaults (temperature 0.2, queue, τ;
+:mod:`burn_tf.methods.moco`). ``temperature: null`` takes the instance branch's default.
+
+As CLD's released code (``spectral_clustering.py`` ``KMeans``/``spectral_clustering``,
+``train_cifar_npid_cld.py``), by default:
+
+- k-means starts from the first ``num_groups`` rows, assigns by Euclidean distance and its
+  centroids are the plain means of the live group features (``scatter_add_`` / count; an
+  empty group's centroid is zero): the group loss back-propagates through the centroids
+  (``centroids: mean``). ``centroids: unit`` is the supplement's spherical k-means
+  (normalised centroids, no gradient through the grouping), ``kmeans_init: farthest`` a
+  farthest-point start that cannot seed two centroids in one group — both are deviations
+  kept for the grouping study, not CLD's code.
+- the two NPID bank writes happen in the order autograd's backward pass runs CLD's two
+  ``LinearAverageOp.backward`` (the op created last first): view 2, then view 1; both
+  logits were computed against the bank before either write.
 
 Grouping is over the *global* batch: the group features of every replica are gathered
-(after the instance loss), every replica runs the same deterministic grouping (k-means
-starts from the first rows) and keeps its own rows' labels, so N replicas compute what
-one device does. No gradient goes through the grouping (labels and centroids are
-constants of the step), as in CLD's code.
+(after the instance loss), every replica runs the same deterministic grouping and the
+group loss of the whole global batch with its own rows differentiable
+(:meth:`CrossLevelGroups.group_loss`), so N replicas compute what one device does on the
+global batch, gradient through the centroids included.
 
 ``CLD(backbone, config, dataset_size=…)`` builds :class:`CLDOnNPID` or
 :class:`CLDOnMoCo` by ``config.instance`` (one registered name, two bases).
@@ -44,7 +60,7 @@ from burn_tf.methods.moco import MoCoV2
 from burn_tf.methods.npid import NPID, NPIDConfig, require_index
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
-from burn_tf.schema import check_choice, check_range
+from burn_tf.schema import ConfigError, check_choice, check_range
 
 INSTANCE_BRANCHES = ("npid", "moco")
 _INSTANCE_TEMPERATURE = {"npid": 0.1, "moco": 0.2}
@@ -60,6 +76,11 @@ class CLDConfig(NPIDConfig):
     group_temperature: float = 0.2
     group_weight: float = 0.25
     kmeans_iterations: int = 5
+    # mean: CLD's code (plain means, the loss back-propagates through them); unit: the
+    # supplement's spherical k-means (normalised, constant).
+    centroids: str = "mean"
+    # first_rows: CLD's code (c = x[:K]); farthest: farthest-point seeding.
+    kmeans_init: str = "first_rows"
     # The instance branch's temperature; null: NPID's 0.1 or MoCo v2's 0.2.
     temperature: Optional[float] = None
     # MoCo v2's keys (instance: moco), defaults as MoCoV2Config.
@@ -71,6 +92,8 @@ class CLDConfig(NPIDConfig):
     def __post_init__(self):
         check_choice("method", "instance", self.instance, INSTANCE_BRANCHES)
         check_choice("method", "grouping", self.grouping, clustering.GROUPINGS)
+        check_choice("method", "centroids", self.centroids, clustering.CENTROIDS)
+        check_choice("method", "kmeans_init", self.kmeans_init, clustering.KMEANS_INITS)
         if self.temperature is None:
             self.temperature = _INSTANCE_TEMPERATURE[self.instance]
         super().__post_init__()
@@ -81,10 +104,24 @@ class CLDConfig(NPIDConfig):
         check_range("method", "tau_start", self.tau_start, 0, 1)
         check_range("method", "tau_end", self.tau_end, 0, 1)
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuses more groups than half the (global) batch the grouping runs on."""
+        if 2 * self.num_groups > batch_size:
+            raise ConfigError(
+                f"method.num_groups={self.num_groups} is more than half the batch {batch_size} (train.batch_size) "
+                f"that CLD groups: use at most {batch_size // 2} groups (CLD's CIFAR setting: 128 groups at "
+                "batch 256) or a larger train.batch_size")
+
     @property
     def projector_dim(self) -> int:
         """MoCo v2's name for the instance projection's width."""
         return self.projection_dim
+
+
+def in_order(after, network, inputs, training):
+    """``network(inputs)`` launched after ``after`` is computed (collectives in one order)."""
+    with tf.control_dependencies([after]):
+        return network(tf.identity(inputs), training=training)
 
 
 class CrossLevelGroups:
@@ -112,21 +149,34 @@ class CrossLevelGroups:
         return tf.math.l2_normalize(self.group_projector(features, training=training), axis=-1, epsilon=1e-12)
 
     def group_loss(self, group_1, group_2, after, training):
-        """CLD's cross-level loss of this replica's rows, grouping the global batch."""
+        """CLD's cross-level loss of the global batch, grouping the global batch.
+
+        Every replica gathers both views' group features (forward only: no collective in the
+        backward pass, whose order across replicas nothing fixes), puts its own rows back
+        live and computes the loss of the whole global batch — the same value on every
+        replica, differentiable in this replica's rows, also through the centroids. Its
+        gradient times the replica count is this replica's share of the global gradient
+        (the base divides each replica's loss by the count and sums the gradients); one
+        device: the plain loss."""
         cfg = self.config
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if training and group_1.shape[0] is not None and group_1.shape[0] * replicas < cfg.num_groups:
-            raise ValueError(f"method.num_groups={cfg.num_groups} is more than the global batch "
-                             f"{group_1.shape[0] * replicas} (train.batch_size) it groups")
+        if training and group_1.shape[0] is not None:
+            cfg.check_batch_size(group_1.shape[0] * replicas)
         every = gather_in_order([tf.stop_gradient(group_1), tf.stop_gradient(group_2)], after)
         ctx = tf.distribute.get_replica_context()
-        replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-        local = tf.shape(group_1)[0]
-        groups = []
-        for g in every:
-            labels, centroids = clustering.group_features(g, cfg.num_groups, cfg.grouping, cfg.kmeans_iterations)
-            groups.append((labels[replica * local:(replica + 1) * local], centroids))
-        return clustering.cross_level_group_loss(group_1, group_2, groups[0], groups[1], cfg.group_temperature)
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1  # cross-replica (build_all): nothing gathered
+        if replicas == 1:
+            live = [group_1, group_2]
+        else:
+            start = ctx.replica_id_in_sync_group * tf.shape(group_1)[0]
+            end = start + tf.shape(group_1)[0]
+            live = [tf.concat([g[:start], own, g[end:]], axis=0) for g, own in zip(every, (group_1, group_2))]
+        groups = [clustering.group_features(g, cfg.num_groups, cfg.grouping, cfg.kmeans_iterations, cfg.centroids,
+                                            cfg.kmeans_init) for g in live]
+        loss = clustering.cross_level_group_loss(live[0], live[1], groups[0], groups[1], cfg.group_temperature)
+        if replicas == 1:
+            return loss
+        return replicas * loss - (replicas - 1) * tf.stop_gradient(loss)
 
     def group_terms(self, instance, group) -> dict:
         loss = instance + self.config.group_weight * group
@@ -145,15 +195,22 @@ class CLDOnNPID(CrossLevelGroups, NPID):
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         index = require_index(self, index)
-        features = [self.backbone(v, training=training) for v in views[:2]]
-        instance_features = [tf.math.l2_normalize(self.projector(f, training=training), axis=-1, epsilon=1e-12)
-                             for f in features]
+        # One fixed order of the networks: their synchronized BatchNorms must all-reduce in the
+        # same order on every replica.
+        features_1 = self.backbone(views[0], training=training)
+        features_2 = in_order(features_1, self.backbone, views[1], training)
+        projected_1 = in_order(features_2, self.projector, features_1, training)
+        projected_2 = in_order(projected_1, self.projector, features_2, training)
+        group_1 = in_order(projected_2, self.group_embedding, features_1, training)
+        group_2 = in_order(group_1, self.group_embedding, features_2, training)
+        instance_features = [tf.math.l2_normalize(p, axis=-1, epsilon=1e-12) for p in (projected_1, projected_2)]
         negatives = self.negative_index(tf.shape(index)[0])
         instance = tf.add_n([self.instance_loss(z, index, negatives) for z in instance_features]) / 2.0
-        group = self.group_loss(*[self.group_embedding(f, training) for f in features], after=instance, training=training)
+        group = self.group_loss(group_1, group_2, after=instance, training=training)
         if training:
             written = group
-            for z in instance_features:  # view 1 then view 2, as CLD's two bank writes
+            # View 2, then view 1: the order CLD's two LinearAverageOp.backward run in.
+            for z in reversed(instance_features):
                 written = self.update_bank(index, z, written)
         return self.group_terms(instance, group)
 
@@ -169,12 +226,17 @@ class CLDOnMoCo(CrossLevelGroups, MoCoV2):
         self.build_group_branch()
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
-        features = [self.backbone(v, training=training) for v in views[:2]]
-        queries = self.projector(features[0], training=training)
+        # One fixed order of the networks (key encoder first, as MoCoV2.queries_and_keys):
+        # their synchronized BatchNorms must all-reduce in the same order on every replica.
         keys = tf.stop_gradient(self.momentum_projector(self.momentum_backbone(views[1], training=training),
                                                         training=training))
+        features_1 = in_order(keys, self.backbone, views[0], training)
+        features_2 = in_order(features_1, self.backbone, views[1], training)
+        queries = in_order(features_2, self.projector, features_1, training)
+        group_1 = in_order(queries, self.group_embedding, features_1, training)
+        group_2 = in_order(group_1, self.group_embedding, features_2, training)
         instance = contrastive.info_nce(queries, keys, self.queue.read_value(), self.config.temperature)
-        group = self.group_loss(*[self.group_embedding(f, training) for f in features], after=instance, training=training)
+        group = self.group_loss(group_1, group_2, after=instance, training=training)
         if training:
             self.enqueue_keys(keys, group)
         positive = tf.reduce_mean(tf.reduce_sum(

@@ -14,11 +14,29 @@ also CLD's NPID+CLD CIFAR setting; the NPID paper's ImageNet runs use 0.07. The 
 the non-parametric softmax (NPID Eq. 2) over the positive and the sampled negatives (the
 InfoNCE form of NPID's NCE approximation), which needs no estimate of the normaliser Z.
 
+The initial bank (``bank_init``). The positive is the bank row of the same image, so it
+only measures something once that row holds a feature of the image. NPID's code
+(lemniscate.pytorch ``lib/NCEAverage.py``/``LinearAverage.py``, CLD's copies of them)
+starts from random rows, uniform in [−stdv, stdv] with stdv = 1/√(D/3), and relies on
+200 epochs: every image recurs each epoch, so from the second epoch on its row is a
+feature (CLD's ``train_cifar_npid_cld.py --recompute-memory`` also overwrites the bank
+with eval-mode features of every image after each epoch, inside its kNN test, through
+``trainFeatures = lemniscate.memory.t()``). A budget that draws fewer images than the data
+set holds never revisits one: every positive would be a random row while the negatives
+are partly real features, and the loss measures nothing. Hence the default
+``bank_init: features``: before the first step, one no-gradient pass of the initial
+network over every training image (unaugmented, in source order;
+:meth:`NPID.fill_memory_bank`, called by pretraining for stage 1 — stage 2 takes stage 1's
+bank, a resumed run its checkpoint's) fills each row with the image's feature.
+``bank_init: random`` is NPID's code (lemniscate's uniform rows), for runs of many epochs.
+
 Under ``tf.distribute`` (see :mod:`burn_tf.methods.base`): the negatives of the global
 batch are drawn from a stateless RNG seeded by ``global_step`` and each replica takes its
 rows, and the bank is updated with (index, feature) gathered from every replica, so N
 replicas compute what one device does on the global batch. The bank is a
-:func:`replica_shared_variable` written once per step.
+:func:`replica_shared_variable` written once per step by a sparse update of the batch's
+rows (:func:`update_rows`), not by assigning the whole bank, and read row by row
+(:func:`read_rows`) except for the full softmax (``benchmarks/bank_update.py``).
 
     model = NPID(backbone, NPID.Config(), dataset_size=60000)
 """
@@ -30,13 +48,22 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.losses import clustering
-from burn_tf.methods.base import MethodConfig, PretrainMethod, gather_in_order, replica_shared_variable
+from burn_tf.methods.base import (
+    MethodConfig,
+    PretrainMethod,
+    gather_in_order,
+    read_rows,
+    replica_shared_variable,
+    scatter_rows,
+    update_rows,
+)
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
-from burn_tf.schema import check_range
+from burn_tf.schema import check_choice, check_range
 
 # Salt of the stateless RNG that draws negatives (with global_step as the second word).
 _NEGATIVES_SALT = 1801
+BANK_INITS = ("features", "random")
 
 
 @dataclasses.dataclass
@@ -46,8 +73,12 @@ class NPIDConfig(MethodConfig):
     temperature: float = 0.1
     bank_momentum: float = 0.5
     negatives: int = 4096
+    # features: one pass of the initial network fills every row before the first step;
+    # random: lemniscate's uniform rows (see the module docstring).
+    bank_init: str = "features"
 
     def __post_init__(self):
+        check_choice("method", "bank_init", self.bank_init, BANK_INITS)
         check_range("method", "projection_dim", self.projection_dim, 1)
         check_range("method", "temperature", self.temperature, 0, low_open=True)
         check_range("method", "bank_momentum", self.bank_momentum, 0, 1)
@@ -79,9 +110,12 @@ class NPID(PretrainMethod):
         self.dataset_size = int(dataset_size)
         cfg = self.config
         self.projector = build_head("dense", self.feature_dim, cfg.projection_dim, "instance_projector")
-        # Random unit rows (NPID starts from random rows too); the same on every replica.
-        initial = tf.math.l2_normalize(
-            tf.random.stateless_normal((self.dataset_size, cfg.projection_dim), seed=(0, _NEGATIVES_SALT)), axis=-1)
+        # lemniscate's initial rows (NCEAverage: uniform in [−stdv, stdv], stdv = 1/√(D/3), rows of
+        # unit norm on average); stateless, so the same on every replica. bank_init: features
+        # overwrites them before the first step (fill_memory_bank).
+        stdv = 1.0 / (cfg.projection_dim / 3.0) ** 0.5
+        initial = tf.random.stateless_uniform((self.dataset_size, cfg.projection_dim), seed=(0, _NEGATIVES_SALT),
+                                              minval=-stdv, maxval=stdv)
         self.memory_bank = replica_shared_variable(initial, "memory_bank")
 
     def trainable_groups(self):
@@ -96,6 +130,40 @@ class NPID(PretrainMethod):
     def init_from_previous_stage(self, previous):
         super().init_from_previous_stage(previous)
         self.memory_bank.assign(previous.memory_bank)  # stage 1's features of every image
+
+    @property
+    def fills_bank_from_images(self) -> bool:
+        """True when the bank must be filled (:meth:`fill_memory_bank`) before the first step."""
+        return self.config.bank_init == "features"
+
+    def fill_memory_bank(self, images: tf.data.Dataset) -> int:
+        """Every bank row ← the initial network's feature of its image, no gradient
+        (``bank_init: features``). ``images`` yields batches of the training images in
+        source order (row i = the i-th image, as ``multi_view_dataset(with_index=True)``
+        numbers them), unaugmented at the input size. Features are computed as a training
+        step computes them (BatchNorm on the batch's statistics), so the first positives
+        are the same network's features; the BatchNorm moving statistics this pass would
+        move are put back. Call it in the strategy's scope (cross-replica context: every
+        copy of the bank is written). Returns the number of rows written."""
+        state = [v for net in (self.backbone, self.projector) for v in net.non_trainable_weights]
+        saved = [tf.identity(v.read_value()) for v in state]
+
+        @tf.function
+        def write(batch, start):
+            features = tf.stop_gradient(self.instance_features(batch, training=True))
+            scatter_rows(self.memory_bank, start + tf.range(tf.shape(features)[0], dtype=tf.int64), features)
+
+        start = 0
+        for batch in images:
+            count = int(batch.shape[0])
+            if start + count > self.dataset_size:
+                raise ValueError(f"{type(self).__name__}.fill_memory_bank: more images than the "
+                                 f"{self.dataset_size} bank rows (dataset_size)")
+            write(batch, tf.constant(start, tf.int64))
+            start += count
+        for v, value in zip(state, saved):
+            v.assign(value)
+        return start
 
     def instance_features(self, images, training):
         return tf.math.l2_normalize(self.projector(self.backbone(images, training=training), training=training),
@@ -117,25 +185,33 @@ class NPID(PretrainMethod):
         return drawn[replica * local_batch:(replica + 1) * local_batch]
 
     def instance_loss(self, features, index, negative_index):
-        return clustering.instance_discrimination_loss(features, self.memory_bank, index, self.config.temperature,
-                                                       negative_index)
+        """The instance loss of ``features`` against the bank. Sampled negatives: only the
+        positive and negative rows are read (:func:`read_rows`, sparse); the whole bank
+        only for the full softmax (``negatives: 0``), which needs every row anyway."""
+        t = self.config.temperature
+        if negative_index is None:
+            return clustering.instance_discrimination_loss(features, tf.convert_to_tensor(self.memory_bank), index, t)
+        negative_rows = read_rows(self.memory_bank, tf.reshape(negative_index, [-1]))
+        negative_rows = tf.reshape(negative_rows, tf.concat([tf.shape(negative_index), [-1]], axis=0))
+        return clustering.sampled_instance_loss(features, read_rows(self.memory_bank, index), negative_rows, t)
 
     def update_bank(self, index, features, after):
         """v_i ← normalise(m·v_i + (1 − m)·f_i) for the images of every replica; gathered
         after ``after`` (the loss) so collectives run in the same order on every replica.
-        Returns the written rows (to order a later write after this one)."""
+        Reads and writes the batch's rows only (:func:`update_rows`). Returns the gathered
+        index (to order a later gather after this one; later reads and writes of the bank
+        follow this write in program order)."""
         every_feature, every_index = gather_in_order([tf.stop_gradient(features), tf.cast(index, tf.int64)], after)
-        rows = clustering.memory_bank_rows(tf.gather(self.memory_bank, every_index), every_feature,
-                                           self.config.bank_momentum)
-        # A whole-variable assign: a MirroredVariable has no scatter update in replica context.
-        self.memory_bank.assign(tf.tensor_scatter_nd_update(self.memory_bank, every_index[:, None], rows))
-        return rows
+        momentum = self.config.bank_momentum
+        update_rows(self.memory_bank, every_index,
+                    lambda old, new: clustering.memory_bank_rows(old, new, momentum), every_feature)
+        return every_index
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         index = require_index(self, index)
         features = self.instance_features(views[0], training)
         loss = self.instance_loss(features, index, self.negative_index(tf.shape(features)[0]))
-        positive = tf.reduce_mean(tf.reduce_sum(features * tf.gather(self.memory_bank, index), axis=-1))
+        positive = tf.reduce_mean(tf.reduce_sum(features * read_rows(self.memory_bank, index), axis=-1))
         if training:
             self.update_bank(index, features, loss)
         return {"loss": loss, "instance": loss, "positive_similarity": positive}

@@ -1,14 +1,18 @@
 """Run in a subprocess by tests/methods/test_npid.py (the CPU is split into 2 logical devices
 before TensorFlow initialises them). Prints one JSON line.
 
-    python tests/distributed/npid_replicas.py [npid|cld|swav]
+    python tests/distributed/npid_replicas.py METHOD [METHOD …]   (npid, cld, cld_moco, swav)
 
-NPID (or CLD on NPID: two views, k-means of the global batch's group features; or SwAV:
-Sinkhorn on the global batch's scores, its queue in place of the bank) on a small FP backbone with synchronized BatchNorm, the same initial weights and
-global batches (images and dataset indices), trained for a few steps on one device and
-under MirroredStrategy over 2 logical CPUs: the losses, weights and the memory bank (rows
-gathered from both replicas, then scattered into a replica-shared variable) must match.
-Negatives are sampled (the replica takes its rows of the global batch's draw).
+NPID (its bank first filled by one pass over the images, in cross-replica context), CLD on
+NPID (two views, k-means of the global batch's group features, the group loss
+back-propagating through the centroids across replicas), CLD on MoCo v2 (its queue in
+place of the bank) or SwAV (Sinkhorn on the global batch's scores, its queue) on a small
+FP backbone with synchronized BatchNorm, the same initial weights and global batches
+(images and dataset indices), trained for a few steps on one device and under
+MirroredStrategy over 2 logical CPUs: the losses, weights and the memory bank (rows
+gathered from both replicas, then scattered into a replica-shared variable) or queue must
+match. Negatives are sampled (the replica takes its rows of the global batch's draw).
+Prints one JSON line per method, in the order given (one process: TensorFlow starts once).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def small_backbone():
     return tf.keras.Model(inputs, x, name="backbone")
 
 
-METHOD = sys.argv[1] if len(sys.argv) > 1 else "npid"
+METHOD = "npid"  # the method being compared (main sets it)
 
 
 def build():
@@ -56,6 +60,10 @@ def build():
     elif METHOD == "cld":
         config = CLDConfig(projection_dim=8, negatives=5, num_groups=3, group_dim=8, group_weight=1.0)
         model = CLD(backbone, config, dataset_size=DATASET_SIZE)
+    elif METHOD == "cld_moco":
+        config = CLDConfig(instance="moco", projection_dim=8, projector_hidden=16, queue_size=16, num_groups=3,
+                           group_dim=8, group_weight=1.0, tau_start=0.99, tau_end=0.999)
+        model = CLD(backbone, config, dataset_size=DATASET_SIZE)
     else:
         model = NPID(backbone, NPIDConfig(projection_dim=8, negatives=5), dataset_size=DATASET_SIZE)
     model.compile(optimizer=comparison_optimizer())
@@ -64,7 +72,7 @@ def build():
 
 def batches():
     rng = np.random.default_rng(0)
-    sizes = {"npid": [32], "cld": [32, 32], "swav": [32, 32, 16]}[METHOD]
+    sizes = {"npid": [32], "cld": [32, 32], "cld_moco": [32, 32], "swav": [32, 32, 16]}[METHOD]
     views = [rng.uniform(size=(STEPS * GLOBAL_BATCH, size, size, 3)).astype("float32") for size in sizes]
     # Each step a different set of images; the third step revisits rows the first wrote.
     index = np.concatenate([rng.permutation(DATASET_SIZE)[:GLOBAL_BATCH] for _ in range(STEPS)]).astype("int64")
@@ -77,6 +85,10 @@ def train(strategy, initial):
         model = build()
         if initial is not None:
             model.set_weights(initial)
+        if METHOD == "npid":  # bank_init: features, in cross-replica context under the strategy
+            images = tf.data.Dataset.from_tensor_slices(
+                np.random.default_rng(1).uniform(size=(DATASET_SIZE, 32, 32, 3)).astype("float32")).batch(8)
+            model.fill_memory_bank(images)
     start = model.get_weights()
     trained_before = [w.numpy() for w in model.train_variables()]
     bank_before = shared_state(model).numpy()
@@ -87,24 +99,35 @@ def train(strategy, initial):
 
 
 def shared_state(model):
-    """The replica-shared variable the step writes: NPID's bank or SwAV's queue."""
-    return model.queue if METHOD == "swav" else model.memory_bank
+    """The replica-shared variable the step writes: NPID's bank or the MoCo/SwAV queue."""
+    return model.queue if METHOD in ("swav", "cld_moco") else model.memory_bank
 
 
-def main():
+def compare(mirrored):
     tf.keras.utils.set_random_seed(0)
     initial, one_losses, one_state, one_bank, (bank_start, one_start) = train(tf.distribute.get_strategy(), None)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    _, two_losses, two_state, two_bank, _ = train(mirrored, initial)
+    _, two_losses, two_state, two_bank, (two_bank_start, _) = train(mirrored, initial)
     print(json.dumps({
+        "method": METHOD,
         "replicas": mirrored.num_replicas_in_sync,
         "losses": [one_losses, two_losses],
         "loss_max_relative": max(abs(a - b) / abs(a) for a, b in zip(one_losses, two_losses)),
         "weights_max_relative": max(weight_difference(two, one) for one, two in zip(one_state, two_state)),
         "weights_moved_max_abs": max(float(np.max(np.abs(one - begin))) for one, begin in zip(one_state, one_start)),
         "bank_max_abs": float(np.max(np.abs(two_bank - one_bank))),
+        # NPID: the bank filled before the first step (the same on both when nothing filled it).
+        "initial_bank_max_abs": float(np.max(np.abs(two_bank_start - bank_start))),
         "bank_rows_written": int(np.sum(np.any(one_bank != bank_start, axis=-1))),  # SwAV: queue rows
     }))
+
+
+def main():
+    global METHOD
+    # One strategy for every method: a second MirroredStrategy on the same devices numbers its
+    # collectives from the start again and collides with the first one's.
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for METHOD in sys.argv[1:] or ["npid"]:
+        compare(mirrored)
 
 
 if __name__ == "__main__":

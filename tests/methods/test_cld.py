@@ -10,7 +10,7 @@ from method_helpers import view_pair
 from test_base import small_backbone
 from test_npid import run_cli, two_replica_comparison
 
-from burn_tf.config import ConfigError
+from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.losses import clustering
 from burn_tf.methods import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID, method_class
@@ -44,10 +44,20 @@ def test_bad_keys_are_named():
         CLDConfig(grouping="dbscan")
     with pytest.raises(ConfigError, match="method.instance"):
         CLDConfig(instance="simclr")
-    model = make_cld(num_groups=20, reactnet=False)
+    with pytest.raises(ConfigError, match="method.centroids"):
+        CLDConfig(centroids="median")
+
+
+def test_more_groups_than_half_the_batch_are_refused_naming_both():
+    # CLD groups one batch of 256 into 128 (train_cifar10_npid_cld.sh): 5 groups of 8 images
+    # would leave groups of one image. Refused in the step (notebooks) and by the config.
+    model = make_cld(num_groups=5, reactnet=False)
     v1, v2 = view_pair(8)
-    with pytest.raises(ValueError, match="method.num_groups=20"):
+    with pytest.raises(ConfigError, match=r"method.num_groups=5 .*batch 8 \(train.batch_size\)"):
         model.compute_losses([v1, v2], None, training=True, index=INDEX)
+    CLDConfig(num_groups=4).check_batch_size(8)
+    with pytest.raises(ConfigError, match="method.num_groups=128 .*batch 128"):
+        CLDConfig(num_groups=128).check_batch_size(128)
 
 
 @pytest.mark.parametrize("grouping", clustering.GROUPINGS)
@@ -66,15 +76,31 @@ def test_group_loss_uses_the_other_views_groups(grouping):
     assert float(terms["loss"]) == pytest.approx(float(terms["instance"]) + 0.25 * float(terms["group"]), rel=1e-6)
 
 
-def test_npid_branch_writes_both_views_to_the_bank():
+def test_npid_branch_writes_view_2_then_view_1_as_clds_backward():
+    # CLD's two LinearAverageOp.backward run last-created first: view 2's write, then view 1's.
     model = make_cld(reactnet=False)
     v1, v2 = view_pair(8)
     before = model.memory_bank.numpy().copy()
     model.compute_losses([v1, v2], None, training=True, index=INDEX)
     z1, z2 = (model.instance_features(v, training=True) for v in (v1, v2))
-    once = clustering.memory_bank_rows(before[:8], z1, 0.5)
-    np.testing.assert_allclose(model.memory_bank.numpy()[:8], clustering.memory_bank_rows(once, z2, 0.5), atol=1e-5)
+    after_view_2 = clustering.memory_bank_rows(before[:8], z2, 0.5)
+    np.testing.assert_allclose(model.memory_bank.numpy()[:8], clustering.memory_bank_rows(after_view_2, z1, 0.5),
+                               atol=1e-5)
     np.testing.assert_array_equal(model.memory_bank.numpy()[8:], before[8:])
+
+
+def test_the_group_loss_trains_the_group_head_through_the_centroids():
+    # centroids: mean (CLD's code) lets the gradient reach the group features through the
+    # centroids as well; unit (constant centroids) gives a different gradient.
+    v1, v2 = view_pair(8)
+    grads = {}
+    for centroids in ("mean", "unit"):
+        tf.keras.utils.set_random_seed(0)
+        model = make_cld(reactnet=False, centroids=centroids)
+        with tf.GradientTape() as tape:
+            group = model.compute_losses([v1, v2], None, training=False, index=INDEX)["group"]
+        grads[centroids] = tape.gradient(group, model.group_projector.trainable_variables[0]).numpy()
+    assert np.abs(grads["mean"]).max() > 0 and np.abs(grads["mean"] - grads["unit"]).max() > 1e-4
 
 
 def test_moco_branch_trains_and_enqueues_keys():
@@ -105,6 +131,19 @@ def test_stage_two_starts_from_stage_one(instance):
     assert np.isfinite(logs["loss"]) and np.isfinite(logs["group"])
 
 
+def test_cli_refuses_groups_for_the_batch_before_touching_the_run(tmp_path, capsys, fashion_mnist_available):
+    assert run_cli("cld_npid", tmp_path / "run", "--set", "method.num_groups=9") != 0
+    assert "method.num_groups=9 is more than half the batch 16 (train.batch_size)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("config", ["cld_npid", "cld_moco"])
+def test_shipped_groups_are_half_the_batch(config):
+    cfg = load_config(config)
+    assert 2 * cfg.method.num_groups == cfg.train.batch_size
+    assert config != "cld_moco" or (cfg.method.tau_start, cfg.method.tau_end) == (0.99, 0.999)
+
+
 @pytest.mark.parametrize("config", ["cld_npid", "cld_moco"])
 def test_cli_runs_the_shipped_yaml(config, tmp_path, fashion_mnist_available):
     assert run_cli(config, tmp_path / "run", "--set", "method.num_groups=4", "--set", "method.negatives=16",
@@ -117,3 +156,8 @@ def test_two_replicas_group_the_global_batch_as_one_device():
     # Group features gathered from both replicas, the same k-means on each: the group loss,
     # the weights and the bank match one device on the global batch.
     two_replica_comparison("cld")
+
+
+def test_two_replicas_of_cld_on_moco_match_one_device():
+    # Its queue in place of the bank; tau annealed from 0.99 as cld_moco.yaml.
+    two_replica_comparison("cld_moco", state_tolerance=1e-5)

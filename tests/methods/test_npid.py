@@ -1,6 +1,7 @@
 """NPID and the dataset-index feature it needs (multi_view_dataset(with_index=True),
 PretrainMethod.needs_index)."""
 
+import functools
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import tensorflow as tf
 from method_helpers import changed, snapshot, view_pair
 from test_base import small_backbone
 
-from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
+from burn_tf.data import AugmentConfig, eval_dataset, fashion_mnist, multi_view_dataset
 from burn_tf.losses import clustering
 from burn_tf.methods import NPID, NPIDConfig, method_class
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
@@ -104,7 +105,7 @@ def test_step_writes_the_batchs_bank_rows_by_momentum_and_no_others():
     after = model.memory_bank.numpy()
     expected = clustering.memory_bank_rows(before[index.numpy()], features, 0.5).numpy()
     np.testing.assert_allclose(after[index.numpy()], expected, atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(after[index.numpy()], axis=1), 1.0, rtol=1e-5)
     untouched = np.setdiff1d(np.arange(20), index.numpy())
     np.testing.assert_array_equal(after[untouched], before[untouched])
     logs = model.train_on_batch((v1, index), return_dict=True)
@@ -130,6 +131,33 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     assert history["positive_similarity"][-1] > history["positive_similarity"][0]
 
 
+def test_filled_bank_holds_each_images_initial_feature(fashion_mnist_available):
+    model = make_npid(dataset_size=50, reactnet=False)
+    assert model.fills_bank_from_images and not make_npid(bank_init="random", reactnet=False).fills_bank_from_images
+    images = eval_dataset(fashion_mnist("train").take(40), 32, 20).map(lambda image, _: image)
+    moving = [v.numpy().copy() for v in model.backbone.non_trainable_weights]
+    random_rows = model.memory_bank.numpy().copy()
+    assert model.fill_memory_bank(images) == 40
+    bank = model.memory_bank.numpy()
+    for before, v in zip(moving, model.backbone.non_trainable_weights):  # BatchNorm statistics put back
+        np.testing.assert_array_equal(v.numpy(), before)
+    # Row i is image i's feature, as a training step computes it on that batch.
+    first = next(iter(images))
+    np.testing.assert_allclose(bank[:20], model.instance_features(first, training=True).numpy(), atol=1e-5)
+    np.testing.assert_array_equal(bank[40:], random_rows[40:])  # rows without an image stay
+    with pytest.raises(ValueError, match="more images than the 30 bank rows"):
+        make_npid(dataset_size=30, reactnet=False).fill_memory_bank(images)
+
+
+def test_one_epoch_budget_reads_real_features_as_positives(tmp_path, fashion_mnist_available):
+    # 64 images, one epoch: no image recurs. The positive (the image's bank row) must be a
+    # feature of the image, not a random row: mean cosine with the current feature far above
+    # a random row's (|cos| ~ 1/sqrt(128) ~ 0.09).
+    assert run_cli("npid", tmp_path / "run", "--set", "method.negatives=16") == 0
+    metrics = json.loads((tmp_path / "run" / "stage1" / "metrics.json").read_text())
+    assert metrics["global_step"] == 4 and metrics["positive_similarity"] > 0.5, metrics
+
+
 def test_stage_two_starts_from_stage_one_with_its_bank():
     first = make_npid(dataset_size=20)
     v1, _ = view_pair(4)
@@ -150,19 +178,33 @@ def test_cli_runs_the_shipped_yaml_through_both_stages(tmp_path, fashion_mnist_a
     assert (tmp_path / "run" / "stage2" / "backbone" / "projector.keras").exists()
 
 
-def two_replica_comparison(method, weights_tolerance=1e-4, state_tolerance=1e-5):
-    """tests/distributed/npid_replicas.py ``method``: one device vs 2 logical CPUs."""
+# The methods tests/distributed/npid_replicas.py compares in one process (TensorFlow and
+# the 2 logical CPUs start once for all of them).
+BANK_METHODS = ("npid", "cld", "cld_moco")
+
+
+@functools.lru_cache(maxsize=None)
+def replica_results(methods: tuple) -> dict:
+    """``{method: result}`` of tests/distributed/npid_replicas.py ``methods``: one device vs
+    2 logical CPUs."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), method],
-                          capture_output=True, text=True, timeout=600, env=env)
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), *methods],
+                          capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    return {r["method"]: r for r in results}
+
+
+def two_replica_comparison(method, weights_tolerance=1e-4, state_tolerance=1e-5):
+    """One device vs 2 logical CPUs for ``method`` (the bank methods share one subprocess)."""
+    result = replica_results(BANK_METHODS if method in BANK_METHODS else (method,))[method]
     assert result["replicas"] == 2 and result["bank_rows_written"] > 8  # more than one step's rows
     # Tolerances as tests/test_distributed.py: float32 sums in another order.
     assert result["loss_max_relative"] < 1e-5, result
     assert result["weights_moved_max_abs"] > 1e-3, result
     assert result["weights_max_relative"] < weights_tolerance, result
     assert result["bank_max_abs"] < state_tolerance, result
+    assert result["initial_bank_max_abs"] < state_tolerance, result  # NPID: the bank filled before step 1
 
 
 def test_two_replicas_write_the_same_bank_as_one_device():
