@@ -47,9 +47,10 @@ class DataConfig:
     path: Optional[str] = None
     # Use only the first N images (None: all). Keeps a CPU demo inside its time budget.
     limit: Optional[int] = None
-    # Sources read by record index (fashion_mnist, image_folder, uncompressed tfrecord) are
-    # shuffled fully each epoch, by a permutation seeded by (train.seed, epoch); tfds and
-    # compressed TFRecords through a buffer of this many images. 0 or 1: file order.
+    # Sources read by record index (fashion_mnist, image_folder, uncompressed tfrecord, a
+    # whole tfds split) are shuffled fully each epoch, by a permutation seeded by (seed,
+    # epoch); tfds split slices and compressed TFRecords through a buffer of this many
+    # images. 0 or 1: file order.
     shuffle_buffer: int = 10000
     strict: bool = False
     # tfrecord / tfds feature keys (null: "image/encoded" and "image/class/label" for

@@ -139,12 +139,12 @@ def build_train_dataset(cfg: PretrainConfig, start_step: int = 0, source: tf.dat
     steps per epoch). The dataset's first batch is batch ``start_step`` of the run.
 
     A source that can read a record by its index (Fashion-MNIST, image folders,
-    uncompressed TFRecords: ``source_info.reader``) is streamed by
+    uncompressed TFRecords, whole tfds splits: ``source_info.reader``) is streamed by
     :func:`~burn_tf.data.seeded_record_stream`: each epoch a permutation seeded by
     (seed, epoch), augmentations seeded by (seed, position). Starting at ``start_step``
     then reads, decodes and augments only what comes from there — a resume late in a run
     costs what a fresh start costs — and gives exactly the batches of an uninterrupted
-    run. Other sources (tfds, compressed TFRecords) go through a shuffle buffer and skip
+    run. Other sources (tfds split slices, compressed TFRecords) go through a shuffle buffer and skip
     the batches before ``start_step``, which re-runs the pipeline for each of them.
     """
     source = build_source(cfg) if source is None else source
@@ -163,7 +163,7 @@ def build_train_dataset(cfg: PretrainConfig, start_step: int = 0, source: tf.dat
     info = get_source_info(source)
     seed = stream_seed(cfg, stage)
     batch = cfg.train.batch_size
-    kwargs = dict(with_labels=cfg.method_class.needs_labels, with_index=cfg.method_class.needs_index)
+    kwargs = {"with_labels": cfg.method_class.needs_labels, "with_index": cfg.method_class.needs_index}
     if info is not None and info.reader is not None:
         stream = seeded_record_stream(source, seed, start_position=start_step * batch, num_records=cfg.data.limit,
                                       shuffle=cfg.data.shuffle_buffer > 1, strict=cfg.data.strict)

@@ -143,7 +143,7 @@ class SourceInfo:
     class_names: Tuple[str, ...] = ()
     skipped: SkippedFiles = dataclasses.field(default_factory=SkippedFiles)
     # Direct access to record i (None: the source can only be read in order).
-    reader: Optional["RecordReader"] = None
+    reader: Optional[RecordReader] = None
 
     @property
     def num_classes(self) -> int:
@@ -164,6 +164,8 @@ class RecordReader:
     read: Callable[[tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
     record_name: Callable[[int], str]
     may_fail: bool = False
+    # Optional: int64 [n] indices → (uint8 [n, H, W, 3], int64 [n]) in one call (in-memory data).
+    read_many: Optional[Callable[[tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]] = None
 
 
 def get_source_info(ds: tf.data.Dataset) -> Optional[SourceInfo]:
@@ -393,14 +395,25 @@ def fashion_mnist(
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
     to_rgb = _graph_fn(lambda x, y: (tf.tile(x, [1, 1, 3]), y))
     ds = ds.map(to_rgb, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # The arrays stay in Python (a lookup per call): captured as graph constants, 47 MB
+    # would be serialized with every tf.data graph rewrite (seconds before the first batch).
+    @_graph_fn
+    def read_many(indices):
+        image, label = tf.numpy_function(lambda i: (images[i], labels[i]), [indices], (tf.uint8, tf.int64),
+                                         stateful=False)
+        image = tf.ensure_shape(image, [None, *images.shape[1:]])
+        return tf.tile(image[..., None], [1, 1, 1, 3]), tf.ensure_shape(label, [None])
+
     @_graph_fn
     def read(index):
-        return tf.tile(tf.gather(images, index)[..., None], [1, 1, 3]), tf.gather(labels, index)
+        image, label = read_many(index[None])
+        return image[0], label[0]
 
     info = SourceInfo(
         kind="fashion_mnist", location=directory, num_examples=int(images.shape[0]),
         class_names=FASHION_MNIST_CLASSES,
-        reader=RecordReader(int(images.shape[0]), read, lambda i: f"{directory} {split} image {i}"),
+        reader=RecordReader(int(images.shape[0]), read, lambda i: f"{directory} {split} image {i}",
+                            read_many=read_many),
     )
     return _attach(ds, info)
 
@@ -520,7 +533,7 @@ def tfds_source(
     return _attach(ds, source_info)
 
 
-def _tfds_record_reader(info, split: str, image_key: str, label_key: Optional[str]) -> Optional["RecordReader"]:
+def _tfds_record_reader(info, split: str, image_key: str, label_key: Optional[str]) -> Optional[RecordReader]:
     """Direct access to the records of a whole tfds split (no ``[a:b]`` slice, no ``+``)
     whose shards are plain TFRecords of ``tf.train.Example`` with the image as encoded
     bytes — what tfds writes for image data sets such as imagenet2012 — read in the order
@@ -529,7 +542,7 @@ def _tfds_record_reader(info, split: str, image_key: str, label_key: Optional[st
         return None
     try:
         paths = [os.fspath(p) for p in info.splits[split].filepaths]
-    except Exception:
+    except (AttributeError, KeyError, TypeError, ValueError):  # an older tfds, or no files
         return None
     if not paths or not all(os.path.isfile(p) and ".tfrecord" in os.path.basename(p) for p in paths):
         return None
@@ -614,10 +627,13 @@ def image_folder(
             f"image folder {path!r} contains no images with extensions "
             f"{', '.join(exts)} (neither directly nor in class sub-folders)"
         )
+    label_array = np.asarray(labels, np.int64)
+
     @_graph_fn
-    def read(index):
-        return (_decode_image(tf.io.read_file(tf.gather(files, index))),
-                tf.gather(tf.constant(labels, tf.int64), index))
+    def read(index):  # the lists stay in Python (see fashion_mnist's reader)
+        path, label = tf.numpy_function(lambda i: (np.bytes_(files[i].encode()), label_array[i]), [index],
+                                        (tf.string, tf.int64), stateful=False)
+        return _decode_image(tf.io.read_file(tf.ensure_shape(path, []))), tf.ensure_shape(label, [])
 
     info = SourceInfo(
         kind="image_folder", location=path, num_examples=len(files), class_names=class_names,
@@ -786,19 +802,18 @@ def tfrecord(
         label = parsed[label_key] if label_key is not None else tf.constant(-1, tf.int64)
         return index, _decode_image(parsed[image_key]), label
 
-    def read_payload(file_number, offset, length):
-        with open(paths[int(file_number)], "rb") as f:
-            f.seek(int(offset))
-            return np.bytes_(f.read(int(length)))
+    span_file = np.asarray(span_file, np.int32)
+    span_offset = np.asarray(span_offset, np.int64)
+    span_length = np.asarray(span_length, np.int64)
+
+    def read_payload(index):
+        with open(paths[span_file[index]], "rb") as f:
+            f.seek(int(span_offset[index]))
+            return np.bytes_(f.read(int(span_length[index])))
 
     @_graph_fn
-    def read(index):
-        payload = tf.numpy_function(
-            read_payload,
-            [tf.gather(np.asarray(span_file, np.int64), index), tf.gather(np.asarray(span_offset, np.int64), index),
-             tf.gather(np.asarray(span_length, np.int64), index)],
-            tf.string, stateful=False,
-        )
+    def read(index):  # the offsets stay in Python (see fashion_mnist's reader)
+        payload = tf.numpy_function(read_payload, [index], tf.string, stateful=False)
         return parse(index, tf.ensure_shape(payload, []))[1:]
 
     if not compression:
@@ -835,13 +850,17 @@ def record_at(position, num_records: int, seed: int, shuffle: bool = True):
     ``position // num_records`` visits every record once, in the order of a stateless
     permutation seeded by ``(seed, epoch)`` (``tf.random.experimental.index_shuffle``), so
     any position's record is computed directly, without drawing the ones before it."""
-    position = tf.cast(position, tf.int64)
+    position = tf.cast(position, tf.int64)  # a scalar or a vector of positions
     within = position % num_records
     if not shuffle or num_records < 2:
         return within
-    epoch_seed = tf.random.experimental.stateless_fold_in(
-        tf.constant([seed, _ORDER_SALT], tf.int64), position // num_records)
-    return tf.random.experimental.index_shuffle(within, epoch_seed, tf.constant(num_records - 1, tf.int64))
+    # One seed per position: (this stream's seed, the position's epoch, a salt). The raw op:
+    # the public wrapper cannot take a batch of seeds whose size is unknown when tracing.
+    fill = functools.partial(tf.fill, tf.shape(position))
+    epoch_seed = tf.stack([fill(tf.constant(seed, tf.int64)), position // num_records,
+                           fill(tf.constant(_ORDER_SALT, tf.int64))], axis=-1)
+    return tf.raw_ops.RandomIndexShuffle(index=within, seed=epoch_seed,
+                                         max_index=fill(tf.constant(num_records - 1, tf.int64)), rounds=4)
 
 
 def seeded_record_stream(
@@ -880,6 +899,15 @@ def seeded_record_stream(
         image, label = reader.read(index)
         return position, image, label, index
 
+    if reader.read_many is not None and not reader.may_fail:
+        @_graph_fn
+        def read_block(block):
+            index = record_at(block, n, seed, shuffle)
+            images, labels = reader.read_many(index)
+            return images, labels, index
+
+        ds = positions.batch(256).map(read_block, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+        return _attach(ds, info)
     if not reader.may_fail:
         ds = positions.map(read_at, num_parallel_calls=AUTOTUNE, deterministic=True)
         ds = ds.map(_graph_fn(lambda position, image, label, index: (image, label, index)))
