@@ -47,8 +47,17 @@ class DataConfig:
     path: Optional[str] = None
     # Use only the first N images (None: all). Keeps a CPU demo inside its time budget.
     limit: Optional[int] = None
+    # Sources read by record index (fashion_mnist, image_folder, uncompressed tfrecord, a
+    # whole tfds split) are shuffled fully each epoch, by a permutation seeded by (seed,
+    # epoch); tfds split slices and compressed TFRecords through a buffer of this many
+    # images. 0 or 1: file order.
     shuffle_buffer: int = 10000
     strict: bool = False
+    # tfrecord / tfds feature keys (null: "image/encoded" and "image/class/label" for
+    # tfrecord, "image" and "label" for tfds). The label is read only by a method that
+    # needs labels; for the others a source without a label feature is fine.
+    image_key: Optional[str] = None
+    label_key: Optional[str] = None
 
     def __post_init__(self):
         valid = ("fashion_mnist", "tfds", "image_folder", "tfrecord")

@@ -46,7 +46,15 @@ import tensorflow as tf
 from burn_tf.backbone import build_teacher_from_export, save_backbone
 from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
 from burn_tf.config import ConfigError, PretrainConfig, load_config
-from burn_tf.data import eval_dataset, get_source_info, multi_view_dataset, source_from_config
+from burn_tf.data import (
+    MissingLabelError,
+    eval_dataset,
+    get_source_info,
+    multi_view_dataset,
+    seeded_record_stream,
+    source_from_config,
+    with_source_info,
+)
 from burn_tf.distribute import (
     STRATEGIES,
     dtype_policy,
@@ -68,30 +76,49 @@ class RunDirError(RuntimeError):
 
 # ---------------------------------------------------------------------------- builders
 def build_source(cfg: PretrainConfig) -> tf.data.Dataset:
+    """The configured source. A method that needs no labels reads none (an unlabelled
+    TFRecord or tfds split is fine); one that needs them is refused, before the run
+    directory is touched, a source that has none (:func:`check_labelled`)."""
     d = cfg.data
-    if d.source == "fashion_mnist":
-        source = source_from_config("fashion_mnist", split=d.split, root=d.path)
-    elif d.source == "tfds":
-        if not d.name:
-            raise ConfigError("data.source=tfds needs data.name (a tfds builder name)")
-        source = source_from_config("tfds", name=d.name, split=d.split, data_dir=d.data_dir)
-    # data.strict: every file is decoded once up front, so a corrupt or truncated one is
-    # named before the run directory is touched — not in the middle of an epoch.
-    elif d.source == "image_folder":
-        source = source_from_config("image_folder", path=d.path, strict=d.strict, validate=d.strict)
-    else:
-        source = source_from_config("tfrecord", files=d.path, strict=d.strict, validate=d.strict)
-    if cfg.method_class.needs_labels:
+    needs_labels = cfg.method_class.needs_labels
+    keys = {}
+    if d.image_key is not None:
+        keys["image_key"] = d.image_key
+    if not needs_labels:
+        keys["label_key"] = None
+    elif d.label_key is not None:
+        keys["label_key"] = d.label_key
+    try:
+        if d.source == "fashion_mnist":
+            source = source_from_config("fashion_mnist", split=d.split, root=d.path)
+        elif d.source == "tfds":
+            if not d.name:
+                raise ConfigError("data.source=tfds needs data.name (a tfds builder name)")
+            source = source_from_config("tfds", name=d.name, split=d.split, data_dir=d.data_dir, **keys)
+        # data.strict: every file is decoded once up front, so a corrupt or truncated one is
+        # named before the run directory is touched — not in the middle of an epoch.
+        elif d.source == "image_folder":
+            source = source_from_config("image_folder", path=d.path, strict=d.strict, validate=d.strict)
+        else:
+            source = source_from_config("tfrecord", files=d.path, strict=d.strict, validate=d.strict, **keys)
+    except MissingLabelError as err:
+        where = f"data.path={d.path!r}" if d.source == "tfrecord" else f"data.name={d.name!r}"
+        raise ConfigError(
+            f"method.name={cfg.method.name!r} needs labels, but data.source={d.source} with {where} has "
+            f"none: {err}. Set data.label_key to the label feature, or choose a method that needs no labels"
+        ) from None
+    if needs_labels:
         check_labelled(cfg, source)
     if d.limit is not None:
-        source = source.take(d.limit)
+        source = with_source_info(source.take(d.limit), get_source_info(source))
     return source
 
 
 def check_labelled(cfg: PretrainConfig, source: tf.data.Dataset) -> None:
     """Refuses (before the run directory is touched) a method that needs labels on a source
-    known to have none: a flat image folder. Examples that lack a label in a labelled source
-    (label −1, e.g. a TFRecord without the label feature) fail the method's first step."""
+    known to have none: a flat image folder (a TFRecord or tfds source without the label
+    feature is refused by :func:`build_source`). Examples that lack a label in a labelled
+    source (label −1) fail the method's first step."""
     info = get_source_info(source)
     if cfg.data.source == "image_folder" and info is not None and not info.class_names:
         raise ConfigError(
@@ -101,10 +128,27 @@ def check_labelled(cfg: PretrainConfig, source: tf.data.Dataset) -> None:
         )
 
 
-def build_train_dataset(cfg: PretrainConfig) -> tuple[tf.data.Dataset, int]:
-    """The method's views (and labels, if it needs them), repeated; returns (dataset,
-    steps per epoch)."""
-    source = build_source(cfg)
+def stream_seed(cfg: PretrainConfig, stage: int) -> int:
+    """The seed of stage ``stage``'s data stream (order and augmentations): a stage-2 run
+    sees other orders and crops than stage 1's."""
+    return cfg.train.seed * 8 + stage
+
+
+def build_train_dataset(cfg: PretrainConfig, start_step: int = 0, source: tf.data.Dataset | None = None,
+                        stage: int = 1) -> tuple[tf.data.Dataset, int]:
+    """The method's views (and labels, if it needs them), endless; returns (dataset,
+    steps per epoch). The dataset's first batch is batch ``start_step`` of the run.
+
+    A source that can read a record by its index (Fashion-MNIST, image folders,
+    uncompressed TFRecords, whole tfds splits: ``source_info.reader``) is streamed by
+    :func:`~burn_tf.data.seeded_record_stream`: each epoch a permutation seeded by
+    (seed, epoch), augmentations seeded by (seed, position). Starting at ``start_step``
+    then reads, decodes and augments only what comes from there — a resume late in a run
+    costs what a fresh start costs — and gives exactly the batches of an uninterrupted
+    run. Other sources (tfds split slices, compressed TFRecords) go through a shuffle buffer and skip
+    the batches before ``start_step``, which re-runs the pipeline for each of them.
+    """
+    source = build_source(cfg) if source is None else source
     steps = cfg.train.steps_per_epoch
     if steps is None:
         n = int(source.cardinality())
@@ -117,12 +161,21 @@ def build_train_dataset(cfg: PretrainConfig) -> tuple[tf.data.Dataset, int]:
             raise ConfigError(
                 f"data has {n} images, fewer than train.batch_size={cfg.train.batch_size}"
             )
-    ds = multi_view_dataset(
-        source, cfg.view_configs(), cfg.train.batch_size, seed=cfg.train.seed,
-        shuffle_buffer=cfg.data.shuffle_buffer, drop_remainder=True, repeat=True,
-        cache=cfg.data.source == "fashion_mnist", with_labels=cfg.method_class.needs_labels,
-        with_index=cfg.method_class.needs_index,
-    )
+    info = get_source_info(source)
+    seed = stream_seed(cfg, stage)
+    batch = cfg.train.batch_size
+    kwargs = {"with_labels": cfg.method_class.needs_labels, "with_index": cfg.method_class.needs_index}
+    if info is not None and info.reader is not None:
+        stream = seeded_record_stream(source, seed, start_position=start_step * batch, num_records=cfg.data.limit,
+                                      shuffle=cfg.data.shuffle_buffer > 1, strict=cfg.data.strict)
+        ds = multi_view_dataset(stream, cfg.view_configs(), batch, seed=seed, start_position=start_step * batch,
+                                **kwargs)
+    else:
+        ds = multi_view_dataset(
+            source, cfg.view_configs(), batch, seed=seed, shuffle_buffer=cfg.data.shuffle_buffer,
+            drop_remainder=True, repeat=True, **kwargs,
+        )
+        ds = ds.skip(start_step) if start_step else ds
     return ds, steps
 
 
@@ -345,7 +398,8 @@ def pretrain_stage(
     strategy = strategy_for(cfg)
     # Data, teacher weights and model are built before the run directory is touched, so a
     # mistake never costs an existing run (not even with --overwrite).
-    dataset, steps_per_epoch = build_train_dataset(cfg)
+    source = build_source(cfg)
+    dataset, steps_per_epoch = build_train_dataset(cfg, source=source, stage=stage)
     epochs = cfg.train.epochs
     with strategy.scope():
         model = build_method(cfg, stage)
@@ -394,14 +448,16 @@ def pretrain_stage(
     if cfg.train.verbose and not progress_bar:
         callbacks.append(ProgressLines(steps_per_epoch, epochs, cfg.train.log_lines_per_epoch,
                                        prefix=f"{cfg.method.name} stage {stage}  "))
-    # The data stream continues where the checkpoint left it: the pipeline is seeded and
-    # deterministic, so skipping the batches already trained on gives exactly the batches
-    # an uninterrupted run sees next (a tf.data iterator cannot be checkpointed once
-    # tf.distribute wraps it). Keras starts its epoch count and the first epoch's batch
+    # The data stream continues where the checkpoint left it: the stream is a seeded
+    # function of the position, so starting it at the step already trained gives exactly
+    # the batches an uninterrupted run sees next (a tf.data iterator cannot be checkpointed
+    # once tf.distribute wraps it). Keras starts its epoch count and the first epoch's batch
     # index there too.
     done = int(model.global_step.numpy())
     initial_epoch, model.resume_at_batch = divmod(done, steps_per_epoch)
-    dataset = shard_by_data(dataset.skip(done) if done else dataset)
+    if done:
+        dataset, _ = build_train_dataset(cfg, start_step=done, source=source, stage=stage)
+    dataset = shard_by_data(dataset)
     start = time.time()
     try:
         history = model.fit(

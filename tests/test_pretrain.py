@@ -10,6 +10,7 @@ from burn_tf.losses import lambda_at
 from burn_tf.pretrain import (
     RunDirError,
     build_method,
+    build_train_dataset,
     checkpoint_for,
     init_from_previous_stage,
     main,
@@ -172,3 +173,51 @@ def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error:") and str(weights) in err
     assert keep.read_text() == "do not lose me"  # the mistake was found before --overwrite acted
+
+
+def _fashion_png_folder(root, n):
+    """A flat folder of the first ``n`` Fashion-MNIST training images as PNG files."""
+    from PIL import Image
+
+    from burn_tf.data import load_fashion_mnist_arrays
+
+    images, _ = load_fashion_mnist_arrays("train")
+    root.mkdir()
+    for i in range(n):
+        Image.fromarray(images[i]).save(root / f"{i:04d}.png")
+    return root
+
+
+def _count_file_reads(monkeypatch):
+    """Every file the pipelines built from now on read, in order (a spy around tf.io.read_file)."""
+    reads = []
+    read_file = tf.io.read_file
+
+    def counting_read_file(path, name=None):
+        counted = tf.numpy_function(lambda p: reads.append(p) or p, [path], tf.string, stateful=True)
+        return read_file(counted, name=name)
+
+    monkeypatch.setattr(tf.io, "read_file", counting_read_file)
+    return reads
+
+
+def test_a_stream_started_late_reads_only_what_it_yields_and_continues_the_run(fashion_mnist_available,
+                                                                               tmp_path, monkeypatch):
+    """Starting the training stream at step 50 (a resume) reads about as many images as
+    starting at 0 — not the 50 × 8 before it — and yields batches 50, 51 of the run."""
+    folder = _fashion_png_folder(tmp_path / "images", 40)
+    cfg = load_config("configs/demo.yaml", [*TINY, "data.source=image_folder", f"data.path={folder}",
+                                            "data.limit=null"])
+    reads = _count_file_reads(monkeypatch)
+    late, _ = build_train_dataset(cfg, start_step=50)
+    late_batches = [[v.numpy() for v in batch] for batch in late.take(2)]
+    del late
+    late_reads = len(reads)
+    assert late_reads <= 12 * 8, f"{late_reads} images read for 2 batches of 8 starting at step 50"
+    full, _ = build_train_dataset(cfg)
+    for step, batch in enumerate(full.take(52)):
+        if step >= 50:
+            for a, b in zip(late_batches[step - 50], batch):
+                np.testing.assert_array_equal(a, b.numpy())
+
+

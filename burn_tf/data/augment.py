@@ -807,6 +807,18 @@ def _seed_pairs(seed: int, salt: int) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed * 4 + salt, rerandomize_each_iteration=True).batch(2)
 
 
+def _positional_seeds(seed: int, salt: int, first: int) -> tf.data.Dataset:
+    """Endless int64 [2] seeds, element i a stateless function of (seed, salt, first + i):
+    a stream started at ``first`` continues exactly the one started at 0."""
+    base = tf.constant([seed * 4 + salt, 0], tf.int64)
+    return tf.data.Dataset.range(first, tf.int64.max).map(
+        lambda i: tf.random.experimental.stateless_fold_in(base, i))
+
+
+def _largest_divisor_up_to(n: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
 def per_view_configs(cfg: AugmentConfig, num_views: int) -> list[AugmentConfig]:
     """One config per view from a config whose pair-valued probabilities are (view 1,
     view 2): view i gets ``blur_prob[min(i, 1)]`` and ``solarize_prob[min(i, 1)]``
@@ -863,6 +875,7 @@ def multi_view_dataset(
     num_parallel_calls: Optional[int] = AUTOTUNE,
     chunk_size: Optional[int] = None,
     with_index: bool = False,
+    start_position: Optional[int] = None,
 ) -> tf.data.Dataset:
     """Batched ``(view_1, …, view_N)`` float32 ``[B, S_i, S_i, 3]`` in [0, 1], one view per
     config in ``views`` (each its own :class:`AugmentConfig`: BYOL's asymmetric blur and
@@ -881,6 +894,14 @@ def multi_view_dataset(
     appends, last, each image's int64 position in ``source`` (NPID's memory-bank row):
     numbered before caching and shuffling, so it is stable across epochs and shuffles.
     Elements are then ``(views…, [labels,] index)``; without it the batches are unchanged.
+
+    ``start_position`` (exact resume at any cost-free point): ``source`` is then an
+    ordered, endless stream of ``(image, label, index)`` whose first element is element
+    ``start_position`` of the run (``sources.seeded_record_stream``), a multiple of
+    ``batch_size``. Every augmentation seed is a stateless function of ``(seed, position)``
+    instead of the count of elements this iterator produced, so the stream started at
+    ``k·batch_size`` yields exactly batches k, k+1, … of the stream started at 0; the index
+    comes from the source; ``shuffle_buffer``, ``repeat`` and ``cache`` do not apply.
     """
     views = list(views)
     if not views:
@@ -906,18 +927,31 @@ def multi_view_dataset(
         return outs + (index,) if with_index else outs
 
     ds = source
-    if with_index:
+    positional = start_position is not None
+    if positional:
+        if len(spec) != 3 or start_position < 0 or start_position % batch_size:
+            raise ValueError(
+                "start_position needs a stream of (image, label, index) starting at a multiple of "
+                f"batch_size={batch_size}; got start_position={start_position}, element_spec {spec}"
+            )
+        ds = ds.map(lambda image, label, index: (image, (label, index) if with_index else label))
+    elif with_index:
         ds = ds.enumerate().map(lambda i, element: (element[0], (element[1], i)))
-    if cache:
+    if cache and not positional:
         ds = ds.cache()
-    if shuffle_buffer and shuffle_buffer > 1:
+    if shuffle_buffer and shuffle_buffer > 1 and not positional:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
+    if repeat and not positional:
         ds = ds.repeat()
+
+    def seed_stream(salt, images_per_seed):
+        if positional:
+            return _positional_seeds(seed, salt, start_position // images_per_seed)
+        return _seed_pairs(seed, salt)
 
     if not fixed:
         # Crop each image on its own (sizes differ), then batch for the colour ops.
-        ds = tf.data.Dataset.zip((ds, _seed_pairs(seed, 2)))
+        ds = tf.data.Dataset.zip((ds, seed_stream(2, 1)))
 
         @_graph_fn
         def crop_views(element, s):
@@ -927,7 +961,7 @@ def multi_view_dataset(
 
         ds = ds.map(crop_views, **par)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        ds = tf.data.Dataset.zip((ds, _seed_pairs(seed, 1)))
+        ds = tf.data.Dataset.zip((ds, seed_stream(1, batch_size)))
 
         @_graph_fn
         def colour(element, s):
@@ -950,8 +984,10 @@ def multi_view_dataset(
         largest = max(cfg.image_size for cfg in views)
         chunk = _chunk_size(largest, batch_size) if chunk_size is None else int(chunk_size)
         chunk = max(1, min(chunk, batch_size))
+        if positional:  # chunks must not straddle a batch: a resume starts at a batch
+            chunk = _largest_divisor_up_to(batch_size, chunk)
         ds = ds.batch(chunk, drop_remainder=drop_remainder and chunk == batch_size)
-        ds = tf.data.Dataset.zip((ds, _seed_pairs(seed, 1)))
+        ds = tf.data.Dataset.zip((ds, seed_stream(1, chunk)))
 
         @_graph_fn
         def augment_views(element, s):

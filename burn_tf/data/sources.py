@@ -64,6 +64,10 @@ class DataSourceError(ValueError):
     """A data source exists but its content is unusable (bad header, wrong key, empty...)."""
 
 
+class MissingLabelError(DataSourceError):
+    """A label was asked for (``label_key``) but the data has no such feature."""
+
+
 class SourceNotFoundError(FileNotFoundError):
     """A data source (file, folder, tfds data_dir) is missing; the message says what to pass."""
 
@@ -138,15 +142,40 @@ class SourceInfo:
     num_examples: Optional[int] = None  # listed before skipping; None when unknown
     class_names: Tuple[str, ...] = ()
     skipped: SkippedFiles = dataclasses.field(default_factory=SkippedFiles)
+    # Direct access to record i (None: the source can only be read in order).
+    reader: Optional[RecordReader] = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordReader:
+    """Reads record ``i`` of a source without touching records ``0 … i−1``.
+
+    ``read`` is a graph function: int64 index → ``(uint8 image [H, W, 3], int64 label)``
+    (it may fail on a corrupt record when ``may_fail``); ``record_name(i)`` names record
+    ``i`` in reports (its file, or ``"<file> record <k>"``). Records are numbered in the
+    order the sequential source yields them.
+    """
+
+    num_records: int
+    read: Callable[[tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
+    record_name: Callable[[int], str]
+    may_fail: bool = False
+    # Optional: int64 [n] indices → (uint8 [n, H, W, 3], int64 [n]) in one call (in-memory data).
+    read_many: Optional[Callable[[tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]] = None
+
+
 def get_source_info(ds: tf.data.Dataset) -> Optional[SourceInfo]:
     """The :class:`SourceInfo` attached to a source (or a pipeline built on it), else None."""
     return getattr(ds, "source_info", None)
+
+
+def with_source_info(ds: tf.data.Dataset, info: Optional[SourceInfo]) -> tf.data.Dataset:
+    """``ds`` carrying ``info`` (e.g. a ``take`` of a source, which drops the attribute)."""
+    return _attach(ds, info)
 
 
 def _attach(ds: tf.data.Dataset, info: Optional[SourceInfo]) -> tf.data.Dataset:
@@ -366,9 +395,25 @@ def fashion_mnist(
     ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
     to_rgb = _graph_fn(lambda x, y: (tf.tile(x, [1, 1, 3]), y))
     ds = ds.map(to_rgb, num_parallel_calls=AUTOTUNE, deterministic=True)
+    # The arrays stay in Python (a lookup per call): captured as graph constants, 47 MB
+    # would be serialized with every tf.data graph rewrite (seconds before the first batch).
+    @_graph_fn
+    def read_many(indices):
+        image, label = tf.numpy_function(lambda i: (images[i], labels[i]), [indices], (tf.uint8, tf.int64),
+                                         stateful=False)
+        image = tf.ensure_shape(image, [None, *images.shape[1:]])
+        return tf.tile(image[..., None], [1, 1, 1, 3]), tf.ensure_shape(label, [None])
+
+    @_graph_fn
+    def read(index):
+        image, label = read_many(index[None])
+        return image[0], label[0]
+
     info = SourceInfo(
         kind="fashion_mnist", location=directory, num_examples=int(images.shape[0]),
         class_names=FASHION_MNIST_CLASSES,
+        reader=RecordReader(int(images.shape[0]), read, lambda i: f"{directory} {split} image {i}",
+                            read_many=read_many),
     )
     return _attach(ds, info)
 
@@ -454,7 +499,7 @@ def tfds_source(
                 f"{sorted(features.keys())} (pass image_key=)"
             )
         if label_key is not None and label_key not in features:
-            raise DataSourceError(
+            raise MissingLabelError(
                 f"tfds dataset {name!r} has no feature {label_key!r}; features: "
                 f"{sorted(features.keys())} (pass label_key=, or None for unlabelled)"
             )
@@ -469,6 +514,7 @@ def tfds_source(
         except Exception:
             num_examples = None
         ds = builder.as_dataset(split=split, shuffle_files=False)
+        reader = _tfds_record_reader(info, split, image_key, label_key)
 
     @_graph_fn
     def convert(example):
@@ -482,9 +528,28 @@ def tfds_source(
     ds = ds.map(convert, num_parallel_calls=AUTOTUNE, deterministic=True)
     source_info = SourceInfo(
         kind="tfds", location=f"{data_dir}:{name}:{split}", num_examples=num_examples,
-        class_names=class_names,
+        class_names=class_names, reader=reader,
     )
     return _attach(ds, source_info)
+
+
+def _tfds_record_reader(info, split: str, image_key: str, label_key: Optional[str]) -> Optional[RecordReader]:
+    """Direct access to the records of a whole tfds split (no ``[a:b]`` slice, no ``+``)
+    whose shards are plain TFRecords of ``tf.train.Example`` with the image as encoded
+    bytes — what tfds writes for image data sets such as imagenet2012 — read in the order
+    ``as_dataset(shuffle_files=False)`` reads them. None when that does not hold."""
+    if split not in info.splits or "[" in split:
+        return None
+    try:
+        paths = [os.fspath(p) for p in info.splits[split].filepaths]
+    except (AttributeError, KeyError, TypeError, ValueError):  # an older tfds, or no files
+        return None
+    if not paths or not all(os.path.isfile(p) and ".tfrecord" in os.path.basename(p) for p in paths):
+        return None
+    try:
+        return tfrecord(paths, image_key=image_key, label_key=label_key).source_info.reader
+    except (DataSourceError, SourceNotFoundError, ValueError):
+        return None
 
 
 # ------------------------------------------------------------------------- image folder
@@ -562,8 +627,17 @@ def image_folder(
             f"image folder {path!r} contains no images with extensions "
             f"{', '.join(exts)} (neither directly nor in class sub-folders)"
         )
+    label_array = np.asarray(labels, np.int64)
+
+    @_graph_fn
+    def read(index):  # the lists stay in Python (see fashion_mnist's reader)
+        path, label = tf.numpy_function(lambda i: (np.bytes_(files[i].encode()), label_array[i]), [index],
+                                        (tf.string, tf.int64), stateful=False)
+        return _decode_image(tf.io.read_file(tf.ensure_shape(path, []))), tf.ensure_shape(label, [])
+
     info = SourceInfo(
-        kind="image_folder", location=path, num_examples=len(files), class_names=class_names
+        kind="image_folder", location=path, num_examples=len(files), class_names=class_names,
+        reader=RecordReader(len(files), read, files.__getitem__, may_fail=True),
     )
 
     def build(strict_mode):
@@ -595,26 +669,36 @@ def _open_maybe_compressed(path: str, compression: str):
     return open(path, "rb")
 
 
-def _scan_tfrecord(path: str, compression: str) -> Tuple[int, Optional[str]]:
-    """Count complete records by walking the framing (length headers); does not read the
-    payloads.  Returns ``(complete_records, problem)`` where problem describes a truncated
-    tail (None when the file ends cleanly)."""
-    count = 0
+def _scan_tfrecord(path: str, compression: str) -> Tuple[int, Optional[str], List[Tuple[int, int]]]:
+    """Count complete records by walking the framing (length headers).  Returns
+    ``(complete_records, problem, spans)`` where problem describes a truncated tail (None
+    when the file ends cleanly) and ``spans`` lists each record's (payload offset, length)
+    in an uncompressed file (empty for a compressed one).  An uncompressed file's payloads
+    are seeked over, not read."""
+    count, spans = 0, []
     try:
+        size = os.path.getsize(path) if not compression else None
         with _open_maybe_compressed(path, compression) as f:
             while True:
+                start = f.tell() if size is not None else 0
                 header = f.read(12)
                 if not header:
-                    return count, None
+                    return count, None, spans
                 if len(header) < 12:
-                    return count, f"truncated record header at record {count}"
+                    return count, f"truncated record header at record {count}", spans
                 (length,) = struct.unpack("<Q", header[:8])
-                payload = f.read(length + 4) if length < (1 << 40) else b""
-                if len(payload) < length + 4:
-                    return count, f"truncated record {count} (header says {length} bytes)"
+                if size is not None:
+                    if start + 12 + length + 4 > size:
+                        return count, f"truncated record {count} (header says {length} bytes)", spans
+                    f.seek(length + 4, os.SEEK_CUR)
+                    spans.append((start + 12, length))
+                else:
+                    payload = f.read(length + 4) if length < (1 << 40) else b""
+                    if len(payload) < length + 4:
+                        return count, f"truncated record {count} (header says {length} bytes)", spans
                 count += 1
     except (OSError, EOFError, zlib.error) as e:
-        return count, f"unreadable after record {count} ({e})"
+        return count, f"unreadable after record {count} ({e})", spans
 
 
 def tfrecord(
@@ -657,8 +741,12 @@ def tfrecord(
 
     info = SourceInfo(kind="tfrecord", location=",".join(paths))
     counts, offsets, names = [], [], []
-    for path in paths:
-        n, problem = _scan_tfrecord(path, compression)
+    span_file, span_offset, span_length = [], [], []
+    for file_number, path in enumerate(paths):
+        n, problem, spans = _scan_tfrecord(path, compression)
+        span_file.extend([file_number] * len(spans))
+        span_offset.extend(offset for offset, _ in spans)
+        span_length.extend(length for _, length in spans)
         offsets.append(sum(counts))
         counts.append(n)
         names.extend(f"{path} record {k}" for k in range(n))
@@ -697,7 +785,7 @@ def tfrecord(
             f"{available} (pass image_key=)"
         )
     if label_key is not None and label_key not in feature_map:
-        raise DataSourceError(
+        raise MissingLabelError(
             f"{first_path}: record has no label feature {label_key!r}; features: "
             f"{available} (pass label_key=, or label_key=None for unlabelled data)"
         )
@@ -714,6 +802,25 @@ def tfrecord(
         label = parsed[label_key] if label_key is not None else tf.constant(-1, tf.int64)
         return index, _decode_image(parsed[image_key]), label
 
+    span_file = np.asarray(span_file, np.int32)
+    span_offset = np.asarray(span_offset, np.int64)
+    span_length = np.asarray(span_length, np.int64)
+
+    def read_payload(index):
+        with open(paths[span_file[index]], "rb") as f:
+            f.seek(int(span_offset[index]))
+            return np.bytes_(f.read(int(span_length[index])))
+
+    @_graph_fn
+    def read(index):  # the offsets stay in Python (see fashion_mnist's reader)
+        payload = tf.numpy_function(read_payload, [index], tf.string, stateful=False)
+        return parse(index, tf.ensure_shape(payload, []))[1:]
+
+    if not compression:
+        # Uncompressed files are seekable: a record is read at its offset (the CRCs are not
+        # checked there; a damaged payload fails to parse or decode and is skipped instead).
+        info.reader = RecordReader(total, read, names.__getitem__, may_fail=True)
+
     def build(strict_mode):
         per_file = tf.data.Dataset.from_tensor_slices(
             (tf.constant(paths), tf.constant(offsets, tf.int64), tf.constant(counts, tf.int64))
@@ -729,6 +836,122 @@ def tfrecord(
     if validate:
         _run_validation(build(False), info, strict)
     return _attach(build(strict), info)
+
+
+# ------------------------------------------------------------------- seeded record order
+
+
+_ORDER_SALT = 0x5EED  # keeps the order's random stream apart from the augmentation's
+SUBSTITUTE_WINDOW = 16
+
+
+def record_at(position, num_records: int, seed: int, shuffle: bool = True):
+    """The record shown at ``position`` (int64) of an endless stream of epochs: epoch
+    ``position // num_records`` visits every record once, in the order of a stateless
+    permutation seeded by ``(seed, epoch)`` (``tf.random.experimental.index_shuffle``), so
+    any position's record is computed directly, without drawing the ones before it."""
+    position = tf.cast(position, tf.int64)  # a scalar or a vector of positions
+    within = position % num_records
+    if not shuffle or num_records < 2:
+        return within
+    # One seed per position: (this stream's seed, the position's epoch, a salt). The raw op:
+    # the public wrapper cannot take a batch of seeds whose size is unknown when tracing.
+    fill = functools.partial(tf.fill, tf.shape(position))
+    epoch_seed = tf.stack([fill(tf.constant(seed, tf.int64)), position // num_records,
+                           fill(tf.constant(_ORDER_SALT, tf.int64))], axis=-1)
+    return tf.raw_ops.RandomIndexShuffle(index=within, seed=epoch_seed,
+                                         max_index=fill(tf.constant(num_records - 1, tf.int64)), rounds=4)
+
+
+def seeded_record_stream(
+    source: tf.data.Dataset,
+    seed: int,
+    start_position: int = 0,
+    num_records: Optional[int] = None,
+    shuffle: bool = True,
+    strict: bool = False,
+) -> tf.data.Dataset:
+    """Endless ``(image, label, index)`` stream of a source with a :class:`RecordReader`,
+    starting at element ``start_position``: each epoch is a permutation seeded by
+    ``(seed, epoch)`` (:func:`record_at`), and only the records from ``start_position`` on
+    are read and decoded — starting late costs nothing more than starting at 0.
+    ``num_records`` uses the first N records only (``data.limit``); ``shuffle=False``
+    keeps record order. ``index`` is the record's number (a memory bank's row).
+
+    A record that cannot be read or decoded is replaced by the next readable record of
+    the stream (within :data:`SUBSTITUTE_WINDOW` positions) and counted once in
+    ``source_info.skipped``; so every position holds an image and a resumed stream sees
+    the same batches as an uninterrupted one. ``strict=True`` raises instead.
+    """
+    info = get_source_info(source)
+    reader = info.reader if info is not None else None
+    if reader is None:
+        kind = info.kind if info is not None else "this"
+        raise DataSourceError(f"{kind} source cannot be read at a record index (no RecordReader)")
+    n = reader.num_records if num_records is None else min(int(num_records), reader.num_records)
+    if start_position < 0:
+        raise ValueError(f"start_position must be >= 0, got {start_position}")
+    positions = tf.data.Dataset.range(start_position, tf.int64.max)
+
+    @_graph_fn
+    def read_at(position):
+        index = record_at(position, n, seed, shuffle)
+        image, label = reader.read(index)
+        return position, image, label, index
+
+    if reader.read_many is not None and not reader.may_fail:
+        @_graph_fn
+        def read_block(block):
+            index = record_at(block, n, seed, shuffle)
+            images, labels = reader.read_many(index)
+            return images, labels, index
+
+        ds = positions.batch(256).map(read_block, num_parallel_calls=AUTOTUNE, deterministic=True).unbatch()
+        return _attach(ds, info)
+    if not reader.may_fail:
+        ds = positions.map(read_at, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.map(_graph_fn(lambda position, image, label, index: (image, label, index)))
+        return _attach(ds, info)
+
+    def report(position, found, indices):
+        names = [reader.record_name(int(i)) for i in indices[: max(int(found - position), 0) or None]]
+        if found < 0:
+            raise DataSourceError(
+                f"{SUBSTITUTE_WINDOW} records in a row cannot be read or decoded from stream position "
+                f"{int(position)} on: {', '.join(names[:3])} ...; check the data (data.strict=true names "
+                "every bad file up front)"
+            )
+        if strict:
+            raise CorruptImageError(names)
+        for name in names:
+            info.skipped.add(name)
+        return np.int64(0)
+
+    sentinel = tf.data.Dataset.from_tensors(
+        (tf.constant(-1, tf.int64), tf.zeros([1, 1, 3], tf.uint8), tf.constant(-1, tf.int64), tf.constant(-1, tf.int64))
+    )
+
+    def first_readable(position):
+        window = tf.data.Dataset.range(position, position + SUBSTITUTE_WINDOW).map(read_at).ignore_errors()
+        return window.concatenate(sentinel).take(1).map(_graph_fn(
+            lambda found, image, label, index: (position, found, image, label, index)))
+
+    @_graph_fn
+    def check(position, found, image, label, index):
+        done = tf.cond(
+            tf.not_equal(found, position),
+            lambda: tf.numpy_function(
+                report, [position, found, tf.stack([record_at(position + k, n, seed, shuffle)
+                                                    for k in range(SUBSTITUTE_WINDOW)])], tf.int64),
+            lambda: tf.constant(0, tf.int64),
+        )
+        with tf.control_dependencies([done]):
+            return tf.identity(image), label, index
+
+    # Parallel and deterministic: each position yields exactly one element, in order.
+    ds = positions.interleave(first_readable, cycle_length=AUTOTUNE, block_length=1,
+                              num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _attach(ds.map(check), info)
 
 
 # ------------------------------------------------------------------------------ config
