@@ -10,7 +10,8 @@ TensorFlow initialises), bounded by a timeout:
   (MoCo v2 and SimCLR v2 free-running in tests/methods/test_moco.py; NPID/CLD/SwAV on a
   small FP network in tests/methods/test_npid.py). Tolerances: loss 1e-5 relative; weights
   1e-4 of the variable's scale (floored at 1e-2) — float32 sums in another order
-  (per-replica partial sums, all-reduce), measured 1e-6 (loss) and 1.6e-5 (weights) while the step moved weights by up to 1.2e-2.
+  (per-replica partial sums, all-reduce), measured 1e-6 (loss) and 1.6e-5 (weights) while
+  the step moved weights by up to 1.2e-2.
 - MultiWorkerMirroredStrategy: two local worker processes (TF_CONFIG on 127.0.0.1, free
   ports) run a short BURN pretraining; both end with equal weights.
 - mixed_float16: finite losses, float32 variables, float32 outputs; every binary conv gives
