@@ -6,9 +6,10 @@ TensorFlow initialises), bounded by a timeout:
 - MirroredStrategy over 2 logical CPU devices vs one device, same initial weights and global
   batches, synchronized BatchNorm everywhere (``train.sync_batchnorm``): BURN with gradient
   accumulation 2 (accumulate, then apply through the cross-replica cond), and BURN's
-  Sinkhorn target on the gathered global batch; SimCLR v2 step by step from the same state
-  (MoCo v2 and SimCLR v2 free-running in tests/methods/test_moco.py; NPID/CLD/SwAV on a
-  small FP network in tests/methods/test_npid.py). Tolerances: loss 1e-5 relative; weights
+  Sinkhorn target on the gathered global batch; SwAV multi-crop; SimCLR v2 step
+  by step from the same state (MoCo v2 and SimCLR v2 free-running in
+  tests/methods/test_moco.py; NPID/CLD/SwAV on a small FP network in
+  tests/methods/test_npid.py). Tolerances: loss 1e-5 relative; weights
   1e-4 of the variable's scale (floored at 1e-2) — float32 sums in another order
   (per-replica partial sums, all-reduce), measured 1e-6 (loss) and 1.6e-5 (weights) while
   the step moved weights by up to 1.2e-2.
@@ -81,7 +82,7 @@ def test_mirrored_batch_level_targets_use_the_global_batch(fashion_mnist_availab
     assert result["weights_max_relative"] < 0.1, result
 
 
-CONTRASTIVE_CASES = ("simclr_v2:each_step",)
+CONTRASTIVE_CASES = ("swav", "simclr_v2:each_step")
 
 
 @functools.cache
@@ -92,6 +93,20 @@ def _contrastive_replicas() -> dict:
     proc = _python([str(HERE / "contrastive_replicas.py"), *CONTRASTIVE_CASES], timeout=2 * TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("method", ["swav"])
+def test_mirrored_byol_and_swav_multi_crop_match_one_device(method, fashion_mnist_available):
+    """BYOL (EMA targets written from replica context, predictor BatchNorm) and SwAV with
+    swav.yaml's multi-crop (2 large + 4 small crops; Sinkhorn on the gathered global batch;
+    its queue of gathered features): 2 steps on 2 replicas equal one device's (a 3rd parts
+    through the binary activations, as SimCLR v2's does)."""
+    result = _contrastive_replicas()[method]
+    assert result["replicas"] == 2 and result["optimizer_iterations"] == [2, 2], result
+    assert result["loss_max_relative"] < 1e-5, result
+    assert result["weights_max_relative"] < 1e-4, result
+    if method == "swav":
+        assert result["queue_filled"] == [16, 16] and result["queue_max_abs"] < 1e-5, result
 
 
 def test_mirrored_simclr_v2_matches_one_device_at_every_step_from_the_same_state(fashion_mnist_available):
