@@ -95,18 +95,15 @@ def _contrastive_replicas() -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("method", ["swav"])
-def test_mirrored_byol_and_swav_multi_crop_match_one_device(method, fashion_mnist_available):
-    """BYOL (EMA targets written from replica context, predictor BatchNorm) and SwAV with
-    swav.yaml's multi-crop (2 large + 4 small crops; Sinkhorn on the gathered global batch;
-    its queue of gathered features): 2 steps on 2 replicas equal one device's (a 3rd parts
-    through the binary activations, as SimCLR v2's does)."""
-    result = _contrastive_replicas()[method]
+def test_mirrored_swav_multi_crop_matches_one_device(fashion_mnist_available):
+    """SwAV with swav.yaml's multi-crop (2 large + 4 small crops; Sinkhorn on the gathered
+    global batch; its queue of gathered features): 2 steps on 2 replicas equal one device's
+    (a 3rd parts through the binary activations, as SimCLR v2's does)."""
+    result = _contrastive_replicas()["swav"]
     assert result["replicas"] == 2 and result["optimizer_iterations"] == [2, 2], result
     assert result["loss_max_relative"] < 1e-5, result
     assert result["weights_max_relative"] < 1e-4, result
-    if method == "swav":
-        assert result["queue_filled"] == [16, 16] and result["queue_max_abs"] < 1e-5, result
+    assert result["queue_filled"] == [16, 16] and result["queue_max_abs"] < 1e-5, result
 
 
 def test_mirrored_simclr_v2_matches_one_device_at_every_step_from_the_same_state(fashion_mnist_available):
