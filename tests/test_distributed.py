@@ -6,10 +6,13 @@ TensorFlow initialises), bounded by a timeout:
 - MirroredStrategy over 2 logical CPU devices vs one device, same initial weights and global
   batches, synchronized BatchNorm everywhere (``train.sync_batchnorm``): BURN with gradient
   accumulation 2 (accumulate, then apply through the cross-replica cond), and BURN's
-  Sinkhorn target on the gathered global batch (momentum methods and their queues: on MoCo
-  v2 in tests/methods/test_moco.py; NPID/CLD/SwAV in tests/methods/test_npid.py). Tolerances: loss 1e-5 relative; weights 1e-4 of the variable's scale (floored at
-  1e-2) — float32 sums in another order (per-replica partial sums, all-reduce), measured
-  1e-6 (loss) and 1.6e-5 (weights) while the step moved weights by up to 1.2e-2.
+  Sinkhorn target on the gathered global batch; SwAV multi-crop; SimCLR v2 step
+  by step from the same state (MoCo v2 and SimCLR v2 free-running in
+  tests/methods/test_moco.py; NPID/CLD/SwAV on a small FP network in
+  tests/methods/test_npid.py). Tolerances: loss 1e-5 relative; weights
+  1e-4 of the variable's scale (floored at 1e-2) — float32 sums in another order
+  (per-replica partial sums, all-reduce), measured 1e-6 (loss) and 1.6e-5 (weights) while
+  the step moved weights by up to 1.2e-2.
 - MultiWorkerMirroredStrategy: two local worker processes (TF_CONFIG on 127.0.0.1, free
   ports) run a short BURN pretraining; both end with equal weights.
 - mixed_float16: finite losses, float32 variables, float32 outputs; every binary conv gives
@@ -19,6 +22,7 @@ TensorFlow initialises), bounded by a timeout:
   propagates the flip — inherent to binarizing in reduced precision, stated in the README.
 """
 
+import functools
 import json
 import os
 import socket
@@ -76,6 +80,43 @@ def test_mirrored_batch_level_targets_use_the_global_batch(fashion_mnist_availab
     assert result["loss_max_relative"] < 1e-4, result
     assert result["weights_moved_max_abs"] > 1e-3, result
     assert result["weights_max_relative"] < 0.1, result
+
+
+CONTRASTIVE_CASES = ("swav", "simclr_v2:each_step")
+
+
+@functools.cache
+def _contrastive_replicas() -> dict:
+    """tests/distributed/contrastive_replicas.py for ``CONTRASTIVE_CASES`` in one process (one
+    MirroredStrategy; process start, data and TensorFlow import once): the methods' own configs on ReActNet-A (width 0.125, synchronized BatchNorm), real
+    Fashion-MNIST views."""
+    proc = _python([str(HERE / "contrastive_replicas.py"), *CONTRASTIVE_CASES], timeout=2 * TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_swav_multi_crop_matches_one_device(fashion_mnist_available):
+    """SwAV with swav.yaml's multi-crop (2 large + 4 small crops; Sinkhorn on the gathered
+    global batch; its queue of gathered features): 2 steps on 2 replicas equal one device's
+    (a 3rd parts through the binary activations, as SimCLR v2's does)."""
+    result = _contrastive_replicas()["swav"]
+    assert result["replicas"] == 2 and result["optimizer_iterations"] == [2, 2], result
+    assert result["loss_max_relative"] < 1e-5, result
+    assert result["weights_max_relative"] < 1e-4, result
+    assert result["queue_filled"] == [16, 16] and result["queue_max_abs"] < 1e-5, result
+
+
+def test_mirrored_simclr_v2_matches_one_device_at_every_step_from_the_same_state(fashion_mnist_available):
+    """SimCLR v2's free-running two-replica run equals one device for 2 steps only
+    (tests/methods/test_moco.py): float32 rounding then flips a binary activation near 0
+    and the runs part — as a one-device run perturbed by as much does (numbers in
+    tests/distributed/contrastive_replicas.py; tests/distributed/simclr_divergence.py).
+    Here each of 3 steps starts both runs from the one-device state (weights and SGD
+    momentum): step 3's distributed computation too, with a non-zero momentum."""
+    result = _contrastive_replicas()["simclr_v2:each_step"]
+    assert result["replicas"] == 2 and result["optimizer_iterations"] == [3, 3], result
+    assert result["loss_max_relative"] < 1e-5, result
+    assert result["weights_max_relative"] < 1e-4, result
 
 
 def test_mixed_precision_keeps_binary_backbone_correct(fashion_mnist_available):
