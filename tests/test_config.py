@@ -43,11 +43,48 @@ def test_unknown_key_lists_valid_keys(tmp_path):
      ("train.jit_compile=1", "train.jit_compile"),
      ("optimizer.warmup_epochs=-5", "optimizer.warmup_epochs"),
      ("data.limit=-1", "data.limit"),
-     ("teacher.input_size=0", "teacher.input_size")],
+     ("teacher.input_size=0", "teacher.input_size"),
+     # The audit of every numeric field (tests/test_config_fuzz.py draws them all):
+     ("data.shuffle_buffer=-1", "data.shuffle_buffer"),
+     ("teacher.random_head_width=0", "teacher.random_head_width"),
+     ("train.seed=-1", "train.seed"),
+     ("backbone.bn_momentum=-0.1", "backbone.bn_momentum"),
+     ("backbone.bn_momentum=1.5", "backbone.bn_momentum"),
+     ("backbone.bn_epsilon=0", "backbone.bn_epsilon"),
+     ("optimizer.weight_decay=-0.0001", "optimizer.weight_decay"),
+     ("optimizer.momentum=-0.9", "optimizer.momentum"),
+     ("optimizer.lars_eta=0", "optimizer.lars_eta"),
+     ("views=[{blur_kernel_frac: -0.1}]", "blur_kernel_frac"),
+     ("views=[{blur_kernel_size: 0}]", "blur_kernel_size"),
+     ("views=[{solarize_threshold: -1}]", "solarize_threshold")],
 )
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("evaluation.knn_k=0", "evaluation.knn_k"),
+    ("evaluation.knn_temperature=0", "evaluation.knn_temperature"),
+    ("evaluation.linear_epochs=0", "evaluation.linear_epochs"),
+    ("evaluation.linear_learning_rate=-0.1", "evaluation.linear_learning_rate"),
+    ("evaluation.train_images=-1", "evaluation.train_images"),
+])
+def test_demo_evaluation_numbers_are_checked(override, key):
+    from burn_tf.demo import load_demo_config
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_demo_config(overrides=[override])
+
+
+@pytest.mark.parametrize("key, value", [
+    ("data_limit", 0), ("knn_temperature", 0.0), ("linear_learning_rate", -1.0),
+])
+def test_experiment_budget_numbers_are_checked(key, value):
+    from burn_tf.experiment import ExperimentConfig
+
+    with pytest.raises(ConfigError, match=key):
+        build_dataclass(ExperimentConfig, {key: value}, "")
 
 
 def test_hash_is_stable_and_sensitive():

@@ -144,6 +144,12 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.hue <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+        if self.blur_kernel_frac < 0:
+            raise ValueError(f"blur_kernel_frac must be >= 0, got {self.blur_kernel_frac}")
+        if self.blur_kernel_size is not None and self.blur_kernel_size < 3:
+            raise ValueError(f"blur_kernel_size must be >= 3 (or null), got {self.blur_kernel_size}")
+        if not 0.0 <= self.solarize_threshold <= 1.0:
+            raise ValueError(f"solarize_threshold must be in [0, 1], got {self.solarize_threshold}")
 
     @property
     def kernel_size(self) -> int:
