@@ -6,13 +6,22 @@ a directory::
     backbone/
       backbone.keras        the Keras model (images in [0, 1] → pooled features)
       backbone.weights.h5   its weights alone
-      metadata.json         what it is: architecture, stage, input size, config hash, metrics
+      metadata.json         what it is: architecture, stage, input size, config hash, metrics,
+                            and the sha256 of every other file (``sha256``: name → hex digest)
       classifier.keras      the student's self-supervised head, put there by pretraining
                             (not by save_backbone; export --with-classifier reads it)
 
 ReActNet-A backbones are rebuilt from ``metadata.json`` and only their weights are read,
 so loading never deserialises arbitrary objects. Other Keras models are read from the
 ``.keras`` file with ``safe_mode=True`` (no lambdas, no pickled code).
+
+Integrity: loading checks every file ``metadata.json`` lists against its sha256 and names
+the file that differs (a weights file edited in place still parses, and would otherwise
+load silently). A directory without ``metadata.json`` is refused unless the caller passes
+``allow_missing_metadata=True`` (then ``backbone.keras`` loads unverified, with ``safe_mode``).
+A single ``.keras`` file is any Keras feature extractor (checked against a ``metadata.json``
+beside it when there is one). Backbones of format version 1 (before checksums) load
+unverified.
 
 A pretraining run keeps one backbone per stage, ``<run>/stage{1,2}/backbone``
 (:func:`find_backbone`). Writing is atomic (:mod:`burn_tf.io`): a backbone directory is
@@ -27,6 +36,7 @@ reads ``backbone.weights.h5`` — JSON and HDF5 only, no pickled code.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -38,7 +48,8 @@ from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.teacher import build_teacher_backbone, freeze
 
 FORMAT = "burn_tf-backbone"
-FORMAT_VERSION = 1
+# 2: metadata.json holds the sha256 of every file (version 1 backbones load unverified).
+FORMAT_VERSION = 2
 MODEL_FILE = "backbone.keras"
 WEIGHTS_FILE = "backbone.weights.h5"
 METADATA_FILE = "metadata.json"
@@ -98,8 +109,55 @@ def save_backbone(
     with atomic_output(path, directory=True) as tmp:
         model.save(tmp / MODEL_FILE)
         model.save_weights(tmp / WEIGHTS_FILE)
+        meta["sha256"] = {name: file_sha256(tmp / name) for name in (MODEL_FILE, WEIGHTS_FILE)}
         atomic_write_json(tmp / METADATA_FILE, meta)
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_checksums(path: str | os.PathLike) -> dict:
+    """Adds the sha256 of every file in the backbone directory ``path`` (e.g. a head saved
+    beside it after :func:`save_backbone`) to its ``metadata.json``, rewritten atomically."""
+    path = Path(path)
+    meta = read_metadata(path)
+    if not meta:
+        raise BackboneFormatError(f"{path / METADATA_FILE}: missing — not a burn_tf backbone export")
+    meta["sha256"] = {p.name: file_sha256(p) for p in sorted(path.iterdir())
+                      if p.is_file() and p.name != METADATA_FILE}
+    atomic_write_json(path / METADATA_FILE, meta)
+    return meta
+
+
+def verify_checksums(path: str | os.PathLike, meta: dict, names=None) -> None:
+    """Raises :class:`BackboneFormatError` naming the first file of the backbone directory
+    ``path`` (of ``names``; default all that ``meta`` lists) whose sha256 differs from
+    ``metadata.json``'s, or that is missing. Format version 1 has no checksums: nothing to do."""
+    path = Path(path)
+    recorded = meta.get("sha256")
+    if recorded is None:
+        if int(meta.get("format_version", 1)) >= 2:
+            raise BackboneFormatError(f"{path / METADATA_FILE}: no 'sha256' entry (format version "
+                                      f"{meta.get('format_version')} records one for every file)")
+        return
+    if not isinstance(recorded, dict):
+        raise BackboneFormatError(f"{path / METADATA_FILE}: 'sha256' must map file names to digests")
+    for name in recorded if names is None else [n for n in names if n in recorded]:
+        file = path / name
+        if not file.is_file():
+            raise BackboneFormatError(f"{file}: missing — metadata.json lists it (the export is incomplete)")
+        actual = file_sha256(file)
+        if actual != recorded[name]:
+            raise BackboneFormatError(
+                f"{file}: sha256 {actual[:16]}… differs from the {str(recorded[name])[:16]}… recorded in "
+                f"{METADATA_FILE} — the file changed after export (damaged or edited); re-export it"
+            )
 
 
 def load_keras_file(path: str | os.PathLike, error: type[Exception] = ValueError) -> tf.keras.Model:
@@ -128,12 +186,25 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return meta
 
 
-def load_backbone(path: str | os.PathLike) -> tuple[tf.keras.Model, dict]:
-    """Loads an exported backbone (directory or ``.keras`` file) → (model, metadata)."""
+def load_backbone(path: str | os.PathLike, allow_missing_metadata: bool = False) -> tuple[tf.keras.Model, dict]:
+    """Loads an exported backbone (directory or ``.keras`` file) → (model, metadata).
+
+    Every file ``metadata.json`` lists must match its sha256. A directory without
+    ``metadata.json`` is refused unless ``allow_missing_metadata=True`` (its ``backbone.keras``
+    then loads unverified; metadata ``{}``).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"backbone {path} does not exist")
     meta = read_metadata(path)
+    if path.is_dir() and not meta and (path / MODEL_FILE).exists() and not allow_missing_metadata:
+        raise BackboneFormatError(
+            f"{path / METADATA_FILE}: missing, so nothing says what {path} holds or whether its files are "
+            f"intact; re-export it, or load it unverified with allow_missing_metadata=True"
+        )
+    if meta:
+        verify_checksums(path if path.is_dir() else path.parent, meta,
+                         names=None if path.is_dir() else [path.name])
     if path.is_dir():
         if meta.get("architecture") == "reactnet_a":
             try:
@@ -162,10 +233,10 @@ def load_backbone(path: str | os.PathLike) -> tuple[tf.keras.Model, dict]:
     return model, meta
 
 
-def resolve_backbone(backbone) -> tuple[tf.keras.Model, dict]:
+def resolve_backbone(backbone, allow_missing_metadata: bool = False) -> tuple[tf.keras.Model, dict]:
     """Accepts a path or a Keras feature extractor; returns (model, metadata)."""
     if isinstance(backbone, (str, os.PathLike)):
-        return load_backbone(backbone)
+        return load_backbone(backbone, allow_missing_metadata)
     check_feature_extractor(backbone, getattr(backbone, "name", "backbone"))
     return backbone, {}
 
@@ -192,7 +263,7 @@ def model_stage(model: tf.keras.Model, meta: dict | None = None) -> int | None:
     return int(stage) if stage is not None else None
 
 
-def _export_head(path: Path, feature_dim: int) -> tf.keras.Model:
+def _export_head(path: Path, feature_dim: int, meta: dict) -> tf.keras.Model:
     """The head a pretraining run saved beside its backbone (``classifier.keras``, or the
     only other ``.keras`` file — e.g. a projector), loaded with ``safe_mode``."""
     heads = sorted(p for p in path.glob("*.keras") if p.name != MODEL_FILE)
@@ -203,6 +274,7 @@ def _export_head(path: Path, feature_dim: int) -> tf.keras.Model:
             f"{path}: a teacher with its head needs {CLASSIFIER_FILE} or exactly one other head file "
             f"beside {MODEL_FILE} (found: {found})"
         )
+    verify_checksums(path, meta, names=[chosen[0].name])
     head = load_keras_file(chosen[0], BackboneFormatError)
     shapes = [tuple(t.shape) for t in (*head.inputs, *head.outputs)]
     if len(head.inputs) != 1 or len(head.outputs) != 1 or shapes[0] != (None, feature_dim) or len(shapes[1]) != 2:
@@ -250,6 +322,7 @@ def build_teacher_from_export(
             f"{exported_stem}, but the teacher is configured as teacher.kind={kind!r} with "
             f"teacher.small_input_stem={bool(small_input_stem)}; make them match"
         )
+    verify_checksums(path, meta, names=[WEIGHTS_FILE])
     size = int(input_size or exported.get("input_size") or meta["input_shape"][0])
     backbone = build_teacher_backbone(kind, (size, size, 3), small_input_stem)
     weights = path / WEIGHTS_FILE
@@ -262,7 +335,7 @@ def build_teacher_from_export(
     model = freeze(backbone, name=f"teacher_{kind}")
     if not include_head:
         return model
-    head = _export_head(path, int(model.output_shape[-1]))
+    head = _export_head(path, int(model.output_shape[-1]), meta)
     head.trainable = False
     inputs = tf.keras.Input(shape=model.input_shape[1:], name="images")
     # training=False in the graph: a head's BatchNorm keeps its statistics (as the backbone's).

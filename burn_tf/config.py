@@ -65,6 +65,7 @@ class DataConfig:
             raise ConfigError(f"data.source={self.source!r} is not one of {valid}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"data.limit must be >= 1 (or null for all), got {self.limit}")
+        check_range("data", "shuffle_buffer", self.shuffle_buffer, 0)  # 0: source order
 
 
 @dataclass
@@ -89,6 +90,7 @@ class TeacherConfig:
     def __post_init__(self):
         if self.input_size is not None and not 16 <= self.input_size <= 1024:
             raise ConfigError(f"teacher.input_size must be in [16, 1024] (or null), got {self.input_size}")
+        check_range("teacher", "random_head_width", self.random_head_width, 1)
 
 
 @dataclass
@@ -131,6 +133,7 @@ class TrainConfig:
         check_choice("train", "strategy", self.strategy, STRATEGIES)
         check_range("train", "checkpoint_every_steps", self.checkpoint_every_steps, 0)
         check_range("train", "keep_checkpoints", self.keep_checkpoints, 1)
+        check_range("train", "seed", self.seed, 0)  # numpy refuses negative seeds
         if self.steps_per_epoch is not None:
             check_range("train", "steps_per_epoch", self.steps_per_epoch, 1)
 

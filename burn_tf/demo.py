@@ -52,7 +52,7 @@ from burn_tf.methods.burn import target_alive
 from burn_tf.model_card import write_model_card
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain
-from burn_tf.schema import build_dataclass
+from burn_tf.schema import build_dataclass, check_range
 
 DEFAULT_CONFIG = "demo.yaml"  # shipped inside the package (burn_tf/configs)
 # Controls: what the student reaches without the jointly trained classifier g_θ.
@@ -76,6 +76,14 @@ class DemoEvalConfig:
     train_images: Optional[int] = None  # None: the whole train split as bank / probe data
     # Also pretrain the L_FS-only and frozen-g_θ controls (BURN only) with the same budget.
     controls: bool = True
+
+    def __post_init__(self):
+        for key in ("knn_k", "linear_epochs"):
+            check_range("evaluation", key, getattr(self, key), 1)
+        for key in ("knn_temperature", "linear_learning_rate"):
+            check_range("evaluation", key, getattr(self, key), 0.0, low_open=True)
+        if self.train_images is not None:
+            check_range("evaluation", "train_images", self.train_images, 1)
 
 
 def load_demo_config(path=DEFAULT_CONFIG, overrides: list[str] | None = None) -> tuple[PretrainConfig, DemoEvalConfig]:

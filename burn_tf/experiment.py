@@ -36,7 +36,7 @@ from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.io import atomic_write_json, file_lock
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain_stage
-from burn_tf.schema import build_dataclass
+from burn_tf.schema import build_dataclass, check_range
 
 
 @dataclasses.dataclass
@@ -61,6 +61,11 @@ class ExperimentConfig:
         for key in ("seeds", "steps", "batch_size", "knn_bank", "knn_queries", "knn_k", "linear_epochs"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.data_limit is not None and self.data_limit < 1:
+            raise ConfigError(f"data_limit must be >= 1 (or null for all), got {self.data_limit}")
+        for key in ("knn_temperature", "linear_learning_rate"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
 
 
 def load_experiment_config(cls: type, path, preset: str | None = None):

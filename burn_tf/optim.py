@@ -15,7 +15,7 @@ import math
 
 import tensorflow as tf
 
-from burn_tf.schema import ConfigError
+from burn_tf.schema import ConfigError, check_range
 
 
 @dataclasses.dataclass
@@ -40,6 +40,9 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.accumulation_steps must be >= 1, got {self.accumulation_steps}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"optimizer.warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        check_range("optimizer", "weight_decay", self.weight_decay, 0.0)
+        check_range("optimizer", "momentum", self.momentum, 0.0, 1.0)
+        check_range("optimizer", "lars_eta", self.lars_eta, 0.0, low_open=True)
 
 
 @tf.keras.utils.register_keras_serializable(package="burn_tf")

@@ -43,7 +43,7 @@ from pathlib import Path
 import larq as lq
 import tensorflow as tf
 
-from burn_tf.backbone import build_teacher_from_export, save_backbone
+from burn_tf.backbone import build_teacher_from_export, record_checksums, save_backbone
 from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.data import (
@@ -506,6 +506,7 @@ def pretrain_stage(
     )
     for head_name, head in model.exported_heads().items():
         head.save(backbone_dir / f"{head_name}.keras")
+    record_checksums(backbone_dir)  # the heads too
     return metrics
 
 

@@ -11,11 +11,13 @@ job="${1:-setup}"
 
 say() { printf '[setup] %s\n' "$*"; }
 
-# --- Python 3.9–3.11 (TensorFlow 2.15 and larq support no other) --------------------
+# --- Python 3.10–3.11: TensorFlow 2.15 supports 3.9–3.11, burn_tf's configs need 3.10 ---
+# (PEP 604 `X | None` field types evaluated at run time, types.UnionType; setup.cfg
+# python_requires says the same, tests/test_config.py checks the two agree).
 pick_python() {
-  for candidate in ${PYTHON:-} python3.11 python3.10 python3.9 python3; do
+  for candidate in ${PYTHON:-} python3.11 python3.10 python3; do
     if command -v "$candidate" >/dev/null 2>&1; then
-      if "$candidate" -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 11) else 1)'; then
+      if "$candidate" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 11) else 1)'; then
         echo "$candidate"; return 0
       fi
     fi
@@ -24,7 +26,7 @@ pick_python() {
 }
 if ! PY=$(pick_python); then
   found=$(python3 --version 2>&1 || echo "no python3")
-  echo "error: burn_tf needs Python 3.9, 3.10 or 3.11 (TensorFlow 2.15.1 + larq); found: $found." >&2
+  echo "error: burn_tf needs Python 3.10 or 3.11 (TensorFlow 2.15.1 + larq); found: $found." >&2
   echo "       Install python3.11 (e.g. with pyenv) and re-run, or set PYTHON=/path/to/python3.11." >&2
   exit 1
 fi

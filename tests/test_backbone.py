@@ -1,5 +1,6 @@
 """The exported-backbone format: round trip, metadata, refusals, a run's backbone."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -51,3 +52,40 @@ def test_refusals_name_the_path(tmp_path):
     classifier = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
     with pytest.raises(BackboneFormatError, match="feature extractor"):
         resolve_backbone(classifier)
+
+
+def _tiny_export(tmp_path):
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    return model, save_backbone(model, tmp_path / "backbone", {"method": "burn"})
+
+
+def test_metadata_records_a_sha256_of_every_file(tmp_path):
+    _, path = _tiny_export(tmp_path)
+    meta = read_metadata(path)
+    files = sorted(p.name for p in path.iterdir() if p.name != METADATA_FILE)
+    assert sorted(meta["sha256"]) == files == ["backbone.keras", "backbone.weights.h5"]
+    for name, digest in meta["sha256"].items():
+        assert digest == hashlib.sha256((path / name).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["backbone.weights.h5", "backbone.keras"])
+def test_a_file_edited_in_place_is_named(tmp_path, name):
+    _, path = _tiny_export(tmp_path)
+    data = bytearray((path / name).read_bytes())
+    data[-100] ^= 0x01  # one flipped bit near the end: the file stays well-formed
+    (path / name).write_bytes(bytes(data))
+    with pytest.raises(BackboneFormatError, match="sha256") as err:
+        load_backbone(path)
+    assert str(path / name) in str(err.value)
+
+
+def test_a_directory_without_metadata_is_refused_unless_allowed(tmp_path):
+    model, path = _tiny_export(tmp_path)
+    (path / METADATA_FILE).unlink()
+    with pytest.raises(BackboneFormatError, match="allow_missing_metadata") as err:
+        load_backbone(path)
+    assert str(path / METADATA_FILE) in str(err.value)
+    with pytest.raises(BackboneFormatError, match="allow_missing_metadata"):
+        resolve_backbone(path)
+    loaded, meta = load_backbone(path, allow_missing_metadata=True)
+    assert meta == {} and loaded.output_shape == model.output_shape

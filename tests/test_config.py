@@ -1,5 +1,9 @@
+import ast
+import configparser
 import dataclasses
+import re
 import typing
+from pathlib import Path
 
 import pytest
 
@@ -39,11 +43,48 @@ def test_unknown_key_lists_valid_keys(tmp_path):
      ("train.jit_compile=1", "train.jit_compile"),
      ("optimizer.warmup_epochs=-5", "optimizer.warmup_epochs"),
      ("data.limit=-1", "data.limit"),
-     ("teacher.input_size=0", "teacher.input_size")],
+     ("teacher.input_size=0", "teacher.input_size"),
+     # The audit of every numeric field (tests/test_config_fuzz.py draws them all):
+     ("data.shuffle_buffer=-1", "data.shuffle_buffer"),
+     ("teacher.random_head_width=0", "teacher.random_head_width"),
+     ("train.seed=-1", "train.seed"),
+     ("backbone.bn_momentum=-0.1", "backbone.bn_momentum"),
+     ("backbone.bn_momentum=1.5", "backbone.bn_momentum"),
+     ("backbone.bn_epsilon=0", "backbone.bn_epsilon"),
+     ("optimizer.weight_decay=-0.0001", "optimizer.weight_decay"),
+     ("optimizer.momentum=-0.9", "optimizer.momentum"),
+     ("optimizer.lars_eta=0", "optimizer.lars_eta"),
+     ("views=[{blur_kernel_frac: -0.1}]", "blur_kernel_frac"),
+     ("views=[{blur_kernel_size: 0}]", "blur_kernel_size"),
+     ("views=[{solarize_threshold: -1}]", "solarize_threshold")],
 )
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize("override, key", [
+    ("evaluation.knn_k=0", "evaluation.knn_k"),
+    ("evaluation.knn_temperature=0", "evaluation.knn_temperature"),
+    ("evaluation.linear_epochs=0", "evaluation.linear_epochs"),
+    ("evaluation.linear_learning_rate=-0.1", "evaluation.linear_learning_rate"),
+    ("evaluation.train_images=-1", "evaluation.train_images"),
+])
+def test_demo_evaluation_numbers_are_checked(override, key):
+    from burn_tf.demo import load_demo_config
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_demo_config(overrides=[override])
+
+
+@pytest.mark.parametrize("key, value", [
+    ("data_limit", 0), ("knn_temperature", 0.0), ("linear_learning_rate", -1.0),
+])
+def test_experiment_budget_numbers_are_checked(key, value):
+    from burn_tf.experiment import ExperimentConfig
+
+    with pytest.raises(ConfigError, match=key):
+        build_dataclass(ExperimentConfig, {key: value}, "")
 
 
 def test_hash_is_stable_and_sensitive():
@@ -104,3 +145,76 @@ def test_optional_fields_are_checked_in_both_spellings():
     for values, key in (({"scale": "big"}, "s.scale"), ({"limit": "many"}, "s.limit")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             build_dataclass(Section, values, "s.")
+
+
+# --- the supported Python versions: one truth in setup.cfg and scripts/setup.sh -----------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _setup_cfg_range() -> tuple[tuple[int, int], tuple[int, int]]:
+    """(lowest, highest) minor version that setup.cfg's python_requires accepts."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    spec = parser["options"]["python_requires"]
+    low = re.search(r">=\s*3\.(\d+)", spec)
+    below = re.search(r"<\s*3\.(\d+)", spec)
+    assert low and below, f"setup.cfg python_requires={spec!r}: expected >=3.X,<3.Y"
+    return (3, int(low.group(1))), (3, int(below.group(1)) - 1)
+
+
+def _setup_sh_ranges() -> dict[str, object]:
+    text = (REPO / "scripts" / "setup.sh").read_text()
+    check = re.search(r"\((3), (\d+)\) <= sys\.version_info\[:2\] <= \((3), (\d+)\)", text)
+    assert check, "scripts/setup.sh: pick_python's version check not found"
+    candidates = re.search(r"for candidate in \$\{PYTHON:-\} (.*?); do", text).group(1).split()
+    error = re.search(r"burn_tf needs Python ([^(]*)\(", text).group(1)
+    return {
+        "check": ((3, int(check.group(2))), (3, int(check.group(4)))),
+        "candidates": sorted((3, int(c.removeprefix("python3."))) for c in candidates if c != "python3"),
+        "error": sorted((3, int(m)) for m in re.findall(r"3\.(\d+)", error)),
+    }
+
+
+def _needs_at_least(tree: ast.AST) -> dict[str, tuple[int, int]]:
+    """What in a module needs a newer Python than 3.9, and which version."""
+    needs = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) == ("types", "UnionType"):
+                needs["types.UnionType"] = (3, 10)
+        if isinstance(node, ast.ClassDef) and any(
+            "dataclass" in ast.unparse(d) for d in node.decorator_list
+        ):
+            # build_dataclass evaluates field types (typing.get_type_hints): `X | None`
+            # evaluates only from 3.10 on, even under `from __future__ import annotations`.
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and any(
+                    isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) for n in ast.walk(item.annotation)
+                ):
+                    needs[f"{node.name}.{ast.unparse(item.target)}: {ast.unparse(item.annotation)}"] = (3, 10)
+    return needs
+
+
+def test_setup_cfg_and_setup_sh_accept_the_same_pythons():
+    low, high = _setup_cfg_range()
+    sh = _setup_sh_ranges()
+    every = [(3, minor) for minor in range(low[1], high[1] + 1)]
+    assert sh["check"] == (low, high), (sh["check"], (low, high))
+    assert sh["candidates"] == every and sh["error"] == every, (sh, every)
+    # TensorFlow 2.15.1 has wheels for 3.9-3.11 only.
+    assert (3, 9) <= low <= high <= (3, 11)
+
+
+def test_the_package_parses_and_its_configs_evaluate_on_the_lowest_supported_python():
+    low, _ = _setup_cfg_range()
+    needs = {}
+    for path in sorted((REPO / "burn_tf").rglob("*.py")):
+        source = path.read_text()
+        # The grammar of the lowest version (e.g. no `match`, no `except*` on 3.9).
+        tree = ast.parse(source, str(path), feature_version=low)
+        needs.update({f"{path.relative_to(REPO)}: {k}": v for k, v in _needs_at_least(tree).items()})
+    too_new = {k: v for k, v in needs.items() if v > low}
+    assert not too_new, f"setup.cfg allows Python {low[0]}.{low[1]}, but these need newer: {too_new}"
+    # schema.coerce handles both spellings of Optional: it must name types.UnionType, i.e. 3.10+.
+    assert any("schema.py: types.UnionType" in k for k in needs)

@@ -177,6 +177,12 @@ class AugmentConfig:
             raise ValueError(f"randaugment_magnitude_std must be >= 0, got {self.randaugment_magnitude_std}")
         if not 0.0 <= self.randaugment_prob <= 1.0:
             raise ValueError(f"randaugment_prob must be in [0, 1], got {self.randaugment_prob}")
+        if self.blur_kernel_frac < 0:
+            raise ValueError(f"blur_kernel_frac must be >= 0, got {self.blur_kernel_frac}")
+        if self.blur_kernel_size is not None and self.blur_kernel_size < 3:
+            raise ValueError(f"blur_kernel_size must be >= 3 (or null), got {self.blur_kernel_size}")
+        if not 0.0 <= self.solarize_threshold <= 1.0:
+            raise ValueError(f"solarize_threshold must be in [0, 1], got {self.solarize_threshold}")
 
     @property
     def kernel_size(self) -> int:

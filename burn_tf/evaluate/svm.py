@@ -13,9 +13,12 @@ Features (``pooling``):
   to a g×g grid (:class:`~burn_tf.evaluate.features.GridAveragePooling`), g chosen so that
   channels · g² is closest to ``feature_dim`` (4,096): 2×2 for ReActNet-A, 4×4 for width
   0.25 (256 channels). ``pooling_grid`` sets g directly. When the backbone's own input
-  gives a map smaller than g×g (the demo's 32-px student ends in a 1×1 map), the backbone
-  is **rebuilt at a larger input** (``ceil(g / map side)`` × its size, weights copied — a
-  ReActNet-A's weights are size independent) and the images are resized up to it; we
+  gives a map smaller than g×g (the demo's 48-px student ends in a 2×2 map), the backbone
+  is **rebuilt at a larger input** (the smallest multiple of its size, from
+  ``ceil(g / map side)`` ×, whose map holds the grid — strides round up, so 2 × 48 px gives
+  3×3, not 4×4; weights copied — a ReActNet-A's weights are size independent) and the
+  images are resized up to it; the result's ``pooling`` records the grid, the input size, the
+  feature dimension and why that size; we
   upsample rather than pool to min(g, map), which would silently give 256-d features.
   ``image_size`` forces the input size. A backbone whose output is not a global average
   pooling of a map (e.g. ``Flatten``, global max pooling) keeps its output.
@@ -91,6 +94,8 @@ DEFAULT_COSTS = tuple(
 DEFAULT_SHOTS = (1, 2, 4, 8, 16, 32, 64, 96)
 DEFAULT_FEATURE_DIM = 4096
 POOLINGS = ("grid", "global")
+# How many times the input may grow by the backbone's own size to fit the grid (module docstring).
+MAX_UPSAMPLING_STEPS = 8
 VOC_NAMES = ("voc2007", "voc/2007", "tfds:voc/2007")
 PROTOCOL_SOURCE = (
     "BURN supplement (seed 000) § 'SVM Image Classification', after Goyal et al. 2019 "
@@ -370,6 +375,14 @@ def svm_features_model(model: tf.keras.Model, meta: dict, *, pooling: str, featu
     if native is None or size != int(native):
         sized = backbone_at_size(model, meta, size)
         feature_map = final_feature_map(sized)
+    # Strided 'same' convolutions round up, so k × the input is not k × the map (ReActNet-A:
+    # 48 px → 2×2, 96 px → 3×3, 144 px → 5×5): add the backbone's own size until the grid fits.
+    for _ in range(MAX_UPSAMPLING_STEPS):
+        if image_size is not None or native is None or min(feature_map.shape[1:3]) >= grid:
+            break
+        size += int(native)
+        sized = backbone_at_size(model, meta, size)
+        feature_map = final_feature_map(sized)
     map_shape = [int(v) for v in feature_map.shape[1:]]
     if min(map_shape[:2]) < grid:
         raise ValueError(f"at image_size={size} the last feature map of {model.name!r} is "
@@ -382,6 +395,10 @@ def svm_features_model(model: tf.keras.Model, meta: dict, *, pooling: str, featu
         "target_feature_dim": int(feature_dim), "input_size": size,
         "backbone_input_size": None if native is None else int(native),
         "rebuilt_at_input_size": size != native,
+        "input_size_choice": ("image_size given" if image_size is not None else
+                              "the backbone's own size" if size == native else
+                              f"the smallest multiple of the backbone's {native} px whose last map "
+                              f"({map_shape[0]}×{map_shape[1]}) holds the {grid}×{grid} grid"),
     }
 
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.resnet import build_resnet
-from burn_tf.schema import ConfigError
+from burn_tf.schema import ConfigError, check_range
 
 BACKBONES = ("reactnet_a", "resnet18", "resnet50")
 
@@ -41,6 +41,8 @@ class BackboneConfig:
     def __post_init__(self):
         if self.kind not in BACKBONES:
             raise ConfigError(f"backbone.kind={self.kind!r} is not one of {BACKBONES}")
+        check_range("backbone", "bn_momentum", self.bn_momentum, 0.0, 1.0)
+        check_range("backbone", "bn_epsilon", self.bn_epsilon, 0.0, low_open=True)
         if self.is_binary:
             try:
                 self.reactnet_config()
