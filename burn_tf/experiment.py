@@ -195,9 +195,9 @@ def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, ste
     return model, summary
 
 
-def source_revision() -> str | None:
-    """The git commit burn_tf runs from (``+`` when its tree has changes), or None outside a
-    checkout: each experiment record says which code produced it."""
+def _git_revision() -> str | None:
+    """The git commit of burn_tf's checkout (``+`` when its package tree has changes), or None
+    outside a checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -207,6 +207,18 @@ def source_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+" if dirty else "")
+
+
+_REVISION_AT_IMPORT: list = []
+
+
+def source_revision() -> str | None:
+    """The commit burn_tf was imported from in this process (read once, at the first call
+    after import, which :class:`RunLog` makes when it is created): each experiment record
+    says which code produced it, even if the checkout moves on while the process runs."""
+    if not _REVISION_AT_IMPORT:
+        _REVISION_AT_IMPORT.append(_git_revision())
+    return _REVISION_AT_IMPORT[0]
 
 
 class RunLog:
@@ -220,6 +232,7 @@ class RunLog:
     into the same run directory. A last call over every run then only assembles the table."""
 
     def __init__(self, path: Path, name_field: str):
+        source_revision()  # the code this process runs, before the checkout can move on
         self.path, self.name_field = Path(path), name_field
         self.locks = self.path.with_name(self.path.name + ".locks")
         self.locks.mkdir(parents=True, exist_ok=True)

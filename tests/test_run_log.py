@@ -58,3 +58,15 @@ def test_a_damaged_line_names_the_file_and_line(tmp_path):
         f.write('{"row": "swav", "key": "k2", "knn_to')  # a run killed mid-write
     with pytest.raises(ValueError, match=r"runs\.jsonl: line 2 .*remove it"):
         RunLog(path, "row")
+
+
+def test_a_record_names_the_commit_its_process_started_from(tmp_path, monkeypatch):
+    from burn_tf import experiment
+
+    assert experiment.source_revision() == experiment._REVISION_AT_IMPORT[0]
+    # The checkout moving on while the process runs does not change what its records say.
+    monkeypatch.setattr(experiment, "_git_revision", lambda: "moved-on")
+    log = RunLog(tmp_path / "runs.jsonl", "row")
+    record, fresh = log.run("burn", "k1", lambda: {"knn_top1": 0.5})
+    assert fresh and record["code"] == experiment._REVISION_AT_IMPORT[0] != "moved-on"
+    assert json.loads((tmp_path / "runs.jsonl").read_text())["code"] == record["code"]
