@@ -113,9 +113,8 @@ def test_stage2_without_stage1_touches_nothing(tmp_path, capsys, finished_run):
     assert tree_hash(run_dir) == before
 
 
-# Not covered, by the format's design (burn_tf/backbone.py): a directory without
-# metadata.json loads from backbone.keras, and an HDF5 weights file edited in place but
-# still well-formed loads silently (the metadata holds no checksum of it).
+# A directory without metadata.json and a file edited in place (sha256 in the metadata) are
+# refused too: tests/test_backbone.py.
 @pytest.mark.parametrize("damage", ["missing weights", "truncated weights", "edited metadata"])
 def test_damaged_backbone_directory_is_named(finished_run, tmp_path, capsys, damage):
     backbone = tmp_path / "backbone"
