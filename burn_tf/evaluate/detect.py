@@ -63,6 +63,7 @@ Modules: this one is the driver (:func:`detect`, :func:`evaluate_detector`);
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -94,6 +95,7 @@ from burn_tf.evaluate.detection_model import (
     resolve_pyramid_layers,
 )
 from burn_tf.evaluate.metrics import coco_average_precision
+from burn_tf.evaluate.probe import as_strategy
 
 DATASETS = ("composites", "voc/2007")
 
@@ -135,7 +137,11 @@ def _create_lazy_variables(detector, train: tf.data.Dataset) -> None:
         create(detector.trainable_variables)
     batch = next(iter(train.take(1)))
     images, boxes = batch["images"], batch["bounding_boxes"]
-    detector.compute_loss(images, boxes, detector(images, training=False), None)
+    # In replica context (the strategy whose scope the caller is in; without one, a plain
+    # call): keras-cv's label encoder updates a metric, which a strategy refuses to do from
+    # cross-replica context.
+    tf.distribute.get_strategy().run(
+        lambda: detector.compute_loss(images, boxes, detector(images, training=False), None))
 
 
 def _as_float(name, value) -> float:
@@ -174,30 +180,35 @@ LIMITS = (
 )
 
 
-def _train_and_score(backbone_model, levels, dataset, num_classes, *, frozen, epochs, batch_size,
+def _train_and_score(make_backbone, levels, dataset, num_classes, *, frozen, epochs, batch_size,
                      learning_rate, warmup_epochs, anchor_size, head_width, head_depth, nms, nms_iou,
-                     score_threshold, max_detections, seed, verbose) -> dict:
-    """One detector on ``backbone_model``: train (frozen or fine-tuned), then score the test set."""
+                     score_threshold, max_detections, seed, verbose, strategy) -> dict:
+    """One detector on the backbone ``make_backbone()`` returns: train (frozen or fine-tuned),
+    then score the test set. Backbone, detector and optimizer are made in ``strategy``'s scope
+    (variables made outside it cannot be trained under it): training runs on every replica,
+    ``batch_size`` being the global batch."""
     tf.keras.utils.set_random_seed(int(seed))
-    detector = build_retinanet(
-        backbone_model, levels, num_classes, anchor_size=anchor_size, head_width=head_width,
-        head_depth=head_depth, nms=nms, nms_iou=nms_iou, score_threshold=score_threshold,
-        max_detections=max_detections,
-    )
-    if frozen:
-        detector.backbone.trainable = False  # also puts its BatchNorm in inference mode
-    steps_per_epoch = max(1, math.ceil(dataset.num_train / batch_size))
-    total = steps_per_epoch * epochs
-    warmup = int(round(float(warmup_epochs) * steps_per_epoch))
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else float(learning_rate), max(1, total - warmup),
-        warmup_target=float(learning_rate) if warmup else None, warmup_steps=warmup,
-    )
-    # The legacy Adam applies one fused op per variable (the new one ~15): the training
-    # graph traces ~2x faster on CPU, which dominates short runs.
-    optimizer = tf.keras.optimizers.legacy.Adam(schedule, global_clipnorm=10.0)
-    detector.compile(optimizer=optimizer, classification_loss="focal", box_loss="smoothl1", jit_compile=False)
-    _create_lazy_variables(detector, dataset.train)
+    with strategy.scope():
+        detector = build_retinanet(
+            make_backbone(), levels, num_classes, anchor_size=anchor_size, head_width=head_width,
+            head_depth=head_depth, nms=nms, nms_iou=nms_iou, score_threshold=score_threshold,
+            max_detections=max_detections,
+        )
+        if frozen:
+            detector.backbone.trainable = False  # also puts its BatchNorm in inference mode
+        steps_per_epoch = max(1, math.ceil(dataset.num_train / batch_size))
+        total = steps_per_epoch * epochs
+        warmup = int(round(float(warmup_epochs) * steps_per_epoch))
+        schedule = tf.keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else float(learning_rate), max(1, total - warmup),
+            warmup_target=float(learning_rate) if warmup else None, warmup_steps=warmup,
+        )
+        # The legacy Adam applies one fused op per variable (the new one ~15): the training
+        # graph traces ~2x faster on CPU, which dominates short runs.
+        optimizer = tf.keras.optimizers.legacy.Adam(schedule, global_clipnorm=10.0)
+        detector.compile(optimizer=optimizer, classification_loss="focal", box_loss="smoothl1",
+                         jit_compile=False)
+        _create_lazy_variables(detector, dataset.train)
     start = time.perf_counter()
     history = detector.fit(dataset.train, epochs=epochs, verbose=verbose,
                            callbacks=[tf.keras.callbacks.TerminateOnNaN()])
@@ -276,6 +287,7 @@ def detect(
     augment: bool = True,
     seed: int = 0,
     verbose: int = 2,
+    strategy: str = "default",
 ) -> dict:
     """Trains keras-cv RetinaNet on the backbone (frozen and/or fine-tuned, and on a random
     initialisation of it) and reports COCO-style box AP.
@@ -309,6 +321,8 @@ def detect(
       nms: ``"per_class"`` or ``"class_agnostic"`` (keras-cv's NonMaxSuppression).
       nms_iou, score_threshold, max_detections: decoding for evaluation.
       augment: random horizontal flips while training.
+      strategy: default | mirrored | multiworker | tpu (as ``train.strategy``): every detector
+        trains on every replica; ``batch_size`` is the global batch.
 
     Returns a dict with ``runs`` (one entry per protocol × init × seed: mAP, AP50, AP75,
     losses, seconds), ``summary`` (per protocol: mean ± std of trained and random-init AP,
@@ -359,6 +373,8 @@ def detect(
     if not anchor_size > 0:
         raise DetectionConfigError(f"anchor_size must be > 0, got {anchor_size!r}")
     composite_options = {"background": background, "item_scale": item_scale, "occlusion": occlusion}
+    # Resolved once: every detector of the evaluation trains under the same strategy.
+    distribution = as_strategy(strategy)
 
     started = time.perf_counter()
     model, meta = resolve_backbone(backbone)
@@ -372,6 +388,7 @@ def detect(
         epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, warmup_epochs=warmup_epochs,
         anchor_size=anchor_size, head_width=head_width, head_depth=head_depth, nms=nms, nms_iou=nms_iou,
         score_threshold=score_threshold, max_detections=max_detections, verbose=verbose,
+        strategy=distribution,
     )
 
     runs, first = [], None
@@ -390,10 +407,12 @@ def detect(
         for protocol in protocols:
             for init in ("trained", "random_init") if random_init else ("trained",):
                 if init == "trained":
-                    net = backbone_at_size(model, meta, input_size)  # a copy: fine-tuning never touches `model`
+                    # A copy: fine-tuning never touches `model`.
+                    make_backbone = functools.partial(backbone_at_size, model, meta, input_size)
                 else:
-                    net = random_init_like(model, meta, input_size, seed=10_000 + run_seed)
-                out = _train_and_score(net, levels, dataset, num_classes, frozen=protocol == "frozen",
+                    make_backbone = functools.partial(random_init_like, model, meta, input_size,
+                                                      seed=10_000 + run_seed)
+                out = _train_and_score(make_backbone, levels, dataset, num_classes, frozen=protocol == "frozen",
                                        seed=run_seed, **settings)
                 scores = out.pop("scores")
                 runs.append({"protocol": protocol, "init": init, "seed": run_seed,
@@ -456,6 +475,7 @@ def detect(
         "max_detections": max_detections,
         "augment": bool(augment),
         "seed": int(seed),
+        "strategy": str(strategy),
         "train_loss": first_run["train_loss"],
         "train_seconds": float(sum(r["train_seconds"] for r in runs)),
         "eval_seconds": float(sum(r["eval_seconds"] for r in runs)),

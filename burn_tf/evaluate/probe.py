@@ -68,13 +68,21 @@ def fit_or_raise(model, dataset, epochs: int, what: str, callbacks=()) -> list[f
     return [float(v) for v in history.history.get("loss", [])]
 
 
-def strategy_scope(strategy):
-    """The scope of ``strategy`` (a ``tf.distribute.Strategy`` or a ``train.strategy`` name:
-    default, mirrored, multiworker, tpu). Under it Keras splits each (global) batch over the
-    replicas and scales the compiled loss by the global batch size itself."""
+def as_strategy(strategy) -> tf.distribute.Strategy:
+    """``strategy`` itself (a ``tf.distribute.Strategy``) or the one a ``train.strategy`` name
+    (default, mirrored, multiworker, tpu; None: default) makes. An evaluator that enters the
+    scope more than once resolves the name once: every ``mirrored`` is a new strategy, and
+    variables of one cannot be trained under another."""
     if strategy is None or isinstance(strategy, str):
-        strategy = make_strategy(strategy or "default")
-    return strategy.scope()
+        return make_strategy(strategy or "default")
+    return strategy
+
+
+def strategy_scope(strategy):
+    """The scope of ``strategy`` (see :func:`as_strategy`). Under it Keras splits each
+    (global) batch over the replicas and scales the compiled loss by the global batch size
+    itself."""
+    return as_strategy(strategy).scope()
 
 
 def _sgd(epochs, lr, milestones, gamma, momentum, steps):

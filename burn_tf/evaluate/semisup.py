@@ -37,7 +37,7 @@ from burn_tf.evaluate.data import (
 from burn_tf.evaluate.features import resolve_input_size
 from burn_tf.evaluate.images import image_dataset
 from burn_tf.evaluate.metrics import topk_accuracy
-from burn_tf.evaluate.probe import dense_head, fit_or_raise, predict_images
+from burn_tf.evaluate.probe import as_strategy, dense_head, fit_or_raise, predict_images
 
 TASK = "semisup"
 DEFAULT_DATA = "fashion_mnist"
@@ -63,16 +63,30 @@ class _StepLR(tf.keras.callbacks.Callback):
 class FineTuner:
     """Backbone + a dense head under ``tfa.optimizers.MultiOptimizer`` (one SGD each).
 
+    ``strategy`` (a ``tf.distribute.Strategy`` or a ``train.strategy`` name, see
+    :func:`burn_tf.evaluate.probe.as_strategy`): the fine-tuned network, a copy of ``model``
+    (``clone_model`` + its weights) built with the head and both optimizers in the strategy's
+    scope — variables made outside it cannot be trained under it — trains on every replica
+    (the batch is the global batch). ``model`` itself is never trained.
+
     Built and compiled once; :meth:`run` resets the backbone, the head and both optimizers'
     state before each configuration, so the whole grid shares one traced train step (tracing
     a ReActNet-A train step costs far more than a small fine-tuning run).
     """
 
     def __init__(self, model: tf.keras.Model, num_classes: int, size: int, *, momentum: float,
-                 weight_decay: float, seed: int):
+                 weight_decay: float, seed: int, strategy=None):
         import tensorflow_addons as tfa
 
-        self.backbone = model
+        self.strategy = as_strategy(strategy)
+        with self.strategy.scope():
+            self._build(tfa, model, num_classes, size, momentum, weight_decay, seed)
+        self.initial_backbone = model.get_weights()
+        self.initial_head = self.head.get_weights()
+
+    def _build(self, tfa, source, num_classes, size, momentum, weight_decay, seed):
+        self.backbone = model = tf.keras.models.clone_model(source)
+        model.set_weights(source.get_weights())
         inputs = tf.keras.Input((size, size, 3), name="image")
         self.head = dense_head(num_classes, 0.0, seed, name="semisup_classifier")
         self.model = tf.keras.Model(inputs, self.head(model(inputs)), name="semisup_finetune")
@@ -97,8 +111,6 @@ class FineTuner:
             [(self.backbone_opt, model), (self.head_opt, self.head)])
         self.model.compile(optimizer=self.optimizer,
                            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        self.initial_backbone = model.get_weights()
-        self.initial_head = self.head.get_weights()
 
     def reset(self) -> None:
         self.backbone.set_weights(self.initial_backbone)
@@ -142,8 +154,12 @@ def semisup(
     data_dir: str | None = None,
     image_size: int | None = None,
     eval_batch_size: int = 256,
+    strategy: str = "default",
 ) -> dict:
     """Semi-supervised fine-tuning of ``backbone`` for each labelled ``fraction``.
+
+    ``strategy`` (default | mirrored | multiworker | tpu, as ``train.strategy``) fine-tunes
+    on every replica (:class:`FineTuner`); ``batch_size`` is the global batch.
 
     The held-out split (``holdout_fraction`` of the training set, class-balanced,
     ``holdout_seed``) is removed first; each labelled subset is drawn from the rest with
@@ -169,7 +185,7 @@ def semisup(
     per_fraction = {}
     try:
         tuner = FineTuner(model, num_classes, size, momentum=float(momentum),
-                          weight_decay=float(weight_decay), seed=int(seed))
+                          weight_decay=float(weight_decay), seed=int(seed), strategy=strategy)
         for fraction in fractions:
             labelled = balanced_fraction(dataset.y_train, fraction, subset_seed, exclude=holdout)
             x, y = dataset.x_train[labelled], dataset.y_train[labelled]
@@ -239,6 +255,7 @@ def semisup(
             "holdout_fraction": float(holdout_fraction), "holdout_seed": int(holdout_seed),
             "subset_seed": int(subset_seed), "seed": int(seed), "train_subset": train_subset,
             "test_subset": test_subset, "input_size": size, "selection": "best holdout top-1",
+            "strategy": str(strategy),
         },
         "seconds": round(time.time() - started, 2),
     }

@@ -184,8 +184,13 @@ def transfer(
     test_split: str = "test",
     image_size: int | None = None,
     feature_batch_size: int = 256,
+    strategy: str = "default",
 ) -> dict:
     """Linear transfer of ``backbone`` to each target in ``data``.
+
+    ``strategy`` (default | mirrored | multiworker | tpu, as ``train.strategy``) trains each
+    head on every replica (:func:`~burn_tf.evaluate.probe.linear_probe`); ``batch_size`` is
+    the global batch.
 
     ``schedule`` picks the object- or scene-centric protocol; ``epochs``, ``lr``,
     ``milestones``, ``gamma`` and ``weight_decay`` override single values of it.
@@ -214,6 +219,7 @@ def transfer(
             milestones=proto["milestones"], gamma=float(proto["gamma"]), momentum=float(momentum),
             weight_decay=float(proto["weight_decay"]), batch_size=int(batch_size),
             augment=bool(augment), seed=int(seed), feature_batch_size=int(feature_batch_size),
+            strategy=str(strategy),
         )
         targets[label if label != "arrays" else target.name] = scores
     result = {
@@ -228,7 +234,7 @@ def transfer(
             "momentum": float(momentum), "batch_size": int(batch_size), "augment": bool(augment),
             "train_subset": train_subset, "test_subset": test_subset, "seed": int(seed),
             "split_seed": int(split_seed), "test_fraction": float(test_fraction),
-            "input_size": size,
+            "input_size": size, "strategy": str(strategy),
         },
         "seconds": round(time.time() - started, 2),
     }

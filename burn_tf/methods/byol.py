@@ -14,7 +14,8 @@ Defaults: projector and predictor Linear(4096) → BN → ReLU → Linear(256) (
 is the sum of both directions (BYOL Eq. 2, L + L̃). Each view passes through the networks
 on its own (per-view BatchNorm statistics, as in the official code); the passes are
 ordered one after the other so synchronized BatchNorms all-reduce in the same order on
-every replica (not checked on two replicas: only MoCo v2 and SimCLR v2 are). Stage 2 of
+every replica (two replicas vs one device: tests/test_distributed.py, step by step, with the
+EMA checked to apply once per step). Stage 2 of
 ReActNet: the targets restart as copies of the transferred online networks
 (:meth:`MomentumMethod.init_from_previous_stage`).
 """

@@ -24,6 +24,7 @@ from replicas import StepLosses, comparison_optimizer, weight_difference
 
 from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
+from burn_tf.methods.base import _ema_weights
 from burn_tf.pretrain import build_method
 
 GLOBAL_BATCH = 8
@@ -42,8 +43,20 @@ GLOBAL_BATCH = 8
 # not investigated further).
 # BYOL and SwAV: 2 steps — a 3rd parts as SimCLR's does (measured: steps 1-2 within
 # 1.1e-6, step 3 loss 3.44 vs 3.26 for BYOL, 4.23 vs 4.35 for SwAV; flips not counted).
-# BYOL over 2 steps: loss 3.4e-7 but weights 1.3e-4 of their scale apart
-# (block_02_rprelu1/shift_out) — above the 1e-4 of the other cases, not yet diagnosed.
+# BYOL over 2 free steps: loss 3.4e-7 but weights 1.33e-4 of their scale apart
+# (block_02_rprelu1/shift_out), above the 1e-4 of the other cases. Not a distribution bug:
+# "byol:each_step" (measured) — step 1 from one state: loss 3.4e-7 relative, every variable
+# within 1.7e-5 of its scale, the EMA targets and the target's BatchNorm statistics
+# included (τ applied twice, or per-replica BatchNorm statistics, would part them at step
+# 1 by far more: see the EMA residual below); step 2 from one state: losses equal to all
+# printed digits (3.8761678), weights 1.13e-4 (block_12_conv1x1/kernel); step 3: loss
+# 1.1e-5, weights 1.2e-2. Before step 2 the binary activations' inputs (x + b of every RSign,
+# online and target backbones, each view; one device vs strategy.run on the 2 replicas)
+# agree in sign everywhere (0 of 407,552 flipped; max difference 5.5e-5, 2.9e-5 before
+# step 1; a throw-away probe script, not kept), so the step-2/3 parting is float32 rounding
+# amplified in the backward pass, not a flipped sign in the forward pass (a step moves a
+# variable, BatchNorm statistics included, by up to 2.1 at step 1 and 4.5 at step 2); and
+# "mirrored_ema_residual_per_step" shows the two-replica targets are exactly their EMA.
 STEPS = {"moco_v2": 3, "simclr_v2": 2, "byol": 2, "swav": 2}
 # name:each_step — compare_each_step over this many steps.
 EACH_STEP_STEPS = 3
@@ -139,6 +152,22 @@ def compare(name):
     return result
 
 
+def ema_pairs(model):
+    """(online weight, its EMA target weight) of every momentum pair; [] without any."""
+    return [pair for _, online, target in getattr(model, "momentum_pairs", [])
+            for pair in zip(online.trainable_weights, _ema_weights(target, online))]
+
+
+def ema_residual(model, targets_before, tau):
+    """How far each target weight is from τ·(its value before the step) + (1 − τ)·(the
+    online weight after it), relative to the target's scale (:func:`weight_difference`): 0
+    up to float32 rounding when the step applied the EMA exactly once, with τ and the
+    updated online weights — whatever the online update itself was."""
+    return max((weight_difference(t.numpy().astype(np.float64),
+                                  tau * before + (1.0 - tau) * o.numpy().astype(np.float64))
+                for (o, t), before in zip(ema_pairs(model), targets_before)), default=0.0)
+
+
 def compare_each_step(name, steps):
     """Every step from one state: before each step the two-replica model receives the
     one-device model's weights and optimizer state, then both take the step on the same
@@ -150,18 +179,21 @@ def compare_each_step(name, steps):
     one = build(name, tf.distribute.get_strategy())
     mirrored = two_cpus()
     two = build(name, mirrored)
-    one_losses, two_losses, weights = [], [], []
+    one_losses, two_losses, weights, ema = [], [], [], []
     for batch in batches:
         two.set_weights(one.get_weights())
         for mine, theirs in zip(two.optimizer.variables, one.optimizer.variables):
             mine.assign(theirs.numpy())
+        targets_before = [t.numpy().astype(np.float64) for _, t in ema_pairs(two)]
         for model, record in ((one, one_losses), (two, two_losses)):
             losses = StepLosses()
             model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, steps_per_epoch=1, verbose=0,
                       callbacks=[*model.callbacks(steps), losses])
             record.extend(losses.values)
         weights.append(max((weight_difference(b, a), n) for (n, a), (_, b) in zip(state_of(one), state_of(two))))
-    return {
+        if targets_before:
+            ema.append(ema_residual(two, targets_before, float(two.tau.numpy())))
+    result = {
         "replicas": mirrored.num_replicas_in_sync,
         "one_device_losses": one_losses,
         "mirrored_losses": two_losses,
@@ -170,6 +202,10 @@ def compare_each_step(name, steps):
         "weights_max_relative": max(w for w, _ in weights),
         "optimizer_iterations": [int(one.optimizer.iterations.numpy()), int(two.optimizer.iterations.numpy())],
     }
+    if ema:
+        # The two-replica run's targets after each step vs its own EMA of that step.
+        result["mirrored_ema_residual_per_step"] = ema
+    return result
 
 
 def main():

@@ -14,6 +14,7 @@ from burn_tf.evaluate import detection_data, detection_model
 from burn_tf.evaluate.data import VOC_CLASSES
 from burn_tf.evaluate.detection_model import DetectionConfigError
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.schema import ConfigError
 
 detect_module = importlib.import_module("burn_tf.evaluate.detect")
 
@@ -212,3 +213,19 @@ def test_short_real_run_through_the_cli(tiny_backbone_dir, tmp_path):
     assert result["num_train"] == 128 and result["num_test"] == 24 and result["input_size"] == 64
     assert set(result["per_class"]) <= {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
                                         "Shirt", "Sneaker", "Bag", "Ankle boot"}
+
+
+def test_under_a_strategy_trains_the_detector_on_its_replicas_as_without(tiny_backbone_dir):
+    """``strategy="mirrored"`` (here one CPU, one replica) builds backbone copy, detector and
+    optimizer in the strategy's scope; the run equals the one without a strategy. An unknown
+    name is the config error."""
+    settings = {"input_size": 64, "epochs": 1, "num_train": 32, "num_test": 8, "batch_size": 16,
+                "head_width": 8, "head_depth": 1, "protocols": "finetune", "random_init": False,
+                "warmup_epochs": 0.0, "verbose": 0}
+    plain = detect_module.detect(tiny_backbone_dir, **settings)
+    mirrored = detect_module.detect(tiny_backbone_dir, strategy="mirrored", **settings)
+    assert mirrored["strategy"] == "mirrored" and plain["strategy"] == "default"
+    assert mirrored["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)
+    assert (mirrored["mAP"], mirrored["AP50"]) == pytest.approx((plain["mAP"], plain["AP50"]), abs=1e-6)
+    with pytest.raises(ConfigError, match="train.strategy='nowhere'"):
+        detect_module.detect(tiny_backbone_dir, strategy="nowhere", **settings)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from burn_tf.evaluate import transfer
+from burn_tf.schema import ConfigError
 
 T = importlib.import_module("burn_tf.evaluate.transfer")
 
@@ -95,3 +96,18 @@ def test_arrays_target_and_errors(pixel_backbone):
         transfer(pixel_backbone(), schedule="indoor")
     with pytest.raises(ValueError, match="at least 2"):
         transfer(pixel_backbone(), data=[(x[:10], np.zeros(10, int), x[10:20], np.zeros(10, int))])
+
+
+def test_under_a_strategy_trains_each_head_on_its_replicas_as_without(pixel_backbone):
+    """``strategy`` reaches every target's linear probe: ``mirrored`` (here one CPU, one
+    replica) gives the run without a strategy; an unknown name is the config error."""
+    x, y = T.load_digits_images()
+    data = {"digits": (x[:400], y[:400], x[400:600], y[400:600])}
+    common = dict(data=data, epochs=2, lr=1.0, milestones=[], batch_size=64, image_size=28)
+    plain = transfer(pixel_backbone(), **common)["targets"]["digits"]
+    mirrored = transfer(pixel_backbone(), strategy="mirrored", **common)
+    assert mirrored["protocol"]["strategy"] == "mirrored"
+    assert mirrored["targets"]["digits"]["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)
+    assert mirrored["targets"]["digits"]["top1"] == pytest.approx(plain["top1"], abs=1e-6)
+    with pytest.raises(ConfigError, match="train.strategy='nowhere'"):
+        transfer(pixel_backbone(), strategy="nowhere", **common)
