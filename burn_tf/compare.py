@@ -181,6 +181,7 @@ class CompareConfig(ExperimentConfig):
     validation_images: int = 10000  # the last training images, held out of the grid's pretraining
     curve_fractions: List[float] = dataclasses.field(default_factory=list)  # of the budget, < 1
     curve_seeds: int = 1  # seeds 0 … curve_seeds − 1 get a learning curve
+    max_seeds: Optional[int] = None  # caps every row's seeds, its own too (the small preset: 1)
 
     def __post_init__(self):
         super().__post_init__()
@@ -218,6 +219,8 @@ class CompareConfig(ExperimentConfig):
         if any(not 0 < f < 1 for f in self.curve_fractions):
             raise ConfigError(f"curve_fractions must lie in (0, 1) (the end of the budget is always scored), "
                               f"got {self.curve_fractions}")
+        if self.max_seeds is not None and self.max_seeds < 1:
+            raise ConfigError(f"max_seeds must be >= 1 or null, got {self.max_seeds}")
         if self.curve_seeds < 0:
             raise ConfigError(f"curve_seeds must be >= 0, got {self.curve_seeds}")
 
@@ -225,7 +228,8 @@ class CompareConfig(ExperimentConfig):
         return next(t for t in self.teacher_runs if t.name == name)
 
     def row_seeds(self, row: TableRow) -> int:
-        return row.seeds or self.seeds
+        seeds = row.seeds or self.seeds
+        return min(seeds, self.max_seeds) if self.max_seeds else seeds
 
 
 def load_compare_config(path=DEFAULT_CONFIG, preset: str | None = None) -> CompareConfig:

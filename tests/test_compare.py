@@ -34,6 +34,7 @@ def test_presets_rows_and_blocks_are_checked():
     full = compare.load_compare_config("compare.yaml", "full")
     grouping = compare.load_compare_config("compare.yaml", "grouping")
     assert small.seeds == 1 and small.run_eagerly and full.seeds >= 3
+    assert all(small.row_seeds(r) == 1 for r in small.table)  # capped, BURN's own 5 too
     assert grouping.blocks == ["cld_grouping"] and "cld_grouping" not in full.blocks
     # The budget: both stages at the demo's resolution, every row's rate from the grid, curves.
     assert full.stages == [1, 2] and "backbone.input_size=48" in full.overrides and len(full.lr_grid) >= 3
@@ -161,7 +162,10 @@ def test_every_row_gets_the_shared_budget(tmp_path):
 
 def _check_table(tmp_path, summary, rows):
     table = {r["row"]: r for r in summary["rows"]}
-    assert list(table) == [r.name for r in rows]
+    # The rows in table order, then a row for each teacher the command trained for them.
+    teachers = [t.row_name for t in compare.load_compare_config("compare.yaml", "small").teacher_runs]
+    assert [n for n in table if n not in teachers] == [r.name for r in rows]
+    assert set(table) - {r.name for r in rows} <= set(teachers)
     for row in rows:
         line = table[row.name]
         assert 0.0 <= line["knn_top1"] <= 1.0 and 0.0 <= line["linear_top1"] <= 1.0, row.name
@@ -175,7 +179,7 @@ def _check_table(tmp_path, summary, rows):
             assert line["needs_labels"] in ("yes", "no") and line["train_seconds"] > 0
     markdown = (tmp_path / "compare.md").read_text()
     headers = sum(f"### {title}" in markdown for title in compare.BLOCKS.values())
-    assert markdown.count("\n| ") == len(rows) + headers  # one row per run under each block's header
+    assert markdown.count("\n| ") == len(table) + headers  # one line per row under each block's header
     assert "| method | seeds | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs floor, pp [95 % CI] |" in markdown
     assert "± " in markdown
     assert (tmp_path / "compare.png").stat().st_size > 1000
