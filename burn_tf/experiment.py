@@ -36,7 +36,7 @@ from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.io import atomic_write_json, file_lock
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain_stage
-from burn_tf.schema import build_dataclass, check_range
+from burn_tf.schema import build_dataclass
 
 
 @dataclasses.dataclass
@@ -130,17 +130,19 @@ class EvalData:
                                        linear_epochs=cfg.linear_epochs,
                                        linear_learning_rate=cfg.linear_learning_rate)
 
+    def features(self, model: tf.keras.Model) -> tuple[np.ndarray, np.ndarray]:
+        """``model``'s features of the bank and of the queries."""
+        return extract_features(model, self.x_bank), extract_features(model, self.x_query)
+
     def knn(self, model: tf.keras.Model) -> float:
         """Weighted-kNN top-1 only (no probe): cheap enough for learning curves."""
-        bank = extract_features(model, self.x_bank)
-        query = extract_features(model, self.x_query)
+        bank, query = self.features(model)
         result = knn_accuracy(bank, self.y_bank, query, self.y_query, k=self.eval_cfg.knn_k,
                               temperature=self.eval_cfg.knn_temperature, num_classes=10, ks=(1,))
         return float(result["top1"])
 
     def evaluate(self, model: tf.keras.Model, seed: int) -> dict:
-        bank = extract_features(model, self.x_bank)
-        query = extract_features(model, self.x_query)
+        bank, query = self.features(model)
         return evaluate_features(bank, self.y_bank, query, self.y_query, self.eval_cfg, seed=seed)
 
 
