@@ -68,7 +68,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 from scipy import stats
@@ -376,10 +376,12 @@ def grid_rows(cfg: CompareConfig, rows: list[TableRow]) -> list[TableRow]:
 
 
 def choose_learning_rates(cfg: CompareConfig, rows: list[TableRow], out: Path, runs: RunLog, bases: dict,
-                          teachers: dict, log=print) -> dict[str, dict]:
+                          teachers: dict, log=print, report_only: bool = False) -> dict[str, dict]:
     """{row name: {"learning_rate": chosen, "grid": {rate: validation kNN}, "steps": …}} for
     every row that needs the grid (:func:`grid_rows`); the best validation kNN wins (the
-    smaller rate on a tie). Each grid run is a record of ``runs.jsonl`` (block ``lr_grid``)."""
+    smaller rate on a tie). Each grid run is a record of ``runs.jsonl`` (block ``lr_grid``).
+    ``report_only``: nothing is run; a row whose grid is not complete in the log gets no
+    choice (so its runs, keyed by the chosen rate, are not looked up either)."""
     choices: dict[str, dict] = {}
     to_grid = grid_rows(cfg, rows)
     if not to_grid:
@@ -404,10 +406,17 @@ def choose_learning_rates(cfg: CompareConfig, rows: list[TableRow], out: Path, r
                 return {"seed": 0, "block": LR_GRID_BLOCK, "method": row.method, "learning_rate": rate, **summary,
                         "validation_knn_top1": validation.knn(model)}
 
+            if report_only:
+                if (name, key) in runs.done:
+                    scores[rate] = runs.done[name, key]["validation_knn_top1"]
+                continue
             result, fresh = runs.run(name, key, grid_run)
             scores[rate] = result["validation_knn_top1"]
             if fresh:
                 log(f"  lr grid  {name:<44}: validation kNN {100 * scores[rate]:.2f}%  ({result['seconds']:.0f} s)")
+        if len(scores) < len(cfg.lr_grid):
+            log(f"  lr grid  {row.name}: {len(scores)} of {len(cfg.lr_grid)} rates logged, no rate chosen yet")
+            continue
         best = max(sorted(scores), key=lambda r: scores[r])  # sorted: the smaller rate wins a tie
         choices[row.name] = {"learning_rate": best, "grid": {f"{r:g}": scores[r] for r in sorted(scores)},
                              "steps_per_stage": grid_steps(cfg), "validation_images": cfg.validation_images}
@@ -594,9 +603,12 @@ def write_curve_plot(out: Path, results: list[dict], rows: list[TableRow]) -> st
 
 
 # ---------------------------------------------------------------------------- driver
-def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, log=print) -> dict:
+def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, log=print,
+                   report_only: bool = False) -> dict:
     """Runs every (row, seed) not already in ``<out>/runs.jsonl`` — the teachers first, then
-    the learning-rate grid, then the rows — and writes the tables."""
+    the learning-rate grid, then the rows — and writes the tables. ``report_only``: runs
+    nothing and writes the tables of what the log already has (a comparison in progress, or
+    one whose processes are still running), saying what is missing."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = selected_rows(cfg)
@@ -604,6 +616,14 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
     data = EvalData(cfg)
     results, info = [], {}
     start = time.time()
+    missing: list[str] = []
+
+    def run_or_look_up(name: str, key: str, fn: Callable[[], dict]) -> tuple[dict | None, bool]:
+        if not report_only:
+            return runs.run(name, key, fn)
+        if (name, key) not in runs.done:
+            missing.append(name)
+        return runs.done.get((name, key)), False
 
     def report(name: str, result: dict) -> None:
         log(f"[{(time.time() - start) / 60:5.1f} min] {name:<36} seed {result['seed']}: kNN "
@@ -615,8 +635,10 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
         if run.name not in needed_teachers:
             continue
         tcfg = teachers[run.name] = teacher_config(cfg, run.name)
-        result, fresh = runs.run(run.row_name, run_key(tcfg, cfg, "teacher"),
-                                 lambda: run_teacher(run, tcfg, out, data))
+        result, fresh = run_or_look_up(run.row_name, run_key(tcfg, cfg, "teacher"),
+                                       lambda: run_teacher(run, tcfg, out, data))
+        if result is None:
+            continue
         results.append(result)
         trained_teachers.append(run)
         info[run.row_name] = {"needs_labels": "yes" if tcfg.method_class.needs_labels else "no", "teacher": "–",
@@ -624,7 +646,7 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
         if fresh:
             report(run.row_name, result)
     bases: Dict[str, dict] = {}
-    learning_rates = choose_learning_rates(cfg, rows, out, runs, bases, teachers, log)
+    learning_rates = choose_learning_rates(cfg, rows, out, runs, bases, teachers, log, report_only)
     # Seed-major: every row's seed 0 first, so an interrupted comparison already has a table.
     for seed in range(max((cfg.row_seeds(r) for r in rows), default=0)):
         for row in rows:
@@ -642,8 +664,13 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
             key_cfg = row_config(cfg, row, seed, Path(OUT_IN_KEYS), values, teacher, rate) if teacher else pcfg
             extra = (cfg.stages, teacher_hash) + ((tuple(cfg.curve_fractions),) if curve else ())
             key = run_key(key_cfg, cfg, row.method == RANDOM, *extra)
-            result, fresh = runs.run(row.name, key,
-                                     lambda: run_row(cfg, row, seed, out, data, pcfg, curve))
+            if report_only and row.trained and row_learning_rate(row, learning_rates) is None and cfg.lr_grid:
+                missing.append(f"{row.name} (its rate: the grid is not complete)")
+                continue
+            result, fresh = run_or_look_up(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg, curve))
+            if result is None:
+                missing[-1] = f"{row.name} seed {seed}"
+                continue
             results.append(result)
             info[row.name] = describe(row, pcfg, teacher)
             if fresh:
@@ -651,7 +678,14 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
     table = aggregate(results, rows, info, trained_teachers)
     summary = {"config": dataclasses.asdict(cfg), "rows": table, "learning_rates": learning_rates,
                "runs": results, "minutes": round((time.time() - start) / 60, 1)}
-    atomic_write_text(out / "compare.md", format_markdown(table, cfg, learning_rates) + "\n")
+    if report_only:
+        summary["missing"] = sorted(set(missing))
+        log(f"{len(results)} runs logged; {len(summary['missing'])} not yet: " + "; ".join(summary["missing"]))
+    text = format_markdown(table, cfg, learning_rates)
+    if report_only and summary["missing"]:
+        text += ("\n\n**In progress**: written from the runs logged so far (`--report`); not yet logged: "
+                 + "; ".join(summary["missing"]) + ".")
+    atomic_write_text(out / "compare.md", text + "\n")
     if figures and table:
         summary["figures"] = [write_bar_plot(out, table)]
         curves = write_curve_plot(out, results, rows)
@@ -667,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
                            format_markdown=lambda rows, cfg: format_markdown(rows, cfg),
                            presets="small, budget, full, grouping", out="runs/compare",
                            selections={"rows": "row names or methods (default: all)",
-                                       "blocks": f"known: {', '.join(BLOCKS)}"})
+                                       "blocks": f"known: {', '.join(BLOCKS)}"}, report=True)
 
 
 if __name__ == "__main__":

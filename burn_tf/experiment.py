@@ -291,10 +291,12 @@ def format_mean_std(row: dict, key: str, scale: float = 100.0, digits: int = 2) 
 
 def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_config: str, config_class: type,
                     run: Callable, format_markdown: Callable, selections: dict[str, str], presets: str,
-                    out: str) -> int:
+                    out: str, report: bool = False) -> int:
     """The command line of an experiment (``python -m burn_tf.<module>``): ``--config``,
     ``--preset``, ``--seeds``, one comma-separated option per list key of ``selections``
-    (key → help), ``--out``, ``--no-figures``, ``--json``. Exit status 2 on a bad config."""
+    (key → help), ``--out``, ``--no-figures``, ``--json``, and with ``report`` ``--report``
+    (``run(…, report_only=True)``: the tables of the runs already logged, nothing run). Exit
+    status 2 on a bad config."""
     parser = argparse.ArgumentParser(prog=f"python -m burn_tf.{module}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=default_config, help=f"the YAML (default: the shipped {default_config})")
@@ -305,6 +307,9 @@ def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_co
     parser.add_argument("--out", default=out)
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+    if report:
+        parser.add_argument("--report", action="store_true",
+                            help="run nothing: write the tables of the runs already in --out's runs.jsonl")
     args = parser.parse_args(argv)
     try:
         cfg = load_experiment_config(config_class, args.config, args.preset)
@@ -313,8 +318,9 @@ def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_co
             if getattr(args, key):
                 changes[key] = [v.strip() for v in getattr(args, key).split(",") if v.strip()]
         cfg = dataclasses.replace(cfg, **changes)
+        options = {"report_only": True} if report and args.report else {}
         summary = run(cfg, args.out, figures=not args.no_figures,
-                      log=(lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print)
+                      log=(lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print, **options)
     except (ConfigError, OSError, FloatingPointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
