@@ -1,6 +1,6 @@
 """A generated, deterministic multi-label set: Fashion-MNIST items pasted on larger canvases.
 
-No VOC07 ships offline (DESIGN.md, offline rule), so the SVM evaluator's embedded default
+No VOC07 ships offline (docs/design.md, offline rule), so the SVM evaluator's embedded default
 is a VOC07-like multi-label classification task made from Fashion-MNIST: each image is a
 black ``canvas`` × ``canvas`` grey canvas holding ``min_items``–``max_items`` Fashion-MNIST
 items (28 × 28, pasted at random positions, combined by a pixel-wise maximum), and its label

@@ -1,6 +1,6 @@
 """A generated, deterministic detection set: Fashion-MNIST items pasted on larger canvases.
 
-No detection data ships offline (DESIGN.md, offline rule), so the Keras-native detection
+No detection data ships offline (docs/design.md, offline rule), so the Keras-native detection
 evaluation trains and tests on composites: each image is a ``canvas_size`` × ``canvas_size``
 canvas with 1–4 Fashion-MNIST items, each rescaled to a random side length and pasted at a
 random position. Train composites take their items from the Fashion-MNIST *train* split,

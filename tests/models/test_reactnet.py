@@ -131,7 +131,7 @@ def test_stage_transfer_refuses_a_mismatch_naming_the_layer():
 
 
 def test_first_step_gradients_are_finite_and_moderate():
-    """DESIGN.md's trap: PReLU at 0 makes BN divide by sqrt(eps) and gradients reach 1e16+."""
+    """The trap in docs/design.md: PReLU at 0 makes BN divide by sqrt(eps) and gradients reach 1e16+."""
     model = reactnet_a(ReActNetConfig(stage=2, **TINY), include_top=True, num_classes=10)
     x = tf.random.uniform((16, 32, 32, 3), seed=1)
     y = tf.range(16) % 10
