@@ -53,8 +53,8 @@ the dev environment, against pycocotools. Detections are decoded with per-class 
 ``NonMaxSuppression`` (``nms="class_agnostic"``).
 
 Modules: this one is the driver (:func:`detect`, :func:`evaluate_detector`);
-:mod:`burn_tf.evaluate.detection_model` builds the detector,
-:mod:`burn_tf.evaluate.detection_data` the data.
+:mod:`burn_tf.evaluate.detection.model` builds the detector,
+:mod:`burn_tf.evaluate.detection.data` the data.
 
 >>> from burn_tf.evaluate import detect
 >>> result = detect("runs/burn/backbone", num_seeds=3)
@@ -74,16 +74,17 @@ import tensorflow as tf
 
 from burn_tf.evaluate.common import (
     backbone_info,
+    evaluator_result,
     format_table,
     resolve_backbone,
     write_results,
 )
-from burn_tf.evaluate.detection_data import (
+from burn_tf.evaluate.detection.data import (
     composites_data,
     open_voc,
     voc_detection_data,
 )
-from burn_tf.evaluate.detection_model import (
+from burn_tf.evaluate.detection.model import (
     LEVELS,
     NMS_MODES,
     DetectionConfigError,
@@ -94,7 +95,7 @@ from burn_tf.evaluate.detection_model import (
     reactnet_config,
     resolve_pyramid_layers,
 )
-from burn_tf.evaluate.metrics import coco_average_precision
+from burn_tf.evaluate.metrics import coco_average_precision, seed_std
 from burn_tf.evaluate.probe import as_strategy
 
 DATASETS = ("composites", "voc/2007")
@@ -232,8 +233,9 @@ def _train_and_score(make_backbone, levels, dataset, num_classes, *, frozen, epo
 
 
 def _mean_std(values) -> dict:
+    """Mean and sample std over seeds (:func:`~burn_tf.evaluate.metrics.seed_std`, ddof 1)."""
     values = np.asarray(values, np.float64)
-    return {"mean": float(values.mean()), "std": float(values.std()), "values": values.tolist()}
+    return {"mean": float(values.mean()), "std": seed_std(values), "values": values.tolist()}
 
 
 def summarize_runs(runs: list[dict], protocols, random_init: bool) -> dict:
@@ -433,55 +435,56 @@ def detect(
     summary = summarize_runs(runs, protocols, random_init)
     head = summary[protocols[0]]
     first_run = runs[0]
-    result = {
-        "task": "detect",
-        "protocol": {
+    result = evaluator_result(
+        "detect",
+        data=data,
+        backbone=backbone_info(backbone, model, meta, "reactnet_a" if is_reactnet else "keras",
+                               input_size=input_size),
+        protocol={
             "source": PROTOCOL_SOURCE,
             "protocols": protocols,
             "random_init_floor": bool(random_init),
             "seeds": list(range(int(seed), int(seed) + num_seeds)),
             "limits": LIMITS,
         },
-        "data": data,
-        "data_description": dataset.description,
-        "detector": "keras-cv RetinaNet (stand-in for the paper's Faster R-CNN on VOC07+12)",
-        "metric": "COCO-style box AP (0.50:0.95, 101-point), burn_tf implementation",
-        "mAP": head["trained"]["mAP"]["mean"],
-        "AP50": head["trained"]["AP50"]["mean"],
-        "AP75": head["trained"]["AP75"]["mean"],
-        "random_init_floor": ({p: {k: summary[p]["random_init"][k]["mean"] for k in ("mAP", "AP50", "AP75")}
-                               for p in protocols} if random_init else None),
-        "summary": summary,
-        "runs": runs,
-        "per_class": per_class,  # the first run's (first protocol, trained, first seed)
-        "num_train": dataset.num_train,
-        "num_test": dataset.num_test,
-        "num_test_objects": int(sum(int((~g[2]).sum()) for g in dataset.test_gt)),
-        "input_size": input_size,
-        "composites": {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in composite_options.items()}
+        seconds=time.perf_counter() - started,
+        data_description=dataset.description,
+        detector="keras-cv RetinaNet (stand-in for the paper's Faster R-CNN on VOC07+12)",
+        metric="COCO-style box AP (0.50:0.95, 101-point), burn_tf implementation",
+        mAP=head["trained"]["mAP"]["mean"],
+        AP50=head["trained"]["AP50"]["mean"],
+        AP75=head["trained"]["AP75"]["mean"],
+        random_init_floor=({p: {k: summary[p]["random_init"][k]["mean"] for k in ("mAP", "AP50", "AP75")}
+                            for p in protocols} if random_init else None),
+        summary=summary,
+        runs=runs,
+        per_class=per_class,  # the first run's (first protocol, trained, first seed)
+        num_train=dataset.num_train,
+        num_test=dataset.num_test,
+        num_test_objects=int(sum(int((~g[2]).sum()) for g in dataset.test_gt)),
+        input_size=input_size,
+        composites={k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in composite_options.items()}
         if data == "composites" else None,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": float(learning_rate),
-        "warmup_epochs": float(warmup_epochs),
-        "pyramid_layers": levels,
-        "anchor_size": anchor_size,
-        "anchor_coverage": anchor_coverage(dataset.train_boxes, input_size, anchor_size),
-        "head_width": head_width,
-        "head_depth": head_depth,
-        "nms": nms,
-        "nms_iou": float(nms_iou),
-        "score_threshold": float(score_threshold),
-        "max_detections": max_detections,
-        "augment": bool(augment),
-        "seed": int(seed),
-        "strategy": str(strategy),
-        "train_loss": first_run["train_loss"],
-        "train_seconds": float(sum(r["train_seconds"] for r in runs)),
-        "eval_seconds": float(sum(r["eval_seconds"] for r in runs)),
-        "backbone": backbone_info(backbone, model, meta, "reactnet_a" if is_reactnet else "keras"),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=float(learning_rate),
+        warmup_epochs=float(warmup_epochs),
+        pyramid_layers=levels,
+        anchor_size=anchor_size,
+        anchor_coverage=anchor_coverage(dataset.train_boxes, input_size, anchor_size),
+        head_width=head_width,
+        head_depth=head_depth,
+        nms=nms,
+        nms_iou=float(nms_iou),
+        score_threshold=float(score_threshold),
+        max_detections=max_detections,
+        augment=bool(augment),
+        seed=int(seed),
+        strategy=str(strategy),
+        train_loss=first_run["train_loss"],
+        train_seconds=float(sum(r["train_seconds"] for r in runs)),
+        eval_seconds=float(sum(r["eval_seconds"] for r in runs)),
+    )
     write_results(out_dir, "detect", result)
     return result
 
