@@ -258,6 +258,9 @@ def few_shot(train_x, train_y, test_x, test_y, *, shots, samples, costs, cost, a
                     for m in AP_METHODS:
                         maps[m][s, j] = mean_ap(aps[m])
             best = int(np.argmax(maps[ap_method].mean(axis=0)))
+            # Spread over the low-shot samples as the reference aggregates it: np.std (ddof 0),
+            # VISSL SVMLowShotTrainer.aggregate_stats; not a spread over training seeds
+            # (metrics.seed_std), and the README's few-shot ± are these.
             out[str(int(k))] = {
                 "k": int(k),
                 "cost": costs[best],
