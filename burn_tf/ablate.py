@@ -25,7 +25,6 @@ run into stage 2 with g_θ from stage 1 or from a fresh init; every other varian
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import sys
@@ -33,7 +32,6 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 
 from burn_tf.config import ConfigError, read_config_values
 from burn_tf.experiment import (
@@ -51,7 +49,7 @@ from burn_tf.experiment import (
     run_key,
 )
 from burn_tf.io import atomic_write_json, atomic_write_text
-from burn_tf.losses import LAMBDA_SCHEDULES, ema_distance_simulation, lambda_at
+from burn_tf.plotting import plot_ema_simulation, plot_lambda_schedules, plot_step_metric
 
 DEFAULT_CONFIG = "ablate.yaml"
 
@@ -212,58 +210,6 @@ def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
 
 
 # ---------------------------------------------------------------------------- figures
-def _series(steps_dir: Path, variant: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-    runs = []
-    for path in sorted(steps_dir.glob(f"{variant}_seed*.json")):
-        records = json.loads(path.read_text())
-        if records and key in records[0]:
-            runs.append([r[key] for r in records])
-    if not runs:
-        return None
-    n = min(len(r) for r in runs)
-    values = np.array([r[:n] for r in runs])
-    return values.mean(0), values.std(0)
-
-
-def plot_lambda_schedules(ax, total_steps: int = 1000, start: float = 0.9, end: float = 0.7) -> None:
-    """Supplement Fig. 3: λ(t) of each schedule."""
-    t = np.arange(total_steps + 1)
-    for schedule in LAMBDA_SCHEDULES:
-        ax.plot(t, [lambda_at(s, total_steps, start, end, schedule) for s in t], label=schedule)
-    ax.set_xlabel("iteration t")
-    ax.set_ylabel("λ(t)")
-    ax.legend()
-
-
-def plot_ema_simulation(ax, runs: int = 10, lr: float = 4.8, tau: float = 0.99, iterations: int = 100) -> dict:
-    """Paper Fig. 5 (Eq. 5): L2 distance between backbone and EMA target, FP vs binarised."""
-    sim = ema_distance_simulation(runs=runs, iterations=iterations, lr=lr, tau=tau)
-    for key, label in (("fp", "full precision"), ("binary", "binarised (sign)")):
-        mean, std = sim[key].mean(0), sim[key].std(0)
-        x = np.arange(1, iterations + 1)
-        ax.plot(x, mean, label=label)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.25)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("‖Backbone − Target‖₂")
-    ax.legend()
-    return sim
-
-
-def plot_step_metric(ax, steps_dir: Path, variants: list[str], key: str, log: bool = False, scale: float = 1.0):
-    for name in variants:
-        series = _series(steps_dir, name, key)
-        if series is None:
-            continue
-        mean, std = series[0] * scale, series[1] * scale
-        x = np.arange(1, len(mean) + 1)
-        ax.plot(x, mean, label=name)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.15)
-    if log:
-        ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel(key)
-
-
 def write_figures(out: Path, rows: list[dict], head_width: int) -> list[str]:
     import matplotlib
 

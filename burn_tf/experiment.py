@@ -33,6 +33,7 @@ from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.demo import DemoEvalConfig, evaluate_features
 from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
+from burn_tf.evaluate.metrics import seed_std
 from burn_tf.io import atomic_write_json, file_lock
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain_stage
@@ -276,11 +277,12 @@ class RunLog:
 
 
 def mean_std(values) -> tuple[float, float]:
-    """Mean and sample std (ddof 1; 0 for one value) of the finite values; NaNs if none."""
+    """Mean and sample std over seeds (:func:`~burn_tf.evaluate.metrics.seed_std`: ddof 1, 0 for
+    one value) of the finite values; NaNs if none."""
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return float("nan"), float("nan")
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), seed_std(values)
 
 
 def format_mean_std(row: dict, key: str, scale: float = 100.0, digits: int = 2) -> str:

@@ -222,8 +222,7 @@ def build_model_card(run_dir: str | Path) -> str:
     problems: list[str] = []
     config = _read_yaml(run / "config.yaml", problems) if (run / "config.yaml").exists() else None
     cfg = config or {}
-    # "student" is the section name of runs made before the method framework.
-    student, teacher = cfg.get("backbone") or cfg.get("student") or {}, cfg.get("teacher") or {}
+    student, teacher = cfg.get("backbone") or {}, cfg.get("teacher") or {}
     data, method = cfg.get("data") or {}, cfg.get("method") or {}
     method_name = method.get("name", "burn") if method or config else None
     stages = [s for s in (1, 2) if (run / f"stage{s}").is_dir()]

@@ -50,6 +50,7 @@ LAYERS = {
     "model_card": 8,
     "evaluate": 9,
     "demo": 10,
+    "plotting": 10,  # the experiments' figures: λ(t), the EMA simulation, per-step metrics over seeds
     "experiment": 11,  # what the experiment commands share: budget, runs, the demo's evaluation
     "ablate": 12,
     "compare": 13,  # the method comparison reads the ablation's variants (BURN's controls)

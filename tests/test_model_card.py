@@ -12,7 +12,7 @@ teacher:
   kind: efficientnet_lite0
   weights: imagenet
   input_size: 64
-student:
+backbone:
   stage: 2
   input_size: 32
   width_multiplier: 0.125

@@ -27,19 +27,28 @@ from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_array
 NUM_CLASSES = 10
 ITEM_SIZE = 28
 CLASS_NAMES = tuple(FASHION_MNIST_CLASSES)
-_SPLIT_IDS = {"train": 0, "test": 1}
+# The seed of a split's stream is [seed, SPLIT_IDS[split]] (here and in detection_composites):
+# train and test composites of one seed never share a draw.
+SPLIT_IDS = {"train": 0, "test": 1}
 # Placements are re-drawn until two items' tight boxes overlap by at most this fraction of
 # the smaller box (then the least-overlapping of the tries is taken).
 _MAX_OVERLAP = 0.25
 _PLACEMENT_TRIES = 20
 
 
-def _tight_box(item: np.ndarray) -> Tuple[int, int, int, int]:
-    """(x0, y0, x1, y1) of the item's non-zero pixels (x1/y1 exclusive); whole item if blank."""
+def split_id(split: str) -> int:
+    """The id of a Fashion-MNIST split ("train" | "test") in a composite generator's seed."""
+    if split not in SPLIT_IDS:
+        raise ValueError(f"split must be one of {sorted(SPLIT_IDS)}, got {split!r}")
+    return SPLIT_IDS[split]
+
+
+def tight_box(item: np.ndarray) -> Tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` (exclusive ends) of the non-zero pixels of a 2-D item; None if blank."""
     rows = np.flatnonzero(item.any(axis=1))
     cols = np.flatnonzero(item.any(axis=0))
     if rows.size == 0:
-        return 0, 0, item.shape[1], item.shape[0]
+        return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
@@ -70,8 +79,7 @@ def multilabel_composites(
     row ``(x0, y0, x1, y1, class)`` per item (tight pixel box, x1/y1 exclusive).
     ``root`` is passed to :func:`burn_tf.data.sources.load_fashion_mnist_arrays`.
     """
-    if split not in _SPLIT_IDS:
-        raise ValueError(f"split must be one of {sorted(_SPLIT_IDS)}, got {split!r}")
+    split_seed = split_id(split)
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n!r}")
     if int(canvas) < ITEM_SIZE:
@@ -81,7 +89,7 @@ def multilabel_composites(
                          f"max_items={max_items!r}")
     n, canvas, min_items, max_items = int(n), int(canvas), int(min_items), int(max_items)
     items, item_labels = load_fashion_mnist_arrays(split, root)
-    rng = np.random.default_rng([int(seed), _SPLIT_IDS[split]])
+    rng = np.random.default_rng([int(seed), split_seed])
     images = np.zeros((n, canvas, canvas), np.uint8)
     labels = np.zeros((n, NUM_CLASSES), np.int32)
     boxes = []
@@ -92,7 +100,7 @@ def multilabel_composites(
         for _ in range(count):
             idx = int(rng.integers(len(items)))
             item = items[idx]
-            x0, y0, x1, y1 = _tight_box(item)
+            x0, y0, x1, y1 = tight_box(item) or (0, 0, item.shape[1], item.shape[0])  # blank: whole item
             best, best_overlap = None, None
             for _try in range(_PLACEMENT_TRIES):
                 top, left = (int(v) for v in rng.integers(0, span, size=2))

@@ -47,11 +47,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from burn_tf.data.composites import split_id, tight_box  # noqa: F401  (tight_box re-exported)
 from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
 
 BOUNDING_BOX_FORMAT = "xyxy"
 NUM_CLASSES = 10
-_SPLIT_IDS = {"train": 0, "test": 1}
 BACKGROUNDS = ("black", "clutter")
 _MAX_PLACEMENT_TRIES = 50
 
@@ -98,7 +98,7 @@ class DetectionComposites:
         if shuffle:
             ds = ds.shuffle(len(self), seed=seed, reshuffle_each_iteration=True)
         # Flip decisions come from a seeded stream zipped in, so they repeat run to run.
-        coins = tf.data.Dataset.random(seed=seed).map(_coin)
+        coins = tf.data.Dataset.random(seed=seed).map(coin_flip)
         ds = tf.data.Dataset.zip((ds, coins))
 
         def convert(item, do_flip):
@@ -119,26 +119,25 @@ class DetectionComposites:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _coin(r):
+def coin_flip(r):
+    """A seeded ``tf.data.Dataset.random`` int64 → a fair coin (the flip decision of a
+    training image: the composites' and tfds VOC's detection pipelines)."""
     return r % 2 == 1
 
 
-def tight_box(item: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(x0, y0, x1, y1)`` (exclusive ends) of the non-zero pixels of a 2-D item; None if blank."""
-    rows = np.flatnonzero(item.any(axis=1))
-    cols = np.flatnonzero(item.any(axis=0))
-    if rows.size == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two xyxy boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+def box_iou_matrix(a, b) -> np.ndarray:
+    """IoU of every xyxy box in ``a`` [N,4] with every box in ``b`` [M,4] → [N,M] (float64;
+    0 where the union is empty). The one box IoU of burn_tf: the composites' placement
+    check and the detection metrics (:mod:`burn_tf.evaluate.metrics`)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
     inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def _resize(item: np.ndarray, side: int) -> np.ndarray:
@@ -176,8 +175,7 @@ def make_detection_composites(
     ``arrays=(images uint8 [N,H,W], labels [N])`` replaces Fashion-MNIST (read from ``root``
     / the Debian package otherwise).
     """
-    if split not in _SPLIT_IDS:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    split_seed = split_id(split)
     if int(num_images) < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images!r}")
     if not 16 <= int(canvas_size) <= 4096:
@@ -214,7 +212,7 @@ def make_detection_composites(
     n, s, m = int(num_images), int(canvas_size), int(max_objects)
     min_side = max(2, int(round(lo * s)))
     max_side = min(s, max(min_side, int(round(hi * s))))
-    rng = np.random.default_rng([int(seed), _SPLIT_IDS[split]])
+    rng = np.random.default_rng([int(seed), split_seed])
     images = np.zeros((n, s, s), np.uint8)
     boxes = np.full((n, m, 4), -1.0, np.float32)
     classes = np.full((n, m), -1.0, np.float32)
@@ -241,7 +239,7 @@ def make_detection_composites(
                 x = int(rng.integers(0, s - side + 1))
                 y = int(rng.integers(0, s - side + 1))
                 candidate = (box[0] + x, box[1] + y, box[2] + x, box[3] + y)
-                if all(box_iou(candidate, other) <= max_iou for other in placed):
+                if not placed or box_iou_matrix([candidate], placed).max() <= max_iou:
                     break
             else:
                 if placed:

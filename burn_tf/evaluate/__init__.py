@@ -11,8 +11,9 @@ extractor (images in [0, 1] → [B, D]), so every method's output is judged the 
 What the evaluators share lives in modules named for it: ``data`` (labelled data, checks,
 subsets), ``metrics``, ``images`` (preprocessing), ``features`` (extraction),
 ``neighbours`` (cosine top-k), ``probe`` (linear-head training), ``plots``, ``threads``,
-``common`` (backbone in, results out); ``detection_model`` / ``detection_data`` serve
-``detect``.
+``common`` (backbone in, results out). Detection is the package ``detection``
+(``train``: the driver, ``model``: the detector, ``data``: its data); ``detect.py`` is its
+task entry (``burn_tf.evaluate.detect`` and ``python -m burn_tf.evaluate detect``).
 """
 
 import importlib

@@ -5,7 +5,7 @@ numbers.
 * **Spherical k-means** — minimises Σᵢ (1 − cos(fᵢ, u_c(i))) with hard assignments, solved
   by EM: assign each L2-normalised feature to the centroid of largest cosine, then set each
   centroid to the normalised sum of its members. scikit-learn has no spherical k-means
-  (its ``KMeans`` is Euclidean), so :func:`spherical_kmeans` is written here in numpy
+  (its ``KMeans`` is Euclidean), so :func:`spherical_kmeans_plusplus` is written here in numpy
   (k-means++-style seeding on cosine distance, ``n_init`` restarts, the best objective kept;
   an emptied cluster is re-seeded with the worst-fitting point).
 * **Spectral** (Shi & Malik / Ng–Jordan–Weiss, as the seed describes): an affinity graph
@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate import common
 from burn_tf.evaluate.data import (
     check_labels,
     data_name,
@@ -43,7 +43,7 @@ from burn_tf.evaluate.data import (
 )
 from burn_tf.evaluate.features import (
     check_features,
-    embed,
+    embed_timed,
     l2_normalize,
     resolve_input_size,
 )
@@ -53,6 +53,10 @@ from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.threads import limit_blas_threads
 
 METHODS = ("spherical_kmeans", "spectral")
+PROTOCOL_SOURCE = ("CLD (seed 003) supplement section 3: spherical k-means and spectral clustering "
+                   "(normalised Laplacian, Ng-Jordan-Weiss) of the features at several group numbers; "
+                   "scored by NMI / ARI / purity against the classes (the seed retrains per group "
+                   "number, a fixed backbone cannot)")
 
 
 # ------------------------------------------------------------------ spherical k-means
@@ -78,7 +82,7 @@ def _seed_centroids(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     return np.stack(centroids)
 
 
-def spherical_kmeans(
+def spherical_kmeans_plusplus(
     features,
     n_clusters: int,
     *,
@@ -89,7 +93,10 @@ def spherical_kmeans(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Spherical k-means (EM on the cosine) → (labels [N], unit centroids [k, D], objective).
 
-    The objective is Σᵢ (1 − cos(fᵢ, u_c(i))); the best of ``n_init`` seeded runs is kept.
+    The objective is Σᵢ (1 − cos(fᵢ, u_c(i))); k-means++ seeding on the cosine distance, run
+    to convergence, the best of ``n_init`` seeded runs kept. Not CLD's in-batch grouping
+    (:func:`burn_tf.losses.clustering.spherical_kmeans`: TensorFlow, first-rows start, a
+    fixed 5 rounds inside the training step).
     """
     from scipy import sparse
 
@@ -181,7 +188,7 @@ def spectral_clustering(
     x = _check_features(features, n_clusters)
     affinity = knn_affinity(x, n_neighbors, chunk_size)
     embedding = spectral_embedding_njw(affinity, n_clusters, seed)
-    labels, _, _ = spherical_kmeans(embedding, n_clusters, n_init=n_init, seed=seed)
+    labels, _, _ = spherical_kmeans_plusplus(embedding, n_clusters, n_init=n_init, seed=seed)
     return labels
 
 
@@ -224,7 +231,7 @@ def cluster_features(
             start = time.perf_counter()
             with limit_blas_threads(blas_threads):
                 if method == "spherical_kmeans":
-                    pred = spherical_kmeans(x, k, n_init=n_init, seed=seed)[0]
+                    pred = spherical_kmeans_plusplus(x, k, n_init=n_init, seed=seed)[0]
                 else:
                     pred = spectral_clustering(x, k, n_neighbors=n_neighbors, n_init=n_init, seed=seed)
             rows.append({
@@ -287,38 +294,43 @@ def cluster(
     Writes ``cluster.json`` and ``cluster.png`` (scores vs group number) to ``out_dir``.
     ``blas_threads``: see :func:`~burn_tf.evaluate.threads.limit_blas_threads`.
     """
-    model, meta = resolve_backbone(backbone)
+    started = time.perf_counter()
+    model, meta = common.resolve_backbone(backbone)
     size = resolve_input_size(model, image_size)
     images, labels = random_subset(*load_labelled_data(data).split(split), num_samples, seed)
     check_labels(labels, f"{split} labels", min_classes=2)
-    start = time.perf_counter()
-    features = embed(model, images, size, batch_size)
-    extract_seconds = time.perf_counter() - start
+    (features,), extract_seconds = embed_timed(model, (images,), size, batch_size)
     rows = cluster_features(features, labels, n_clusters, methods, n_neighbors=n_neighbors,
                             n_init=n_init, seed=seed, blas_threads=blas_threads)
-    result = {
-        "task": "cluster",
-        "data": data_name(data),
-        "backbone": meta.get("name", model.name),
-        "split": split,
-        "num_samples": int(len(labels)),
-        "num_classes": int(len(np.unique(labels))),
-        "n_neighbors": int(n_neighbors),
-        "rows": rows,
-        "extract_seconds": round(extract_seconds, 3),
-        "plot": None,
-    }
+    plot = None
     if out_dir is not None:
-        result["plot"] = plot_cluster(rows, Path(out_dir) / "cluster.png",
-                                      f"clustering — {result['backbone']} ({len(labels)} images)")
-    write_results(out_dir, "cluster", result)
+        plot = plot_cluster(rows, Path(out_dir) / "cluster.png", f"clustering — {model.name} ({len(labels)} images)")
+    result = common.evaluator_result(
+        "cluster",
+        data=data_name(data),
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol={"source": PROTOCOL_SOURCE,
+                  "n_clusters": [int(k) for k in ([n_clusters] if isinstance(n_clusters, int) else n_clusters)],
+                  "methods": [methods] if isinstance(methods, str) else list(methods),
+                  "split": split, "num_samples": num_samples, "n_neighbors": int(n_neighbors),
+                  "n_init": int(n_init), "seed": int(seed), "input_size": size},
+        seconds=time.perf_counter() - started,
+        split=split,
+        num_samples=int(len(labels)),
+        num_classes=int(len(np.unique(labels))),
+        n_neighbors=int(n_neighbors),
+        rows=rows,
+        extract_seconds=round(extract_seconds, 3),
+        plot=plot,
+    )
+    common.write_results(out_dir, "cluster", result)
     return result
 
 
 def format_result(result: dict) -> str:
-    text = (f"clustering ({result.get('backbone', '')}, {result.get('data', '')}, "
+    text = (f"clustering ({result['backbone']['name']}, {result['data']}, "
             f"{result.get('num_samples')} images, {result.get('num_classes')} classes)\n")
-    text += format_table(result["rows"], ["groups", "method", "nmi", "ari", "purity", "seconds"])
+    text += common.format_table(result["rows"], ["groups", "method", "nmi", "ari", "purity", "seconds"])
     if result.get("plot"):
         text += f"\nplot: {result['plot']}"
     return text

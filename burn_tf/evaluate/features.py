@@ -10,6 +10,7 @@ backbone's input against the images it will be fed. :func:`final_feature_map`,
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -90,6 +91,14 @@ def embed(model: tf.keras.Model, images, image_size: int, batch_size: int = 256)
     if out.ndim != 2:
         raise ValueError(f"model {model.name!r} does not return pooled features [B, D]")
     return out
+
+
+def embed_timed(model: tf.keras.Model, image_sets, image_size: int, batch_size: int = 256
+                ) -> tuple[list[np.ndarray], float]:
+    """:func:`embed` of each array of ``image_sets`` in turn → (their features, seconds taken)."""
+    start = time.perf_counter()
+    features = [embed(model, images, image_size, batch_size) for images in image_sets]
+    return features, time.perf_counter() - start
 
 
 def check_features(x, what: str = "features") -> np.ndarray:

@@ -28,11 +28,14 @@ from typing import Sequence
 
 import numpy as np
 
-from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate import common
 from burn_tf.evaluate.data import check_labels, data_name, load_train_test
-from burn_tf.evaluate.features import check_features, embed, resolve_input_size
+from burn_tf.evaluate.features import check_features, embed_timed, resolve_input_size
 from burn_tf.evaluate.metrics import topk_accuracies
 from burn_tf.evaluate.neighbours import cosine_topk
+
+PROTOCOL_SOURCE = ("weighted kNN of InstDisc (Wu et al. 2018, lemniscate.pytorch test.py kNN) as used "
+                   "by InvP (seed 002, supplement A) and CLD: cosine top-K, votes exp(s/tau)")
 
 # ------------------------------------------------------------------------ algorithm
 
@@ -121,36 +124,38 @@ def knn(
     ``num_train`` / ``num_test`` take seeded random subsets (default: the whole splits,
     60k / 10k for Fashion-MNIST).
     """
-    model, meta = resolve_backbone(backbone)
+    started = time.perf_counter()
+    model, meta = common.resolve_backbone(backbone)
     size = resolve_input_size(model, image_size)
     x_train, y_train, x_test, y_test = load_train_test(data, num_train, num_test, seed)
     if k > len(y_train):
         raise ValueError(f"k={k} is larger than the bank ({len(y_train)} train images)")
-    start = time.perf_counter()
-    f_train = embed(model, x_train, size, batch_size)
-    f_test = embed(model, x_test, size, batch_size)
-    extract_seconds = time.perf_counter() - start
+    (f_train, f_test), extract_seconds = embed_timed(model, (x_train, x_test), size, batch_size)
     start = time.perf_counter()
     acc = knn_accuracy(f_train, y_train, f_test, y_test, k=k, temperature=temperature,
                        chunk_size=chunk_size)
-    result = {
-        "task": "knn",
-        "data": data_name(data),
-        "backbone": meta.get("name", model.name),
+    knn_seconds = time.perf_counter() - start
+    result = common.evaluator_result(
+        "knn",
+        data=data_name(data),
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol={"source": PROTOCOL_SOURCE, "k": int(k), "temperature": float(temperature),
+                  "num_train": num_train, "num_test": num_test, "seed": int(seed), "input_size": size},
+        seconds=time.perf_counter() - started,
         **acc,
-        "k": int(k),
-        "temperature": float(temperature),
-        "num_train": int(len(y_train)),
-        "num_test": int(len(y_test)),
-        "feature_dim": int(f_train.shape[1]),
-        "extract_seconds": round(extract_seconds, 3),
-        "knn_seconds": round(time.perf_counter() - start, 3),
-    }
-    write_results(out_dir, "knn", result)
+        k=int(k),
+        temperature=float(temperature),
+        num_train=int(len(y_train)),
+        num_test=int(len(y_test)),
+        feature_dim=int(f_train.shape[1]),
+        extract_seconds=round(extract_seconds, 3),
+        knn_seconds=round(knn_seconds, 3),
+    )
+    common.write_results(out_dir, "knn", result)
     return result
 
 
 def format_result(result: dict) -> str:
     row = {key: result[key] for key in ("top1", "top5", "k", "temperature", "num_train", "num_test")
            if key in result}
-    return f"weighted kNN ({result.get('backbone', '')}, {result.get('data', '')})\n" + format_table([row])
+    return f"weighted kNN ({result['backbone']['name']}, {result['data']})\n" + common.format_table([row])

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate import common
 from burn_tf.evaluate.data import data_name, load_train_test
 from burn_tf.evaluate.features import (
     GridAveragePooling,
@@ -132,9 +132,11 @@ def extract_layer_features(probe_model: tf.keras.Model, images: np.ndarray, imag
     return [np.concatenate(bucket).astype(np.float32) for bucket in parts]
 
 
-def linear_probe(train_x, train_y, test_x, test_y, C: float = 1.0, max_iter: int = 200,
-                 seed: int = 0, blas_threads: int | None = 1) -> dict:
-    """Standardise + multinomial logistic regression → {"top1", "train_top1", "converged"}."""
+def logistic_regression_probe(train_x, train_y, test_x, test_y, C: float = 1.0, max_iter: int = 200,
+                              seed: int = 0, blas_threads: int | None = 1) -> dict:
+    """The ``fast`` protocol's probe: standardise + multinomial logistic regression (sklearn,
+    L-BFGS) → {"top1", "train_top1", "converged"}. The seed protocol's SGD heads are
+    :func:`train_probes_sgd`; the linear evaluator's is :func:`burn_tf.evaluate.probe.sgd_linear_probe`."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -297,7 +299,8 @@ def layerwise(
         raise ValueError(f"pool_dim must be 'auto', None or a positive integer, got {pool_dim!r}")
     if lr == "auto":
         lr = 3.0 if scene else 30.0
-    model, meta = resolve_backbone(backbone)
+    started = time.perf_counter()
+    model, meta = common.resolve_backbone(backbone)
     size = resolve_input_size(model, image_size)
     probe_model, names = pooled_layer_model(model, layers, pool_dim)
     x_train, y_train, x_test, y_test = load_train_test(data, num_train, num_test, seed)
@@ -332,43 +335,46 @@ def layerwise(
         }
     else:
         for i, (name, a, b) in enumerate(zip(names, f_train, f_test)):
-            fit = linear_probe(a, y_train, b, y_test, C=C, max_iter=max_iter, seed=seed,
+            fit = logistic_regression_probe(a, y_train, b, y_test, C=C, max_iter=max_iter, seed=seed,
                                blas_threads=blas_threads)
             rows.append({"block": i, "layer": name, "dim": int(a.shape[1]), **fit})
         probe = {"protocol": "fast", "source": FAST_SOURCE, "pooling": "global",
                  "C": float(C), "max_iter": int(max_iter)}
+    probe_seconds = time.perf_counter() - start
     best = max(rows, key=lambda r: r["top1"])  # first best on ties
-    result = {
-        "task": "layerwise",
-        "protocol": probe,
-        "data": data_name(data),
-        "backbone": meta.get("name", model.name),
-        "probe": probe["source"],
-        "layers": names,
-        "accuracy": [r["top1"] for r in rows],
-        "rows": rows,
-        "best_layer": best["layer"],
-        "best_block": best["block"],
-        "best_top1": best["top1"],
-        "num_train": int(len(y_train)),
-        "num_test": int(len(y_test)),
-        "extract_seconds": round(extract_seconds, 3),
-        "probe_seconds": round(time.perf_counter() - start, 3),
-        "plot": None,
-    }
+    plot = None
     if out_dir is not None:
-        result["plot"] = plot_layerwise(rows, Path(out_dir) / "layerwise.png",
-                                        f"layer-wise linear probes ({protocol}) — {result['backbone']}")
-    write_results(out_dir, "layerwise", result)
+        plot = plot_layerwise(rows, Path(out_dir) / "layerwise.png",
+                              f"layer-wise linear probes ({protocol}) — {model.name}")
+    result = common.evaluator_result(
+        "layerwise",
+        data=data_name(data),
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol=probe,
+        seconds=time.perf_counter() - started,
+        probe=probe["source"],
+        layers=names,
+        accuracy=[r["top1"] for r in rows],
+        rows=rows,
+        best_layer=best["layer"],
+        best_block=best["block"],
+        best_top1=best["top1"],
+        num_train=int(len(y_train)),
+        num_test=int(len(y_test)),
+        extract_seconds=round(extract_seconds, 3),
+        probe_seconds=round(probe_seconds, 3),
+        plot=plot,
+    )
+    common.write_results(out_dir, "layerwise", result)
     return result
 
 
 def format_result(result: dict) -> str:
     columns = ["block", "layer", "dim", "top1", "train_top1"]
     columns += ["converged"] if result["protocol"]["protocol"] == "fast" else ["top5"]
-    table = format_table(result["rows"], columns)
+    table = common.format_table(result["rows"], columns)
     lines = [f"layer-wise linear probes, {result['protocol']['protocol']} protocol "
-             f"({result.get('backbone', '')}, {result.get('data', '')})", table,
+             f"({result['backbone']['name']}, {result['data']})", table,
              f"best: {result['best_layer']} top-1 {result['best_top1']:.4f}"]
     if result.get("plot"):
         lines.append(f"plot: {result['plot']}")

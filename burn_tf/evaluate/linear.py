@@ -14,7 +14,7 @@ Two paths, one protocol:
 
 The head is initialised N(0, 0.01) with zero bias, as in MoCo's ``main_lincls``; weight decay
 is the coupled (PyTorch) kind, a gradient term ``wd · w`` (the training is
-:func:`burn_tf.evaluate.probe.linear_probe`). Accuracies are fractions in [0, 1], top-k by
+:func:`burn_tf.evaluate.probe.sgd_linear_probe`). Accuracies are fractions in [0, 1], top-k by
 :func:`burn_tf.evaluate.metrics.topk_accuracy` (ties are not hits).
 
 >>> from burn_tf.evaluate import linear
@@ -34,9 +34,11 @@ from burn_tf.evaluate.data import (
     load_classification_data,
 )
 from burn_tf.evaluate.features import resolve_input_size
-from burn_tf.evaluate.probe import linear_probe
+from burn_tf.evaluate.probe import sgd_linear_probe
 
 TASK = "linear"
+PROTOCOL_SOURCE = ("BURN supplement section 1 (Goyal et al. 2019 / MoCo main_lincls): frozen backbone, "
+                   "dense softmax, SGD m 0.9, 100 epochs, lr 30 x0.1 at 60 and 80, wd 0, batch 256")
 DEFAULT_DATA = "fashion_mnist"
 
 
@@ -77,26 +79,27 @@ def linear(
     size = resolve_input_size(model, image_size)
     dataset = load_classification_data(data, image_size=size, data_dir=data_dir)
     dataset = check_classification_data(first_n_balanced_data(dataset, train_subset, test_subset))
-    scores = linear_probe(
+    scores = sgd_linear_probe(
         model, dataset, size=size, epochs=int(epochs), lr=float(lr), milestones=list(milestones),
         gamma=float(gamma), momentum=float(momentum), weight_decay=float(weight_decay),
         batch_size=int(batch_size), augment=bool(augment), seed=int(seed),
         feature_batch_size=int(feature_batch_size), strategy=str(strategy),
     )
-    result = {
-        "task": TASK,
-        "data": dataset.name,
-        "backbone": common.backbone_info(backbone, model, meta),
-        **scores,
-        "protocol": {
+    result = common.evaluator_result(
+        TASK,
+        data=dataset.name,
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol={
+            "source": PROTOCOL_SOURCE,
             "epochs": int(epochs), "lr": float(lr), "milestones": [int(m) for m in milestones],
             "gamma": float(gamma), "momentum": float(momentum),
             "weight_decay": float(weight_decay), "batch_size": int(batch_size),
             "augment": bool(augment), "train_subset": train_subset, "test_subset": test_subset,
             "seed": int(seed), "input_size": size, "strategy": str(strategy),
         },
-        "seconds": round(time.time() - started, 2),
-    }
+        seconds=time.time() - started,
+        **scores,
+    )
     common.write_results(out_dir, TASK, result)
     return result
 

@@ -4,9 +4,11 @@
   transfer, kNN, the kNN monitor, the demo), with **one tie rule**, stated there;
 * :func:`precision_recall`, :func:`average_precision` (area under the monotone curve, as in
   Goyal et al.'s benchmark code, or VOC07 11-point) and :func:`mean_ap` — SVM classification;
-* :func:`box_iou_matrix` and :func:`coco_average_precision` — detection (COCOeval's box AP);
+* :func:`box_iou_matrix` (defined with the detection composites, whose placement uses it)
+  and :func:`coco_average_precision` — detection (COCOeval's box AP);
 * :func:`precision_at_k` — retrieval;
-* :func:`purity` — clustering (NMI and ARI are scikit-learn's, called where they are used).
+* :func:`purity` — clustering (NMI and ARI are scikit-learn's, called where they are used);
+* :func:`seed_std` — the one spread over seeds (or repeated runs) every table and figure shows.
 """
 
 from __future__ import annotations
@@ -15,9 +17,25 @@ from typing import Sequence
 
 import numpy as np
 
+from burn_tf.data.detection_composites import box_iou_matrix  # noqa: F401  (the data layer's, re-exported)
+
 AP_METHODS = ("area", "voc07")
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
+
+
+# -------------------------------------------------------------------- spread over seeds
+
+
+def seed_std(values, axis: int = 0):
+    """Sample standard deviation (ddof 1) of ``values`` over seeds / repeated runs along
+    ``axis``; 0 when there is a single run (not NaN). Every ``mean ± std`` over seeds in
+    burn_tf (compare, ablate, detect, the figures) uses it, so they all mean the same thing."""
+    values = np.asarray(values, np.float64)
+    if values.shape[axis] < 2:
+        return np.zeros_like(values.sum(axis=axis)) if values.ndim > 1 else 0.0
+    std = values.std(axis=axis, ddof=1)
+    return float(std) if np.ndim(std) == 0 else std
 
 
 # -------------------------------------------------------------------- classification
@@ -112,19 +130,6 @@ def mean_ap(aps: Sequence[float]) -> float:
 
 
 # ------------------------------------------------------------------ AP (detection)
-
-
-def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every xyxy box in ``a`` [N,4] with every box in ``b`` [M,4] → [N,M]."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def _match_image(ious: np.ndarray, gt_ignore: np.ndarray, thresholds: np.ndarray):

@@ -2,7 +2,7 @@
 fine-tuning and the BURN demo.
 
 A dense softmax head initialised N(0, 0.01) with zero bias (MoCo's ``main_lincls``), SGD with
-momentum under a step schedule, coupled (PyTorch) weight decay ``wd · w``. :func:`linear_probe`
+momentum under a step schedule, coupled (PyTorch) weight decay ``wd · w``. :func:`sgd_linear_probe`
 is the linear protocol on one train → test split (frozen backbone; cached features, or
 augmented images through the backbone); :func:`train_head_on_features` trains the head on
 cached features alone; :func:`fit_or_raise` is ``model.fit`` that stops at a non-finite
@@ -133,7 +133,7 @@ def predict_images(model: tf.keras.Model, x: np.ndarray, size: int, batch_size: 
     return model.predict(ds.map(lambda a, b: a), verbose=0)
 
 
-def linear_probe(
+def sgd_linear_probe(
     model: tf.keras.Model,
     data: ClassificationData,
     *,

@@ -16,12 +16,15 @@ from typing import Sequence
 
 import numpy as np
 
-from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate import common
 from burn_tf.evaluate.data import class_names_for, data_name, load_train_test
-from burn_tf.evaluate.features import embed, resolve_input_size
+from burn_tf.evaluate.features import embed_timed, resolve_input_size
 from burn_tf.evaluate.metrics import check_ks, precision_at_k
 from burn_tf.evaluate.neighbours import cosine_topk
 from burn_tf.evaluate.plots import save_png
+
+PROTOCOL_SOURCE = ("CLD (seed 003) supplement sections 7-8 (Fig. A.3): top-k cosine neighbours of "
+                   "each test query among the train images; precision@k and hit@k by class")
 
 
 def retrieve(query_features, bank_features, k: int, chunk_size: int | None = None):
@@ -96,49 +99,52 @@ def retrieval(
     """precision@k of cosine retrieval: ``num_queries`` random test images (default 1000)
     against the train split (default: all of it) as the bank. Writes ``retrieval.json``
     and ``retrieval.png`` (the first ``grid_queries`` queries × ``grid_k`` retrievals)."""
+    started = time.perf_counter()
     ks = check_ks(ks)
-    model, meta = resolve_backbone(backbone)
+    model, meta = common.resolve_backbone(backbone)
     size = resolve_input_size(model, image_size)
     bank_images, bank_labels, query_images, query_labels = load_train_test(
         data, num_bank, num_queries, seed, what=("bank (train) labels", "query (test) labels"))
     k_max = max(ks[-1], int(grid_k) if out_dir is not None else 0)
     if k_max > len(bank_labels):
         raise ValueError(f"k={k_max} is larger than the bank ({len(bank_labels)} train images)")
-    start = time.perf_counter()
-    f_bank = embed(model, bank_images, size, batch_size)
-    f_query = embed(model, query_images, size, batch_size)
-    extract_seconds = time.perf_counter() - start
+    (f_bank, f_query), extract_seconds = embed_timed(model, (bank_images, query_images), size, batch_size)
     start = time.perf_counter()
     _, neighbours = retrieve(f_query, f_bank, k_max, chunk_size)
     scores = precision_at_k(query_labels, bank_labels, neighbours, ks)
-    result = {
-        "task": "retrieval",
-        "data": data_name(data),
-        "backbone": meta.get("name", model.name),
-        **scores,
-        "ks": ks,
-        "num_queries": int(len(query_labels)),
-        "num_bank": int(len(bank_labels)),
-        "extract_seconds": round(extract_seconds, 3),
-        "retrieval_seconds": round(time.perf_counter() - start, 3),
-        "plot": None,
-    }
+    retrieval_seconds = time.perf_counter() - start
+    plot = None
     if out_dir is not None and grid_queries > 0 and grid_k > 0:
         n = min(int(grid_queries), len(query_labels))
-        result["plot"] = plot_retrieval_grid(
+        plot = plot_retrieval_grid(
             query_images[:n], query_labels[:n], bank_images, bank_labels, neighbours[:n, :grid_k],
-            Path(out_dir) / "retrieval.png", f"retrieval — {result['backbone']}",
+            Path(out_dir) / "retrieval.png", f"retrieval — {model.name}",
             class_names_for(data, np.concatenate([bank_labels, query_labels])),
         )
-    write_results(out_dir, "retrieval", result)
+    result = common.evaluator_result(
+        "retrieval",
+        data=data_name(data),
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol={"source": PROTOCOL_SOURCE, "ks": ks, "num_queries": num_queries, "num_bank": num_bank,
+                  "seed": int(seed), "input_size": size},
+        seconds=time.perf_counter() - started,
+        **scores,
+        ks=ks,
+        num_queries=int(len(query_labels)),
+        num_bank=int(len(bank_labels)),
+        extract_seconds=round(extract_seconds, 3),
+        retrieval_seconds=round(retrieval_seconds, 3),
+        plot=plot,
+    )
+    common.write_results(out_dir, "retrieval", result)
     return result
 
 
 def format_result(result: dict) -> str:
     rows = [{"k": k, "precision@k": result[f"precision@{k}"], "hit@k": result[f"hit@{k}"]}
             for k in result["ks"]]
-    text = (f"retrieval ({result.get('backbone', '')}, {result.get('data', '')}, "
-            f"{result['num_queries']} queries, bank {result['num_bank']})\n" + format_table(rows))
+    text = (f"retrieval ({result['backbone']['name']}, {result['data']}, "
+            f"{result['num_queries']} queries, bank {result['num_bank']})\n" + common.format_table(rows))
     if result.get("plot"):
         text += f"\nplot: {result['plot']}"
     return text

@@ -40,6 +40,9 @@ from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.probe import as_strategy, dense_head, fit_or_raise, predict_images
 
 TASK = "semisup"
+PROTOCOL_SOURCE = ("BURN supplement section 1 (following PCL / SimCLR v2 / BYOL): 1% / 10% class-balanced "
+                   "labels, fine-tune all, 20 epochs, SGD m 0.9, wd 5e-4, x0.2 at 12 and 16, best of the "
+                   "backbone-lr x head-multiplier grid (chosen here on a held-out train split)")
 DEFAULT_DATA = "fashion_mnist"
 
 
@@ -235,17 +238,12 @@ def semisup(
     finally:
         model.set_weights(initial)
 
-    result = {
-        "task": TASK,
-        "data": dataset.name,
-        "backbone": common.backbone_info(backbone, model, meta),
-        "num_classes": num_classes,
-        "num_train": int(len(dataset.x_train)),
-        "num_holdout": int(len(holdout)),
-        "num_test": int(len(dataset.x_test)),
-        "fractions": per_fraction,
-        "protocol": {
-            "epochs": int(epochs), "milestones": [int(m) for m in milestones],
+    result = common.evaluator_result(
+        TASK,
+        data=dataset.name,
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol={
+            "source": PROTOCOL_SOURCE, "epochs": int(epochs), "milestones": [int(m) for m in milestones],
             "gamma": float(gamma), "momentum": float(momentum),
             "weight_decay": float(weight_decay),
             "backbone_lrs": [float(v) for v in backbone_lrs],
@@ -257,8 +255,13 @@ def semisup(
             "test_subset": test_subset, "input_size": size, "selection": "best holdout top-1",
             "strategy": str(strategy),
         },
-        "seconds": round(time.time() - started, 2),
-    }
+        seconds=time.time() - started,
+        num_classes=num_classes,
+        num_train=int(len(dataset.x_train)),
+        num_holdout=int(len(holdout)),
+        num_test=int(len(dataset.x_test)),
+        fractions=per_fraction,
+    )
     common.write_results(out_dir, TASK, result)
     return result
 

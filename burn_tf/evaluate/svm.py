@@ -77,7 +77,7 @@ from burn_tf.data.composites import CLASS_NAMES, multilabel_composites
 from burn_tf.data.sources import SourceNotFoundError, gcs_disabled, tfds_source
 from burn_tf.evaluate import common
 from burn_tf.evaluate.data import VOC_CLASSES, check_images, check_multi_hot
-from burn_tf.evaluate.detection_model import backbone_at_size
+from burn_tf.evaluate.detection.model import backbone_at_size
 from burn_tf.evaluate.features import (
     GridAveragePooling,
     final_feature_map,
@@ -258,6 +258,9 @@ def few_shot(train_x, train_y, test_x, test_y, *, shots, samples, costs, cost, a
                     for m in AP_METHODS:
                         maps[m][s, j] = mean_ap(aps[m])
             best = int(np.argmax(maps[ap_method].mean(axis=0)))
+            # Spread over the low-shot samples as the reference aggregates it: np.std (ddof 0),
+            # VISSL SVMLowShotTrainer.aggregate_stats; not a spread over training seeds
+            # (metrics.seed_std), and the README's few-shot ± are these.
             out[str(int(k))] = {
                 "k": int(k),
                 "cost": costs[best],
@@ -482,30 +485,19 @@ def svm(
     f_tr, f_te = feats[: len(x_tr)], feats[len(x_tr):]
     costs = list(DEFAULT_COSTS if costs is None else costs)
 
-    result = {
-        "task": TASK,
-        "data": name,
-        "data_note": data_note,
-        "backbone": common.backbone_info(backbone, model, meta),
-        "feature_dim": int(f_tr.shape[1]),
-        "pooling": pooling_info,
-        "num_classes": int(y_tr.shape[1]),
-        "num_train": int(len(x_tr)),
-        "num_test": int(len(x_te)),
-        "ap_method": ap_method,
-    }
+    scores = {}
     if full:
         fs = full_shot(f_tr, y_tr, f_te, y_te, costs=costs, folds=int(folds),
                        class_names=class_names, n_jobs=n_jobs)
-        result["full"] = {"map": fs[f"map_{ap_method}"], **fs}
+        scores["full"] = {"map": fs[f"map_{ap_method}"], **fs}
     if fewshot:
-        result["fewshot"] = few_shot(f_tr, y_tr, f_te, y_te, shots=shots, samples=int(samples),
+        scores["fewshot"] = few_shot(f_tr, y_tr, f_te, y_te, shots=shots, samples=int(samples),
                                      costs=costs, cost=fewshot_cost, ap_method=ap_method,
                                      seed=int(seed))
-    result["protocol"] = {
+    protocol = {
         "source": PROTOCOL_SOURCE,
         "features": (f"last feature map average-pooled to a {pooling_info.get('grid')}×"
-                     f"{pooling_info.get('grid')} grid ({result['feature_dim']}-d), L2-normalised"
+                     f"{pooling_info.get('grid')} grid ({int(f_tr.shape[1])}-d), L2-normalised"
                      if pooling_info["mode"] == "grid" else f"{pooling_info['mode']}, L2-normalised"),
         "fewshot_sampling": ("per class independently: k positives and (C − 1)·k negatives, "
                              "others ignored (Goyal et al. / VISSL create_voc_low_shot_samples)"),
@@ -520,7 +512,21 @@ def svm(
         "n_train": int(n_train), "n_test": int(n_test), "canvas": int(canvas),
         "max_items": int(max_items), "input_size": size,
     }
-    result["seconds"] = round(time.time() - started, 2)
+    result = common.evaluator_result(
+        TASK,
+        data=name,
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol=protocol,
+        seconds=time.time() - started,
+        data_note=data_note,
+        feature_dim=int(f_tr.shape[1]),
+        pooling=pooling_info,
+        num_classes=int(y_tr.shape[1]),
+        num_train=int(len(x_tr)),
+        num_test=int(len(x_te)),
+        ap_method=ap_method,
+        **scores,
+    )
     common.write_results(out_dir, TASK, result)
     return result
 

@@ -39,9 +39,12 @@ from burn_tf.evaluate.data import (
     load_classification_data,
 )
 from burn_tf.evaluate.features import resolve_input_size
-from burn_tf.evaluate.probe import linear_probe
+from burn_tf.evaluate.probe import sgd_linear_probe
 
 TASK = "transfer"
+PROTOCOL_SOURCE = ("BURN supplement section 1 (following Goyal et al. 2019): linear transfer on the frozen "
+                   "backbone; object-centric as the linear protocol, scene-centric 28 epochs, lr 0.01 "
+                   "x0.1 every 7, wd 1e-5")
 DEFAULT_DATA = "mnist_5k,digits"
 EMBEDDED = ("mnist_5k", "digits")
 SCHEDULES = {
@@ -189,7 +192,7 @@ def transfer(
     """Linear transfer of ``backbone`` to each target in ``data``.
 
     ``strategy`` (default | mirrored | multiworker | tpu, as ``train.strategy``) trains each
-    head on every replica (:func:`~burn_tf.evaluate.probe.linear_probe`); ``batch_size`` is
+    head on every replica (:func:`~burn_tf.evaluate.probe.sgd_linear_probe`); ``batch_size`` is
     the global batch.
 
     ``schedule`` picks the object- or scene-centric protocol; ``epochs``, ``lr``,
@@ -214,7 +217,7 @@ def transfer(
                              test_fraction=test_fraction, train_split=train_split,
                              test_split=test_split)
         target = check_classification_data(first_n_balanced_data(target, train_subset, test_subset))
-        scores = linear_probe(
+        scores = sgd_linear_probe(
             model, target, size=size, epochs=proto["epochs"], lr=float(proto["lr"]),
             milestones=proto["milestones"], gamma=float(proto["gamma"]), momentum=float(momentum),
             weight_decay=float(proto["weight_decay"]), batch_size=int(batch_size),
@@ -222,13 +225,12 @@ def transfer(
             strategy=str(strategy),
         )
         targets[label if label != "arrays" else target.name] = scores
-    result = {
-        "task": TASK,
-        "schedule": schedule,
-        "backbone": common.backbone_info(backbone, model, meta),
-        "targets": targets,
-        "mean_top1": float(np.mean([t["top1"] for t in targets.values()])),
-        "protocol": {
+    result = common.evaluator_result(
+        TASK,
+        data=",".join(targets),
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol={
+            "source": PROTOCOL_SOURCE, "schedule": schedule,
             **{k: (float(v) if isinstance(v, (int, float)) and k != "epochs" else v)
                for k, v in proto.items()},
             "momentum": float(momentum), "batch_size": int(batch_size), "augment": bool(augment),
@@ -236,8 +238,11 @@ def transfer(
             "split_seed": int(split_seed), "test_fraction": float(test_fraction),
             "input_size": size, "strategy": str(strategy),
         },
-        "seconds": round(time.time() - started, 2),
-    }
+        seconds=time.time() - started,
+        schedule=schedule,
+        targets=targets,
+        mean_top1=float(np.mean([t["top1"] for t in targets.values()])),
+    )
     common.write_results(out_dir, TASK, result)
     return result
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from burn_tf.evaluate.common import format_table, resolve_backbone, write_results
+from burn_tf.evaluate import common
 from burn_tf.evaluate.data import (
     check_labels,
     class_names_for,
@@ -25,9 +25,12 @@ from burn_tf.evaluate.data import (
     load_labelled_data,
     select_per_class,
 )
-from burn_tf.evaluate.features import embed, l2_normalize, resolve_input_size
+from burn_tf.evaluate.features import embed_timed, l2_normalize, resolve_input_size
 from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.threads import limit_blas_threads
+
+PROTOCOL_SOURCE = ("InvP (seed 002) supplement Fig. 2: t-SNE of the first 40 classes x 200 random "
+                   "images, scaled to the data set; L2-normalised features, Barnes-Hut, PCA init")
 
 
 def run_tsne(features: np.ndarray, perplexity: float = 30.0, max_iter: int = 1000, seed: int = 0,
@@ -95,15 +98,14 @@ def tsne(
     """
     from sklearn.metrics import silhouette_score
 
-    model, meta = resolve_backbone(backbone)
+    started = time.perf_counter()
+    model, meta = common.resolve_backbone(backbone)
     size = resolve_input_size(model, image_size)
     images, labels = load_labelled_data(data).split(split)
     check_labels(labels, f"{split} labels", min_classes=1)
     index = select_per_class(labels, num_classes, per_class, seed)
     images, labels = images[index], labels[index]
-    start = time.perf_counter()
-    features = embed(model, images, size, batch_size)
-    extract_seconds = time.perf_counter() - start
+    (features,), extract_seconds = embed_timed(model, (images,), size, batch_size)
     if not np.all(np.isfinite(features)):
         raise ValueError(f"backbone {model.name!r} produced NaN/Inf features")
     start = time.perf_counter()
@@ -111,38 +113,43 @@ def tsne(
     tsne_seconds = time.perf_counter() - start
     silhouette = float(silhouette_score(embedding, labels)) if len(np.unique(labels)) > 1 else float("nan")
     names = class_names_for(data, labels)
-    result = {
-        "task": "tsne",
-        "data": data_name(data),
-        "backbone": meta.get("name", model.name),
-        "split": split,
-        "num_classes": int(len(np.unique(labels))),
-        "per_class": int(per_class),
-        "num_points": int(len(labels)),
-        "perplexity": float(perplexity),
-        "kl_divergence": kl,
-        "silhouette_2d": silhouette,
-        "extract_seconds": round(extract_seconds, 3),
-        "tsne_seconds": round(tsne_seconds, 3),
-        "plot": None,
-        "embedding": None,
-    }
+    n_classes = int(len(np.unique(labels)))
+    plot, embedding_path = None, None
     if out_dir is not None:
         out = Path(out_dir)
-        result["plot"] = plot_tsne(embedding, labels, names, out / "tsne.png",
-                                   f"t-SNE — {result['backbone']} ({result['num_classes']} classes × "
-                                   f"{per_class})")
+        plot = plot_tsne(embedding, labels, names, out / "tsne.png",
+                         f"t-SNE — {model.name} ({n_classes} classes × {per_class})")
         out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "tsne_embedding.npz", embedding=embedding, labels=labels, indices=index)
-        result["embedding"] = str(out / "tsne_embedding.npz")
-    write_results(out_dir, "tsne", result)
+        embedding_path = str(out / "tsne_embedding.npz")
+    result = common.evaluator_result(
+        "tsne",
+        data=data_name(data),
+        backbone=common.backbone_info(backbone, model, meta, input_size=size),
+        protocol={"source": PROTOCOL_SOURCE, "split": split, "num_classes": int(num_classes),
+                  "per_class": int(per_class), "perplexity": float(perplexity),
+                  "max_iter": int(max_iter), "seed": int(seed), "input_size": size},
+        seconds=time.perf_counter() - started,
+        split=split,
+        num_classes=n_classes,
+        per_class=int(per_class),
+        num_points=int(len(labels)),
+        perplexity=float(perplexity),
+        kl_divergence=kl,
+        silhouette_2d=silhouette,
+        extract_seconds=round(extract_seconds, 3),
+        tsne_seconds=round(tsne_seconds, 3),
+        plot=plot,
+        embedding=embedding_path,
+    )
+    common.write_results(out_dir, "tsne", result)
     return result
 
 
 def format_result(result: dict) -> str:
     keys = ("num_points", "num_classes", "perplexity", "kl_divergence", "silhouette_2d")
     row = {k: result[k] for k in keys}
-    text = f"t-SNE ({result.get('backbone', '')}, {result.get('data', '')})\n" + format_table([row])
+    text = f"t-SNE ({result['backbone']['name']}, {result['data']})\n" + common.format_table([row])
     if result.get("plot"):
         text += f"\nplot: {result['plot']}"
     return text

@@ -58,7 +58,7 @@ def test_boxes_inside_canvas_and_match_the_pasted_items(items):
         assert not d.images[i][~covered].any()
         for a in range(k):
             for b in range(a + 1, k):
-                assert dc.box_iou(d.boxes[i, a], d.boxes[i, b]) <= 0.2 + 1e-6
+                assert dc.box_iou_matrix(d.boxes[i, a], d.boxes[i, b])[0, 0] <= 0.2 + 1e-6
 
 
 def test_a_single_item_is_pasted_exactly():
@@ -191,3 +191,13 @@ def test_bad_clutter_arguments(items):
         make_detection_composites("train", 2, background="grey", arrays=items)
     with pytest.raises(ValueError, match="occlusion"):
         make_detection_composites("train", 2, background="clutter", occlusion=1.5, arrays=items)
+
+
+def test_both_composite_generators_share_the_split_ids_and_boxes():
+    from burn_tf.data import composites
+
+    for make in (lambda: composites.multilabel_composites(1, split="val"),
+                 lambda: make_detection_composites("val", 1)):
+        with pytest.raises(ValueError, match=r"split must be one of \['test', 'train'\], got 'val'"):
+            make()
+    assert dc.tight_box is composites.tight_box  # one tight box, in the lower module

@@ -11,7 +11,7 @@ from burn_tf.evaluate.cluster import (
     format_result,
     knn_affinity,
     spectral_clustering,
-    spherical_kmeans,
+    spherical_kmeans_plusplus,
 )
 
 
@@ -43,11 +43,11 @@ def test_noise_nmi_near_zero():
 
 def test_spherical_kmeans_objective_and_centroids():
     x, _ = blobs(30, 3, 8, 0.05, seed=2)
-    labels, centroids, objective = spherical_kmeans(x, 3, n_init=2)
+    labels, centroids, objective = spherical_kmeans_plusplus(x, 3, n_init=2)
     np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-5)
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     assert objective == pytest.approx(np.sum(1 - np.sum(xn * centroids[labels], axis=1)), rel=1e-4)
-    _, _, worse = spherical_kmeans(x, 1)
+    _, _, worse = spherical_kmeans_plusplus(x, 1)
     assert objective < worse
 
 

@@ -10,9 +10,10 @@ import tensorflow as tf
 
 from burn_tf.backbone import save_backbone
 from burn_tf.data.sources import SourceNotFoundError
-from burn_tf.evaluate import detection_data, detection_model
 from burn_tf.evaluate.data import VOC_CLASSES
-from burn_tf.evaluate.detection_model import DetectionConfigError
+from burn_tf.evaluate.detection import DetectionConfigError
+from burn_tf.evaluate.detection import data as detection_data
+from burn_tf.evaluate.detection import model as detection_model
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.schema import ConfigError
 
@@ -174,7 +175,10 @@ def test_summary_means_stds_and_paired_margins():
             for seed, m in enumerate(values)]
     summary = detect_module.summarize_runs(runs, ["frozen"], random_init=True)["frozen"]
     assert summary["trained"]["AP50"]["mean"] == pytest.approx(0.64)
-    assert summary["random_init"]["mAP"]["std"] == pytest.approx(np.std([0.10, 0.14, 0.12]))
+    # spreads over seeds are sample stds (ddof 1), as in compare / ablate
+    assert summary["random_init"]["mAP"]["std"] == pytest.approx(np.std([0.10, 0.14, 0.12], ddof=1))
+    one_seed = detect_module.summarize_runs([r for r in runs if r["seed"] == 0], ["frozen"], True)["frozen"]
+    assert one_seed["trained"]["mAP"]["std"] == 0.0 and one_seed["margin_mAP"]["std"] == 0.0
     margin = summary["margin_mAP"]
     assert margin["values"] == pytest.approx([0.20, 0.18, 0.22])  # paired by seed
     assert margin["mean"] == pytest.approx(0.20) and margin["exceeds_seed_std"]

@@ -10,7 +10,7 @@ import tensorflow as tf
 from burn_tf.evaluate.layerwise import (
     format_result,
     layerwise,
-    linear_probe,
+    logistic_regression_probe,
     pooled_layer_model,
 )
 
@@ -97,6 +97,6 @@ def test_linear_probe_separable_and_noise():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 300)
     separable = np.eye(3)[y] * 5 + rng.standard_normal((300, 3)) * 0.1
-    assert linear_probe(separable[:200], y[:200], separable[200:], y[200:])["top1"] == 1.0
+    assert logistic_regression_probe(separable[:200], y[:200], separable[200:], y[200:])["top1"] == 1.0
     noise = rng.standard_normal((300, 5))
-    assert linear_probe(noise[:200], y[:200], noise[200:], y[200:])["top1"] < 0.6
+    assert logistic_regression_probe(noise[:200], y[:200], noise[200:], y[200:])["top1"] < 0.6

@@ -15,6 +15,7 @@ from burn_tf.evaluate.metrics import (
     label_ranks,
     mean_ap,
     purity,
+    seed_std,
     topk_accuracies,
     topk_accuracy,
 )
@@ -245,3 +246,11 @@ def test_ap_matches_pycocotools_when_installed():
 
 def test_purity_hand_computed():
     assert purity([0, 0, 1, 1, 1], [0, 0, 0, 1, 1]) == pytest.approx(4 / 5)
+
+
+def test_seed_std_is_the_sample_std_over_seeds():
+    assert seed_std([0.10, 0.14, 0.12]) == pytest.approx(0.02)  # ddof 1: sqrt(0.0008 / 2)
+    assert seed_std([0.5]) == 0.0  # one seed: no spread, not NaN
+    runs = np.array([[1.0, 2.0, 4.0], [3.0, 2.0, 0.0]])  # 2 runs × 3 steps
+    np.testing.assert_allclose(seed_std(runs, axis=0), [np.sqrt(2.0), 0.0, np.sqrt(8.0)])
+    np.testing.assert_array_equal(seed_std(runs[:1], axis=0), [0.0, 0.0, 0.0])

@@ -28,7 +28,7 @@ BOUNDING_BOX_FORMAT = "xyxy"
 
 
 class DetectionConfigError(ValueError):
-    """A bad argument to :func:`burn_tf.evaluate.detect.detect` (backbone, pyramid layers,
+    """A bad argument to :func:`burn_tf.evaluate.detection.detect` (backbone, pyramid layers,
     sizes, data)."""
 
 

@@ -9,8 +9,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.data.detection_composites import make_detection_composites
-from burn_tf.data.sources import SourceNotFoundError, gcs_disabled
+from burn_tf.data.detection_composites import coin_flip, make_detection_composites
+from burn_tf.data.sources import gcs_disabled, tfds_source
 
 
 @dataclasses.dataclass
@@ -33,10 +33,6 @@ def _images_with_index(index, example):
 
 def _first_with_index(index, example):
     return example[0], index
-
-
-def _coin(r):
-    return r % 2 == 1
 
 
 def _zero(example):
@@ -71,34 +67,15 @@ def composites_data(input_size, num_train, num_test, batch_size, augment, seed, 
 
 def open_voc(name, data_dir, num_train, num_test):
     """tfds VOC prepared under ``data_dir`` → (train examples, test examples, class names,
-    description). Never downloads: a missing data_dir or unprepared dataset is an error."""
+    description). Never downloads: a missing data_dir or unprepared dataset is an error
+    (:func:`burn_tf.data.sources.tfds_source`'s checks, as the SVM's VOC reader)."""
 
-    if data_dir is None:
-        raise SourceNotFoundError(
-            f"data={name!r} needs data_dir=: the tfds data_dir where {name} is prepared "
-            "(nothing is downloaded at run time; prepare it where the VOC tar files are with "
-            f"tfds.builder({name!r}, data_dir=...).download_and_prepare() and copy the folder)"
-        )
-    data_dir = os.fspath(data_dir)
-    if not os.path.isdir(data_dir):
-        raise SourceNotFoundError(f"tfds data_dir {data_dir!r} does not exist (data={name!r})")
+    for split in ("train+validation", "test"):
+        tfds_source(name, split, data_dir, label_key=None)  # checks: data_dir, prepared, splits
     import tensorflow_datasets as tfds
 
     with gcs_disabled():
-        try:
-            builder = tfds.builder(name, data_dir=data_dir)
-        except Exception as err:
-            raise SourceNotFoundError(f"tfds dataset {name!r} cannot be opened under {data_dir!r} ({err})") from None
-        info_file = os.path.join(builder.data_dir, "dataset_info.json")
-        if not tf.io.gfile.exists(info_file):
-            raise SourceNotFoundError(
-                f"tfds dataset {name!r} is not prepared under {data_dir!r} (no {info_file}); "
-                f"nothing is downloaded at run time: prepare it with tfds.builder({name!r}, "
-                "data_dir=...).download_and_prepare() where the VOC files are"
-            )
-        missing = {"train", "validation", "test"} - set(builder.info.splits.keys())
-        if missing:
-            raise SourceNotFoundError(f"tfds dataset {name!r} under {data_dir!r} lacks split(s) {sorted(missing)}")
+        builder = tfds.builder(name, data_dir=os.fspath(data_dir))
         train_raw = builder.as_dataset(split="train+validation", shuffle_files=False)
         test_raw = builder.as_dataset(split="test", shuffle_files=False)
         class_names = tuple(builder.info.features["objects"]["label"].names)
@@ -136,7 +113,7 @@ def voc_detection_data(train_raw, test_raw, class_names, input_size, batch_size,
         return {"images": image, "bounding_boxes": {"boxes": boxes, "classes": classes}}
 
     train = train_raw.map(convert, num_parallel_calls=tf.data.AUTOTUNE).shuffle(1000, seed=seed)
-    coins = tf.data.Dataset.random(seed=seed).map(_coin)
+    coins = tf.data.Dataset.random(seed=seed).map(coin_flip)
     train = tf.data.Dataset.zip((train, coins)).map(to_train, num_parallel_calls=tf.data.AUTOTUNE)
     train = train.padded_batch(
         batch_size, padding_values={"images": 0.0, "bounding_boxes": {"boxes": -1.0, "classes": -1.0}}
