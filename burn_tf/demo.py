@@ -54,7 +54,7 @@ from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain
 from burn_tf.schema import build_dataclass, check_range
 
-DEFAULT_CONFIG = "demo.yaml"  # shipped inside the package (burn_tf/configs)
+DEFAULT_CONFIG = "demo.yaml"  # configs/demo.yaml, shipped in the wheel
 # Controls: what the student reaches without the jointly trained classifier g_θ.
 CONTROLS = {
     "student_fs_only": {"lambda_schedule": "constant", "lambda_end": 1.0},  # L_FS alone

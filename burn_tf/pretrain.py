@@ -7,7 +7,7 @@ CLI (a thin layer over :func:`pretrain`)::
     python -m burn_tf.pretrain --config imagenet/burn_stage2.yaml --stage 2 \\
         --run-dir runs/imagenet --set train.batch_size=1024
 
-``--config`` takes a file or the name of a config shipped in ``burn_tf/configs``. The method
+``--config`` takes a file or the name of a config in ``configs/`` (shipped in the wheel). The method
 says what it needs — a teacher (``needs_teacher``), how many views (``num_views_for``),
 labels (``needs_labels``), its callbacks, its heads to export — and this module provides it.
 

@@ -23,10 +23,53 @@ def wheel(tmp_path_factory):
 
 def test_the_wheel_ships_every_config_the_clis_default_to(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {str(p.relative_to(REPO)) for p in (REPO / "burn_tf" / "configs").rglob("*.yaml")}
-    assert {"burn_tf/configs/demo.yaml", "burn_tf/configs/s2bnn.yaml",
-            "burn_tf/configs/imagenet/burn_stage1.yaml"} <= shipped
-    assert shipped <= names
+    edited = {p.relative_to(REPO / "configs").as_posix() for p in (REPO / "configs").rglob("*.yaml")}
+    assert {"demo.yaml", "s2bnn.yaml", "imagenet/burn_stage1.yaml"} <= edited
+    # setup.cfg's package_dir ships the root configs/ as the package burn_tf.configs.
+    assert {f"burn_tf/configs/{name}" for name in edited} <= names
+
+
+def test_the_wheel_ships_every_module(wheel):
+    # setup.cfg lists the packages by name (burn_tf.configs lives outside burn_tf/): a new
+    # subpackage missing from that list would be missing from the wheel.
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "burn_tf").rglob("*.py")}
+    assert modules - names == set()
+
+
+def test_the_configs_live_in_one_place():
+    # configs/ at the root is what users edit and what the wheel ships: no second copy that
+    # could drift from it.
+    assert not (REPO / "burn_tf" / "configs").exists()
+    tracked = subprocess.run(["git", "ls-files", "*.yaml", "*.yml"], cwd=REPO, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    elsewhere = [path for path in tracked.stdout.split() if not path.startswith("configs/")]
+    assert elsewhere == []
+
+
+def test_an_editable_install_reads_the_root_configs(tmp_path):
+    # What scripts/setup.sh does (pip install -e), in a throwaway environment that sees this
+    # interpreter's packages but not its own burn_tf install.
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    packages = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "outer_packages.pth").write_text(packages + "\n")  # a path line: its .pth files are not run
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                    "--no-build-isolation", "-q", "-e", str(REPO)], check=True, capture_output=True, timeout=300)
+    probe = ("import importlib.resources, burn_tf.config as c; print(importlib.resources.files('burn_tf.configs')); "
+             "print(c.CONFIG_DIR); print(c.resolve_config_path('demo').resolve()); "
+             "print(c.resolve_config_path('configs/demo.yaml').resolve())")
+    out = subprocess.run([python, "-c", probe], cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    shipped, config_dir, by_name, by_path = out.stdout.split()
+    assert Path(shipped) == Path(config_dir) == REPO / "configs"
+    assert Path(by_name) == Path(by_path) == REPO / "configs" / "demo.yaml"
 
 
 def test_installed_wheel_runs_from_another_directory(wheel, tmp_path, fashion_mnist_available):

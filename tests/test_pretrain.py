@@ -29,7 +29,7 @@ TINY = [
 
 @pytest.fixture
 def tiny_cfg(fashion_mnist_available):
-    return load_config("configs/demo.yaml", TINY)
+    return load_config("demo", TINY)
 
 
 class Interrupt(tf.keras.callbacks.Callback):
@@ -92,14 +92,14 @@ def test_stage2_without_stage1_says_so(tiny_cfg, tmp_path):
 
 
 def test_cli_rejects_unknown_keys_and_keeps_existing_runs(tiny_cfg, tmp_path, capsys):
-    assert main(["--config", "configs/demo.yaml", "--set", "train.epoch=3"]) == 2
+    assert main(["--config", "demo", "--set", "train.epoch=3"]) == 2
     err = capsys.readouterr().err
     assert "train.epoch" in err and "epochs" in err
     stage_dir = tmp_path / "stage1"
     stage_dir.mkdir(parents=True)
     keep = stage_dir / "precious.txt"
     keep.write_text("do not lose me")
-    args = ["--config", "configs/demo.yaml", "--run-dir", str(tmp_path), "--stage", "1"]
+    args = ["--config", "demo", "--run-dir", str(tmp_path), "--stage", "1"]
     for item in TINY:
         args += ["--set", item]
     assert main(args) == 2
@@ -206,7 +206,7 @@ def test_a_stream_started_late_reads_only_what_it_yields_and_continues_the_run(f
     """Starting the training stream at step 50 (a resume) reads about as many images as
     starting at 0 — not the 50 × 8 before it — and yields batches 50, 51 of the run."""
     folder = _fashion_png_folder(tmp_path / "images", 40)
-    cfg = load_config("configs/demo.yaml", [*TINY, "data.source=image_folder", f"data.path={folder}",
+    cfg = load_config("demo", [*TINY, "data.source=image_folder", f"data.path={folder}",
                                             "data.limit=null"])
     reads = _count_file_reads(monkeypatch)
     late, _ = build_train_dataset(cfg, start_step=50)
