@@ -1,5 +1,6 @@
 """The package as a user installs it: `pip install .` (a wheel), not the checkout."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,11 +11,22 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _clean_copy(where: Path) -> Path:
+    """The checkout without build products or runs (``pip`` builds in the source tree)."""
+    copy = where / "burn_tf"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "runs", ".venv",
+                                                              "__pycache__", ".pytest_cache"))
+    return copy
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # From a clean copy: pip builds in the source tree, and files left in a stale build/
+    # would go into the wheel (a config that is no longer shipped, say).
+    source = _clean_copy(tmp_path_factory.mktemp("source"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
         check=True, capture_output=True, timeout=300,
     )
     (path,) = out.glob("burn_tf-*.whl")
@@ -49,8 +61,9 @@ def test_the_configs_live_in_one_place():
 
 
 def test_an_editable_install_reads_the_root_configs(tmp_path):
-    # What scripts/setup.sh does (pip install -e), in a throwaway environment that sees this
-    # interpreter's packages but not its own burn_tf install.
+    # What scripts/setup.sh does (pip install -e), of a copy of the checkout, in a throwaway
+    # environment that sees this interpreter's packages but not its own burn_tf install.
+    checkout = _clean_copy(tmp_path)
     env_dir = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
     python = env_dir / "bin" / "python"
@@ -60,16 +73,16 @@ def test_an_editable_install_reads_the_root_configs(tmp_path):
                               check=True, capture_output=True, text=True).stdout.strip()
     Path(site, "outer_packages.pth").write_text(packages + "\n")  # a path line: its .pth files are not run
     subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                    "--no-build-isolation", "-q", "-e", str(REPO)], check=True, capture_output=True, timeout=300)
+                    "--no-build-isolation", "-q", "-e", str(checkout)], check=True, capture_output=True, timeout=300)
     probe = ("import importlib.resources, burn_tf.config as c; print(importlib.resources.files('burn_tf.configs')); "
              "print(c.CONFIG_DIR); print(c.resolve_config_path('demo').resolve()); "
              "print(c.resolve_config_path('configs/demo.yaml').resolve())")
-    out = subprocess.run([python, "-c", probe], cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    out = subprocess.run([python, "-c", probe], cwd=checkout, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     shipped, config_dir, by_name, by_path = out.stdout.split()
-    assert Path(shipped) == Path(config_dir) == REPO / "configs"
-    assert Path(by_name) == Path(by_path) == REPO / "configs" / "demo.yaml"
+    assert Path(shipped) == Path(config_dir) == checkout / "configs"
+    assert Path(by_name) == Path(by_path) == checkout / "configs" / "demo.yaml"
 
 
 def test_installed_wheel_runs_from_another_directory(wheel, tmp_path, fashion_mnist_available):
@@ -80,12 +93,14 @@ def test_installed_wheel_runs_from_another_directory(wheel, tmp_path, fashion_mn
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
            "HOME": str(tmp_path)}
-    probe = ("import burn_tf, burn_tf.demo as d; cfg, ev = d.load_demo_config(); "
-             "print(burn_tf.__file__); print(cfg.method.name, cfg.backbone.input_size, ev.linear_epochs)")
+    probe = ("import burn_tf, burn_tf.config as c, burn_tf.demo as d; cfg, ev = d.load_demo_config(); "
+             "print(burn_tf.__file__); print(c.resolve_config_path('demo')); "
+             "print(cfg.method.name, cfg.backbone.input_size, ev.linear_epochs)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
     assert str(site) in out.stdout and "burn 48 10" in out.stdout
+    assert str(site / "burn_tf" / "configs" / "demo.yaml") in out.stdout  # the wheel's copy
     tiny = ["teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
             "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125", "method.head_width=16",
             "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",
