@@ -22,16 +22,15 @@ Run directory::
                     logs/             TensorBoard (per-step scalars)
                     history.jsonl     one JSON line per epoch
                     metrics.json      final metrics, time, steps
-                    summary.txt       lq.models.summary of the trained backbone
+                    summary.txt       lq.models.summary of the backbone (its layer table;
+                                      the console gets the totals only)
                     backbone/         exported backbone (+ the method's heads, e.g. classifier.keras)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import io
 import json
 import pickle
 import shutil
@@ -40,7 +39,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import larq as lq
 import tensorflow as tf
 
 from burn_tf.backbone import build_teacher_from_export, record_checksums, save_backbone
@@ -68,6 +66,7 @@ from burn_tf.methods import PretrainMethod
 from burn_tf.models.backbones import build_backbone
 from burn_tf.models.teacher import build_teacher
 from burn_tf.optim import build_optimizer
+from burn_tf.summary import summary_text, summary_totals
 
 
 class RunDirError(RuntimeError):
@@ -323,13 +322,6 @@ def stages_of(cfg: PretrainConfig, stage: str | int) -> list[int]:
     return [int(key)]
 
 
-def lq_summary_text(model: tf.keras.Model) -> str:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        lq.models.summary(model)
-    return buffer.getvalue()
-
-
 # ---------------------------------------------------------------------------- one stage
 def checkpoint_bytes(model: PretrainMethod, optimizer) -> int:
     """Bytes one checkpoint of ``model`` and ``optimizer`` takes (their variables)."""
@@ -426,10 +418,10 @@ def pretrain_stage(
         else:
             fill_initial_bank(model, cfg)
 
-    summary = lq_summary_text(model.backbone)
-    atomic_write_text(stage_dir / "summary.txt", summary)
+    # The layer table (a hundred lines and more) goes to a file; the console gets its totals.
+    atomic_write_text(stage_dir / "summary.txt", summary_text(model.backbone) + "\n")
     if cfg.train.verbose:
-        print(summary)
+        print(f"stage {stage} {summary_totals(model.backbone)}\n  layer table: {stage_dir / 'summary.txt'}")
 
     saver = RunCheckpoints(checkpoint, stage_dir / "checkpoints", epoch_var,
                            every_steps=cfg.train.checkpoint_every_steps, max_to_keep=cfg.train.keep_checkpoints)

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from burn_tf.config import CONFIG_DIR, ConfigError, PretrainConfig, load_config, resolve_config_path
+from burn_tf.config import (
+    CONFIG_DIR,
+    ConfigError,
+    PretrainConfig,
+    load_config,
+    resolve_config_path,
+)
 from burn_tf.schema import build_dataclass
 
 REPO = Path(__file__).resolve().parents[1]

@@ -221,3 +221,17 @@ def test_a_stream_started_late_reads_only_what_it_yields_and_continues_the_run(f
                 np.testing.assert_array_equal(a, b.numpy())
 
 
+
+
+def test_the_console_gets_the_totals_and_the_layer_table_goes_to_a_file(tiny_cfg, tmp_path, capsys):
+    cfg = load_config("demo", [*TINY, "train.verbose=2", "train.epochs=1", "train.steps_per_epoch=2"])
+    pretrain_stage(cfg, 1, tmp_path)
+    out = capsys.readouterr().out
+    table = (tmp_path / "stage1" / "summary.txt").read_text()
+    # The file holds larq's whole summary: one row per layer, then the totals.
+    assert "stem_conv" in table and "block_12_conv1x1" in table
+    assert "Total params" in table and "Number of MACs" in table
+    # The console: the totals in a line or two, where the table is, the progress; no layer rows.
+    assert "stem_conv" not in out and "block_" not in out and "+----" not in out
+    assert "params" in out and "MACs" in out and str(tmp_path / "stage1" / "summary.txt") in out
+    assert "step 2/2" in out
