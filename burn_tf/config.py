@@ -20,6 +20,7 @@ from typing import Any, List, Optional
 
 import yaml
 
+from burn_tf.data import SOURCES
 from burn_tf.data.augment import AugmentConfig, per_view_configs
 from burn_tf.distribute import STRATEGIES
 from burn_tf.methods import BURNConfig, method_class
@@ -40,7 +41,7 @@ __all__ = ["AugmentConfig", "BackboneConfig", "ConfigError", "DataConfig", "Opti
 
 @dataclass
 class DataConfig:
-    # fashion_mnist | tfds | image_folder | tfrecord
+    # fashion_mnist | tfds | image_folder | tfrecord (burn_tf.data.SOURCES)
     source: str = "fashion_mnist"
     split: str = "train"
     # tfds: builder name, data_dir; image_folder / tfrecord: path(s); fashion_mnist: root.
@@ -62,9 +63,9 @@ class DataConfig:
     label_key: Optional[str] = None
 
     def __post_init__(self):
-        valid = ("fashion_mnist", "tfds", "image_folder", "tfrecord")
-        if self.source not in valid:
-            raise ConfigError(f"data.source={self.source!r} is not one of {valid}")
+        check_choice("data", "source", self.source, tuple(SOURCES))
+        if self.source == "tfds" and not self.name:
+            raise ConfigError("data.source=tfds needs data.name (a tfds builder name)")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"data.limit must be >= 1 (or null for all), got {self.limit}")
         check_range("data", "shuffle_buffer", self.shuffle_buffer, 0)  # 0: source order

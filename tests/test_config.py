@@ -10,10 +10,12 @@ import pytest
 from burn_tf.config import (
     CONFIG_DIR,
     ConfigError,
+    DataConfig,
     PretrainConfig,
     load_config,
     resolve_config_path,
 )
+from burn_tf.data import SOURCES
 from burn_tf.schema import build_dataclass
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,3 +240,14 @@ def test_the_package_parses_and_its_configs_evaluate_on_the_lowest_supported_pyt
     assert not too_new, f"setup.cfg allows Python {low[0]}.{low[1]}, but these need newer: {too_new}"
     # schema.coerce handles both spellings of Optional: it must name types.UnionType, i.e. 3.10+.
     assert any("schema.py: types.UnionType" in k for k in needs)
+
+
+def test_the_data_sources_are_one_table():
+    # burn_tf.data.SOURCES is the one list of data.source kinds: the config accepts exactly
+    # those, and a tfds source without a builder name is refused when the config is read.
+    for kind in SOURCES:
+        assert DataConfig(source=kind, name="cifar10").source == kind
+    with pytest.raises(ConfigError, match=r"data\.source='cifar' is not one of \('fashion_mnist', 'tfds'"):
+        DataConfig(source="cifar")
+    with pytest.raises(ConfigError, match=r"data\.source=tfds needs data\.name"):
+        load_config(None, ["data.source=tfds"])

@@ -45,7 +45,9 @@ LAYERS = {
     "summary": 4,  # larq's counts of a model (reads only backbone and models): pretraining prints its totals
     "methods": 5,
     "config": 6,
-    "pretrain": 7,
+    "pretrain": 7,  # the stage loop and the CLI
+    "build": 7,  # data stream, teacher, method, optimizer, strategy, checkpoint of a stage
+    "rundir": 7,  # run-directory states and the checks before a stage touches it
     "export": 8,  # may import summary and model_card (one way: they never import export)
     "model_card": 8,
     "evaluate": 9,

@@ -5,18 +5,16 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.backbone import load_backbone
-from burn_tf.config import load_config
-from burn_tf.losses import lambda_at
-from burn_tf.pretrain import (
-    RunDirError,
+from burn_tf.build import (
     build_method,
     build_train_dataset,
     checkpoint_for,
     init_from_previous_stage,
-    main,
-    pretrain,
-    pretrain_stage,
 )
+from burn_tf.config import load_config
+from burn_tf.losses import lambda_at
+from burn_tf.pretrain import main, pretrain, pretrain_stage
+from burn_tf.rundir import RunDirError
 
 TINY = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
