@@ -3,7 +3,7 @@
     python benchmarks/demo_budget.py run --point baseline --seed 0     # one pretraining + kNN
     python benchmarks/demo_budget.py plot                              # PNG + table from the JSON
 
-Each point is the demo's BURN recipe (``burn_tf/configs/demo.yaml``, ``method.target:
+Each point is the demo's BURN recipe (``configs/demo.yaml``, ``method.target:
 sinkhorn``) at the sweep's reference values (:data:`SWEEP_BASE`) with one or more ``--set``
 overrides (:data:`POINTS`): steps per stage,
 resolution, learning rate, head width. A run pretrains both stages through

@@ -3,7 +3,7 @@
     python benchmarks/resume.py [--json] [--steps 50 400] [--batch-size 256] [--size 32] [--repeats 3]
 
 On Fashion-MNIST train (60,000 images) with the demo's BURN views, measures the time to
-the first batch out of the training pipeline (``pretrain.build_train_dataset``: build it,
+the first batch out of the training pipeline (``build.build_train_dataset``: build it,
 then draw one batch) when it starts at step k, for each k, and prints
 ``resume_over_fresh_start`` = that time over the time at step 0. Goal: flat in k, <= 1.5.
 For comparison it also times the sequential path (a shuffle buffer, then ``skip(k)``: what
@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import load_average  # noqa: E402
 
+from burn_tf.build import build_source, build_train_dataset, stream_seed  # noqa: E402
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.data import multi_view_dataset  # noqa: E402
-from burn_tf.pretrain import build_source, build_train_dataset, stream_seed  # noqa: E402
 
 
 def first_batch_seconds(make_dataset) -> float:

@@ -6,7 +6,7 @@
 
 A row of the table is an entry of ``table:`` in ``compare.yaml``:
 ``{name: <row label>, method: <method.name>, overrides: [...]}``. Its pretraining config is the
-method's own shipped YAML (``burn_tf/configs/<method>.yaml``, or the entry's ``config:``) with
+method's own shipped YAML (``configs/<method>.yaml``, or the entry's ``config:``) with
 the entry's ``overrides``, then the shared budget on top: ``steps`` per stage, ``batch_size``,
 ``stages``, ``data_limit`` (a row's own ``data_limit`` wins), the seed. Each row keeps its
 method's own augmentation (the reference views of its YAML, at the student's size; a row's

@@ -12,6 +12,7 @@ being trained; ``views`` lists one augmentation config per view (or one for all)
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, List, Optional
 
 import yaml
 
+from burn_tf.data import SOURCES
 from burn_tf.data.augment import AugmentConfig, per_view_configs
 from burn_tf.distribute import STRATEGIES
 from burn_tf.methods import BURNConfig, method_class
@@ -33,12 +35,13 @@ from burn_tf.schema import (
 )
 
 __all__ = ["AugmentConfig", "BackboneConfig", "ConfigError", "DataConfig", "OptimizerConfig", "PretrainConfig",
-           "TeacherConfig", "TrainConfig", "load_config", "config_from_dict", "resolve_config_path"]
+           "TeacherConfig", "TrainConfig", "load_config", "config_from_dict", "resolve_config_path",
+           "shipped_config_names", "CONFIG_DIR"]
 
 
 @dataclass
 class DataConfig:
-    # fashion_mnist | tfds | image_folder | tfrecord
+    # fashion_mnist | tfds | image_folder | tfrecord (burn_tf.data.SOURCES)
     source: str = "fashion_mnist"
     split: str = "train"
     # tfds: builder name, data_dir; image_folder / tfrecord: path(s); fashion_mnist: root.
@@ -60,9 +63,9 @@ class DataConfig:
     label_key: Optional[str] = None
 
     def __post_init__(self):
-        valid = ("fashion_mnist", "tfds", "image_folder", "tfrecord")
-        if self.source not in valid:
-            raise ConfigError(f"data.source={self.source!r} is not one of {valid}")
+        check_choice("data", "source", self.source, tuple(SOURCES))
+        if self.source == "tfds" and not self.name:
+            raise ConfigError("data.source=tfds needs data.name (a tfds builder name)")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"data.limit must be >= 1 (or null for all), got {self.limit}")
         check_range("data", "shuffle_buffer", self.shuffle_buffer, 0)  # 0: source order
@@ -232,28 +235,46 @@ def config_from_dict(values: dict) -> PretrainConfig:
     return cfg
 
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+def _find_config_dir() -> Path:
+    """The folder of the shipped configs: ``configs/`` at the repository root.
+
+    In a checkout (on ``PYTHONPATH`` or installed with ``pip install -e``) that folder
+    itself, the one users edit; from an installed wheel the same files, which setup.cfg's
+    ``package_dir`` ships as the package ``burn_tf.configs``.
+    """
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "setup.cfg").is_file() and (checkout / "configs" / "__init__.py").is_file():
+        return checkout / "configs"
+    return Path(str(importlib.resources.files("burn_tf.configs")))
+
+
+CONFIG_DIR = _find_config_dir()
+
+
+def shipped_config_names() -> list[str]:
+    """The shipped configs as ``--config`` takes them: ``demo.yaml``, ``imagenet/burn_stage1.yaml`` …"""
+    return sorted(p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml"))
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """A user's file if it exists, else a config shipped inside the package.
+    """An existing file as given (relative to the current directory), else a shipped config.
 
-    ``demo``, ``demo.yaml``, ``configs/demo.yaml`` and ``imagenet/burn_stage1`` all name
-    shipped configs, so the CLIs work from any directory and after ``pip install .``.
+    ``configs/demo.yaml`` is a path: from the repository root it is the shipped file itself,
+    from elsewhere a missing file. ``demo``, ``demo.yaml`` and ``imagenet/burn_stage1`` are
+    names of shipped configs (:data:`CONFIG_DIR`), so the CLIs work from any directory and
+    after ``pip install .``. Anything else raises, listing the shipped names.
     """
     path = Path(path)
-    if path.exists():
+    if path.is_file():
         return path
-    if not path.is_absolute():
-        parts = path.parts[1:] if path.parts and path.parts[0] == "configs" else path.parts
-        if parts:
-            shipped = CONFIG_DIR.joinpath(*parts)
-            for candidate in (shipped, shipped.with_name(shipped.name + ".yaml")):
-                if candidate.is_file():
-                    return candidate
-    shipped_names = sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))
+    if not path.is_absolute() and path.parts:
+        shipped = CONFIG_DIR.joinpath(*path.parts)
+        for candidate in (shipped, shipped.with_name(shipped.name + ".yaml")):
+            if candidate.is_file():
+                return candidate
     raise ConfigError(
-        f"config file {path} does not exist (shipped configs: {', '.join(shipped_names)})"
+        f"config file {path} does not exist (relative to {Path.cwd()}) and is not the name of a shipped "
+        f"config (shipped configs: {', '.join(shipped_config_names())})"
     )
 
 

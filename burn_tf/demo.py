@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf.backbone import load_backbone
+from burn_tf.build import build_teacher_from_config
 from burn_tf.config import (
     ConfigError,
     PretrainConfig,
@@ -51,10 +52,11 @@ from burn_tf.io import atomic_write_json
 from burn_tf.methods.burn import target_alive
 from burn_tf.model_card import write_model_card
 from burn_tf.models.backbones import build_backbone
-from burn_tf.pretrain import RunDirError, build_teacher_from_config, pretrain
+from burn_tf.pretrain import pretrain
+from burn_tf.rundir import RunDirError
 from burn_tf.schema import build_dataclass, check_range
 
-DEFAULT_CONFIG = "demo.yaml"  # shipped inside the package (burn_tf/configs)
+DEFAULT_CONFIG = "demo.yaml"  # configs/demo.yaml, shipped in the wheel
 # Controls: what the student reaches without the jointly trained classifier g_θ.
 CONTROLS = {
     "student_fs_only": {"lambda_schedule": "constant", "lambda_end": 1.0},  # L_FS alone

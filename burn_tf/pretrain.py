@@ -7,9 +7,12 @@ CLI (a thin layer over :func:`pretrain`)::
     python -m burn_tf.pretrain --config imagenet/burn_stage2.yaml --stage 2 \\
         --run-dir runs/imagenet --set train.batch_size=1024
 
-``--config`` takes a file or the name of a config shipped in ``burn_tf/configs``. The method
+``--config`` takes a file or the name of a config in ``configs/`` (shipped in the wheel). The method
 says what it needs — a teacher (``needs_teacher``), how many views (``num_views_for``),
 labels (``needs_labels``), its callbacks, its heads to export — and this module provides it.
+This module holds the stage loop and the CLI; :mod:`burn_tf.build` builds what a stage
+trains (data stream, teacher, method, optimizer, strategy, checkpoint) and
+:mod:`burn_tf.rundir` checks the run directory before a stage touches it.
 
 Run directory::
 
@@ -22,290 +25,49 @@ Run directory::
                     logs/             TensorBoard (per-step scalars)
                     history.jsonl     one JSON line per epoch
                     metrics.json      final metrics, time, steps
-                    summary.txt       lq.models.summary of the trained backbone
+                    summary.txt       lq.models.summary of the backbone (its layer table;
+                                      the console gets the totals only)
                     backbone/         exported backbone (+ the method's heads, e.g. classifier.keras)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import io
 import json
 import pickle
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import larq as lq
 import tensorflow as tf
 
-from burn_tf.backbone import build_teacher_from_export, record_checksums, save_backbone
+from burn_tf.backbone import record_checksums, save_backbone
+from burn_tf.build import (
+    build_method,
+    build_source,
+    build_train_dataset,
+    build_training_optimizer,
+    checkpoint_for,
+    fill_initial_bank,
+    init_from_previous_stage,
+    strategy_for,
+)
 from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
 from burn_tf.config import ConfigError, PretrainConfig, load_config
-from burn_tf.data import (
-    MissingLabelError,
-    eval_dataset,
-    get_source_info,
-    multi_view_dataset,
-    seeded_record_stream,
-    source_from_config,
-    with_source_info,
-)
-from burn_tf.distribute import (
-    STRATEGIES,
-    dtype_policy,
-    float32_outputs,
-    make_strategy,
-    shard_by_data,
-    synchronize_batchnorm,
-)
+from burn_tf.distribute import STRATEGIES, shard_by_data
 from burn_tf.io import atomic_write_json, atomic_write_text
-from burn_tf.methods import PretrainMethod
 from burn_tf.models.backbones import build_backbone
-from burn_tf.models.teacher import build_teacher
-from burn_tf.optim import build_optimizer
-
-
-class RunDirError(RuntimeError):
-    """The run directory is in a state the request cannot proceed from."""
-
-
-# ---------------------------------------------------------------------------- builders
-def build_source(cfg: PretrainConfig) -> tf.data.Dataset:
-    """The configured source. A method that needs no labels reads none (an unlabelled
-    TFRecord or tfds split is fine); one that needs them is refused, before the run
-    directory is touched, a source that has none (:func:`check_labelled`)."""
-    d = cfg.data
-    needs_labels = cfg.method_class.needs_labels
-    keys = {}
-    if d.image_key is not None:
-        keys["image_key"] = d.image_key
-    if not needs_labels:
-        keys["label_key"] = None
-    elif d.label_key is not None:
-        keys["label_key"] = d.label_key
-    try:
-        if d.source == "fashion_mnist":
-            source = source_from_config("fashion_mnist", split=d.split, root=d.path)
-        elif d.source == "tfds":
-            if not d.name:
-                raise ConfigError("data.source=tfds needs data.name (a tfds builder name)")
-            source = source_from_config("tfds", name=d.name, split=d.split, data_dir=d.data_dir, **keys)
-        # data.strict: every file is decoded once up front, so a corrupt or truncated one is
-        # named before the run directory is touched — not in the middle of an epoch.
-        elif d.source == "image_folder":
-            source = source_from_config("image_folder", path=d.path, strict=d.strict, validate=d.strict)
-        else:
-            source = source_from_config("tfrecord", files=d.path, strict=d.strict, validate=d.strict, **keys)
-    except MissingLabelError as err:
-        where = f"data.path={d.path!r}" if d.source == "tfrecord" else f"data.name={d.name!r}"
-        raise ConfigError(
-            f"method.name={cfg.method.name!r} needs labels, but data.source={d.source} with {where} has "
-            f"none: {err}. Set data.label_key to the label feature, or choose a method that needs no labels"
-        ) from None
-    if needs_labels:
-        check_labelled(cfg, source)
-    if d.limit is not None:
-        source = with_source_info(source.take(d.limit), get_source_info(source))
-    return source
-
-
-def check_labelled(cfg: PretrainConfig, source: tf.data.Dataset) -> None:
-    """Refuses (before the run directory is touched) a method that needs labels on a source
-    known to have none: a flat image folder (a TFRecord or tfds source without the label
-    feature is refused by :func:`build_source`). Examples that lack a label in a labelled
-    source (label −1) fail the method's first step."""
-    info = get_source_info(source)
-    if cfg.data.source == "image_folder" and info is not None and not info.class_names:
-        raise ConfigError(
-            f"method.name={cfg.method.name!r} needs labels, but data.source=image_folder with "
-            f"data.path={cfg.data.path!r} is a flat folder of unlabelled images; put each class in its "
-            "own sub-folder (path/<class>/<image>) or choose a method that needs no labels"
-        )
-
-
-def stream_seed(cfg: PretrainConfig, stage: int) -> int:
-    """The seed of stage ``stage``'s data stream (order and augmentations): a stage-2 run
-    sees other orders and crops than stage 1's."""
-    return cfg.train.seed * 8 + stage
-
-
-def build_train_dataset(cfg: PretrainConfig, start_step: int = 0, source: tf.data.Dataset | None = None,
-                        stage: int = 1) -> tuple[tf.data.Dataset, int]:
-    """The method's views (and labels, if it needs them), endless; returns (dataset,
-    steps per epoch). The dataset's first batch is batch ``start_step`` of the run.
-
-    A source that can read a record by its index (Fashion-MNIST, image folders,
-    uncompressed TFRecords, whole tfds splits: ``source_info.reader``) is streamed by
-    :func:`~burn_tf.data.seeded_record_stream`: each epoch a permutation seeded by
-    (seed, epoch), augmentations seeded by (seed, position). Starting at ``start_step``
-    then reads, decodes and augments only what comes from there — a resume late in a run
-    costs what a fresh start costs — and gives exactly the batches of an uninterrupted
-    run. Other sources (tfds split slices, compressed TFRecords) go through a shuffle buffer and skip
-    the batches before ``start_step``, which re-runs the pipeline for each of them.
-    """
-    source = build_source(cfg) if source is None else source
-    steps = cfg.train.steps_per_epoch
-    if steps is None:
-        n = int(source.cardinality())
-        if n < 0:
-            raise ConfigError(
-                "the size of this data source is unknown; set train.steps_per_epoch"
-            )
-        steps = n // cfg.train.batch_size
-        if steps < 1:
-            raise ConfigError(
-                f"data has {n} images, fewer than train.batch_size={cfg.train.batch_size}"
-            )
-    info = get_source_info(source)
-    seed = stream_seed(cfg, stage)
-    batch = cfg.train.batch_size
-    kwargs = {"with_labels": cfg.method_class.needs_labels, "with_index": cfg.method_class.needs_index}
-    if info is not None and info.reader is not None:
-        stream = seeded_record_stream(source, seed, start_position=start_step * batch, num_records=cfg.data.limit,
-                                      shuffle=cfg.data.shuffle_buffer > 1, strict=cfg.data.strict)
-        ds = multi_view_dataset(stream, cfg.view_configs(), batch, seed=seed, start_position=start_step * batch,
-                                **kwargs)
-    else:
-        ds = multi_view_dataset(
-            source, cfg.view_configs(), batch, seed=seed, shuffle_buffer=cfg.data.shuffle_buffer,
-            drop_remainder=True, repeat=True, **kwargs,
-        )
-        ds = ds.skip(start_step) if start_step else ds
-    return ds, steps
-
-
-def dataset_size(cfg: PretrainConfig) -> int:
-    """Images in the (limited) source: the rows of a ``needs_index`` method's memory bank."""
-    n = int(build_source(cfg).cardinality())
-    if n < 0 and cfg.data.limit is not None:
-        n = cfg.data.limit  # at most this many: rows past the source's end stay unused
-    if n < 0:
-        raise ConfigError(
-            f"method {cfg.method.name!r} keeps one memory-bank row per image, but the size of this "
-            "data source is unknown; set data.limit"
-        )
-    return n
-
-
-def build_teacher_from_config(cfg: PretrainConfig, include_head: bool = False) -> tf.keras.Model:
-    t = cfg.teacher
-    if t.weights is not None and Path(t.weights).is_dir():
-        # A ResNet burn_tf pretrained itself (<run>/stage1/backbone): at the size it was
-        # trained at unless teacher.input_size says otherwise.
-        return build_teacher_from_export(t.weights, t.kind, t.input_size, t.small_input_stem, include_head)
-    size = cfg.teacher.input_size or cfg.backbone.input_size
-    return build_teacher(
-        cfg.teacher.kind, cfg.teacher.weights, (size, size, 3), small_input_stem=cfg.teacher.small_input_stem,
-        include_head=include_head, random_head_width=cfg.teacher.random_head_width,
-    )
-
-
-def build_method(cfg: PretrainConfig, stage: int, teacher: tf.keras.Model | None = None) -> PretrainMethod:
-    """The method of ``cfg`` for ``stage`` (backbone binarized accordingly), not compiled.
-    A teacher is built only if the method needs one (pass ``teacher`` to reuse one).
-
-    Call it inside the strategy's scope to train under one. ``train.mixed_precision``: the
-    backbones compute in float16 (outputs cast to float32), the method's heads and losses in
-    float32. ``train.sync_batchnorm``: the backbone's BatchNorms use global-batch statistics.
-    """
-    cls = cfg.method_class
-    mixed = cfg.train.mixed_precision
-    with dtype_policy(mixed):
-        # The teacher first, then the backbone: the order fixes which random numbers
-        # initialise the backbone (the same student for the same seed as before the
-        # method framework).
-        if cls.needs_teacher and teacher is None:
-            teacher = build_teacher_from_config(cfg, include_head=cls.teacher_includes_head)
-        backbone = build_backbone(cfg.backbone, stage)
-    if mixed:
-        backbone = float32_outputs(backbone)
-        teacher = float32_outputs(teacher) if teacher is not None else None
-    if cfg.train.sync_batchnorm:
-        synchronize_batchnorm(backbone)
-    # A method whose config depends on the batch it sees (CLD's groups) checks it here,
-    # before the run directory is touched.
-    check_batch_size = getattr(cfg.method, "check_batch_size", None)
-    if check_batch_size is not None:
-        check_batch_size(cfg.train.batch_size)
-    kwargs = dict(accumulation_steps=cfg.optimizer.accumulation_steps, name=f"{cls.method_name}_stage{stage}")
-    if cls.needs_index:
-        kwargs["dataset_size"] = dataset_size(cfg)
-    if cls.needs_teacher:
-        return cls(teacher, backbone, cfg.method, **kwargs)
-    return cls(backbone, cfg.method, **kwargs)
-
-
-def fill_initial_bank(model: PretrainMethod, cfg: PretrainConfig) -> None:
-    """A memory bank that must hold real features before the first step (NPID's
-    ``bank_init: features``) gets one no-gradient pass of the initial network over the
-    training images, unaugmented, in source order (row i = image i). Batches close to
-    ``train.batch_size`` and of nearly equal size, so BatchNorm never sees a tiny last batch."""
-    if not getattr(model, "fills_bank_from_images", False):
-        return
-    n = model.dataset_size
-    batch = -(-n // -(-n // cfg.train.batch_size))  # n split into ceil(n / batch_size) near-equal batches
-    images = eval_dataset(build_source(cfg), model.input_size, batch).map(lambda image, _: image)
-    start = time.time()
-    rows = model.fill_memory_bank(images)
-    if cfg.train.verbose:
-        print(f"memory bank: {rows} of {n} rows filled with the initial network's features "
-              f"(method.bank_init=features) in {time.time() - start:.1f} s")
-
-
-def build_training_optimizer(cfg: PretrainConfig, steps_per_epoch: int):
-    """The configured optimizer; with ``train.mixed_precision`` wrapped in a dynamic
-    LossScaleOptimizer (the step scales the loss, unscales the gradients, skips a step
-    whose gradients overflow and lowers the scale)."""
-    optimizer = build_optimizer(cfg.optimizer, steps_per_epoch, cfg.train.epochs)
-    if cfg.train.mixed_precision:
-        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def strategy_for(cfg: PretrainConfig) -> tf.distribute.Strategy:
-    """``train.strategy`` as a strategy, checked against the global batch."""
-    strategy = make_strategy(cfg.train.strategy, cfg.train.tpu)
-    replicas = strategy.num_replicas_in_sync
-    if cfg.train.batch_size % replicas:
-        raise ConfigError(
-            f"train.batch_size={cfg.train.batch_size} is the global batch and must divide evenly over "
-            f"the {replicas} replicas of train.strategy={cfg.train.strategy}"
-        )
-    return strategy
-
-
-def checkpoint_for(model: PretrainMethod, optimizer=None, epoch=None) -> tf.train.Checkpoint:
-    """A checkpoint of what the method says it holds, plus the optimizer and epoch."""
-    parts = model.checkpoint_parts()
-    if optimizer is not None:
-        parts["optimizer"] = optimizer
-    if epoch is not None:
-        parts["epoch"] = epoch
-    return tf.train.Checkpoint(**parts)
-
-
-def _check_previous_stage(previous_final: Path) -> None:
-    if not tf.train.latest_checkpoint(str(previous_final)):
-        raise RunDirError(
-            f"stage 2 needs stage 1's result, but {previous_final} holds no final checkpoint; "
-            "run --stage 1 first (or --stage all)"
-        )
-
-
-def init_from_previous_stage(model: PretrainMethod, cfg: PretrainConfig, previous_final: Path,
-                             teacher=None) -> None:
-    """Alg. 1 line 13: stage 2 starts from stage 1's final state (for BURN φ **and** θ)."""
-    _check_previous_stage(previous_final)
-    previous = build_method(cfg, stage=1, teacher=teacher)
-    previous.build_all()
-    checkpoint_for(previous).restore(tf.train.latest_checkpoint(str(previous_final))).expect_partial()
-    model.build_all()
-    model.init_from_previous_stage(previous)
+from burn_tf.rundir import (
+    RunDirError,
+    check_previous_stage,
+    check_run_dir_writable,
+    check_stage_dir,
+    checkpoint_bytes,
+    stage_state,
+)
+from burn_tf.summary import summary_text, summary_totals
 
 
 def stages_of(cfg: PretrainConfig, stage: str | int) -> list[int]:
@@ -323,61 +85,7 @@ def stages_of(cfg: PretrainConfig, stage: str | int) -> list[int]:
     return [int(key)]
 
 
-def lq_summary_text(model: tf.keras.Model) -> str:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        lq.models.summary(model)
-    return buffer.getvalue()
-
-
 # ---------------------------------------------------------------------------- one stage
-def checkpoint_bytes(model: PretrainMethod, optimizer) -> int:
-    """Bytes one checkpoint of ``model`` and ``optimizer`` takes (their variables)."""
-    variables = {id(v): v for v in [*model.variables, *optimizer.variables]}
-    return sum(v.shape.num_elements() * v.dtype.size for v in variables.values())
-
-
-def check_run_dir_writable(stage_dir: Path, needed_bytes: int) -> None:
-    """Raises :class:`RunDirError` (touching nothing) when ``stage_dir`` cannot be created or
-    written, or its file system has less free space than ``needed_bytes``."""
-    existing = stage_dir
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RunDirError(f"{stage_dir}: {existing} is not a directory")
-    try:
-        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise RunDirError(f"{stage_dir}: cannot write in {existing} ({err.strerror or err}); "
-                          "choose another --run-dir") from None
-    free = shutil.disk_usage(existing).free
-    if free < needed_bytes:
-        raise RunDirError(
-            f"{stage_dir}: {existing} has {free / 2**20:.1f} MiB free, the run needs about "
-            f"{needed_bytes / 2**20:.1f} MiB (checkpoints and the exported backbone); free some space "
-            "or lower train.keep_checkpoints"
-        )
-
-
-def _check_stage_dir(stage_dir: Path, resume: bool, overwrite: bool) -> bool:
-    """Returns True when an existing checkpoint should be resumed; raises (touching
-    nothing) when the request cannot proceed from the directory's state."""
-    has_checkpoint = tf.train.latest_checkpoint(str(stage_dir / "checkpoints")) is not None
-    if resume:
-        if not has_checkpoint:
-            raise RunDirError(f"--resume: {stage_dir / 'checkpoints'} has no checkpoint to resume from")
-        return True
-    if stage_dir.exists() and any(stage_dir.iterdir()) and not overwrite:
-        raise RunDirError(
-            f"{stage_dir} already holds a run; pass --resume to continue it or --overwrite "
-            "to replace it"
-        )
-    return False
-
-
 def pretrain_stage(
     cfg: PretrainConfig,
     stage: int,
@@ -391,9 +99,9 @@ def pretrain_stage(
     stage_dir = run_dir / f"stage{stage}"
     if stage not in cfg.backbone.stages:
         stages_of(cfg, stage)  # raises, naming the stages this backbone has
-    resuming = _check_stage_dir(stage_dir, resume, overwrite)
+    resuming = check_stage_dir(stage_dir, resume, overwrite)
     if stage == 2 and not resuming:
-        _check_previous_stage(run_dir / "stage1" / "final")
+        check_previous_stage(run_dir / "stage1" / "final")
     tf.keras.utils.set_random_seed(cfg.train.seed + stage)
     strategy = strategy_for(cfg)
     # Data, teacher weights and model are built before the run directory is touched, so a
@@ -426,10 +134,10 @@ def pretrain_stage(
         else:
             fill_initial_bank(model, cfg)
 
-    summary = lq_summary_text(model.backbone)
-    atomic_write_text(stage_dir / "summary.txt", summary)
+    # The layer table (a hundred lines and more) goes to a file; the console gets its totals.
+    atomic_write_text(stage_dir / "summary.txt", summary_text(model.backbone) + "\n")
     if cfg.train.verbose:
-        print(summary)
+        print(f"stage {stage} {summary_totals(model.backbone)}\n  layer table: {stage_dir / 'summary.txt'}")
 
     saver = RunCheckpoints(checkpoint, stage_dir / "checkpoints", epoch_var,
                            every_steps=cfg.train.checkpoint_every_steps, max_to_keep=cfg.train.keep_checkpoints)
@@ -510,14 +218,6 @@ def pretrain_stage(
     return metrics
 
 
-def _stage_state(stage_dir: Path) -> str:
-    if tf.train.latest_checkpoint(str(stage_dir / "final")):
-        return "finished"
-    if tf.train.latest_checkpoint(str(stage_dir / "checkpoints")):
-        return "interrupted"
-    return "empty"
-
-
 def pretrain(
     cfg: PretrainConfig,
     run_dir: str | Path,
@@ -540,7 +240,7 @@ def pretrain(
     found_earlier = False
     for s in stages_of(cfg, stage):
         stage_dir = run_dir / f"stage{s}"
-        state = _stage_state(stage_dir)
+        state = stage_state(stage_dir)
         if resume and not overwrite and state == "finished":
             print(f"stage {s}: reusing the finished run in {stage_dir}")
             found_earlier = True

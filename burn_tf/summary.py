@@ -117,6 +117,25 @@ def summary_text(model: tf.keras.Model) -> str:
     return "\n".join(lines)
 
 
+def _readable(num: float) -> str:
+    """A count as larq's summary writes it (3 significant digits, k / M / B)."""
+    return lq.models._number_as_readable_str(num)
+
+
+def summary_totals(model: tf.keras.Model) -> str:
+    """The totals of ``lq.models.summary(model)`` on one line, without its layer table:
+    parameters and MACs by bit width, weight memory and its float-32 equivalent."""
+    profile = lq.models.ModelProfile(model)
+    params = ", ".join(f"{bits}-bit {_readable(profile.weight_count(bits))}"
+                       for bits in profile.unique_param_bidtwidths)
+    macs = ", ".join(f"{bits}-bit {_readable(profile.op_count('mac', bits))}"
+                     for bits in profile.unique_op_precisions)
+    return (f"{model.name}: {_readable(profile.weight_count())} params ({params}), "
+            f"{lq.models.memory_as_readable_str(profile.memory)} "
+            f"(float-32 equivalent {lq.models.memory_as_readable_str(profile.fp_equivalent_memory)}); "
+            f"{_readable(profile.op_count('mac'))} MACs ({macs})")
+
+
 def format_stats(stats: dict) -> str:
     """A short human-readable block: params, MACs and OPs in ReActNet's units."""
     rows = [

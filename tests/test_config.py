@@ -7,18 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from burn_tf.config import ConfigError, PretrainConfig, load_config
+from burn_tf.config import (
+    CONFIG_DIR,
+    ConfigError,
+    DataConfig,
+    PretrainConfig,
+    load_config,
+    resolve_config_path,
+)
+from burn_tf.data import SOURCES
 from burn_tf.schema import build_dataclass
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_demo_and_imagenet_configs_load():
-    for path in ("configs/demo.yaml", "configs/imagenet/burn_stage1.yaml", "configs/imagenet/burn_stage2.yaml"):
+    for path in ("demo", "imagenet/burn_stage1.yaml", REPO / "configs" / "imagenet" / "burn_stage2.yaml"):
         cfg = load_config(path)
         assert isinstance(cfg, PretrainConfig)
 
 
 def test_overrides_are_typed_and_applied():
-    cfg = load_config("configs/demo.yaml", ["train.epochs=3", "method.head=dense", "views=[{crop_scale: [0.2, 1.0]}]"])
+    cfg = load_config("demo", ["train.epochs=3", "method.head=dense", "views=[{crop_scale: [0.2, 1.0]}]"])
     assert cfg.train.epochs == 3 and cfg.method.head == "dense"
     assert [v.crop_scale for v in cfg.view_configs()] == [(0.2, 1.0)]
     assert cfg.view_configs()[0].image_size == cfg.backbone.input_size == 48  # demo.yaml's student size
@@ -125,13 +135,28 @@ def test_views_one_for_all_or_one_per_view():
 
 
 def test_shipped_configs_resolve_by_name_from_anywhere(tmp_path, monkeypatch):
-    from burn_tf.config import CONFIG_DIR, resolve_config_path
-
     monkeypatch.chdir(tmp_path)
     assert resolve_config_path("demo") == CONFIG_DIR / "demo.yaml"
-    assert resolve_config_path("configs/imagenet/burn_stage1.yaml") == CONFIG_DIR / "imagenet" / "burn_stage1.yaml"
+    assert resolve_config_path("imagenet/burn_stage1") == CONFIG_DIR / "imagenet" / "burn_stage1.yaml"
+    assert resolve_config_path("imagenet/burn_stage1.yaml") == CONFIG_DIR / "imagenet" / "burn_stage1.yaml"
     with pytest.raises(ConfigError, match="shipped configs: .*demo.yaml"):
         resolve_config_path("nope")
+
+
+def test_a_path_is_a_path_from_the_current_directory(tmp_path, monkeypatch):
+    # configs/ at the repository root is where the configs live: from the root,
+    # configs/demo.yaml is that file; from elsewhere it is a missing file, not silently
+    # the shipped demo.yaml.
+    monkeypatch.chdir(REPO)
+    assert resolve_config_path("configs/demo.yaml").resolve() == (REPO / "configs" / "demo.yaml").resolve()
+    assert resolve_config_path("demo").resolve() == (REPO / "configs" / "demo.yaml").resolve()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"configs/demo.yaml does not exist.*shipped configs: .*imagenet/burn_stage1"):
+        resolve_config_path("configs/demo.yaml")
+    own = tmp_path / "demo.yaml"  # a user's file wins over the shipped config of that name
+    own.write_text("train:\n  epochs: 3\n")
+    assert resolve_config_path("demo.yaml") == Path("demo.yaml")
+    assert load_config("demo.yaml").train.epochs == 3
 
 
 def test_optional_fields_are_checked_in_both_spellings():
@@ -148,9 +173,6 @@ def test_optional_fields_are_checked_in_both_spellings():
 
 
 # --- the supported Python versions: one truth in setup.cfg and scripts/setup.sh -----------
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _setup_cfg_range() -> tuple[tuple[int, int], tuple[int, int]]:
     """(lowest, highest) minor version that setup.cfg's python_requires accepts."""
@@ -218,3 +240,14 @@ def test_the_package_parses_and_its_configs_evaluate_on_the_lowest_supported_pyt
     assert not too_new, f"setup.cfg allows Python {low[0]}.{low[1]}, but these need newer: {too_new}"
     # schema.coerce handles both spellings of Optional: it must name types.UnionType, i.e. 3.10+.
     assert any("schema.py: types.UnionType" in k for k in needs)
+
+
+def test_the_data_sources_are_one_table():
+    # burn_tf.data.SOURCES is the one list of data.source kinds: the config accepts exactly
+    # those, and a tfds source without a builder name is refused when the config is read.
+    for kind in SOURCES:
+        assert DataConfig(source=kind, name="cifar10").source == kind
+    with pytest.raises(ConfigError, match=r"data\.source='cifar' is not one of \('fashion_mnist', 'tfds'"):
+        DataConfig(source="cifar")
+    with pytest.raises(ConfigError, match=r"data\.source=tfds needs data\.name"):
+        load_config(None, ["data.source=tfds"])

@@ -25,6 +25,9 @@ def test_demo_end_to_end_student_beats_its_random_init(fashion_mnist_available, 
     assert results["teacher"]["knn_top1"] > results["random_student"]["knn_top1"]
     table = capsys.readouterr().out
     assert "random_student" in table and "kNN top-1" in table
+    # Per stage the totals and where the layer table is; no layer rows on the console.
+    assert "stem_conv" not in table and table.count("layer table: ") == 2
+    assert "stem_conv" in (tmp_path / "stage2" / "summary.txt").read_text()
     # Idempotent: a second run reuses both finished stages.
     assert main(args) == 0
     assert "reusing the finished run" in capsys.readouterr().out

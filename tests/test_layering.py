@@ -22,8 +22,8 @@ PACKAGE = REPO / "burn_tf"
 
 # Layer of each top-level module or subpackage of burn_tf ("__init__": the package root).
 # A module may import modules of its own layer or of a lower one, never of a higher one:
-#   (schema, io) → data → (models, convert) → backbone → (losses, optim, callbacks) → methods
-#      → config → pretrain → (export, summary, model_card) → evaluate → demo
+#   (schema, io) → data → (models, convert) → backbone → (losses, optim, callbacks, summary)
+#      → methods → config → pretrain → (export, model_card) → evaluate → demo
 #      → experiment → ablate → compare
 # schema (strict dataclass configs) and io (atomic writes) import nothing of burn_tf.
 # backbone imports only io and models (it rebuilds a ReActNet-A from its metadata), so it
@@ -42,11 +42,13 @@ LAYERS = {
     "losses": 4,
     "optim": 4,
     "callbacks": 4,
+    "summary": 4,  # larq's counts of a model (reads only backbone and models): pretraining prints its totals
     "methods": 5,
     "config": 6,
-    "pretrain": 7,
+    "pretrain": 7,  # the stage loop and the CLI
+    "build": 7,  # data stream, teacher, method, optimizer, strategy, checkpoint of a stage
+    "rundir": 7,  # run-directory states and the checks before a stage touches it
     "export": 8,  # may import summary and model_card (one way: they never import export)
-    "summary": 8,
     "model_card": 8,
     "evaluate": 9,
     "demo": 10,

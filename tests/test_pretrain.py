@@ -5,18 +5,16 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.backbone import load_backbone
-from burn_tf.config import load_config
-from burn_tf.losses import lambda_at
-from burn_tf.pretrain import (
-    RunDirError,
+from burn_tf.build import (
     build_method,
     build_train_dataset,
     checkpoint_for,
     init_from_previous_stage,
-    main,
-    pretrain,
-    pretrain_stage,
 )
+from burn_tf.config import load_config
+from burn_tf.losses import lambda_at
+from burn_tf.pretrain import main, pretrain, pretrain_stage
+from burn_tf.rundir import RunDirError
 
 TINY = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
@@ -29,7 +27,7 @@ TINY = [
 
 @pytest.fixture
 def tiny_cfg(fashion_mnist_available):
-    return load_config("configs/demo.yaml", TINY)
+    return load_config("demo", TINY)
 
 
 class Interrupt(tf.keras.callbacks.Callback):
@@ -92,14 +90,14 @@ def test_stage2_without_stage1_says_so(tiny_cfg, tmp_path):
 
 
 def test_cli_rejects_unknown_keys_and_keeps_existing_runs(tiny_cfg, tmp_path, capsys):
-    assert main(["--config", "configs/demo.yaml", "--set", "train.epoch=3"]) == 2
+    assert main(["--config", "demo", "--set", "train.epoch=3"]) == 2
     err = capsys.readouterr().err
     assert "train.epoch" in err and "epochs" in err
     stage_dir = tmp_path / "stage1"
     stage_dir.mkdir(parents=True)
     keep = stage_dir / "precious.txt"
     keep.write_text("do not lose me")
-    args = ["--config", "configs/demo.yaml", "--run-dir", str(tmp_path), "--stage", "1"]
+    args = ["--config", "demo", "--run-dir", str(tmp_path), "--stage", "1"]
     for item in TINY:
         args += ["--set", item]
     assert main(args) == 2
@@ -206,7 +204,7 @@ def test_a_stream_started_late_reads_only_what_it_yields_and_continues_the_run(f
     """Starting the training stream at step 50 (a resume) reads about as many images as
     starting at 0 — not the 50 × 8 before it — and yields batches 50, 51 of the run."""
     folder = _fashion_png_folder(tmp_path / "images", 40)
-    cfg = load_config("configs/demo.yaml", [*TINY, "data.source=image_folder", f"data.path={folder}",
+    cfg = load_config("demo", [*TINY, "data.source=image_folder", f"data.path={folder}",
                                             "data.limit=null"])
     reads = _count_file_reads(monkeypatch)
     late, _ = build_train_dataset(cfg, start_step=50)
@@ -221,3 +219,17 @@ def test_a_stream_started_late_reads_only_what_it_yields_and_continues_the_run(f
                 np.testing.assert_array_equal(a, b.numpy())
 
 
+
+
+def test_the_console_gets_the_totals_and_the_layer_table_goes_to_a_file(tiny_cfg, tmp_path, capsys):
+    cfg = load_config("demo", [*TINY, "train.verbose=2", "train.epochs=1", "train.steps_per_epoch=2"])
+    pretrain_stage(cfg, 1, tmp_path)
+    out = capsys.readouterr().out
+    table = (tmp_path / "stage1" / "summary.txt").read_text()
+    # The file holds larq's whole summary: one row per layer, then the totals.
+    assert "stem_conv" in table and "block_12_conv1x1" in table
+    assert "Total params" in table and "Number of MACs" in table
+    # The console: the totals in a line or two, where the table is, the progress; no layer rows.
+    assert "stem_conv" not in out and "block_" not in out and "+----" not in out
+    assert "params" in out and "MACs" in out and str(tmp_path / "stage1" / "summary.txt") in out
+    assert "step 2/2" in out

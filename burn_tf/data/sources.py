@@ -964,6 +964,36 @@ SOURCES: Dict[str, Callable[..., tf.data.Dataset]] = {
     "tfrecord": tfrecord,
 }
 
+# How a data config's fields (``burn_tf.config.DataConfig``: ``data.*``) become the arguments
+# of each source in SOURCES, given the feature keys to pass (image_key, label_key). With
+# SOURCES the one table of the data sources: the config checks ``data.source`` against
+# SOURCES and pretraining builds through :func:`source_from_data_config`. ``data.strict``
+# also decodes every file once up front (``validate``), so a corrupt or truncated one is named
+# before a run directory is touched, not in the middle of an epoch.
+_ARGUMENTS_FROM_DATA_CONFIG: Dict[str, Callable[..., dict]] = {
+    "fashion_mnist": lambda data, keys: {"split": data.split, "root": data.path},
+    "tfds": lambda data, keys: {"name": data.name, "split": data.split, "data_dir": data.data_dir, **keys},
+    "image_folder": lambda data, keys: {"path": data.path, "strict": data.strict, "validate": data.strict},
+    "tfrecord": lambda data, keys: {"files": data.path, "strict": data.strict, "validate": data.strict, **keys},
+}
+
+
+def source_from_data_config(data, read_labels: bool = True) -> tf.data.Dataset:
+    """The source a data config describes (``data``: a ``burn_tf.config.DataConfig``, read
+    by its fields). ``data.image_key`` / ``data.label_key`` (None: the source's defaults)
+    name the features of a tfds or TFRecord source; ``read_labels=False`` reads no label
+    (label -1), so a source without a label feature is fine. ``data.limit`` is the caller's."""
+    keys = {}
+    if data.image_key is not None:
+        keys["image_key"] = data.image_key
+    if not read_labels:
+        keys["label_key"] = None
+    elif data.label_key is not None:
+        keys["label_key"] = data.label_key
+    if data.source not in _ARGUMENTS_FROM_DATA_CONFIG:
+        raise ValueError(f"unknown data source kind {data.source!r}; valid kinds: {', '.join(sorted(SOURCES))}")
+    return source_from_config(data.source, **_ARGUMENTS_FROM_DATA_CONFIG[data.source](data, keys))
+
 
 def source_from_config(kind: str, **kwargs) -> tf.data.Dataset:
     """Build a source by name: ``"fashion_mnist"``, ``"tfds"``, ``"image_folder"`` or
