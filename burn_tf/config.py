@@ -232,6 +232,11 @@ def config_from_dict(values: dict) -> PretrainConfig:
         views.append(build_dataclass(AugmentConfig, view, f"views[{i}]."))
     cfg.views = views
     cfg.view_configs()  # checks the number of views against the method
+    # A method whose keys depend on the batch (CLD groups at most half of it) is refused here,
+    # when the config is read, not when the run starts.
+    check_batch_size = getattr(cfg.method, "check_batch_size", None)
+    if check_batch_size is not None:
+        check_batch_size(cfg.train.batch_size)
     return cfg
 
 

@@ -182,7 +182,9 @@ def _with(section: str, name: str, kind, number) -> dict:
         values["views"] = [{name: value}]
     elif section.startswith("method:"):
         method = section.split(":")[1]
-        values["method"] = {"name": method, **({"head_width": 16} if method == "burn" else {}), name: value}
+        # The tiny batch of 4 takes at most 2 CLD groups (every other key is drawn alone).
+        fits_batch = {"burn": {"head_width": 16}, "cld": {"num_groups": 2}}.get(method, {})
+        values["method"] = {"name": method, **fits_batch, name: value}
     else:
         values[section][name] = value
     return values

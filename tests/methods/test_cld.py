@@ -137,6 +137,12 @@ def test_cli_refuses_groups_for_the_batch_before_touching_the_run(tmp_path, caps
     assert not (tmp_path / "run").exists()
 
 
+def test_reading_a_config_refuses_groups_for_its_batch():
+    with pytest.raises(ConfigError, match=r"cld_npid.yaml: method.num_groups=9 .*batch 16 \(train.batch_size\)"):
+        load_config("cld_npid", ["train.batch_size=16", "method.num_groups=9"])
+    assert load_config("cld_npid", ["train.batch_size=16", "method.num_groups=8"]).method.num_groups == 8
+
+
 @pytest.mark.parametrize("config", ["cld_npid", "cld_moco"])
 def test_shipped_groups_are_half_the_batch(config):
     cfg = load_config(config)
