@@ -2,6 +2,8 @@
 # One command to set up a fresh machine and run a job. Idempotent.
 #   bash scripts/setup.sh demo    set up, then run the BURN demo on Fashion-MNIST
 #   bash scripts/setup.sh test    set up (with test extras), then run the test suite
+#   bash scripts/setup.sh test -m "not slow"   the fast tier for day-to-day work: every test but
+#                                 those marked slow (they train for minutes; the full suite runs them)
 #   bash scripts/setup.sh         set up only
 # Extra arguments after the job go to the demo / pytest.
 set -euo pipefail
@@ -87,6 +89,6 @@ case "$job" in
   demo) exec .venv/bin/python -m burn_tf.demo "$@" ;;
   # Two workers (the machine has 2 cores; most tests run one thread at a time), each
   # taking whole files so a module's fixtures are built once.
-  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 "$@" ;;
+  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 "$@" ;;
   *) echo "usage: bash scripts/setup.sh [demo|test|setup] [args…]" >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ def _fresh_keras_session():
     yield
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")  # session: module-scoped fixtures that train on it use it too
 def fashion_mnist_available():
     if not os.path.exists(os.path.join(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz")):
         pytest.skip("Debian package dataset-fashion-mnist is not installed")

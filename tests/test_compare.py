@@ -4,6 +4,7 @@ import math
 import shutil
 
 import pytest
+import tensorflow as tf
 
 from burn_tf import compare
 from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_config_values, resolve_config_path
@@ -179,7 +180,9 @@ def _check_table(tmp_path, summary, rows):
             assert line["needs_labels"] in ("yes", "no") and line["train_seconds"] > 0
     markdown = (tmp_path / "compare.md").read_text()
     headers = sum(f"### {title}" in markdown for title in compare.BLOCKS.values())
-    assert markdown.count("\n| ") == len(table) + headers  # one line per row under each block's header
+    grid = summary["learning_rates"]  # its table: a header line and a line per row that chose its rate
+    # One line per row under each block's header.
+    assert markdown.count("\n| ") == len(table) + headers + (1 + len(grid) if grid else 0)
     assert "| method | seeds | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs floor, pp [95 % CI] |" in markdown
     assert "± " in markdown
     assert (tmp_path / "compare.png").stat().st_size > 1000
@@ -187,22 +190,48 @@ def _check_table(tmp_path, summary, rows):
     return table
 
 
-@pytest.mark.slow
-def test_small_preset_trains_every_row_and_writes_the_table(tmp_path, fashion_mnist_available):
+def _own_rate(cfg, row, out) -> float:
+    """The row's base config's own Adam rate (what it trains with when no grid runs)."""
+    return compare.row_config(cfg, row, 0, out).optimizer.learning_rate
+
+
+@pytest.fixture(scope="module")
+def small_comparison(tmp_path_factory, fashion_mnist_available):
+    """The small preset run ONCE for the slow tests below (each used to run its own
+    comparison; the teacher, BURN and the process-level setup were trained/built three times):
+    both blocks — every runnable row of ``methods``, BURN's L_FS-only control and BURN
+    distilling the self-trained teacher — a learning curve (kNN at half the budget) and a
+    two-point learning-rate grid (half the steps) for BURN, which its control takes
+    (lr_from). The other trained rows keep their config's own rate as a fixed rate, which is
+    the rate they train with without a grid, so the grid runs BURN's two points only."""
+    out = tmp_path_factory.mktemp("small_comparison")
+    tf.keras.backend.clear_session()  # as conftest's per-test fixture, which runs after this one
+    tf.keras.utils.set_random_seed(0)
     cfg = compare.load_compare_config("compare.yaml", "small")
     # The small preset's rows whose methods are registered (all of them once every method
     # has landed; burn, s2bnn and the floor before).
     runnable = [r.name for r in cfg.table
                 if r.block == "methods" and {r.name, r.method} & set(cfg.rows) and _runnable(r)]
-    cfg = dataclasses.replace(cfg, blocks=["methods"], rows=runnable)
+    names = [*runnable, "BURN L_FS only", "BURN (self-trained teacher)"]
+    table = [r if r.name in ("BURN", "BURN L_FS only") or r.name not in names or not r.trained
+             else dataclasses.replace(r, learning_rate=_own_rate(cfg, r, out)) for r in cfg.table]
+    cfg = dataclasses.replace(cfg, blocks=["methods", "self_teacher"], rows=names, table=table,
+                              lr_grid=[0.001, 0.004], lr_fraction=0.5)
     rows = compare.selected_rows(cfg)
-    assert {"S2-BNN", "BURN", "random init (floor)"} <= {r.name for r in rows}
-    summary = compare.run_comparison(cfg, tmp_path, log=lambda *a: None)
-    table = _check_table(tmp_path, summary, rows)
+    summary = compare.run_comparison(cfg, out, log=lambda *a: None)
+    return cfg, rows, out, summary
+
+
+@pytest.mark.slow
+def test_small_preset_trains_every_row_and_writes_the_table(small_comparison):
+    cfg, rows, out, summary = small_comparison
+    assert {"S2-BNN", "BURN", "random init (floor)", "BURN L_FS only", "BURN (self-trained teacher)"} <= {
+        r.name for r in rows}
+    table = _check_table(out, summary, rows)
     assert table["S2-BNN"]["teacher"] == "resnet18 (trained here: moco_v2)"
     assert table["BURN"]["teacher"].startswith("efficientnet_lite0")
     # Every trained row is compared with the floor and with BURN, paired by seed.
-    for name in ("S2-BNN", "MoCo v2"):
+    for name in ("S2-BNN", "MoCo v2", "BURN L_FS only"):
         if name in table:
             assert table[name]["vs_floor"]["row"] == "random init (floor)"
             assert table[name]["vs_reference"]["row"] == "BURN"
@@ -211,58 +240,63 @@ def test_small_preset_trains_every_row_and_writes_the_table(tmp_path, fashion_mn
     (burn_run,) = [r for r in summary["runs"] if r["row"] == "BURN"]
     assert [(p["fraction"], p["step"]) for p in burn_run["curve"]] == [(0.5, 2), (1.0, 4)]
     assert burn_run["curve"][-1]["knn_top1"] == burn_run["knn_top1"]
-    assert (tmp_path / "compare_curves.png").stat().st_size > 1000
-    # A rerun skips the finished runs.
-    log = (tmp_path / "runs.jsonl").read_text()
-    again = compare.run_comparison(cfg, tmp_path, figures=False, log=lambda *a: pytest.fail(f"reran {a}"))
-    assert (tmp_path / "runs.jsonl").read_text() == log
-    assert json.dumps(again["rows"]) == json.dumps(summary["rows"])  # (NaN minutes of the floor compare equal)
+    assert (out / "compare_curves.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
-def test_self_trained_teacher_block(tmp_path, fashion_mnist_available):
-    cfg = compare.load_compare_config("compare.yaml", "small")
+def test_self_trained_teacher_block(small_comparison):
+    cfg, rows, out, summary = small_comparison
     teacher = compare.teacher_config(cfg)
-    # One student row is enough to check the chain (teacher trained, exported, loaded).
-    cfg = dataclasses.replace(cfg, blocks=["self_teacher"], rows=["BURN (self-trained teacher)"])
-    rows = compare.selected_rows(cfg)
-    summary = compare.run_comparison(cfg, tmp_path, log=lambda *a: None)
-    assert (tmp_path / "runs" / "teacher_self" / "stage1" / "backbone").is_dir()
+    assert (out / "runs" / "teacher_self" / "stage1" / "backbone").is_dir()
     table = {r["row"]: r for r in summary["rows"]}
     teacher_row = cfg.teacher_run("self").row_name
+    # Trained once for both of its students (S2-BNN and BURN's self-teacher row), listed last.
     assert list(table)[-1] == teacher_row and len(table) == len(rows) + 1
-    for row in rows:
+    assert [r["row"] for r in summary["runs"]].count(teacher_row) == 1
+    students = [r for r in rows if r.block == "self_teacher"]
+    assert [r.name for r in students] == ["BURN (self-trained teacher)"]
+    for row in students:
         assert table[row.name]["teacher"] == f"resnet18 (trained here: {teacher.method.name})"
+        # The self-teacher block is compared with its own reference row, not the methods' BURN.
+        assert "vs_reference" not in table[row.name] and table[row.name]["vs_floor"]["knn_top1"]["n"] == 1
     (teacher_run,) = [r for r in summary["runs"] if r["row"] == teacher_row]
     assert teacher_run["loss_last"] != teacher_run["loss_first"]
-    # The run keys do not depend on where --out is: a moved output directory (the student's
-    # teacher path inside it changes) is still complete.
-    moved = tmp_path.parent / f"{tmp_path.name}_moved"
-    shutil.copytree(tmp_path, moved)
-    again = compare.run_comparison(cfg, moved, figures=False, log=lambda *a: pytest.fail(f"reran {a}"))
-    assert json.dumps(again["rows"]) == json.dumps(summary["rows"])
 
 
 @pytest.mark.slow
-def test_learning_rates_are_chosen_on_held_out_training_images(tmp_path, fashion_mnist_available):
-    cfg = compare.load_compare_config("compare.yaml", "small")
-    cfg = dataclasses.replace(cfg, blocks=["methods"], rows=["BURN", "BURN L_FS only"], lr_grid=[0.001, 0.004],
-                              lr_fraction=0.5, curve_fractions=[])
-    summary = compare.run_comparison(cfg, tmp_path, figures=False, log=lambda *a: None)
+def test_a_rerun_even_from_a_moved_directory_skips_every_finished_run(small_comparison, tmp_path):
+    cfg, rows, out, summary = small_comparison
+    # The run keys do not depend on where --out is: a moved output directory (the
+    # self-teacher students' teacher path inside it changes) is still complete, and nothing
+    # is appended to its run log.
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    again = compare.run_comparison(cfg, moved, figures=False, log=lambda *a: pytest.fail(f"reran {a}"))
+    assert (moved / "runs.jsonl").read_text() == (out / "runs.jsonl").read_text()
+    assert json.dumps(again["rows"]) == json.dumps(summary["rows"])  # (NaN minutes of the floor compare equal)
+    assert again["learning_rates"] == summary["learning_rates"]
+
+
+@pytest.mark.slow
+def test_learning_rates_are_chosen_on_held_out_training_images(small_comparison):
+    cfg, rows, out, summary = small_comparison
     choice = summary["learning_rates"]["BURN"]
-    assert set(summary["learning_rates"]) == {"BURN"}  # the control takes BURN's (lr_from)
+    assert set(summary["learning_rates"]) == {"BURN"}  # the control takes BURN's (lr_from); the others are fixed
     assert set(choice["grid"]) == {"0.001", "0.004"} and choice["steps_per_stage"] == 2
     assert choice["learning_rate"] == max((0.001, 0.004), key=lambda r: choice["grid"][f"{r:g}"])
-    grid_runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()
+    grid_runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()
                  if json.loads(line)["block"] == compare.LR_GRID_BLOCK]
     assert sorted(r["learning_rate"] for r in grid_runs) == [0.001, 0.004]
     # The grid never saw its queries: it pretrained on the images before the held-out ones.
-    grid_yaml = (tmp_path / "runs" / compare.LR_GRID_BLOCK / "burn_lr0.004" / "config.yaml").read_text()
+    grid_yaml = (out / "runs" / compare.LR_GRID_BLOCK / "burn_lr0.004" / "config.yaml").read_text()
     assert f"limit: {min(cfg.data_limit, 60000 - cfg.validation_images)}" in grid_yaml
     # Both rows trained with the chosen rate; the table says which.
     for row in ("burn", "burn_l_fs_only"):
-        run_yaml = (tmp_path / "runs" / row / "seed0" / "config.yaml").read_text()
+        run_yaml = (out / "runs" / row / "seed0" / "config.yaml").read_text()
         assert f"learning_rate: {choice['learning_rate']}" in run_yaml
-    assert {r["row"]: r["learning_rate"] for r in summary["rows"]} == {"BURN": choice["learning_rate"],
-                                                                       "BURN L_FS only": choice["learning_rate"]}
-    assert "### Learning-rate grid" in (tmp_path / "compare.md").read_text()
+    rates = {r["row"]: r["learning_rate"] for r in summary["rows"]}
+    assert (rates["BURN"], rates["BURN L_FS only"]) == (choice["learning_rate"], choice["learning_rate"])
+    # A row with a fixed rate trains with it (here its config's own).
+    (s2bnn,) = [r for r in rows if r.name == "S2-BNN"]
+    assert rates["S2-BNN"] == s2bnn.learning_rate
+    assert "### Learning-rate grid" in (out / "compare.md").read_text()

@@ -10,6 +10,7 @@ device and under MirroredStrategy over 2 logical CPUs; prints the largest differ
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -128,6 +129,13 @@ def state_of(model) -> list:
     return state
 
 
+@functools.cache
+def two_cpus():
+    """One MirroredStrategy for every case of the process (as contrastive_replicas.py): a
+    second one in the same process stopped on a collective mismatch."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 def relative(a, b):
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-12))
 
@@ -149,7 +157,7 @@ def compare(method, accumulation, sync_bn, steps, target="softmax"):
         fresh = build()
     fresh.set_weights(initial)
     start = state_of(fresh)
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = two_cpus()
     _, two_losses, two_state, two_iters = train(build, mirrored, initial, steps)
     pairs = [(name, two, one, begin) for (name, one), (_, two), (_, begin) in zip(one_state, two_state, start)]
     worst = max(pairs, key=lambda p: weight_difference(p[1], p[2]))

@@ -42,6 +42,7 @@ def small_cnn():
 # --------------------------------------------------------------------------- backbone
 
 
+@pytest.mark.slow  # > 30 s
 def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone_dir):
     from burn_tf.backbone import load_backbone
 
@@ -154,6 +155,7 @@ def test_voc_examples_become_pixel_xyxy_batches():
 # -------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow  # > 30 s
 def test_random_init_like_is_the_same_architecture_freshly_initialised(tiny_backbone_dir):
     from burn_tf.backbone import load_backbone
 
@@ -219,6 +221,7 @@ def test_short_real_run_through_the_cli(tiny_backbone_dir, tmp_path):
                                         "Shirt", "Sneaker", "Bag", "Ankle boot"}
 
 
+@pytest.mark.slow  # two detector trainings (one under a strategy): minutes
 def test_under_a_strategy_trains_the_detector_on_its_replicas_as_without(tiny_backbone_dir):
     """``strategy="mirrored"`` (here one CPU, one replica) builds backbone copy, detector and
     optimizer in the strategy's scope; the run equals the one without a strategy. An unknown

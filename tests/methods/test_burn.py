@@ -121,6 +121,7 @@ def test_gradient_accumulation_applies_every_n_batches():
     assert changed(phi, model.student_backbone.trainable_variables)
 
 
+@pytest.mark.slow  # a real fit on Fashion-MNIST: minutes
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     from burn_tf.data import AugmentConfig, fashion_mnist, two_view_dataset
 

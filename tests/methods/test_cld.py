@@ -111,6 +111,7 @@ def test_moco_branch_trains_and_enqueues_keys():
     assert int(model.queue_pointer.numpy()) == 8
 
 
+@pytest.mark.slow  # a real fit on Fashion-MNIST: minutes
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     model = make_cld(num_groups=4, dataset_size=96)
     ds = multi_view_dataset(fashion_mnist("train").take(96), [AugmentConfig(image_size=32)] * 2, 32, seed=0,
@@ -158,12 +159,14 @@ def test_cli_runs_the_shipped_yaml(config, tmp_path, fashion_mnist_available):
     assert metrics["method"] == "cld" and metrics["global_step"] == 4 and np.isfinite(metrics["group"])
 
 
+@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
 def test_two_replicas_group_the_global_batch_as_one_device():
     # Group features gathered from both replicas, the same k-means on each: the group loss,
     # the weights and the bank match one device on the global batch.
     two_replica_comparison("cld")
 
 
+@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
 def test_two_replicas_of_cld_on_moco_match_one_device():
     # Its queue in place of the bank; tau annealed from 0.99 as cld_moco.yaml.
     two_replica_comparison("cld_moco", state_tolerance=1e-5)

@@ -149,6 +149,7 @@ def test_pretrain_cli_runs_moco_v2_yaml_through_both_stages(fashion_mnist_availa
     assert meta["method"] == "moco_v2" and (tmp_path / "stage2" / "backbone" / "projector.keras").exists()
 
 
+@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
 @pytest.mark.parametrize("method", ["moco_v2"])
 def test_two_replicas_match_one_device_for_the_queue_and_cross_replica_negatives(method, fashion_mnist_available):
     """MirroredStrategy over 2 logical CPUs vs one device, same weights and global batches

@@ -207,5 +207,6 @@ def two_replica_comparison(method, weights_tolerance=1e-4, state_tolerance=1e-5)
     assert result["initial_bank_max_abs"] < state_tolerance, result  # NPID: the bank filled before step 1
 
 
+@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
 def test_two_replicas_write_the_same_bank_as_one_device():
     two_replica_comparison("npid")

@@ -131,6 +131,7 @@ def test_cli_runs_the_shipped_yaml(tmp_path, fashion_mnist_available):
     assert metrics["method"] == "swav" and metrics["global_step"] == 4 and np.isfinite(metrics["loss"])
 
 
+@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
 def test_two_replicas_compute_sinkhorn_on_the_global_batch():
     # Measured: loss 2e-6, weights 7.6e-4 relative, queue 5e-5 apart — float32 rounding that
     # Sinkhorn's exp(s/0.05) and T = 0.1 amplify (~20×). Sinkhorn on each replica's half
