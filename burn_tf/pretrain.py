@@ -44,7 +44,7 @@ import larq as lq
 import tensorflow as tf
 
 from burn_tf.backbone import build_teacher_from_export, record_checksums, save_backbone
-from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
+from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints, StepScalarLogger
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.data import (
     MissingLabelError,
@@ -436,6 +436,7 @@ def pretrain_stage(
     model.log_dir = stage_dir  # per-step records (BURN: steps.jsonl) go beside the run's logs
     callbacks = [
         *model.callbacks(epochs * steps_per_epoch),
+        StepScalarLogger(stage_dir),  # every method's per-step values: steps.jsonl, logs/steps
         saver,
         JsonLinesLogger(stage_dir / "history.jsonl"),
         tf.keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(steps_per_epoch // 10, 1),
