@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import List, Optional
 
 
+from burn_tf.callbacks import CollapseCriterion
 from burn_tf.config import ConfigError, read_config_values
 from burn_tf.experiment import (
     EvalData,
@@ -174,7 +175,7 @@ def aggregate(results: list[dict], variants: list[Variant]) -> list[dict]:
             row[f"knn_minus_{control}"], row[f"knn_minus_{control}_std"] = mean_std(deltas) if deltas else (
                 float("nan"), float("nan"))
         if v.train:
-            alive = [r["target_entropy_fraction_min"] > 0.5 and r["kl_min"] > 1e-3 for r in runs]
+            alive = [CollapseCriterion().alive(r) for r in runs]  # the ablation keeps the default bars
             row["target_alive"] = f"{sum(alive)}/{len(alive)}"
             steps = [r["collapse_step"] for r in runs if r.get("collapse_step", -1) >= 0]
             row["collapse_steps"] = [int(s) for s in steps]

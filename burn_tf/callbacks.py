@@ -1,6 +1,7 @@
-"""Keras callbacks for pretraining: λ(t), τ(t), checkpoints that survive a kill, NaN guard,
-progress lines, per-step scalars (:class:`StepRecorder`, :class:`StepScalarLogger`) and a
-collapse watch (:class:`CollapseWatcher`).
+"""Keras callbacks for pretraining: scheduled values (λ(t), τ(t): :class:`ScheduledValue`),
+checkpoints that survive a kill, NaN guard, progress lines, per-step scalars
+(:class:`StepRecorder`, :class:`StepScalarLogger`) and a collapse watch
+(:class:`CollapseWatcher`, by the one :class:`CollapseCriterion`).
 
 The online weighted-kNN monitor lives in :mod:`burn_tf.evaluate.monitor` (``KNNMonitor``)
 and works with any method.
@@ -8,58 +9,44 @@ and works with any method.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import tensorflow as tf
 
-from burn_tf.losses import cosine_momentum, kl_warmup_weight, lambda_at
 
+class ScheduledValue(tf.keras.callbacks.Callback):
+    """Sets ``variable`` to ``schedule(t)`` before every batch, t the model's checkpointed
+    ``global_step`` (so a resumed run continues the same curve): BURN's λ(t) (Eq. 3) and KL
+    warm-up weight, the momentum methods' τ(t).
 
-class LambdaScheduler(tf.keras.callbacks.Callback):
-    """Sets ``model.lambda_value`` to λ(t) before every batch (Eq. 3 or a Table-7 variant),
-    and with ``kl_warmup_steps`` > 0 ``model.kl_weight`` to the KL warm-up weight.
-
-    t is ``model.global_step`` (checkpointed), so a resumed run continues the same curve.
+    ``name`` is the value's name in the step's logs (``lambda``, ``kl_weight``, ``tau``: the
+    method logs the variable under it) and in errors. ``total_steps``, when given, must be
+    >= 1 (the length of the curve ``schedule`` follows). ``schedule(0)`` is evaluated here,
+    so a bad schedule fails when the callback is made, not at the first batch.
     """
 
-    def __init__(self, total_steps: int, start: float = 0.9, end: float = 0.7, schedule: str = "cosine",
-                 kl_warmup_steps: int = 0):
+    def __init__(self, variable: tf.Variable, schedule: Callable[[int], float], name: str,
+                 total_steps: int | None = None):
         super().__init__()
-        if total_steps < 1:
-            raise ValueError(f"LambdaScheduler needs total_steps >= 1, got {total_steps}")
-        lambda_at(0, total_steps, start, end, schedule)  # validates the schedule name
-        self.total_steps = int(total_steps)
-        self.start, self.end, self.schedule = start, end, schedule
-        self.kl_warmup_steps = int(kl_warmup_steps)
+        if total_steps is not None and total_steps < 1:
+            raise ValueError(f"the {name} schedule needs total_steps >= 1, got {total_steps}")
+        schedule(0)  # a bad schedule (e.g. an unknown λ schedule name) raises here
+        self.variable, self.schedule, self.name = variable, schedule, name
         self._step = None
 
     def on_train_begin(self, logs=None):
         self._step = int(self.model.global_step.numpy())
 
     def on_train_batch_begin(self, batch, logs=None):
-        self.model.lambda_value.assign(
-            lambda_at(self._step, self.total_steps, self.start, self.end, self.schedule)
-        )
-        if self.kl_warmup_steps > 0:
-            self.model.kl_weight.assign(kl_warmup_weight(self._step, self.kl_warmup_steps))
+        self.variable.assign(self.schedule(self._step))
         self._step += 1
-
-
-class SyncOnTrainBegin(tf.keras.callbacks.Callback):
-    """Calls ``model.<method_name>()`` when training begins (after a restore or a stage
-    transfer has set the weights), e.g. to re-take a snapshot of a variable group."""
-
-    def __init__(self, method_name: str):
-        super().__init__()
-        self.method_name = method_name
-
-    def on_train_begin(self, logs=None):
-        getattr(self.model, self.method_name)()
 
 
 class StepRecorder(tf.keras.callbacks.Callback):
@@ -132,24 +119,53 @@ class StepScalarLogger(StepRecorder):
             self._file = None
 
 
+@dataclasses.dataclass(frozen=True)
+class CollapseCriterion:
+    """When a moving target (BURN's g_θ) counts as collapsed: its batch-mean entropy H(p̄)
+    below ``entropy_fraction``·log C (the batch's targets crowd onto few classes) or the KL
+    below ``kl_floor`` (the KL term carries no signal). The one definition that the per-step
+    watch (:class:`CollapseWatcher`), the demo's report and the ablation's "target alive"
+    column use; a BURN config's ``collapse_entropy_fraction``/``collapse_kl_floor`` set it
+    (:meth:`of`)."""
+
+    entropy_fraction: float = 0.5
+    kl_floor: float = 1e-3
+
+    @classmethod
+    def of(cls, method_config) -> "CollapseCriterion":
+        """The thresholds a method config sets (``collapse_entropy_fraction``, ``collapse_kl_floor``)."""
+        return cls(float(method_config.collapse_entropy_fraction), float(method_config.collapse_kl_floor))
+
+    def collapsed(self, entropy_fraction: float, kl: float) -> bool:
+        """One step's H(p̄)/log C and KL: below either bar."""
+        return entropy_fraction < self.entropy_fraction or kl < self.kl_floor
+
+    def alive(self, metrics: dict) -> bool:
+        """Whether a stage stayed above both bars at every step: its per-step minima
+        (``target_entropy_fraction_min``, ``kl_min``, as :class:`CollapseWatcher` logs them)
+        clear them. Not alive when a minimum is NaN (no step was seen)."""
+        return (metrics["target_entropy_fraction_min"] > self.entropy_fraction
+                and metrics["kl_min"] > self.kl_floor)
+
+
 class CollapseWatcher(tf.keras.callbacks.Callback):
     """Says so when the moving target has collapsed, without stopping the run.
 
     Per step it reads ``target_entropy_step`` (H(p̄)) and ``kl_step``: the target counts as
-    collapsed once H(p̄) < ``entropy_fraction``·log C or KL < ``kl_floor`` for ``patience``
+    collapsed once ``criterion`` (:class:`CollapseCriterion`) says so for ``patience``
     consecutive steps. It prints one warning naming the first of those steps, and at each
     epoch end adds to the logs (hence to ``history.jsonl`` and ``metrics.json``):
     ``target_collapsed`` (0/1), ``collapse_step`` (−1: none), the per-step minima
     ``target_entropy_min``, ``target_entropy_fraction_min`` (= min H(p̄)/log C) and ``kl_min``.
     """
 
-    def __init__(self, num_classes: int, entropy_fraction: float = 0.5, kl_floor: float = 1e-3,
-                 patience: int = 20, stream=None):
+    def __init__(self, num_classes: int, criterion: CollapseCriterion | None = None, patience: int = 20,
+                 stream=None):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"CollapseWatcher needs num_classes >= 2, got {num_classes}")
         self.log_classes = math.log(num_classes)
-        self.entropy_fraction, self.kl_floor = float(entropy_fraction), float(kl_floor)
+        self.criterion = criterion or CollapseCriterion()
         self.patience = max(int(patience), 1)
         self.stream = stream
         self.collapse_step = None
@@ -164,14 +180,15 @@ class CollapseWatcher(tf.keras.callbacks.Callback):
         entropy, kl = float(logs["target_entropy_step"]), float(logs["kl_step"])
         step = int(self.model.global_step.numpy())
         self.entropy_min, self.kl_min = min(self.entropy_min, entropy), min(self.kl_min, kl)
-        if entropy < self.entropy_fraction * self.log_classes or kl < self.kl_floor:
+        if self.criterion.collapsed(entropy / self.log_classes, kl):
             self._bad_since = step if self._bad_since is None else self._bad_since
             if self.collapse_step is None and step - self._bad_since + 1 >= self.patience:
                 self.collapse_step = self._bad_since
+                fraction, floor = self.criterion.entropy_fraction, self.criterion.kl_floor
                 print(f"WARNING: the moving target collapsed at step {self.collapse_step}: for "
-                      f"{self.patience} steps H(p̄) < {self.entropy_fraction:g}·log C = "
-                      f"{self.entropy_fraction * self.log_classes:.3g} (the batch's targets crowd onto "
-                      f"few classes) or KL < {self.kl_floor:g} (the KL term carries no signal); now "
+                      f"{self.patience} steps H(p̄) < {fraction:g}·log C = "
+                      f"{fraction * self.log_classes:.3g} (the batch's targets crowd onto "
+                      f"few classes) or KL < {floor:g} (the KL term carries no signal); now "
                       f"H(p̄) {entropy:.3g}, KL {kl:.3g}. Training continues.",
                       file=self.stream or sys.stdout, flush=True)
         else:
@@ -190,24 +207,6 @@ class CollapseWatcher(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs.update(self.summary())
-
-
-class MomentumScheduler(tf.keras.callbacks.Callback):
-    """Sets ``model.tau`` to τ(t) before every batch; t is the checkpointed ``global_step``."""
-
-    def __init__(self, total_steps: int, start: float, end: float):
-        super().__init__()
-        if total_steps < 1:
-            raise ValueError(f"MomentumScheduler needs total_steps >= 1, got {total_steps}")
-        self.total_steps, self.start, self.end = int(total_steps), float(start), float(end)
-        self._step = None
-
-    def on_train_begin(self, logs=None):
-        self._step = int(self.model.global_step.numpy())
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self.model.tau.assign(cosine_momentum(self._step, self.total_steps, self.start, self.end))
-        self._step += 1
 
 
 class RunCheckpoints(tf.keras.callbacks.Callback):

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from burn_tf.backbone import load_backbone
 from burn_tf.build import build_teacher_from_config
+from burn_tf.callbacks import CollapseCriterion
 from burn_tf.config import (
     ConfigError,
     PretrainConfig,
@@ -49,7 +50,6 @@ from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.probe import train_head_on_features
 from burn_tf.io import atomic_write_json
-from burn_tf.methods.burn import target_alive
 from burn_tf.model_card import write_model_card
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain
@@ -121,7 +121,7 @@ def evaluate_features(train_f, train_y, test_f, test_y, ev: DemoEvalConfig, seed
 
 def control_configs(cfg: PretrainConfig, ev: DemoEvalConfig) -> dict[str, PretrainConfig]:
     """{row name: config} of the controls to pretrain beside the student (none unless BURN)."""
-    if not ev.controls or cfg.method.name != "burn":
+    if not ev.controls or not cfg.method_class.moving_target:
         return {}
     return {name: dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, **changes))
             for name, changes in CONTROLS.items()}
@@ -129,16 +129,18 @@ def control_configs(cfg: PretrainConfig, ev: DemoEvalConfig) -> dict[str, Pretra
 
 def target_report(cfg: PretrainConfig, run_dir: Path) -> dict:
     """Per stage: whether the moving target stayed alive (CollapseWatcher's minima in the
-    stage's metrics.json), or {} for a method without one."""
-    if cfg.method.name != "burn":
+    stage's metrics.json) by the config's collapse thresholds, or {} for a method without one."""
+    if not cfg.method_class.moving_target:
         return {}
+    criterion = CollapseCriterion.of(cfg.method)
     report = {}
     for stage in cfg.backbone.stages:
         metrics = json.loads((run_dir / f"stage{stage}" / "metrics.json").read_text())
         if "target_entropy_min" not in metrics:
             continue
         report[f"stage{stage}"] = {
-            "alive": target_alive(metrics, cfg.method.head_width),
+            "alive": criterion.alive(metrics),
+            "entropy_bar": criterion.entropy_fraction, "kl_bar": criterion.kl_floor,
             **{k: metrics[k] for k in ("target_entropy_min", "target_entropy_fraction_min", "kl_min",
                                        "collapse_step", "target_entropy", "kl")},
         }
@@ -151,7 +153,7 @@ def format_target_report(report: dict) -> str:
         state = "alive" if r["alive"] else (
             f"COLLAPSED (from step {int(r['collapse_step'])})" if r["collapse_step"] >= 0 else "below the bar")
         lines.append(f"{stage} target {state}: per-step min H(p̄) = {r['target_entropy_fraction_min']:.2f}·log C "
-                     f"(bar 0.5), min KL = {r['kl_min']:.3g} (bar 1e-3)")
+                     f"(bar {r['entropy_bar']:g}), min KL = {r['kl_min']:.3g} (bar {r['kl_bar']:g})")
     return "\n".join(lines)
 
 

@@ -54,7 +54,7 @@ from burn_tf.build import (
     init_from_previous_stage,
     strategy_for,
 )
-from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints
+from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints, StepScalarLogger
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.distribute import STRATEGIES, shard_by_data
 from burn_tf.io import atomic_write_json, atomic_write_text
@@ -144,6 +144,7 @@ def pretrain_stage(
     model.log_dir = stage_dir  # per-step records (BURN: steps.jsonl) go beside the run's logs
     callbacks = [
         *model.callbacks(epochs * steps_per_epoch),
+        StepScalarLogger(stage_dir),  # every method's per-step values: steps.jsonl, logs/steps
         saver,
         JsonLinesLogger(stage_dir / "history.jsonl"),
         tf.keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(steps_per_epoch // 10, 1),

@@ -3,7 +3,16 @@
 A method is one ``keras.Model`` subclass in one file. The base owns the training loop
 (``train_step``/``test_step``), metric tracking, ``global_step``, gradient accumulation,
 per-replica loss scaling, gradient norms per variable group, building every variable
-(``build_all``) and what goes into a checkpoint. The method supplies only its hooks:
+(``build_all``) and what goes into a checkpoint.
+
+A method declares each of its networks and state variables once, in ``__init__``:
+``add_head(name, network, trainable=True, exported=True)`` for a head (``exported`` a file
+stem other than ``name``, or False), ``add_state(name, variable)`` for a variable that is
+checkpointed but neither trained nor exported (a queue, a memory bank, a centre);
+:meth:`MomentumMethod.add_momentum_pair` adds a frozen EMA target. The base registers the
+backbone under ``backbone_key``. ``trainable_groups``, ``checkpoint_modules`` and
+``exported_heads`` are derived from these declarations, in declaration order (a method
+overrides one of them only for a genuine exception). The method supplies its hooks:
 
 =============================  =========================================================
 hook                           what the method returns / does
@@ -13,22 +22,30 @@ labels, training)``            key is logged (declare them in ``loss_terms``), a
                                epoch's running mean ``<name>`` and this batch's value
                                ``<name>_step``
 ``trainable_groups()``         ``{group name: [variables]}``; one gradient norm is logged
-                               per group (``grad_norm_<group>``)
-``checkpoint_modules()``       ``{name: network or variable}`` saved with the run
+                               per group (``grad_norm_<group>``). Derived: every
+                               ``trainable`` part
+``checkpoint_modules()``       ``{name: network or variable}`` saved with the run. Derived:
+                               every part
 ``callbacks(total_steps)``     Keras callbacks the method needs (BURN: λ(t))
 ``after_update()``             runs after each optimizer update (EMA targets, queues)
 ``init_from_previous_stage``   stage 2 from stage 1 (default: the backbone by layer name,
 ``(previous)``                 every other network of ``checkpoint_modules`` as is)
-``exported_heads()``           ``{file stem: network}`` saved beside the backbone
+``exported_heads()``           ``{file stem: network}`` saved beside the backbone.
+                               Derived: every ``exported`` head
 ``extra_logs()``               scalars to log that are not running means (BURN: λ)
 =============================  =========================================================
 
 Class attributes: ``method_name`` (the YAML ``method.name``), ``Config`` (the method's own
 dataclass), ``num_views`` (or ``num_views_for(config)``), ``needs_labels``,
-``needs_teacher``. A registry (:mod:`burn_tf.methods.registry`) maps the name to the class.
+``needs_teacher``, ``moving_target`` (a jointly trained target whose collapse
+:class:`~burn_tf.callbacks.CollapseWatcher` watches: BURN). A registry
+(:mod:`burn_tf.methods.registry`) maps the name to the class; nothing else selects a
+method by its name.
 
 Middle layers: :class:`DistillationMethod` (a frozen FP teacher: resized input,
-``stop_gradient``, BatchNorm in inference mode — BURN, S2-BNN, supervised KL-div) and
+``stop_gradient``, BatchNorm in inference mode; one view, or two with ``symmetric``, the
+student of each view paired with the teacher of the other — BURN, S2-BNN, supervised
+KL-div) and
 :class:`MomentumMethod` (online/target pairs updated by an EMA whose τ follows a cosine
 from ``tau_start`` to ``tau_end`` — BYOL, MoCo v2, InfoMin, CLD).
 
@@ -90,7 +107,9 @@ from typing import Callable, ClassVar
 
 import tensorflow as tf
 
-from burn_tf.callbacks import MomentumScheduler
+from burn_tf.callbacks import ScheduledValue
+from burn_tf.losses import cosine_momentum
+from burn_tf.losses.contrastive import momentum_update
 from burn_tf.models.reactnet import transfer_stage1_to_stage2
 from burn_tf.optim import current_learning_rate
 
@@ -273,6 +292,17 @@ class MethodConfig:
     name: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class MethodPart:
+    """A network or variable a method declared: checkpointed under its name, its trainable
+    variables one gradient group when ``trainable``, saved beside the backbone as
+    ``<exported>.keras`` when ``exported`` is a file stem."""
+
+    module: object
+    trainable: bool = False
+    exported: str | None = None
+
+
 class PretrainMethod(tf.keras.Model):
     """Base of every pretraining method; see the module docstring for the hooks."""
 
@@ -286,11 +316,18 @@ class PretrainMethod(tf.keras.Model):
     # Scalars compute_losses returns besides "loss" (created as metrics up front: Keras
     # metrics cannot be created inside a traced train_step).
     loss_terms: ClassVar[tuple[str, ...]] = ()
+    # True: a jointly trained target that can collapse; CollapseWatcher's metrics are logged.
+    moving_target: ClassVar[bool] = False
+    # The backbone's checkpoint key and gradient group.
+    backbone_key: ClassVar[str] = "backbone"
 
     def __init__(self, backbone: tf.keras.Model, config=None, accumulation_steps: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.config = config if config is not None else self.Config()
         self.backbone = backbone
+        # Every declared network and state variable by name, in declaration order.
+        self._parts: dict[str, MethodPart] = {}
+        self._add_part(self.backbone_key, MethodPart(backbone, trainable=True))
         self.input_size = int(backbone.inputs[0].shape[1])
         self.feature_dim = int(backbone.outputs[0].shape[-1])
         # Counts batches seen (not optimizer applies): schedules (λ, τ) are functions of it,
@@ -311,6 +348,27 @@ class PretrainMethod(tf.keras.Model):
         # Every logged value is already equal on all replicas (global means, see train_step):
         # report the first replica's, not Keras' default sum over replicas.
         self.distribute_reduction_method = "first"
+
+    # ------------------------------------------------------------------ declarations
+    def add_head(self, name: str, network: tf.keras.Model, trainable: bool = True,
+                 exported: bool | str = True) -> tf.keras.Model:
+        """Declares ``network`` (returned): checkpointed as ``name``; its trainable variables
+        are the gradient group ``name`` when ``trainable``; saved beside the backbone as
+        ``<name>.keras`` when ``exported`` is True, as ``<exported>.keras`` when it is a
+        string. The checkpoint key and the file stem are a run directory's format: keep them."""
+        stem = (name if exported is True else exported) or None
+        return self._add_part(name, MethodPart(network, trainable=trainable, exported=stem))
+
+    def add_state(self, name: str, variable: tf.Variable) -> tf.Variable:
+        """Declares ``variable`` (returned): checkpointed as ``name``, neither trained nor
+        exported (a queue, a memory bank, a centre)."""
+        return self._add_part(name, MethodPart(variable))
+
+    def _add_part(self, name: str, part: MethodPart):
+        if name in self._parts:
+            raise ValueError(f"{type(self).__name__}: a part named {name!r} is declared twice")
+        self._parts[name] = part
+        return part.module
 
     # ------------------------------------------------------------------ hooks
     @classmethod
@@ -336,10 +394,10 @@ class PretrainMethod(tf.keras.Model):
         raise NotImplementedError(f"{type(self).__name__} must implement compute_losses")
 
     def trainable_groups(self) -> dict[str, list[tf.Variable]]:
-        return {"backbone": self.backbone.trainable_variables}
+        return {name: part.module.trainable_variables for name, part in self._parts.items() if part.trainable}
 
     def checkpoint_modules(self) -> dict:
-        return {"backbone": self.backbone}
+        return {name: part.module for name, part in self._parts.items()}
 
     def callbacks(self, total_steps: int) -> list:
         return []
@@ -348,7 +406,7 @@ class PretrainMethod(tf.keras.Model):
         """Runs after every optimizer update (inside the traced step)."""
 
     def exported_heads(self) -> dict[str, tf.keras.Model]:
-        return {}
+        return {part.exported: part.module for part in self._parts.values() if part.exported}
 
     def extra_logs(self) -> dict:
         return {}
@@ -549,6 +607,7 @@ class DistillationMethod(PretrainMethod):
     """
 
     needs_teacher = True
+    backbone_key = "student_backbone"
     # True: the teacher is built with its own head and outputs logits (S2-BNN).
     teacher_includes_head: ClassVar[bool] = False
 
@@ -572,16 +631,30 @@ class DistillationMethod(PretrainMethod):
     def student_dim(self) -> int:
         return self.feature_dim
 
+    @classmethod
+    def num_views_for(cls, config) -> int:
+        """Two views with ``config.symmetric`` (each view's student against the other view's
+        teacher, as BURN's released code), else one (both networks see the same view)."""
+        return 2 if config.symmetric else 1
+
+    @staticmethod
+    def stacked_views(views: list) -> tf.Tensor:
+        """The views as one batch (one call of each network: faster than one per view)."""
+        return views[0] if len(views) == 1 else tf.concat(views, axis=0)
+
+    @staticmethod
+    def other_view(rows: tf.Tensor, views: list) -> tf.Tensor:
+        """Rows of :meth:`stacked_views` order moved to the other view's image: with two views
+        row i of view 1 faces row i of view 2 and vice versa (the halves swapped); one view:
+        unchanged."""
+        if len(views) != 2:
+            return rows
+        return tf.roll(rows, shift=tf.shape(views[0])[0], axis=0)
+
     def teacher_features(self, images):
         if self.teacher_input_size != self.input_size:
             images = tf.image.resize(images, (self.teacher_input_size, self.teacher_input_size))
         return tf.stop_gradient(self.teacher_backbone(images, training=False))
-
-    def trainable_groups(self):
-        return {"student_backbone": self.backbone.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {"student_backbone": self.backbone}
 
 
 class MomentumMethod(PretrainMethod):
@@ -592,7 +665,7 @@ class MomentumMethod(PretrainMethod):
     not BatchNorm statistics, which the target computes itself (solo-learn's
     ``MomentumUpdater``). τ follows :func:`cosine_momentum` of ``global_step`` from
     ``config.tau_start`` to ``config.tau_end``, set by
-    :class:`burn_tf.callbacks.MomentumScheduler` (τ(t) of :func:`burn_tf.losses.cosine_momentum`).
+    :class:`burn_tf.callbacks.ScheduledValue` (τ(t) of :func:`burn_tf.losses.cosine_momentum`).
     That is solo-learn's schedule (``solo/utils/momentum.py`` ``update_tau``: τ = final −
     (final − base)·(cos(πk/K) + 1)/2): the update after batch k (k = 0, 1, …) uses τ(k), the
     first one ``tau_start``. With gradient accumulation the step counts batches, not updates
@@ -607,7 +680,8 @@ class MomentumMethod(PretrainMethod):
 
     def add_momentum_pair(self, online: tf.keras.Model, key: str | None = None) -> tf.keras.Model:
         """A frozen copy of ``online`` (same weights) that follows it by EMA; returns it.
-        ``key`` names it in checkpoints (default ``momentum_<online's role>``)."""
+        ``key`` names it in checkpoints (default ``momentum_<online's role>``); it is neither
+        trained nor exported."""
         key = key or ("momentum_backbone" if online is self.backbone else f"momentum_{online.name}")
         target = tf.keras.models.clone_model(online)
         target._name = f"momentum_{online.name}"
@@ -615,7 +689,7 @@ class MomentumMethod(PretrainMethod):
         target.trainable = False
         _use_batch_statistics(target, online)
         self.momentum_pairs.append((key, online, target))
-        return target
+        return self.add_head(key, target, trainable=False, exported=False)
 
     def init_from_previous_stage(self, previous: "PretrainMethod") -> None:
         """Stage 2 from stage 1: the base's rules, then every EMA target restarts as a copy
@@ -633,19 +707,15 @@ class MomentumMethod(PretrainMethod):
                 targets.append(w_target)
                 onlines.append((w_online,))
         # Target weights are Keras layer weights (no aggregation): assigned on every device.
-        assign_on_every_replica(targets, lambda t, o: tau * t + (1.0 - tau) * o, onlines)
+        assign_on_every_replica(targets, lambda t, o: momentum_update(t, o, tau), onlines)
 
     def callbacks(self, total_steps: int) -> list:
-        return [MomentumScheduler(total_steps, self.config.tau_start, self.config.tau_end)]
+        start, end = self.config.tau_start, self.config.tau_end
+        return [ScheduledValue(self.tau, lambda step: cosine_momentum(step, total_steps, start, end), "tau",
+                               total_steps)]
 
     def extra_logs(self) -> dict:
         return {"tau": self.tau}
-
-    def checkpoint_modules(self) -> dict:
-        modules = super().checkpoint_modules()
-        for key, _, target in self.momentum_pairs:
-            modules[key] = target
-        return modules
 
 
 def _use_batch_statistics(target: tf.keras.Model, online: tf.keras.Model) -> None:

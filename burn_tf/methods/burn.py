@@ -18,7 +18,8 @@ to it); ``teacher_classifier_lr_multiplier``; ``entropy_bonus`` (−α·H(p̄));
 (L2-normalised bottleneck, weight-normalised last layer); ``kl_warmup_fraction`` or the
 ``heaviside`` λ schedule (L_FS alone first). Every step logs H(p̄), E[H(p)], their difference
 (mutual information image ↔ pseudo-class), head agreement and the student's feature spread;
-:class:`~burn_tf.callbacks.CollapseWatcher` warns with the step.
+:class:`~burn_tf.callbacks.CollapseWatcher` warns with the step (by the config's
+:class:`~burn_tf.callbacks.CollapseCriterion`).
 
 Usage in a notebook::
 
@@ -35,17 +36,11 @@ features. Training loop, accumulation, metrics and checkpoint contents are the s
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import tensorflow as tf
 
 from burn_tf import losses
-from burn_tf.callbacks import (
-    CollapseWatcher,
-    LambdaScheduler,
-    StepScalarLogger,
-    SyncOnTrainBegin,
-)
+from burn_tf.callbacks import CollapseCriterion, CollapseWatcher, ScheduledValue
 from burn_tf.methods.base import (
     DistillationMethod,
     MethodConfig,
@@ -54,7 +49,7 @@ from burn_tf.methods.base import (
     replica_shared_variable,
 )
 from burn_tf.methods.registry import register
-from burn_tf.models.heads import build_head
+from burn_tf.models.heads import CosineDense, L2Normalize, build_head
 from burn_tf.schema import check_choice, check_range
 
 TARGETS = ("softmax", "centered", "sinkhorn")
@@ -109,7 +104,8 @@ class BURNConfig(MethodConfig):
     bottleneck_dim: int = 256
     # The KL term's weight ramps linearly 0 → 1 over this fraction of the stage's steps.
     kl_warmup_fraction: float = 0.0
-    # CollapseWatcher: collapsed once H(p̄) < fraction·log C or KL < floor for patience steps.
+    # CollapseCriterion: collapsed once H(p̄) < fraction·log C or KL < floor (for patience
+    # steps in a row, CollapseWatcher).
     collapse_entropy_fraction: float = 0.5
     collapse_kl_floor: float = 1e-3
     collapse_patience: int = 20
@@ -142,33 +138,6 @@ class BURNConfig(MethodConfig):
                              "train g_θ; they need train_teacher_classifier=true")
 
 
-@tf.keras.utils.register_keras_serializable(package="burn_tf")
-class L2Normalize(tf.keras.layers.Layer):
-    """x / ‖x‖ along the last axis."""
-
-    def call(self, x):
-        return tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
-
-
-@tf.keras.utils.register_keras_serializable(package="burn_tf")
-class CosineDense(tf.keras.layers.Layer):
-    """A linear layer without bias whose weight columns are L2-normalised: on unit inputs
-    its outputs are cosines in [−1, 1] (DINO's weight-normalised last layer, g fixed to 1)."""
-
-    def __init__(self, units: int, **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight("kernel", (int(input_shape[-1]), self.units), initializer="glorot_uniform")
-
-    def call(self, x):
-        return tf.matmul(x, tf.math.l2_normalize(self.kernel, axis=0, epsilon=1e-12))
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
-
-
 def build_classifier(cfg: "BURNConfig", input_dim: int, name: str) -> tf.keras.Model:
     """g_θ or l_φ: :func:`build_head`, or with ``bounded_logits`` the same trunk ending in an
     L2-normalised bottleneck and a :class:`CosineDense` layer."""
@@ -185,6 +154,7 @@ class BURN(DistillationMethod):
 
     method_name = "burn"
     Config = BURNConfig
+    moving_target = True
     # Scalars logged besides "loss" (running mean <name> and per-batch <name>_step).
     loss_terms = ("kl", "fs", "target_entropy", "target_mean_entropy", "target_mutual_information",
                   "head_agreement", "student_feature_std")
@@ -206,10 +176,19 @@ class BURN(DistillationMethod):
                 inputs, tf.keras.layers.Dense(self.teacher_dim, use_bias=False, name="fc")(inputs),
                 name="student_projection",
             )
+        # Declared in the order of the gradient groups (the optimizer's slots follow it), after
+        # all three are built (their random initialisation keeps its order).
+        self.add_head("student_classifier", self.student_classifier, exported="classifier")
+        if self.student_projection is not None:
+            self.add_head("student_projection", self.student_projection, exported=False)
+        self.add_head("teacher_classifier", self.teacher_classifier, trainable=cfg.train_teacher_classifier,
+                      exported=False)
         self.lambda_value = tf.Variable(cfg.lambda_start, trainable=False, dtype=tf.float32, name="lambda")
         self.kl_weight = tf.Variable(1.0, trainable=False, dtype=tf.float32, name="kl_weight")
         # Written in replica context with the global batch's mean (equal on every replica).
         self.target_center = replica_shared_variable(tf.zeros((cfg.head_width,)), "target_center")
+        if cfg.target == "centered":
+            self.add_state("target_center", self.target_center)
         if cfg.target == "sinkhorn":
             self.loss_terms = (*type(self).loss_terms, "target_fit")
         # g_θ before the last update, for teacher_classifier_lr_multiplier (see after_update).
@@ -217,33 +196,8 @@ class BURN(DistillationMethod):
         if cfg.teacher_classifier_lr_multiplier != 1.0:
             self._theta_before = [tf.Variable(v, trainable=False, name=f"theta_before_{i}")
                                   for i, v in enumerate(self.teacher_classifier.trainable_variables)]
-        # Where StepScalarLogger writes steps.jsonl and TensorBoard scalars (set by the caller).
-
-    @classmethod
-    def num_views_for(cls, config) -> int:
-        return 2 if config.symmetric else 1
 
     # ------------------------------------------------------------------ hooks
-    def trainable_groups(self) -> dict[str, list[tf.Variable]]:
-        groups = {
-            "student_backbone": self.student_backbone.trainable_variables,
-            "student_classifier": self.student_classifier.trainable_variables,
-        }
-        if self.student_projection is not None:
-            groups["student_projection"] = self.student_projection.trainable_variables
-        if self.config.train_teacher_classifier:
-            groups["teacher_classifier"] = self.teacher_classifier.trainable_variables
-        return groups
-
-    def checkpoint_modules(self) -> dict:
-        modules = {"student_backbone": self.student_backbone, "student_classifier": self.student_classifier,
-                   "teacher_classifier": self.teacher_classifier}
-        if self.student_projection is not None:
-            modules["student_projection"] = self.student_projection
-        if self.config.target == "centered":
-            modules["target_center"] = self.target_center
-        return modules
-
     def init_from_previous_stage(self, previous: "BURN") -> None:
         """Alg. 1 line 13 (Table 5 ④): φ and θ from stage 1; θ stays at its fresh random
         init when ``teacher_classifier_from_stage1`` is off."""
@@ -256,15 +210,19 @@ class BURN(DistillationMethod):
 
     def callbacks(self, total_steps: int) -> list:
         cfg = self.config
-        callbacks = [
-            LambdaScheduler(total_steps, cfg.lambda_start, cfg.lambda_end, cfg.lambda_schedule,
-                            kl_warmup_steps=int(round(cfg.kl_warmup_fraction * total_steps))),
-            CollapseWatcher(cfg.head_width, cfg.collapse_entropy_fraction, cfg.collapse_kl_floor,
-                            cfg.collapse_patience),
-            StepScalarLogger(),  # writes to self.log_dir when the caller has set it
-        ]
+        callbacks = [ScheduledValue(
+            self.lambda_value,
+            lambda step: losses.lambda_at(step, total_steps, cfg.lambda_start, cfg.lambda_end, cfg.lambda_schedule),
+            "lambda", total_steps)]
+        warmup_steps = int(round(cfg.kl_warmup_fraction * total_steps))
+        if warmup_steps > 0:
+            callbacks.append(ScheduledValue(self.kl_weight, lambda step: losses.kl_warmup_weight(step, warmup_steps),
+                                            "kl_weight", total_steps))
+        callbacks.append(CollapseWatcher(cfg.head_width, CollapseCriterion.of(cfg), cfg.collapse_patience))
         if self._theta_before is not None:
-            callbacks.append(SyncOnTrainBegin("snapshot_teacher_classifier"))
+            # After a restore or a stage transfer has set θ: the snapshot starts from it.
+            callbacks.append(tf.keras.callbacks.LambdaCallback(
+                on_train_begin=lambda logs: self.snapshot_teacher_classifier()))
         return callbacks
 
     def snapshot_teacher_classifier(self) -> None:
@@ -283,9 +241,6 @@ class BURN(DistillationMethod):
 
     def extra_logs(self) -> dict:
         return {"lambda": self.lambda_value, "kl_weight": self.kl_weight}
-
-    def exported_heads(self) -> dict[str, tf.keras.Model]:
-        return {"classifier": self.student_classifier}
 
     def target_log_probs(self, teacher_logits, training: bool, after=()):
         """log p_target per image (the distribution the student's KL matches).
@@ -319,8 +274,7 @@ class BURN(DistillationMethod):
     def compute_losses(self, views, labels=None, training=True) -> dict:
         """Eq. 4 for a batch, plus the collapse diagnostics (see ``loss_terms``)."""
         cfg = self.config
-        # Both views in one call: one larger batch is faster than two on every device.
-        images = views[0] if len(views) == 1 else tf.concat(views, axis=0)
+        images = self.stacked_views(views)
         teacher_feat = self.teacher_features(images)
         student_feat = self.student_backbone(images, training=training)
         teacher_logits = self.teacher_classifier(
@@ -335,11 +289,10 @@ class BURN(DistillationMethod):
             student_logits if cfg.similarity_on == "head"
             else self.student_projection(student_feat, training=training)
         )
-        if len(views) == 2:
-            # Pair student(v1) with teacher(v2) and student(v2) with teacher(v1): swap halves.
-            # The mean over the 2B pairs averages the released code's two summed terms.
-            teacher_logits = tf.roll(teacher_logits, shift=tf.shape(views[0])[0], axis=0)
-            teacher_sim = tf.roll(teacher_sim, shift=tf.shape(views[0])[0], axis=0)
+        # Student(v1) against teacher(v2) and student(v2) against teacher(v1): the mean over
+        # the 2B pairs averages the released code's two summed terms.
+        teacher_logits = self.other_view(teacher_logits, views)
+        teacher_sim = self.other_view(teacher_sim, views)
         target_log_p = self.target_log_probs(teacher_logits, training, after=[student_logits, student_sim])
         kl = losses.kl_to_target(target_log_p, student_logits, cfg.temperature)
         fs = losses.feature_similarity(teacher_sim, student_sim, cfg.feature_similarity)
@@ -366,9 +319,3 @@ class BURN(DistillationMethod):
             **terms,
         }
 
-
-def target_alive(metrics: dict, num_classes: int, entropy_fraction: float = 0.5, kl_floor: float = 1e-3) -> bool:
-    """Whether a stage's per-step minima (CollapseWatcher's ``target_entropy_min``,
-    ``kl_min``) stayed above ``entropy_fraction``·log C and ``kl_floor``."""
-    return (metrics["target_entropy_min"] > entropy_fraction * math.log(num_classes)
-            and metrics["kl_min"] > kl_floor)

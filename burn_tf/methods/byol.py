@@ -28,8 +28,8 @@ import tensorflow as tf
 
 from burn_tf.losses import contrastive
 from burn_tf.methods.base import MethodConfig, MomentumMethod
-from burn_tf.methods.moco import build_projector
 from burn_tf.methods.registry import register
+from burn_tf.models.heads import build_projector
 from burn_tf.schema import check_range
 
 
@@ -59,21 +59,12 @@ class BYOL(MomentumMethod):
                  **kwargs):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
         cfg = self.config
-        self.projector = build_projector(self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector")
-        self.predictor = build_projector(cfg.projector_dim, cfg.predictor_hidden, cfg.projector_dim, "predictor")
+        self.projector = self.add_head("projector", build_projector(
+            self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector"))
+        self.predictor = self.add_head("predictor", build_projector(
+            cfg.projector_dim, cfg.predictor_hidden, cfg.projector_dim, "predictor"))
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
-
-    def trainable_groups(self):
-        return {"backbone": self.backbone.trainable_variables,
-                "projector": self.projector.trainable_variables,
-                "predictor": self.predictor.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {**super().checkpoint_modules(), "projector": self.projector, "predictor": self.predictor}
-
-    def exported_heads(self):
-        return {"projector": self.projector, "predictor": self.predictor}
 
     def compute_losses(self, views, labels=None, training=True) -> dict:
         predictions, targets = [], []

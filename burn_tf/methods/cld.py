@@ -133,17 +133,9 @@ class CrossLevelGroups:
     needs_index = True
 
     def build_group_branch(self) -> None:
-        self.group_projector = build_head("dense", self.feature_dim, self.config.group_dim, "group_projector")
-
-    # Cooperative hooks: the instance method's networks plus the group head.
-    def trainable_groups(self):
-        return {**super().trainable_groups(), "group_projector": self.group_projector.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {**super().checkpoint_modules(), "group_projector": self.group_projector}
-
-    def exported_heads(self):
-        return {**super().exported_heads(), "group_projector": self.group_projector}
+        """The group head, declared after the instance method's networks."""
+        self.group_projector = self.add_head("group_projector", build_head(
+            "dense", self.feature_dim, self.config.group_dim, "group_projector"))
 
     def group_embedding(self, features, training):
         return tf.math.l2_normalize(self.group_projector(features, training=training), axis=-1, epsilon=1e-12)

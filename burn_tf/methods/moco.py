@@ -56,31 +56,8 @@ from burn_tf.methods.base import (
     replica_shared_variable,
 )
 from burn_tf.methods.registry import register
+from burn_tf.models.heads import build_projector
 from burn_tf.schema import check_range
-
-
-def build_projector(input_dim: int, hidden: int, output: int, name: str, layers: int = 2,
-                    batchnorm: bool = True, output_batchnorm: bool = False) -> tf.keras.Model:
-    """An MLP projection head: (Linear → [BN] → ReLU) × (layers − 1) → Linear → [BN].
-
-    MoCo v2: 2 layers, no BatchNorm; BYOL: 2 layers with BatchNorm; SimCLR v2: 3 layers with
-    BatchNorm after every Linear, the last without centring (``simclr/tf2/model.py``
-    ``ProjectionHead``: ``use_bias=False, use_bn=True``). A Linear followed by BatchNorm has
-    no bias (the BN's β replaces it). BatchNorm is synchronized: global-batch statistics
-    under a strategy (no-op on one device)."""
-    inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
-    x = inputs
-    for i in range(1, layers):
-        x = tf.keras.layers.Dense(hidden, use_bias=not batchnorm, name=f"{name}_fc{i}")(x)
-        if batchnorm:
-            x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True,
-                                                   name=f"{name}_bn{i}")(x)
-        x = tf.keras.layers.ReLU(name=f"{name}_relu{i}")(x)
-    x = tf.keras.layers.Dense(output, use_bias=not output_batchnorm, name=f"{name}_fc{layers}")(x)
-    if output_batchnorm:
-        x = tf.keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, center=False, synchronized=True,
-                                               name=f"{name}_bn{layers}")(x)
-    return tf.keras.Model(inputs, x, name=name)
 
 
 @dataclasses.dataclass
@@ -118,15 +95,16 @@ class MoCoV2(MomentumMethod):
                  **kwargs):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
         cfg = self.config
-        self.projector = build_projector(self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector",
-                                         batchnorm=False)
+        self.projector = self.add_head("projector", build_projector(
+            self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector", batchnorm=False))
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
         self.queue_size = self.negatives_in_queue(cfg)
         # MoCo initialises the queue with random unit vectors (``moco/builder.py``).
-        self.queue = replica_shared_variable(
-            tf.math.l2_normalize(tf.random.normal((self.queue_size, cfg.projector_dim)), axis=1), "queue")
-        self.queue_pointer = replica_shared_variable(tf.constant(0, tf.int64), "queue_pointer")
+        self.queue = self.add_state("queue", replica_shared_variable(
+            tf.math.l2_normalize(tf.random.normal((self.queue_size, cfg.projector_dim)), axis=1), "queue"))
+        self.queue_pointer = self.add_state("queue_pointer", replica_shared_variable(tf.constant(0, tf.int64),
+                                                                                     "queue_pointer"))
 
     @classmethod
     def negatives_in_queue(cls, config) -> int:
@@ -134,17 +112,6 @@ class MoCoV2(MomentumMethod):
         return int(config.queue_size)
 
     # ------------------------------------------------------------------ hooks
-    def trainable_groups(self):
-        return {"backbone": self.backbone.trainable_variables,
-                "projector": self.projector.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {**super().checkpoint_modules(), "projector": self.projector,
-                "queue": self.queue, "queue_pointer": self.queue_pointer}
-
-    def exported_heads(self):
-        return {"projector": self.projector}
-
     def augment_views(self, views: list, training: bool) -> list:
         """The views the encoders see (InfoMin adds its stronger augmentation here)."""
         return views

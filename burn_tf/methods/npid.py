@@ -109,23 +109,15 @@ class NPID(PretrainMethod):
                              f"(the number of images), got {dataset_size!r}")
         self.dataset_size = int(dataset_size)
         cfg = self.config
-        self.projector = build_head("dense", self.feature_dim, cfg.projection_dim, "instance_projector")
+        self.projector = self.add_head("projector", build_head("dense", self.feature_dim, cfg.projection_dim,
+                                                               "instance_projector"))
         # lemniscate's initial rows (NCEAverage: uniform in [−stdv, stdv], stdv = 1/√(D/3), rows of
         # unit norm on average); stateless, so the same on every replica. bank_init: features
         # overwrites them before the first step (fill_memory_bank).
         stdv = 1.0 / (cfg.projection_dim / 3.0) ** 0.5
         initial = tf.random.stateless_uniform((self.dataset_size, cfg.projection_dim), seed=(0, _NEGATIVES_SALT),
                                               minval=-stdv, maxval=stdv)
-        self.memory_bank = replica_shared_variable(initial, "memory_bank")
-
-    def trainable_groups(self):
-        return {"backbone": self.backbone.trainable_variables, "projector": self.projector.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {"backbone": self.backbone, "projector": self.projector, "memory_bank": self.memory_bank}
-
-    def exported_heads(self):
-        return {"projector": self.projector}
+        self.memory_bank = self.add_state("memory_bank", replica_shared_variable(initial, "memory_bank"))
 
     def init_from_previous_stage(self, previous):
         super().init_from_previous_stage(previous)

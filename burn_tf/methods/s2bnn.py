@@ -104,31 +104,16 @@ class S2BNN(DistillationMethod):
         cfg = self.config
         # The effective setting (config None resolved by the teacher's head).
         self.normalize = normalize_for_head(teacher_head_role(teacher_with_head), cfg.normalize, self.method_name)
-        self.student_classifier = build_head(cfg.head, self.student_dim, self.teacher_dim, "student_classifier",
-                                             hidden=cfg.head_hidden)
-
-    @classmethod
-    def num_views_for(cls, config) -> int:
-        return 2 if config.symmetric else 1
-
-    def trainable_groups(self):
-        return {"student_backbone": self.student_backbone.trainable_variables,
-                "student_classifier": self.student_classifier.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {"student_backbone": self.student_backbone, "student_classifier": self.student_classifier}
-
-    def exported_heads(self):
-        return {"classifier": self.student_classifier}
+        self.student_classifier = self.add_head(
+            "student_classifier", build_head(cfg.head, self.student_dim, self.teacher_dim, "student_classifier",
+                                             hidden=cfg.head_hidden), exported="classifier")
 
     def head_outputs(self, views, training) -> tuple[tf.Tensor, tf.Tensor]:
         """(teacher logits, student logits) of the views, paired image by image (the
         teacher's of the other view with ``symmetric``), normalised if configured."""
-        images = views[0] if len(views) == 1 else tf.concat(views, axis=0)
-        target_logits = self.teacher_features(images)
+        images = self.stacked_views(views)
+        target_logits = self.other_view(self.teacher_features(images), views)
         student_logits = self.student_classifier(self.student_backbone(images, training=training), training=training)
-        if len(views) == 2:
-            target_logits = tf.roll(target_logits, shift=tf.shape(views[0])[0], axis=0)
         if self.normalize:
             target_logits = tf.math.l2_normalize(target_logits, axis=-1)
             student_logits = tf.math.l2_normalize(student_logits, axis=-1)

@@ -29,8 +29,8 @@ import tensorflow as tf
 
 from burn_tf.losses import contrastive
 from burn_tf.methods.base import MethodConfig, PretrainMethod
-from burn_tf.methods.moco import build_projector
 from burn_tf.methods.registry import register
+from burn_tf.models.heads import build_projector
 from burn_tf.schema import check_range
 
 
@@ -77,18 +77,9 @@ class SimCLRV2(PretrainMethod):
                  **kwargs):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
         cfg = self.config
-        self.projector = build_projector(self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector",
-                                         layers=cfg.projector_layers, batchnorm=True, output_batchnorm=True)
-
-    def trainable_groups(self):
-        return {"backbone": self.backbone.trainable_variables,
-                "projector": self.projector.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {"backbone": self.backbone, "projector": self.projector}
-
-    def exported_heads(self):
-        return {"projector": self.projector}
+        self.projector = self.add_head("projector", build_projector(
+            self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector", layers=cfg.projector_layers,
+            batchnorm=True, output_batchnorm=True))
 
     def compute_losses(self, views, labels=None, training=True) -> dict:
         projections = self.projector(self.backbone(tf.concat(views[:2], axis=0), training=training),

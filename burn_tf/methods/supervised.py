@@ -65,16 +65,8 @@ class Supervised(PretrainMethod):
     def __init__(self, backbone: tf.keras.Model, config: SupervisedConfig | None = None,
                  accumulation_steps: int = 1, **kwargs):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
-        self.classifier = build_head("dense", self.feature_dim, self.config.num_classes, "classifier")
-
-    def trainable_groups(self):
-        return {"backbone": self.backbone.trainable_variables, "classifier": self.classifier.trainable_variables}
-
-    def checkpoint_modules(self):
-        return {"backbone": self.backbone, "classifier": self.classifier}
-
-    def exported_heads(self):
-        return {"classifier": self.classifier}
+        self.classifier = self.add_head("classifier", build_head("dense", self.feature_dim, self.config.num_classes,
+                                                                 "classifier"))
 
     def compute_losses(self, views, labels, training=True) -> dict:
         labels = check_labels(labels, self.config.num_classes, self.method_name)

@@ -94,16 +94,18 @@ class SwAV(PretrainMethod):
                  **kwargs):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
         cfg = self.config
-        self.projector = build_head("mlp", self.feature_dim, cfg.projection_dim, "swav_projector",
-                                    hidden=cfg.projection_hidden)
+        self.projector = self.add_head("projector", build_head(
+            "mlp", self.feature_dim, cfg.projection_dim, "swav_projector", hidden=cfg.projection_hidden))
         prototype_layer = tf.keras.layers.Dense(cfg.num_prototypes, use_bias=False, name="prototypes_fc")
-        self.prototypes = tf.keras.Sequential([tf.keras.Input((cfg.projection_dim,)), prototype_layer],
-                                              name="prototypes")
+        self.prototypes = self.add_head("prototypes", tf.keras.Sequential(
+            [tf.keras.Input((cfg.projection_dim,)), prototype_layer], name="prototypes"))
         self.normalize_prototypes()
         if cfg.queue_size:
-            self.queue = replica_shared_variable(tf.zeros((LARGE_CROPS, cfg.queue_size, cfg.projection_dim)), "queue")
+            self.queue = self.add_state("queue", replica_shared_variable(
+                tf.zeros((LARGE_CROPS, cfg.queue_size, cfg.projection_dim)), "queue"))
             # Features pushed so far (the queue is used once this reaches its size).
-            self.queue_filled = replica_shared_variable(tf.constant(0, tf.int64), "queue_filled")
+            self.queue_filled = self.add_state("queue_filled", replica_shared_variable(tf.constant(0, tf.int64),
+                                                                                       "queue_filled"))
 
     @classmethod
     def num_views_for(cls, config) -> int:
@@ -127,19 +129,6 @@ class SwAV(PretrainMethod):
 
     def normalize_prototypes(self) -> None:
         assign_on_every_replica([self.prototype_kernel], lambda w: tf.math.l2_normalize(w, axis=0), [()])
-
-    def trainable_groups(self):
-        return {"backbone": self.backbone.trainable_variables, "projector": self.projector.trainable_variables,
-                "prototypes": self.prototypes.trainable_variables}
-
-    def checkpoint_modules(self):
-        modules = {"backbone": self.backbone, "projector": self.projector, "prototypes": self.prototypes}
-        if self.config.queue_size:
-            modules.update(queue=self.queue, queue_filled=self.queue_filled)
-        return modules
-
-    def exported_heads(self):
-        return {"projector": self.projector, "prototypes": self.prototypes}
 
     def after_update(self) -> None:
         self.normalize_prototypes()

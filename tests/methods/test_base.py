@@ -8,7 +8,7 @@ import tensorflow as tf
 from method_helpers import snapshot, view_pair
 
 from burn_tf import losses
-from burn_tf.callbacks import MomentumScheduler
+from burn_tf.callbacks import ScheduledValue
 from burn_tf.methods.base import MethodConfig, MomentumMethod, PretrainMethod
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
@@ -79,7 +79,7 @@ def test_tau_follows_the_cosine_from_global_step():
 
     ds = tf.data.Dataset.from_tensors(view_pair(4)).repeat(5)
     model.fit(ds, epochs=1, verbose=0, callbacks=[*model.callbacks(5), Record()])
-    assert isinstance(model.callbacks(5)[0], MomentumScheduler)
+    assert isinstance(model.callbacks(5)[0], ScheduledValue) and model.callbacks(5)[0].variable is model.tau
     assert seen == pytest.approx([losses.cosine_momentum(t, 5, 0.99, 1.0) for t in range(5)], abs=1e-6)
     assert seen[0] == pytest.approx(0.99) and seen[-1] > seen[0]
 

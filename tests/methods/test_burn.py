@@ -5,7 +5,12 @@ import pytest
 import tensorflow as tf
 from method_helpers import changed, snapshot, tiny_teacher, view_pair
 
-from burn_tf.callbacks import LambdaScheduler
+from burn_tf.callbacks import (
+    CollapseCriterion,
+    CollapseWatcher,
+    ScheduledValue,
+    StepScalarLogger,
+)
 from burn_tf.losses import lambda_at
 from burn_tf.methods.burn import BURN, BURNConfig
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
@@ -101,9 +106,21 @@ def test_lambda_scheduler_follows_global_step():
         def on_train_batch_begin(self, batch, logs=None):
             seen.append(float(self.model.lambda_value.numpy()))
 
-    model.fit(ds, epochs=1, callbacks=[LambdaScheduler(total_steps=6), Record()], verbose=0)
+    model.fit(ds, epochs=1, callbacks=[*model.callbacks(6), Record()], verbose=0)
     assert seen == pytest.approx([lambda_at(t, 6) for t in range(6)], abs=1e-6)
     assert int(model.global_step.numpy()) == 6
+
+
+def test_kl_warmup_weight_is_scheduled_beside_lambda_and_bad_schedules_fail_early():
+    model = make_small_burn(kl_warmup_fraction=0.5)
+    scheduled = {c.name: c for c in model.callbacks(8) if isinstance(c, ScheduledValue)}
+    assert scheduled["lambda"].variable is model.lambda_value and scheduled["kl_weight"].variable is model.kl_weight
+    assert [scheduled["kl_weight"].schedule(t) for t in (0, 3, 4)] == [0.25, 1.0, 1.0]
+    assert "kl_weight" not in {c.name for c in make_small_burn().callbacks(8) if isinstance(c, ScheduledValue)}
+    with pytest.raises(ValueError, match="lambda schedule needs total_steps >= 1"):
+        model.callbacks(0)
+    with pytest.raises(ValueError, match="not one of"):
+        ScheduledValue(model.lambda_value, lambda t: lambda_at(t, 8, schedule="linear"), "lambda")
 
 
 def test_gradient_accumulation_applies_every_n_batches():
@@ -292,10 +309,11 @@ def test_collapse_is_reported_in_the_logs_and_the_step_file(tmp_path):
     model.log_dir = tmp_path
     v1, v2 = batch(8)
     ds = tf.data.Dataset.from_tensors((v1, v2)).repeat(3)
-    watcher = next(c for c in model.callbacks(3) if type(c).__name__ == "CollapseWatcher")
+    watcher = next(c for c in model.callbacks(3) if isinstance(c, CollapseWatcher))
+    assert watcher.criterion == CollapseCriterion(0.5, 1e-3) and watcher.patience == 2
     # A floor no real KL reaches: every step counts as collapsed, so the watcher must fire.
-    watcher.kl_floor = 1e9
-    callbacks = [c for c in model.callbacks(3) if type(c).__name__ != "CollapseWatcher"] + [watcher]
+    watcher.criterion = CollapseCriterion(kl_floor=1e9)
+    callbacks = [c for c in model.callbacks(3) if not isinstance(c, CollapseWatcher)] + [watcher, StepScalarLogger()]
     history = model.fit(ds, epochs=1, callbacks=callbacks, verbose=0)
     assert history.history["target_collapsed"] == [1.0]
     assert history.history["collapse_step"] == [1.0]

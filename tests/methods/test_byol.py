@@ -14,7 +14,7 @@ from contrastive_helpers import (
 )
 from method_helpers import snapshot
 
-from burn_tf.callbacks import MomentumScheduler
+from burn_tf.callbacks import ScheduledValue
 from burn_tf.losses import contrastive
 from burn_tf.methods import BYOL, BYOLConfig, method_class
 
@@ -29,7 +29,8 @@ def make_byol(backbone=None, lr=1e-2, **cfg):
 def test_registered_with_a_cosine_tau_from_099_to_1():
     assert method_class("byol") is BYOL
     model = make_byol()
-    assert isinstance(model.callbacks(10)[0], MomentumScheduler)
+    tau = model.callbacks(10)[0]
+    assert isinstance(tau, ScheduledValue) and tau.variable is model.tau and tau.name == "tau"
     assert (model.config.tau_start, model.config.tau_end) == (0.99, 1.0)
     # Targets for the backbone and projector only: the predictor is online only.
     assert [key for key, _, _ in model.momentum_pairs] == ["momentum_backbone", "momentum_projector"]

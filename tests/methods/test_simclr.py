@@ -1,6 +1,8 @@
 """SimCLR v2: the loss on both views of the batch, the 3-layer head, training, the CLI.
 (Two replicas vs one device: tests/methods/test_moco.py, which runs both methods.)"""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -49,3 +51,8 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
 def test_pretrain_cli_runs_simclr_v2_yaml(fashion_mnist_available, tmp_path):
     metrics = run_cli("simclr_v2", tmp_path, ["method.projector_hidden=16"])
     assert metrics["method"] == "simclr_v2" and np.isfinite(metrics["loss"])
+    # Pretraining logs every method's per-step values, not only BURN's.
+    steps = [json.loads(line) for line in (tmp_path / "stage1" / "steps.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert all(np.isfinite(r["nt_xent"]) and np.isfinite(r["grad_norm_projector"]) for r in steps)
+    assert (tmp_path / "stage1" / "logs" / "steps").is_dir()
