@@ -32,7 +32,7 @@ def test_loss_is_nt_xent_of_both_views_projected_together():
     v1, v2 = first_batch(8)
     terms = model.compute_losses([v1, v2], training=False)
     z = model.projector(model.backbone(tf.concat([v1, v2], 0), training=False), training=False)
-    # nt_xent itself is checked against NumPy in tests/test_losses_contrastive.py.
+    # nt_xent itself is checked against NumPy in tests/losses/test_contrastive.py.
     assert float(terms["nt_xent"]) == pytest.approx(float(contrastive.nt_xent(z[:8], z[8:], temperature=0.5)),
                                                     rel=1e-5)
     # Three Linear layers, each followed by BatchNorm (the last without β).
