@@ -639,6 +639,13 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
                                        lambda: run_teacher(run, tcfg, out, data))
         if result is None:
             continue
+        weights = teacher_dir(out, run.name) / "stage1" / "backbone"
+        if not fresh and not report_only and not weights.is_dir():
+            # A log carried to another --out (or machine) without the teacher it names: its
+            # rows cannot distil it, and a retrained teacher would not be the logged one.
+            raise FileNotFoundError(
+                f"{out / 'runs.jsonl'} logs the teacher {run.row_name!r} but its exported backbone {weights} is "
+                f"missing: copy it there, or remove that teacher's line (and its rows') to train it again")
         results.append(result)
         trained_teachers.append(run)
         info[run.row_name] = {"needs_labels": "yes" if tcfg.method_class.needs_labels else "no", "teacher": "–",

@@ -54,3 +54,19 @@ def test_report_is_a_command_line_option(tmp_path, capsys, fashion_mnist_availab
     with pytest.raises(SystemExit):
         compare.main(["--help"])
     assert "--report" in capsys.readouterr().out
+
+
+def test_a_logged_teacher_without_its_weights_is_refused_by_name(tmp_path, fashion_mnist_available):
+    # runs.jsonl carried to a new --out without runs/teacher_self: the S2-BNN row would distil
+    # a teacher that is not there, and retraining it would not give the logged one.
+    cfg = _small(rows=["s2bnn"])
+    key = compare.run_key(compare.teacher_config(cfg, "self"), cfg, "teacher")
+    record = {"row": "self teacher itself", "key": key, "seed": 0, "block": "self_teacher", "method": "moco_v2",
+              "knn_top1": 0.5, "linear_top1": 0.5}
+    (tmp_path / "runs.jsonl").write_text(json.dumps(record) + "\n")
+    with pytest.raises(FileNotFoundError, match=r"logs the teacher 'self teacher itself' .*teacher_self/stage1/backbone"):
+        compare.run_comparison(cfg, tmp_path, figures=False, log=lambda *a: None)
+    assert not (tmp_path / "runs" / "s2bnn").exists()
+    # The report still reads what is logged.
+    report = compare.run_comparison(cfg, tmp_path, figures=False, log=lambda *a: None, report_only=True)
+    assert [r["row"] for r in report["rows"]] == ["self teacher itself"]
