@@ -618,11 +618,14 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
     start = time.time()
     missing: list[str] = []
 
-    def run_or_look_up(name: str, key: str, fn: Callable[[], dict]) -> tuple[dict | None, bool]:
+    def run_or_look_up(name: str, key: str, fn: Callable[[], dict], label: str | None = None
+                       ) -> tuple[dict | None, bool]:
+        """``runs.run``; with ``report_only`` the logged record or None (``label`` is then
+        listed as missing)."""
         if not report_only:
             return runs.run(name, key, fn)
         if (name, key) not in runs.done:
-            missing.append(name)
+            missing.append(label or name)
         return runs.done.get((name, key)), False
 
     def report(name: str, result: dict) -> None:
@@ -674,9 +677,9 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
             if report_only and row.trained and row_learning_rate(row, learning_rates) is None and cfg.lr_grid:
                 missing.append(f"{row.name} (its rate: the grid is not complete)")
                 continue
-            result, fresh = run_or_look_up(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg, curve))
+            result, fresh = run_or_look_up(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg, curve),
+                                           label=f"{row.name} seed {seed}")
             if result is None:
-                missing[-1] = f"{row.name} seed {seed}"
                 continue
             results.append(result)
             info[row.name] = describe(row, pcfg, teacher)
