@@ -124,6 +124,10 @@ def test_every_row_gets_the_shared_budget(tmp_path):
             assert pcfg.views == [], name  # the shared augmentation
         else:  # the method's own augmentation
             assert len(pcfg.views) == len(own), name
+        # Every view at the size its method feeds the 48 px student (a YAML's fixed
+        # image_size: 32 once stopped the CLD rows at their first step, hours into the run).
+        sizes = pcfg.method_class.view_sizes_for(pcfg.method, 48)
+        assert [v.image_size for v in pcfg.view_configs()] == sizes, name
         if row.trained:
             assert pcfg.optimizer.learning_rate == 0.004, name
     # Rows differ where they should: a trained row never shares another's config.
