@@ -28,7 +28,8 @@ def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
 
     def file_rank(item):
-        return rank.get(Path(item.fspath).resolve().relative_to(tests).as_posix(), len(rank))
+        path = Path(item.fspath).resolve()
+        return rank.get(path.relative_to(tests).as_posix(), len(rank)) if path.is_relative_to(tests) else len(rank)
 
     items.sort(key=file_rank)  # stable: within a file, and among the rest, the collected order
 
