@@ -22,7 +22,7 @@ from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
 def test_reactnet_round_trip_and_metadata(tmp_path):
-    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125, blocks=4))
     path = save_backbone(model, tmp_path / "run" / "stage2" / "backbone", {"method": "burn"})
     loaded, meta = load_backbone(path)
     assert meta["format"] == FORMAT and meta["architecture"] == "reactnet_a" and meta["method"] == "burn"
@@ -55,7 +55,7 @@ def test_refusals_name_the_path(tmp_path):
 
 
 def _tiny_export(tmp_path):
-    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125, blocks=4))
     return model, save_backbone(model, tmp_path / "backbone", {"method": "burn"})
 
 

@@ -16,7 +16,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.models.reactnet import NUM_BLOCKS, ReActNetConfig, reactnet_a
 from burn_tf.models.resnet import build_resnet
 from burn_tf.schema import ConfigError, check_range
 
@@ -35,6 +35,8 @@ class BackboneConfig:
     pad_values: float = 0.0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    # ReActNet-A's first N blocks (13: the network; see ReActNetConfig.blocks).
+    blocks: int = NUM_BLOCKS
     # ResNet only: a 3×3 stride-1 stem without max-pool for small images (CIFAR-style).
     small_input_stem: bool = False
 

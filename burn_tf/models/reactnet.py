@@ -1,6 +1,7 @@
 """ReActNet-A in Larq, block for block the reference `mobilenet/2_step2/reactnet.py`.
 
-The network is a stem, 13 residual blocks and a global-average-pool head. Every block is
+The network is a stem, 13 residual blocks and a global-average-pool head (``blocks`` keeps
+the first N of them: a shallower net for the tests, never the paper's). Every block is
 
     RSign → binary 3×3 conv (stride s) → BN → + shortcut → RPReLU
           → RSign → binary 1×1 conv(s) → BN → + previous → RPReLU
@@ -28,6 +29,7 @@ import larq as lq
 import tensorflow as tf
 
 BASE_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
+NUM_BLOCKS = len(BASE_CHANNELS) - 1  # the stem's width, then each block's
 ACTIVATION_GRADIENTS = ("approx_sign", "ste")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -151,8 +153,14 @@ class ReActNetConfig:
     pad_values: float = 0.0
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
+    # How many of the 13 blocks to build, from the first. 13 is ReActNet-A (every shipped
+    # config); fewer gives a shallower binary net ending in that block (4: 256·w features).
+    # The tests use 4: a model's build and trace time grows with its blocks, not its width.
+    blocks: int = NUM_BLOCKS
 
     def __post_init__(self):
+        if not (isinstance(self.blocks, int) and 1 <= self.blocks <= NUM_BLOCKS):
+            raise ValueError(f"backbone.blocks must be an integer in [1, {NUM_BLOCKS}], got {self.blocks!r}")
         if self.stage not in (1, 2):
             raise ValueError(f"backbone.stage must be 1 or 2, got {self.stage!r}")
         if not 16 <= int(self.input_size) <= 1024:
@@ -164,11 +172,11 @@ class ReActNetConfig:
     def channels(self) -> list[int]:
         base = max(1, int(round(BASE_CHANNELS[0] * self.width_multiplier)))
         # Scale the 32-channel unit, not each entry, so "the width doubles" stays exact.
-        return [base * (c // BASE_CHANNELS[0]) for c in BASE_CHANNELS]
+        return [base * (c // BASE_CHANNELS[0]) for c in BASE_CHANNELS[: self.blocks + 1]]
 
 
 def block_strides(channels: Sequence[int]) -> list[int]:
-    """Stride of each of the 13 blocks: 2 where the width changes and is not 64·w."""
+    """Stride of each block: 2 where the width changes and is not 64·w."""
     return [
         2 if channels[i - 1] != channels[i] and channels[i] != channels[1] else 1
         for i in range(1, len(channels))
@@ -235,7 +243,8 @@ def reactnet_a(
     """Builds ReActNet-A.
 
     Takes float images in [0, 1] of ``config.input_size`` pixels; returns the 1024·w-d
-    pooled feature (``include_top=False``) or ``num_classes`` logits.
+    pooled feature (``include_top=False``; the last block's width when ``blocks`` < 13) or
+    ``num_classes`` logits.
 
     >>> model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.25))
     >>> lq.models.summary(model)
@@ -261,7 +270,7 @@ def reactnet_a(
 
 
 def block_output_names(model: tf.keras.Model) -> list[str]:
-    """Names of the 13 block outputs of a ReActNet-A, in order."""
+    """Names of the block outputs of a ReActNet-A (13 unless ``blocks`` says fewer), in order."""
     names = [layer.name for layer in model.layers if layer.name.startswith("block_") and layer.name.endswith("_out")]
     if not names:
         raise ValueError(f"model {model.name!r} has no ReActNet-A block outputs (block_XX_out)")

@@ -1,7 +1,7 @@
 """Run in a subprocess by tests/methods/test_moco.py and tests/test_distributed.py: MoCo
 v2's queue, SimCLR v2's cross-replica negatives, BYOL's EMA targets and SwAV's multi-crop
 Sinkhorn on the global batch and its queue, under MirroredStrategy over 2 logical CPUs vs
-one device — the method's own config on ReActNet-A (width 0.125), same initial weights,
+one device — the method's own config on ReActNet-A (width 0.125; 4 blocks where SHALLOW says), same initial weights,
 same global batches of real Fashion-MNIST views, synchronized BatchNorm. Prints one JSON
 line; several methods share one process (and one MirroredStrategy).
 
@@ -61,6 +61,11 @@ STEPS = {"moco_v2": 3, "simclr_v2": 2, "byol": 2, "swav": 2}
 # name:each_step — compare_each_step over this many steps.
 EACH_STEP_STEPS = 3
 TINY = ["backbone.width_multiplier=0.125", "train.sync_batchnorm=true", f"train.batch_size={GLOBAL_BATCH}"]
+# The free-running cases (compare) on ReActNet-A's first 4 blocks: a third of the trace time,
+# and they pass as they did on 13. The each-step cases keep all 13 blocks, on which the
+# numbers above were measured: on 4 blocks, step 2 from one state parts (loss relative
+# 2.3e-3 for SimCLR v2, 7.5e-3 for BYOL; steps 1 and 3 within 1e-5) — not investigated.
+SHALLOW = ["backbone.blocks=4"]
 SETTINGS = {
     # A queue of 2 global batches.
     "moco_v2": ["method.queue_size=16", "method.projector_hidden=16", "method.projector_dim=8",
@@ -94,8 +99,8 @@ def state_of(model):
     return out
 
 
-def build(name, strategy):
-    cfg = load_config(name, [*TINY, *SETTINGS[name]])
+def build(name, strategy, shallow=False):
+    cfg = load_config(name, [*TINY, *SETTINGS[name], *(SHALLOW if shallow else [])])
     with strategy.scope():
         model = build_method(cfg, 1)
         model.compile(optimizer=comparison_optimizer())
@@ -103,7 +108,7 @@ def build(name, strategy):
 
 
 def train(name, strategy, initial, data, steps):
-    model = build(name, strategy)
+    model = build(name, strategy, shallow=True)
     if initial is not None:
         model.set_weights(initial)
     start = model.get_weights()

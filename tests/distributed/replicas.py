@@ -34,7 +34,7 @@ from burn_tf.pretrain import build_method, build_training_optimizer  # noqa: E40
 
 TINY_BURN = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
-    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
+    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125", "backbone.blocks=4",
     "method.head_width=32", "method.symmetric=true", "optimizer.warmup_epochs=0",
     # The paper's softmax target unless the case names another (centered, sinkhorn: both
     # use the global batch, gathered from every replica).

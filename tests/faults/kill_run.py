@@ -33,7 +33,7 @@ from burn_tf.pretrain import pretrain_stage  # noqa: E402
 
 TINY = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
-    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
+    "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125", "backbone.blocks=4",
     "method.head_width=32", "train.batch_size=8", "train.steps_per_epoch=3", "train.epochs=2",
     "train.verbose=0", "train.run_eagerly=true", "data.limit=64", "data.shuffle_buffer=64",
     "optimizer.warmup_epochs=0", "train.checkpoint_every_steps=2", "train.keep_checkpoints=2",

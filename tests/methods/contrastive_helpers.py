@@ -11,13 +11,13 @@ from burn_tf.models.resnet import resnet18
 from burn_tf.pretrain import main
 
 # Every shipped YAML at a tiny size through the CLI: 2 steps of 8 images per stage.
-TINY_CLI = ["backbone.width_multiplier=0.125", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
+TINY_CLI = ["backbone.width_multiplier=0.125", "backbone.blocks=4", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
             "train.verbose=0", "train.run_eagerly=true", "data.limit=32", "data.shuffle_buffer=32",
             "optimizer.warmup_epochs=0"]
 
 
 def tiny_reactnet(stage=1):
-    return reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125))
+    return reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4))
 
 
 def tiny_resnet18():

@@ -115,7 +115,7 @@ def test_a_method_needs_its_views_and_its_labels():
 
 def test_default_stage_transfer_copies_backbone_by_layer_name():
     def model(stage):
-        backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125))
+        backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4))
         return OnlineTargetPair(backbone)
 
     stage1, stage2 = model(1), model(2)

@@ -22,7 +22,7 @@ INDEX = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int64)
 def make_cld(stage=1, reactnet=True, dataset_size=40, **cfg):
     """CLD on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
     matter (building a ReActNet takes seconds)."""
-    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125)) if reactnet \
+    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4)) if reactnet \
         else small_backbone()
     settings = dict(num_groups=3, group_dim=8, projection_dim=8, negatives=16, queue_size=32, projector_hidden=16)
     model = CLD(backbone, CLDConfig(**{**settings, **cfg}), dataset_size=dataset_size)

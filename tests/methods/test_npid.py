@@ -20,14 +20,14 @@ from burn_tf.methods import NPID, NPIDConfig, method_class
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--set", "data.limit=64", "--set", "train.batch_size=16", "--set", "backbone.width_multiplier=0.125",
+TINY = ["--set", "data.limit=64", "--set", "train.batch_size=16", "--set", "backbone.width_multiplier=0.125", "--set", "backbone.blocks=4",
         "--set", "train.verbose=0", "--set", "train.run_eagerly=true", "--set", "optimizer.warmup_epochs=0"]
 
 
 def make_npid(stage=1, dataset_size=128, reactnet=True, **cfg):
     """NPID on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
     matter (building a ReActNet takes seconds)."""
-    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125)) if reactnet \
+    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4)) if reactnet \
         else small_backbone()
     model = NPID(backbone, NPIDConfig(projection_dim=16, **{"negatives": 32, **cfg}), dataset_size=dataset_size)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)

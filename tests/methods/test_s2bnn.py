@@ -45,7 +45,7 @@ def fashion_test_images(n=64, size=32):
 
 
 def s2bnn_on(teacher, **cfg):
-    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125))
+    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
     return S2BNN(teacher, student, S2BNNConfig(head_hidden=16, **cfg))
 
 
@@ -68,7 +68,7 @@ def teacher_with_head(width=12):
 
 
 def make_s2bnn(**cfg):
-    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125))
+    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
     model = S2BNN(teacher_with_head(), student, S2BNNConfig(head_hidden=16, **cfg))
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     return model
@@ -149,7 +149,7 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
 def test_a_moco_teacher_gives_the_normalised_128d_projection(moco_teacher):
     """S2-BNN's teacher (szq0214/S2-BNN moco/builder_teacher.py): q = normalize(fc(encoder(x)))
     with fc MoCo v2's MLP projector — here the projector.keras a burn_tf moco_v2 run exported."""
-    cfg = load_config("s2bnn", ["backbone.width_multiplier=0.125", "method.head_hidden=16", "teacher.kind=resnet18",
+    cfg = load_config("s2bnn", ["backbone.width_multiplier=0.125", "backbone.blocks=4", "method.head_hidden=16", "teacher.kind=resnet18",
                                 "teacher.small_input_stem=true", "teacher.input_size=16",
                                 f"teacher.weights={moco_teacher}"])
     model = build_method(cfg, 1)

@@ -21,13 +21,13 @@ from burn_tf.models.teacher import build_teacher_head
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
 
-TINY_RUN = ["backbone.width_multiplier=0.125", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
+TINY_RUN = ["backbone.width_multiplier=0.125", "backbone.blocks=4", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
             "train.verbose=0", "train.run_eagerly=true", "data.limit=32", "data.shuffle_buffer=32",
             "optimizer.warmup_epochs=0"]
 
 
 def tiny_student():
-    return reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125))
+    return reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
 
 
 def ten_way_teacher():

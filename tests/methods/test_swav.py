@@ -22,7 +22,7 @@ SMALL = 16
 def make_swav(stage=1, reactnet=True, **cfg):
     """SwAV on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
     matter (building a ReActNet takes seconds)."""
-    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125)) if reactnet \
+    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4)) if reactnet \
         else small_backbone()
     settings = dict(projection_hidden=32, projection_dim=16, num_prototypes=12, freeze_prototypes_steps=0,
                     queue_size=0, queue_start_step=0, small_crops=1, small_crop_size=SMALL)

@@ -151,3 +151,16 @@ def test_small_inputs_and_config_validation():
         ReActNetConfig(stage=3)
     with pytest.raises(ValueError, match="activation_gradient"):
         ReActNetConfig(activation_gradient="relu")
+
+
+def test_blocks_keeps_the_first_n_blocks_and_ends_in_the_last_ones_width():
+    full = reactnet_a(ReActNetConfig(stage=2, **TINY))
+    shallow = reactnet_a(ReActNetConfig(stage=2, blocks=4, **TINY))
+    assert block_output_names(shallow) == [f"block_{i:02d}_out" for i in range(1, 5)]
+    assert len(block_output_names(full)) == 13 and len(binary_convs(shallow)) == 8
+    # 256·w features after block 4 (1024·w after 13), block 4 at stride 8 as in the full net.
+    assert shallow.output_shape == (None, 32) and full.output_shape == (None, 128)
+    assert shallow.get_layer("block_04_out").output_shape == full.get_layer("block_04_out").output_shape
+    for bad in (0, 14, 2.0, "4"):
+        with pytest.raises(ValueError, match="backbone.blocks must be an integer in \\[1, 13\\]"):
+            ReActNetConfig(blocks=bad)
