@@ -61,10 +61,11 @@ def noise_backbone():
 
 @pytest.fixture
 def tiny_reactnet():
-    """``tiny_reactnet(size=32)``: a stage-2 ReActNet-A of width 0.125 (random weights)."""
+    """``tiny_reactnet(size=32, blocks=4)``: a stage-2 ReActNet-A of width 0.125 (random
+    weights), its first 4 blocks unless a test needs all 13."""
     from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
-    def make(size=32):
-        return reactnet_a(ReActNetConfig(stage=2, input_size=size, width_multiplier=0.125))
+    def make(size=32, blocks=4):
+        return reactnet_a(ReActNetConfig(stage=2, input_size=size, width_multiplier=0.125, blocks=blocks))
 
     return make

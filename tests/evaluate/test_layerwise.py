@@ -25,7 +25,7 @@ def data(fashion):
 
 def test_stem_and_thirteen_blocks_of_tiny_reactnet(data, tmp_path, tiny_reactnet):
     tf.keras.utils.set_random_seed(0)
-    model = tiny_reactnet()
+    model = tiny_reactnet(blocks=13)
     result = layerwise(model, data=data, out_dir=tmp_path, max_iter=200)
     assert len(result["accuracy"]) == 14 and result["protocol"]["protocol"] == "fast"
     assert result["layers"] == ["stem_bn"] + [f"block_{i:02d}_out" for i in range(1, 14)]
@@ -46,7 +46,7 @@ def test_stem_and_thirteen_blocks_of_tiny_reactnet(data, tmp_path, tiny_reactnet
 
 def test_seed_protocol_sgd_probes_and_scene_pooling(data, tmp_path, tiny_reactnet):
     tf.keras.utils.set_random_seed(0)
-    model = tiny_reactnet()
+    model = tiny_reactnet(blocks=13)
     # lr 30 (the seed's) is for features of a trained net; a random one's are large (norms ~30): lr 2e-3.
     result = layerwise(model, data=data, protocol="seed", epochs=10, lr=2e-3, milestones=(6, 8),
                        probe_batch_size=32, out_dir=tmp_path)

@@ -120,7 +120,7 @@ def test_grid_pooling_to_4096_from_the_last_feature_map(tiny_reactnet):
                                rtol=1e-4, atol=1e-5)
     # Width 0.125 at 32 px ends in a 1×1×128 map: the grid for 4,096 is 6×6 (128·36 = 4,608),
     # so the backbone is rebuilt at 6 × 32 px with its weights, and global pooling is kept apart.
-    small = tiny_reactnet(32)
+    small = tiny_reactnet(32, blocks=13)
     model, size, info = V.svm_features_model(small, {}, pooling="grid", feature_dim=4096,
                                              pooling_grid=None, image_size=None)
     assert (info["grid"], size, info["feature_map"][:2], info["rebuilt_at_input_size"]) == (6, 192, [6, 6], True)
