@@ -88,7 +88,10 @@ case "$job" in
   setup) say "ready: .venv/bin/python -m burn_tf.demo | .venv/bin/python -m pytest" ;;
   demo) exec .venv/bin/python -m burn_tf.demo "$@" ;;
   # Two workers (the machine has 2 cores; most tests run one thread at a time), each
-  # taking whole files so a module's fixtures are built once.
-  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 "$@" ;;
+  # taking whole files so a module's fixtures are built once, in collection order (longest
+  # first, tests/conftest.py): xdist would otherwise hand out the files with most tests first,
+  # and the one-test end-to-end files ran last, on one worker while the other idled.
+  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder \
+          --durations=25 "$@" ;;
   *) echo "usage: bash scripts/setup.sh [demo|test|setup] [args…]" >&2; exit 2 ;;
 esac
