@@ -34,7 +34,7 @@ from burn_tf.backbone import (
 )
 from burn_tf.io import atomic_write_text, path_size
 from burn_tf.methods import method_class
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.models.reactnet import NUM_BLOCKS, ReActNetConfig, reactnet_a
 from burn_tf.schema import ConfigError
 from burn_tf.summary import model_stats
 
@@ -240,7 +240,9 @@ def build_model_card(run_dir: str | Path) -> str:
     kind = student.get("kind", "reactnet_a")
     size_text = f"; input {input_size}×{input_size} RGB in [0, 1]" if input_size else ""
     if kind == "reactnet_a":
-        out.append("- **Architecture**: ReActNet-A (Liu et al., ECCV 2020) in Larq: FP stem, 13 binary "
+        blocks = student.get("blocks", NUM_BLOCKS)
+        depth = f"{blocks} binary" if blocks == NUM_BLOCKS else f"the first {blocks} of its {NUM_BLOCKS} binary"
+        out.append(f"- **Architecture**: ReActNet-A (Liu et al., ECCV 2020) in Larq: FP stem, {depth} "
                    "blocks (RSign → binary conv → BN → RPReLU), global average pool" + size_text
                    + (f", width multiplier {width}" if width is not None else "") + ".")
         out.append("- **Stages**: stage 1 = binary activations, full-precision weights; stage 2 = binary "

@@ -60,6 +60,14 @@ def test_card_names_every_metric(tmp_path):
     assert "No exported backbone found" in card
 
 
+def test_card_names_the_blocks_built(tmp_path):
+    run = tmp_path / "run"
+    _write_run(run)
+    assert "FP stem, 13 binary blocks" in model_card.build_model_card(run)
+    (run / "config.yaml").write_text(CONFIG.replace("  width_multiplier: 0.125\n", "  width_multiplier: 0.125\n  blocks: 4\n"))
+    assert "FP stem, the first 4 of its 13 binary blocks" in model_card.build_model_card(run)
+
+
 def test_card_tolerates_an_empty_run(tmp_path, capsys):
     assert model_card.main(["--run-dir", str(tmp_path)]) == 0
     card = (tmp_path / "MODEL_CARD.md").read_text()

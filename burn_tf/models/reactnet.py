@@ -28,8 +28,9 @@ from typing import Sequence
 import larq as lq
 import tensorflow as tf
 
+# The stem's width, then each block's (at width multiplier 1).
 BASE_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
-NUM_BLOCKS = len(BASE_CHANNELS) - 1  # the stem's width, then each block's
+NUM_BLOCKS = len(BASE_CHANNELS) - 1
 ACTIVATION_GRADIENTS = ("approx_sign", "ste")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
