@@ -4,9 +4,9 @@ views, and the pretraining CLI at a tiny size."""
 import json
 
 import numpy as np
+from method_helpers import tiny_reactnet
 
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.resnet import resnet18
 from burn_tf.pretrain import main
 
@@ -14,10 +14,6 @@ from burn_tf.pretrain import main
 TINY_CLI = ["backbone.width_multiplier=0.125", "backbone.blocks=4", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
             "train.verbose=0", "train.run_eagerly=true", "data.limit=32", "data.shuffle_buffer=32",
             "optimizer.warmup_epochs=0"]
-
-
-def tiny_reactnet(stage=1):
-    return reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4))
 
 
 def tiny_resnet18():

@@ -1,7 +1,16 @@
-"""Helpers shared by the method tests: a tiny frozen teacher, view batches, snapshots."""
+"""Helpers shared by the method tests: a tiny student and frozen teacher, view batches,
+snapshots."""
 
 import numpy as np
 import tensorflow as tf
+
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+
+
+def tiny_reactnet(stage=1):
+    """The method tests' student: ReActNet-A at 32 px, width 0.125, its first 4 blocks (a
+    third of the 13 blocks' build and trace time; the method logic is the same)."""
+    return reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4))
 
 
 def tiny_teacher(size=32, dim=24):

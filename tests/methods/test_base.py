@@ -5,12 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from method_helpers import snapshot, view_pair
+from method_helpers import snapshot, tiny_reactnet, view_pair
 
 from burn_tf import losses
 from burn_tf.callbacks import ScheduledValue
 from burn_tf.methods.base import MethodConfig, MomentumMethod, PretrainMethod
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
 def small_backbone(name="backbone"):
@@ -115,7 +114,7 @@ def test_a_method_needs_its_views_and_its_labels():
 
 def test_default_stage_transfer_copies_backbone_by_layer_name():
     def model(stage):
-        backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4))
+        backbone = tiny_reactnet(stage)
         return OnlineTargetPair(backbone)
 
     stage1, stage2 = model(1), model(2)

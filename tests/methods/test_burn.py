@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from method_helpers import changed, snapshot, tiny_teacher, view_pair
+from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
 from burn_tf.callbacks import (
     CollapseCriterion,
@@ -13,11 +13,10 @@ from burn_tf.callbacks import (
 )
 from burn_tf.losses import lambda_at
 from burn_tf.methods.burn import BURN, BURNConfig
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
 def make_burn(stage=1, **method):
-    student = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4))
+    student = tiny_reactnet(stage)
     cfg = BURNConfig(head_width=32, **method)
     model = BURN(tiny_teacher(), student, cfg)
     # Eager: tracing the binary net's train step costs more than the few steps a test runs;
@@ -124,7 +123,7 @@ def test_kl_warmup_weight_is_scheduled_beside_lambda_and_bad_schedules_fail_earl
 
 
 def test_gradient_accumulation_applies_every_n_batches():
-    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
+    student = tiny_reactnet()
     model = BURN(tiny_teacher(), student, BURNConfig(head_width=32), accumulation_steps=3)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     model.build_all()
@@ -179,7 +178,7 @@ def test_symmetric_loss_pairs_each_student_view_with_the_other_teacher_view():
 
 
 def test_gradient_accumulation_applies_the_mean_of_k_gradients():
-    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
+    student = tiny_reactnet()
     model = BURN(tiny_teacher(), student, BURNConfig(head_width=32, head="dense"), accumulation_steps=2)
     model.compile(optimizer=tf.keras.optimizers.SGD(0.1), run_eagerly=True)
     variables = model.train_variables()
@@ -200,7 +199,7 @@ def test_gradient_accumulation_applies_the_mean_of_k_gradients():
 
 
 def test_accumulators_exist_after_compile_not_created_by_train_step():
-    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
+    student = tiny_reactnet()
     model = BURN(tiny_teacher(), student, BURNConfig(head_width=32), accumulation_steps=2)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), run_eagerly=True)
     accumulators = list(model._accumulators)

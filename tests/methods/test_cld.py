@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from method_helpers import view_pair
+from method_helpers import tiny_reactnet, view_pair
 from test_base import small_backbone
 from test_npid import run_cli, two_replica_comparison
 
@@ -14,7 +14,6 @@ from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.losses import clustering
 from burn_tf.methods import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID, method_class
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 INDEX = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int64)
 
@@ -22,7 +21,7 @@ INDEX = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int64)
 def make_cld(stage=1, reactnet=True, dataset_size=40, **cfg):
     """CLD on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
     matter (building a ReActNet takes seconds)."""
-    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4)) if reactnet \
+    backbone = tiny_reactnet(stage) if reactnet \
         else small_backbone()
     settings = dict(num_groups=3, group_dim=8, projection_dim=8, negatives=16, queue_size=32, projector_hidden=16)
     model = CLD(backbone, CLDConfig(**{**settings, **cfg}), dataset_size=dataset_size)

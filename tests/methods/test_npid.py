@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from method_helpers import changed, snapshot, view_pair
+from method_helpers import changed, snapshot, tiny_reactnet, view_pair
 from test_base import small_backbone
 
 from burn_tf.data import AugmentConfig, eval_dataset, fashion_mnist, multi_view_dataset
 from burn_tf.losses import clustering
 from burn_tf.methods import NPID, NPIDConfig, method_class
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--set", "data.limit=64", "--set", "train.batch_size=16", "--set", "backbone.width_multiplier=0.125", "--set", "backbone.blocks=4",
@@ -27,7 +26,7 @@ TINY = ["--set", "data.limit=64", "--set", "train.batch_size=16", "--set", "back
 def make_npid(stage=1, dataset_size=128, reactnet=True, **cfg):
     """NPID on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
     matter (building a ReActNet takes seconds)."""
-    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4)) if reactnet \
+    backbone = tiny_reactnet(stage) if reactnet \
         else small_backbone()
     model = NPID(backbone, NPIDConfig(projection_dim=16, **{"negatives": 32, **cfg}), dataset_size=dataset_size)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)

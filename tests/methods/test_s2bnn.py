@@ -3,14 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from method_helpers import changed, snapshot, tiny_teacher, view_pair
+from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
 from burn_tf.backbone import build_teacher_from_export, load_keras_file
 from burn_tf.config import load_config
 from burn_tf.data import fashion_mnist
 from burn_tf.methods import S2BNN, S2BNNConfig, method_class
 from burn_tf.models.efficientnet_lite import find_efficientnet_lite0_weights
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.teacher import build_teacher, build_teacher_head, teacher_head_role
 from burn_tf.pretrain import build_method, pretrain_stage
 from burn_tf.schema import ConfigError
@@ -45,7 +44,7 @@ def fashion_test_images(n=64, size=32):
 
 
 def s2bnn_on(teacher, **cfg):
-    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
+    student = tiny_reactnet()
     return S2BNN(teacher, student, S2BNNConfig(head_hidden=16, **cfg))
 
 
@@ -68,7 +67,7 @@ def teacher_with_head(width=12):
 
 
 def make_s2bnn(**cfg):
-    student = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
+    student = tiny_reactnet()
     model = S2BNN(teacher_with_head(), student, S2BNNConfig(head_hidden=16, **cfg))
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     return model

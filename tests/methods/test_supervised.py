@@ -5,7 +5,7 @@ both refusing an unlabelled source before the run directory exists."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from method_helpers import changed, snapshot, tiny_teacher, view_pair
+from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
 from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
@@ -16,7 +16,6 @@ from burn_tf.methods import (
     SupervisedKLConfig,
     method_class,
 )
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.teacher import build_teacher_head
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
@@ -27,7 +26,7 @@ TINY_RUN = ["backbone.width_multiplier=0.125", "backbone.blocks=4", "train.batch
 
 
 def tiny_student():
-    return reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4))
+    return tiny_reactnet()
 
 
 def ten_way_teacher():

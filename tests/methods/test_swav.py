@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-from method_helpers import changed, snapshot, view_pair
+from method_helpers import changed, snapshot, tiny_reactnet, view_pair
 from test_base import small_backbone
 from test_npid import run_cli, two_replica_comparison
 
@@ -14,7 +14,6 @@ from burn_tf import losses
 from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.methods import SwAV, SwAVConfig, method_class
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 SMALL = 16
 
@@ -22,7 +21,7 @@ SMALL = 16
 def make_swav(stage=1, reactnet=True, **cfg):
     """SwAV on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
     matter (building a ReActNet takes seconds)."""
-    backbone = reactnet_a(ReActNetConfig(stage=stage, input_size=32, width_multiplier=0.125, blocks=4)) if reactnet \
+    backbone = tiny_reactnet(stage) if reactnet \
         else small_backbone()
     settings = dict(projection_hidden=32, projection_dim=16, num_prototypes=12, freeze_prototypes_steps=0,
                     queue_size=0, queue_start_step=0, small_crops=1, small_crop_size=SMALL)
