@@ -91,5 +91,7 @@ def enqueue(queue, pointer, keys):
 
 
 def momentum_update(target, online, tau):
-    """τ·target + (1 − τ)·online (MoCo Eq. 2, BYOL Eq. 1)."""
+    """τ·target + (1 − τ)·online (MoCo Eq. 2, BYOL Eq. 1), in the target's dtype (τ is a
+    float32 schedule variable; a float64 model keeps its precision)."""
+    tau = tf.cast(tau, tf.convert_to_tensor(target).dtype)
     return tau * target + (1.0 - tau) * online

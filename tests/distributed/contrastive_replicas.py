@@ -1,8 +1,8 @@
 """Run in a subprocess by tests/methods/test_moco.py and tests/test_distributed.py: MoCo
 v2's queue, SimCLR v2's cross-replica negatives, BYOL's EMA targets and SwAV's multi-crop
 Sinkhorn on the global batch and its queue, under MirroredStrategy over 2 logical CPUs vs
-one device — the method's own config on ReActNet-A (width 0.125; 4 blocks where SHALLOW says), same initial weights,
-same global batches of real Fashion-MNIST views, synchronized BatchNorm. Prints one JSON
+one device — the method's own config on ReActNet-A (width 0.125, its first 4 blocks), same
+initial weights, same global batches of real Fashion-MNIST views, synchronized BatchNorm. Prints one JSON
 line; several methods share one process (and one MirroredStrategy).
 
     python tests/distributed/contrastive_replicas.py moco_v2 simclr_v2 byol swav
@@ -28,45 +28,38 @@ from burn_tf.methods.base import _ema_weights
 from burn_tf.pretrain import build_method
 
 GLOBAL_BATCH = 8
-# MoCo: 3 steps, so step 3 reads keys both replicas gathered in steps 1-2 and the pointer
-# wraps. SimCLR: 2 steps — the loss of step 2 checks step 1's gradient through the
-# cross-replica negatives. Step 3 parts (loss 9.12 vs 6.71) through the binary activations,
-# not a distribution bug (tests/distributed/simclr_divergence.py): after step 2 the weights
-# agree to 4.8e-5 of their scale (float32 sums in another order), which moves the binary
-# convs' inputs by up to 1.1e-3; one of them, 2.7e-5 from 0, flips sign in the 14th binary
-# conv and the flip propagates (565 flipped inputs in the last 13 convs before step 3). A
-# one-device run whose weights are perturbed by as much (×(1 + 1e-5·N(0, 1)), no strategy)
-# parts from its twin the same way one step later (step 4: loss 9.84 vs 8.91; first flip at
-# |x| = 6.2e-5 while unflipped inputs moved by up to 9.9e-4). "simclr_v2:each_step"
-# compares 3 steps, each taken from the one-device state (measured: losses 1.4e-6, weights
-# 2.2e-5, 2.6e-5, 6.3e-5 of their scale; a 4th step: loss 1.4e-6 but weights 1.9e-3 —
-# not investigated further).
-# BYOL and SwAV: 2 steps — a 3rd parts as SimCLR's does (measured: steps 1-2 within
-# 1.1e-6, step 3 loss 3.44 vs 3.26 for BYOL, 4.23 vs 4.35 for SwAV; flips not counted).
-# BYOL over 2 free steps: loss 3.4e-7 but weights 1.33e-4 of their scale apart
-# (block_02_rprelu1/shift_out), above the 1e-4 of the other cases. Not a distribution bug:
-# "byol:each_step" (measured) — step 1 from one state: loss 3.4e-7 relative, every variable
-# within 1.7e-5 of its scale, the EMA targets and the target's BatchNorm statistics
-# included (τ applied twice, or per-replica BatchNorm statistics, would part them at step
-# 1 by far more: see the EMA residual below); step 2 from one state: losses equal to all
-# printed digits (3.8761678), weights 1.13e-4 (block_12_conv1x1/kernel); step 3: loss
-# 1.1e-5, weights 1.2e-2. Before step 2 the binary activations' inputs (x + b of every RSign,
-# online and target backbones, each view; one device vs strategy.run on the 2 replicas)
-# agree in sign everywhere (0 of 407,552 flipped; max difference 5.5e-5, 2.9e-5 before
-# step 1; a throw-away probe script, not kept), so the step-2/3 parting is float32 rounding
-# amplified in the backward pass, not a flipped sign in the forward pass (a step moves a
-# variable, BatchNorm statistics included, by up to 2.1 at step 1 and 4.5 at step 2); and
-# "mirrored_ema_residual_per_step" shows the two-replica targets are exactly their EMA.
+# Free-running cases (compare), float32 as trained. MoCo: 3 steps, so step 3 reads keys
+# both replicas gathered in steps 1-2 and the pointer wraps. SimCLR: 2 steps — the loss of
+# step 2 checks step 1's gradient through the cross-replica negatives. Step 3 parts (loss
+# 9.12 vs 6.71) through the binary activations, not a distribution bug
+# (tests/distributed/simclr_divergence.py): after step 2 the weights agree to 4.8e-5 of
+# their scale (float32 sums in another order), which moves the binary convs' inputs by up
+# to 1.1e-3; one of them, 2.7e-5 from 0, flips sign and the flip propagates (565 flipped
+# inputs in the last 13 convs before step 3). A one-device run whose weights are perturbed
+# by as much (×(1 + 1e-5·N(0, 1)), no strategy) parts from its twin the same way one step
+# later. BYOL and SwAV: 2 steps — a 3rd parts as SimCLR's does (measured on 13 blocks:
+# steps 1-2 within 1.1e-6, step 3 loss 3.44 vs 3.26 for BYOL, 4.23 vs 4.35 for SwAV).
+# Each-step cases (compare_each_step, float64): see EACH_STEP_FLOATX.
 STEPS = {"moco_v2": 3, "simclr_v2": 2, "byol": 2, "swav": 2}
 # name:each_step — compare_each_step over this many steps.
 EACH_STEP_STEPS = 3
 TINY = ["backbone.width_multiplier=0.125", "train.sync_batchnorm=true", f"train.batch_size={GLOBAL_BATCH}"]
-# The free-running cases (compare) on ReActNet-A's first 4 blocks: a third of the trace time,
-# and they pass as they did on 13. The each-step cases keep all 13 blocks, on which the
-# numbers above were measured: on 4 blocks, step 2 from one state parts (loss relative
-# 2.3e-3 for SimCLR v2, 7.5e-3 for BYOL; steps 1 and 3 within 1e-5), while on 3 blocks BYOL
-# agrees at every step (loss 9.2e-7, weights 4.0e-5): a flipped activation would fit, not traced.
+# Every case on ReActNet-A's first 4 blocks (a third of the 13 blocks' trace time).
 SHALLOW = ["backbone.blocks=4"]
+# The each-step cases build their models in float64. In float32 a step from one state can
+# part through a binary activation whose input sits within rounding of 0: BYOL, 13 blocks,
+# run alone, step 2 from identical weights gave losses 4.166 vs 4.389 (5.3 %) and weights
+# 1.24 of their scale apart while steps 1 and 3 agreed to 1e-6 — and the same case passed
+# after SwAV and SimCLR v2 had run in the process (other initial weights), as did 4 blocks
+# for some states and not others (SimCLR v2 2.3e-3, BYOL 7.5e-3 at step 2). Which step
+# flips depends on the initial weights, so a float32 check passes or fails by the process's
+# random state. In float64 the two runs' pre-activations differ by ~1e-15, where no sign
+# flips, and every step is asserted (measured, 4 blocks: losses within 1.0e-7 relative —
+# the loss is reduced in float32 —, weights within 1.9e-7 of their scale, at all 3 steps).
+# The summed-in-another-order computation under test (all-reduce, gathered negatives,
+# synchronized BatchNorm, the EMA applied in cross-replica context) is the same code in
+# either dtype; the free-running cases above stay in float32, as trained.
+EACH_STEP_FLOATX = "float64"
 SETTINGS = {
     # A queue of 2 global batches.
     "moco_v2": ["method.queue_size=16", "method.projector_hidden=16", "method.projector_dim=8",
@@ -100,8 +93,8 @@ def state_of(model):
     return out
 
 
-def build(name, strategy, shallow=False):
-    cfg = load_config(name, [*TINY, *SETTINGS[name], *(SHALLOW if shallow else [])])
+def build(name, strategy):
+    cfg = load_config(name, [*TINY, *SETTINGS[name], *SHALLOW])
     with strategy.scope():
         model = build_method(cfg, 1)
         model.compile(optimizer=comparison_optimizer())
@@ -109,7 +102,7 @@ def build(name, strategy, shallow=False):
 
 
 def train(name, strategy, initial, data, steps):
-    model = build(name, strategy, shallow=True)
+    model = build(name, strategy)
     if initial is not None:
         model.set_weights(initial)
     start = model.get_weights()
@@ -181,6 +174,15 @@ def compare_each_step(name, steps):
     without letting a flipped binary activation (float32 rounding of a pre-activation near
     0, then propagated) carry over from one step into the next."""
     batches = list(views(steps, VIEW_SIZES.get(name, (32, 32))))
+    previous_floatx = tf.keras.backend.floatx()
+    tf.keras.backend.set_floatx(EACH_STEP_FLOATX)
+    try:
+        return _compare_each_step(name, batches, steps)
+    finally:
+        tf.keras.backend.set_floatx(previous_floatx)
+
+
+def _compare_each_step(name, batches, steps):
     tf.keras.utils.set_random_seed(0)
     one = build(name, tf.distribute.get_strategy())
     mirrored = two_cpus()
@@ -207,6 +209,7 @@ def compare_each_step(name, steps):
         "weights_max_relative_per_step": weights,
         "weights_max_relative": max(w for w, _ in weights),
         "optimizer_iterations": [int(one.optimizer.iterations.numpy()), int(two.optimizer.iterations.numpy())],
+        "variable_dtypes": sorted({v.dtype.name for v in two.trainable_weights}),
     }
     if ema:
         # The two-replica run's targets after each step vs its own EMA of that step.
