@@ -29,7 +29,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -75,7 +74,10 @@ class DemoEvalConfig:
     knn_temperature: float = 0.07
     linear_epochs: int = 10
     linear_learning_rate: float = 0.1
-    train_images: Optional[int] = None  # None: the whole train split as bank / probe data
+    train_images: int | None = None  # None: the whole train split as bank / probe data
+    # None: the whole test split (10,000 images); fewer for a quick check (the first N,
+    # every class present: the split is not sorted by class).
+    test_images: int | None = None
     # Also pretrain the L_FS-only and frozen-g_θ controls (BURN only) with the same budget.
     controls: bool = True
 
@@ -84,8 +86,9 @@ class DemoEvalConfig:
             check_range("evaluation", key, getattr(self, key), 1)
         for key in ("knn_temperature", "linear_learning_rate"):
             check_range("evaluation", key, getattr(self, key), 0.0, low_open=True)
-        if self.train_images is not None:
-            check_range("evaluation", "train_images", self.train_images, 1)
+        for key in ("train_images", "test_images"):
+            if getattr(self, key) is not None:
+                check_range("evaluation", key, getattr(self, key), 1)
 
 
 def load_demo_config(path=DEFAULT_CONFIG, overrides: list[str] | None = None) -> tuple[PretrainConfig, DemoEvalConfig]:
@@ -162,6 +165,8 @@ def evaluate_models(cfg: PretrainConfig, ev: DemoEvalConfig, run_dir: Path) -> d
     x_test, y_test = load_fashion_mnist_arrays("test")
     if ev.train_images:
         x_train, y_train = x_train[: ev.train_images], y_train[: ev.train_images]
+    if ev.test_images:
+        x_test, y_test = x_test[: ev.test_images], y_test[: ev.test_images]
 
     last_stage = cfg.backbone.stages[-1]
     models = {"student": load_backbone(run_dir / f"stage{last_stage}" / "backbone")[0]}

