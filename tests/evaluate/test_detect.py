@@ -7,6 +7,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 import tensorflow as tf
+from shape_helpers import check_result_shape
 
 from burn_tf.backbone import save_backbone
 from burn_tf.data.sources import SourceNotFoundError
@@ -202,7 +203,8 @@ def test_short_real_run_through_the_cli(tiny_backbone_dir, tmp_path):
     printed = json.loads(stdout.getvalue().strip().splitlines()[-1])
     assert "mAP@[.5:.95]" in stdout.getvalue() and "random_init" in stdout.getvalue()
     result = json.loads((out / "detect.json").read_text())
-    assert result["task"] == "detect" and result["pyramid_layers"]["P5"] == "block_13_out"
+    check_result_shape("detect", result, out, tiny_backbone_dir)  # as every evaluator's
+    assert result["pyramid_layers"]["P5"] == "block_13_out"
     assert "Faster R-CNN" in result["protocol"]["source"] and result["protocol"]["protocols"] == ["frozen"]
     assert result["composites"]["background"] == "clutter"
     assert [(r["protocol"], r["init"], r["seed"]) for r in result["runs"]] == [

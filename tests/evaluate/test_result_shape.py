@@ -2,12 +2,10 @@
 size, input size), ``protocol`` (naming its source and settings) and ``seconds``, beside its
 own metrics; the shape is :func:`burn_tf.evaluate.common.evaluator_result`'s."""
 
-import importlib
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
+from shape_helpers import check_result_shape
 
 from burn_tf import evaluate
 from burn_tf.backbone import save_backbone
@@ -26,8 +24,6 @@ TINY_RUNS = {
                     train_subset=200, test_subset=50, batch_size=32, augment=False),
     "transfer": dict(data="digits", epochs=1, milestones=[], train_subset=200, test_subset=50),
 }
-DETECT_RUN = dict(input_size=64, epochs=1, num_train=32, num_test=8, batch_size=16, head_width=16,
-                  head_depth=1, verbose=0, protocols=["frozen"], random_init=False)
 
 
 @pytest.fixture(scope="module")
@@ -40,43 +36,15 @@ def small_cnn_path(tmp_path_factory):
     return save_backbone(model, tmp_path_factory.mktemp("shape") / "backbone")
 
 
-@pytest.fixture(scope="module")
-def tiny_reactnet_path(tmp_path_factory):
-    from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-
-    path = tmp_path_factory.mktemp("shape") / "backbone"
-    return save_backbone(reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125)), path)
-
-
-def _check_shape(task, result, out_dir, path):
-    for key in COMMON_KEYS:
-        assert key in result, f"{task}: no {key!r}"
-    assert result["task"] == task
-    backbone = result["backbone"]
-    assert backbone["path"] == str(path) and backbone["feature_dim"] > 0, backbone
-    assert backbone["input_size"] in (32, 64) and backbone["name"], backbone
-    assert isinstance(result["protocol"], dict) and result["protocol"]["source"], result["protocol"]
-    assert isinstance(result["seconds"], float) and result["seconds"] > 0
-    assert isinstance(result["data"], str) and result["data"]
-    assert json.loads((out_dir / f"{task}.json").read_text())["protocol"] == json.loads(
-        json.dumps(result["protocol"]))
-    module = importlib.import_module(f"burn_tf.evaluate.{task}")
-    assert module.format_result(result)
-
-
 @pytest.mark.parametrize("task", sorted(TINY_RUNS))
 def test_every_evaluator_returns_the_common_keys(task, small_cnn_path, tmp_path):
     result = getattr(evaluate, task)(str(small_cnn_path), out_dir=tmp_path, **TINY_RUNS[task])
-    _check_shape(task, result, tmp_path, small_cnn_path)
-
-
-@pytest.mark.slow  # one short detector training
-def test_detect_returns_the_common_keys(tiny_reactnet_path, tmp_path):
-    result = evaluate.detect(str(tiny_reactnet_path), out_dir=tmp_path, **DETECT_RUN)
-    _check_shape("detect", result, tmp_path, tiny_reactnet_path)
+    check_result_shape(task, result, tmp_path, small_cnn_path)
 
 
 def test_every_task_is_checked():
+    # detect's shape: tests/evaluate/test_detect.py::test_short_real_run_through_the_cli
+    # (one short detector training is enough for the suite).
     assert set(TINY_RUNS) | {"detect"} == set(evaluate.TASKS)
 
 
