@@ -160,7 +160,7 @@ class ReActNetConfig:
     blocks: int = NUM_BLOCKS
 
     def __post_init__(self):
-        if not (isinstance(self.blocks, int) and 1 <= self.blocks <= NUM_BLOCKS):
+        if not (isinstance(self.blocks, int) and not isinstance(self.blocks, bool) and 1 <= self.blocks <= NUM_BLOCKS):
             raise ValueError(f"backbone.blocks must be an integer in [1, {NUM_BLOCKS}], got {self.blocks!r}")
         if self.stage not in (1, 2):
             raise ValueError(f"backbone.stage must be 1 or 2, got {self.stage!r}")

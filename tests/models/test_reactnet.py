@@ -161,6 +161,6 @@ def test_blocks_keeps_the_first_n_blocks_and_ends_in_the_last_ones_width():
     # 256·w features after block 4 (1024·w after 13), block 4 at stride 8 as in the full net.
     assert shallow.output_shape == (None, 32) and full.output_shape == (None, 128)
     assert shallow.get_layer("block_04_out").output_shape == full.get_layer("block_04_out").output_shape
-    for bad in (0, 14, 2.0, "4"):
+    for bad in (0, 14, 2.0, "4", True):
         with pytest.raises(ValueError, match="backbone.blocks must be an integer in \\[1, 13\\]"):
             ReActNetConfig(blocks=bad)
