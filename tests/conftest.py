@@ -9,18 +9,19 @@ import tensorflow as tf  # noqa: E402
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
-# The longest files, longest first (seconds of one worker, measured with --junitxml on the
-# 2-core machine: 391, 317, 205, 180, 163, 140, 125, 105, 94, 87, 84, 57, 53, 50, 49, 43).
+# The longest files, longest first (by the seconds of one worker, measured with --junitxml
+# on the quiet 2-core machine; docs/benchmarks.md).
 # The test command runs pytest-xdist with --dist loadfile --no-loadscope-reorder, which hands
 # whole files out in collection order, so these start first and the ~100 short files fill in
 # around them (by default xdist hands out the files with most tests first, and the one-test
 # end-to-end files came last, one worker running them while the other idled). A stale or
 # missing entry only costs balance, never a test.
 LONGEST_FILES = (
-    "test_distributed.py", "test_notebooks.py", "test_compare.py", "test_demo.py",
-    "test_full_size_step.py", "evaluate/test_detect.py", "test_pretrain.py", "test_faults.py",
-    "methods/test_moco.py", "test_ablate.py", "export/test_export.py", "methods/test_cld.py",
-    "evaluate/test_svm.py", "methods/test_s2bnn.py", "methods/test_byol.py", "methods/test_swav.py",
+    "test_distributed.py", "test_notebooks.py", "test_full_size_step.py", "test_demo.py",
+    "evaluate/test_detect.py", "test_pretrain.py", "test_faults.py", "test_compare.py",
+    "methods/test_moco.py", "export/test_export.py", "methods/test_burn.py", "methods/test_cld.py",
+    "test_ablate.py", "evaluate/test_svm.py", "methods/test_s2bnn.py", "methods/test_byol.py",
+    "methods/test_npid.py", "methods/test_swav.py",
 )
 
 
