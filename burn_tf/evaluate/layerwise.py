@@ -186,6 +186,7 @@ def train_probes_sgd(train_feats: list[np.ndarray], train_y: np.ndarray, num_cla
     steps = math.ceil(n / batch_size)
     optimizer = tf.keras.optimizers.SGD(step_schedule(epochs, lr, milestones, gamma, steps), momentum=momentum)
     variables = [v for head in heads for v in head.trainable_variables]
+    optimizer.build(variables)  # made inside the first trace they would make `step` trace twice
     features = tf.constant(np.concatenate(train_feats, axis=1), tf.float32)
     labels = tf.constant(np.asarray(train_y, np.int64))
     splits = np.cumsum([0] + dims).tolist()
