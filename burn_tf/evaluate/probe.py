@@ -59,7 +59,7 @@ class _NaNGuard(tf.keras.callbacks.Callback):
 def _create_variables(optimizer, variables) -> None:
     if hasattr(optimizer, "_create_all_weights"):  # legacy (OptimizerV2): slots, iterations
         optimizer._create_all_weights(variables)
-    else:  # Keras 3-style optimizer (tf.keras.optimizers.*); build is idempotent
+    else:  # tf.keras.optimizers.* (the optimizer of Keras 2.11+); build is idempotent
         optimizer.build(variables)
 
 

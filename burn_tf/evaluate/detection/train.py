@@ -96,7 +96,7 @@ from burn_tf.evaluate.detection.model import (
     resolve_pyramid_layers,
 )
 from burn_tf.evaluate.metrics import coco_average_precision, seed_std
-from burn_tf.evaluate.probe import as_strategy
+from burn_tf.evaluate.probe import as_strategy, create_optimizer_variables
 
 DATASETS = ("composites", "voc/2007")
 
@@ -133,9 +133,7 @@ def _create_lazy_variables(detector, train: tf.data.Dataset) -> None:
     step twice. The loss is computed on one batch in inference mode: no weight, slot or
     BatchNorm statistic changes.
     """
-    create = getattr(detector.optimizer, "_create_all_weights", None)
-    if create is not None:
-        create(detector.trainable_variables)
+    create_optimizer_variables(detector)
     batch = next(iter(train.take(1)))
     images, boxes = batch["images"], batch["bounding_boxes"]
     # In replica context (the strategy whose scope the caller is in; without one, a plain
