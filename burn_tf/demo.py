@@ -16,7 +16,9 @@
    ``<run-dir>/MODEL_CARD.md``.
 
 Idempotent: a finished stage is reused, an interrupted one resumed (``--overwrite`` starts
-afresh) — the same path as ``python -m burn_tf.pretrain --resume``. Evaluation settings are
+afresh) — the same path as ``python -m burn_tf.pretrain --resume``; when nothing was
+pretrained, the evaluation in ``results.json`` is reused if it was made with the same config
+and evaluation settings. Evaluation settings are
 :class:`DemoEvalConfig`'s (``--set evaluation.linear_epochs=20``); every other ``--set``
 goes to the pretraining config.
 """
@@ -196,6 +198,23 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def finished_results(path: Path, cfg: PretrainConfig, ev: DemoEvalConfig) -> dict | None:
+    """The results a previous run wrote at ``path`` if they belong to this config and these
+    evaluation settings; None otherwise (missing, unreadable or from other settings: the
+    caller evaluates again and replaces the file)."""
+    try:
+        results = json.loads(path.read_text())
+        meta = results["meta"]
+        stored = (meta["config_hash"], meta["evaluation"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    # Through JSON, as the file stores it (tuples become lists).
+    settings = json.loads(json.dumps(dataclasses.asdict(ev)))
+    if stored != (cfg.hash(), settings):
+        return None
+    return results
+
+
 def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False,
              evaluation: DemoEvalConfig | None = None) -> dict:
     run_dir = Path(run_dir)
@@ -203,9 +222,17 @@ def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False,
     start = time.time()
     stage_metrics = pretrain(cfg, run_dir, "all", resume="auto", overwrite=overwrite)
     pretrain_seconds = time.time() - start
+    controls_run_now = False
     for name, control in control_configs(cfg, ev).items():
-        pretrain(control, run_dir / "controls" / name, "all", resume="auto", overwrite=overwrite)
+        controls_run_now |= bool(pretrain(control, run_dir / "controls" / name, "all", resume="auto",
+                                          overwrite=overwrite))
     controls_seconds = time.time() - start - pretrain_seconds
+    if not stage_metrics and not controls_run_now:
+        previous = finished_results(run_dir / "results.json", cfg, ev)
+        if previous is not None:
+            print(f"reusing the evaluation in {run_dir / 'results.json'} (same config and evaluation settings; "
+                  "--overwrite pretrains and evaluates again)", flush=True)
+            return previous
     results = evaluate_models(cfg, ev, run_dir)
     total = time.time() - start
     results["meta"] = {

@@ -33,6 +33,8 @@ def test_demo_end_to_end_student_beats_its_random_init(fashion_mnist_available, 
     # Per stage the totals and where the layer table is; no layer rows on the console.
     assert "stem_conv" not in table and table.count("layer table: ") == 2
     assert "stem_conv" in (tmp_path / "stage2" / "summary.txt").read_text()
-    # Idempotent: a second run reuses both finished stages.
+    # Idempotent: a second run reuses both finished stages and their evaluation.
     assert main(args) == 0
-    assert "reusing the finished run" in capsys.readouterr().out
+    rerun = capsys.readouterr().out
+    assert "reusing the finished run" in rerun and "reusing the evaluation in" in rerun
+    assert "random_student" in rerun and json.loads((tmp_path / "results.json").read_text()) == results

@@ -1,9 +1,11 @@
+import dataclasses
 import json
 
 from burn_tf.demo import (
     CONTROLS,
     DemoEvalConfig,
     control_configs,
+    finished_results,
     format_table,
     format_target_report,
     load_demo_config,
@@ -43,3 +45,21 @@ def test_table_and_target_report(tmp_path):
     assert report["stage1"]["alive"] is True and report["stage2"]["alive"] is False
     text = format_target_report(report)
     assert "stage1 target alive" in text and "stage2 target COLLAPSED (from step 42)" in text
+
+
+def test_a_rerun_reuses_only_results_of_the_same_config_and_evaluation(tmp_path):
+    """The demo's second run reads results.json back instead of evaluating again, but only
+    when the file was written for this config and these evaluation settings."""
+    cfg, ev = load_demo_config()
+    path = tmp_path / "results.json"
+    assert finished_results(path, cfg, ev) is None  # no file yet
+    results = {"student": {"knn_top1": 0.7, "linear_top1": 0.75},
+               "meta": {"config_hash": cfg.hash(), "evaluation": dataclasses.asdict(ev)}}
+    path.write_text(json.dumps(results))
+    assert finished_results(path, cfg, ev) == json.loads(json.dumps(results))
+    other_cfg, other_ev = load_demo_config(overrides=["train.seed=1", "evaluation.linear_epochs=3"])
+    assert finished_results(path, other_cfg, ev) is None  # another pretraining config
+    assert finished_results(path, cfg, other_ev) is None  # other evaluation settings
+    for broken in ("{", "[]", json.dumps({"meta": "x"}), json.dumps({"student": {}})):
+        path.write_text(broken)
+        assert finished_results(path, cfg, ev) is None
