@@ -87,11 +87,13 @@ fi
 case "$job" in
   setup) say "ready: .venv/bin/python -m burn_tf.demo | .venv/bin/python -m pytest" ;;
   demo) exec .venv/bin/python -m burn_tf.demo "$@" ;;
-  # Two workers (the machine has 2 cores; most tests run one thread at a time), each
-  # taking whole files so a module's fixtures are built once, in collection order (longest
-  # first, tests/conftest.py): xdist would otherwise hand out the files with most tests first,
-  # and the one-test end-to-end files ran last, on one worker while the other idled.
-  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder \
+  # Three workers on the 2-core machine: most tests run one thread at a time (building and
+  # tracing graphs) and wait on files and subprocesses, so two workers left the cores idle
+  # about a tenth of the time (docs/benchmarks.md). Each takes whole files so a module's
+  # fixtures are built once, in collection order (longest first, tests/conftest.py): xdist
+  # would otherwise hand out the files with most tests first, and the one-test end-to-end
+  # files ran last, on one worker while the others idled.
+  test) exec .venv/bin/python -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder \
           --durations=25 "$@" ;;
   *) echo "usage: bash scripts/setup.sh [demo|test|setup] [args…]" >&2; exit 2 ;;
 esac
