@@ -571,8 +571,11 @@ def write_bar_plot(out: Path, rows: list[dict]) -> str:
     return "compare.png"
 
 
-def write_curve_plot(out: Path, results: list[dict], rows: list[TableRow]) -> str | None:
-    """kNN against the fraction of the budget, one line per row (its lowest seed with a curve)."""
+def curve_figure(results: list[dict], rows: list[TableRow]):
+    """The learning-curve figure: kNN against the fraction of the budget, one line per row
+    (its lowest seed with a curve), one panel per block; None when no run has a curve.
+    Every line of a panel has its own colour and line style (ten colours, then dashed), so
+    up to twenty rows stay apart; the legend sits beside the panel, off the lines."""
     curves = []
     for row in rows:
         runs = sorted((r for r in results if r["row"] == row.name and r.get("curve")), key=lambda r: r["seed"])
@@ -581,24 +584,33 @@ def write_curve_plot(out: Path, results: list[dict], rows: list[TableRow]) -> st
     if not curves:
         return None
     plt = _pyplot()
+    colors = plt.get_cmap("tab10").colors
     blocks = [b for b in BLOCKS if any(row.block == b for row, _ in curves)]
-    fig, axes = plt.subplots(1, len(blocks), figsize=(6.5 * len(blocks), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(blocks), figsize=(8.5 * len(blocks), 4.8), squeeze=False)
     floor = next((r for r in results if r.get("method") == RANDOM and r["seed"] == 0), None)
     for ax, block in zip(axes[0], blocks):
-        for row, curve in curves:
-            if row.block == block:
-                ax.plot([p["fraction"] for p in curve], [100 * p["knn_top1"] for p in curve], marker="o",
-                        label=row.name, linewidth=2.2 if row.reference else 1.2)
+        for i, (row, curve) in enumerate((row, curve) for row, curve in curves if row.block == block):
+            ax.plot([p["fraction"] for p in curve], [100 * p["knn_top1"] for p in curve],
+                    color=colors[i % len(colors)], linestyle=("-", "--")[i // len(colors) % 2],
+                    marker="os"[i // len(colors) % 2], label=row.name, linewidth=2.4 if row.reference else 1.2)
         if floor is not None:
-            ax.axhline(100 * floor["knn_top1"], color="grey", linestyle="--", label="random init (seed 0)")
+            ax.axhline(100 * floor["knn_top1"], color="black", linestyle=":", label="random init (seed 0)")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("fraction of the budget")
         ax.set_ylabel("weighted kNN top-1 (%), seed 0")
         ax.set_title(BLOCKS[block], fontsize=9)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    fig.savefig(out / "compare_curves.png", dpi=90)
-    plt.close(fig)
+    return fig
+
+
+def write_curve_plot(out: Path, results: list[dict], rows: list[TableRow]) -> str | None:
+    """``compare_curves.png`` (:func:`curve_figure`), or None when no run has a curve."""
+    fig = curve_figure(results, rows)
+    if fig is None:
+        return None
+    fig.savefig(out / "compare_curves.png", dpi=90, bbox_inches="tight")
+    _pyplot().close(fig)
     return "compare_curves.png"
 
 

@@ -304,3 +304,30 @@ def test_learning_rates_are_chosen_on_held_out_training_images(small_comparison)
     (s2bnn,) = [r for r in rows if r.name == "S2-BNN"]
     assert rates["S2-BNN"] == s2bnn.learning_rate
     assert "### Learning-rate grid" in (out / "compare.md").read_text()
+
+
+def test_every_learning_curve_of_a_panel_has_its_own_style():
+    """The full comparison's methods block has 14 rows with a curve: tab10's ten colours alone
+    repeat (supervised and S2-BNN were drawn alike), so the next ten are dashed; the legend
+    sits beside the panel, off the lines."""
+    cfg = compare.load_compare_config("compare.yaml", "full")
+    rows = compare.selected_rows(cfg)
+    results = [{"row": row.name, "seed": 0, "method": row.method, "knn_top1": 0.45}
+               | ({} if row.method == compare.RANDOM else
+                  {"curve": [{"fraction": f, "knn_top1": 0.5 + 0.01 * i + 0.1 * f} for f in (0.125, 0.25, 0.5, 1.0)]})
+               for i, row in enumerate(rows)]
+    fig = compare.curve_figure(results, rows)
+    try:
+        per_panel = [[line for line in ax.get_lines() if line.get_label() != "random init (seed 0)"]
+                     for ax in fig.axes]
+        assert [len(lines) for lines in per_panel] == [
+            sum(row.block == block and row.method != compare.RANDOM for row in rows)
+            for block in compare.BLOCKS if any(row.block == block for row in rows)]
+        assert max(len(lines) for lines in per_panel) > 10  # the case that needs the second style
+        for ax, lines in zip(fig.axes, per_panel):
+            styles = [(line.get_color(), line.get_linestyle()) for line in lines]
+            assert len(set(styles)) == len(styles), styles
+            fig.canvas.draw()
+            assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside, not over
+    finally:
+        compare._pyplot().close(fig)
