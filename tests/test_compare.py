@@ -102,6 +102,26 @@ def test_paired_difference_is_a_t_interval_over_common_seeds():
     assert compare.paired_difference(a, [], "knn_top1")["n"] == 0
 
 
+def test_a_rate_at_the_grid_edge_is_flagged_in_the_json_and_the_table():
+    # The first full grid ended at 0.008 and nine of 13 rows chose it: the table must say so.
+    assert compare.best_rate({0.002: 0.58, 0.004: 0.61, 0.008: 0.62}) == (0.008, True)
+    assert compare.best_rate({0.002: 0.64, 0.004: 0.65, 0.008: 0.63}) == (0.004, False)
+    assert compare.best_rate({0.002: 0.66, 0.004: 0.65, 0.008: 0.63}) == (0.002, True)
+    assert compare.best_rate({0.002: 0.65, 0.004: 0.65, 0.008: 0.60}) == (0.002, True)  # a tie: the smaller
+    assert compare.best_rate({0.004: 0.65}) == (0.004, False)  # one rate: no grid to be at the edge of
+    cfg = compare.load_compare_config("compare.yaml", "full")
+    choices = {"BURN": {"learning_rate": 0.008, "grid": {"0.002": 0.58, "0.004": 0.61, "0.008": 0.62},
+                        "at_grid_edge": True, "steps_per_stage": 58, "validation_images": 10000},
+               "BYOL": {"learning_rate": 0.004, "grid": {"0.002": 0.56, "0.004": 0.63, "0.008": 0.59},
+                        "at_grid_edge": False, "steps_per_stage": 58, "validation_images": 10000}}
+    markdown = compare.format_markdown([], cfg, choices)
+    assert "| BURN | 58.00 | 61.00 | 62.00 | 0.008 (edge) |" in markdown
+    assert "| BYOL | 56.00 | 63.00 | 59.00 | 0.004 |" in markdown
+    assert "the row's best rate may lie beyond the grid" in markdown
+    choices["BURN"]["at_grid_edge"] = False
+    assert "(edge)" not in compare.format_markdown([], cfg, choices)
+
+
 def test_command_line_errors_name_the_key(capsys):
     assert compare.main(["--preset", "small", "--rows", "no such row"]) == 2
     assert "error: rows: ['no such row'] name no row" in capsys.readouterr().err
