@@ -392,7 +392,7 @@ def choose_learning_rates(cfg: CompareConfig, rows: list[TableRow], out: Path, r
     for row in to_grid:
         values = bases.setdefault(row.base_config, read_config_values(row.base_config))
         teacher = teachers.get(row.teacher)
-        scores = {}
+        scores, ran = {}, False
         for rate in cfg.lr_grid:
             pcfg = grid_config(cfg, row, out, values, teacher, rate, train_size)
             key_cfg = (grid_config(cfg, row, Path(OUT_IN_KEYS), values, teacher, rate, train_size)
@@ -413,6 +413,7 @@ def choose_learning_rates(cfg: CompareConfig, rows: list[TableRow], out: Path, r
                 continue
             result, fresh = runs.run(name, key, grid_run)
             scores[rate] = result["validation_knn_top1"]
+            ran = ran or fresh
             if fresh:
                 log(f"  lr grid  {name:<44}: validation kNN {100 * scores[rate]:.2f}%  ({result['seconds']:.0f} s)")
         if len(scores) < len(cfg.lr_grid):
@@ -422,7 +423,7 @@ def choose_learning_rates(cfg: CompareConfig, rows: list[TableRow], out: Path, r
         choices[row.name] = {"learning_rate": best, "grid": {f"{r:g}": scores[r] for r in sorted(scores)},
                              "at_grid_edge": at_edge,
                              "steps_per_stage": grid_steps(cfg), "validation_images": cfg.validation_images}
-        if at_edge and not report_only:
+        if at_edge and ran:  # said by the call that ran grid runs; one that only reads the log is silent
             log(f"  lr grid  {row.name}: chose {best:g}, the edge of the grid: its best rate may lie beyond it")
     return choices
 
