@@ -29,8 +29,8 @@ from burn_tf.config import load_config, shipped_config_names
 from burn_tf.methods import method_class
 from burn_tf.pretrain import pretrain
 
+TINY_REACTNET = ["backbone.input_size=32", "backbone.width_multiplier=0.125", "backbone.blocks=4"]
 COMMON = [
-    "backbone.input_size=32", "backbone.width_multiplier=0.125", "backbone.blocks=4",
     "train.batch_size=8", "train.steps_per_epoch=3", "train.epochs=1", "train.verbose=0",
     "data.limit=64", "data.shuffle_buffer=64", "optimizer.warmup_epochs=0", "train.seed=0",
 ]
@@ -41,6 +41,8 @@ TEACHER = ["teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input
 def _config(name: str):
     base = load_config(name)
     overrides = list(COMMON)
+    if base.backbone.kind == "reactnet_a":  # the FP ResNet teacher configs keep their own size
+        overrides += TINY_REACTNET
     if method_class(base.method.name).needs_teacher:
         overrides += TEACHER
     if hasattr(base.method, "num_groups"):  # CLD groups at most half the batch
