@@ -117,23 +117,34 @@ def summary_text(model: tf.keras.Model) -> str:
     return "\n".join(lines)
 
 
-def _readable(num: float) -> str:
-    """A count as larq's summary writes it (3 significant digits, k / M / B)."""
-    return lq.models._number_as_readable_str(num)
+def readable_count(num: float) -> str:
+    """A count as ``lq.models.summary`` writes it: 3 significant digits, then k / M / B / T
+    (999000 → "999 k", 1234567 → "1.23 M"). larq keeps its formatter private, so it is
+    written here; tests/test_summary.py checks the two agree on a model's totals."""
+    num = float(f"{num:.3g}")  # round first: 999,999 is "1 M", not "1000 k"
+    if num < 1000:
+        return str(num).rstrip("0").rstrip(".")
+    if num >= 1e15:
+        return f"{num:.2E}"
+    magnitude = 0
+    while abs(num) >= 1000 and magnitude < 4:
+        magnitude += 1
+        num /= 1000.0
+    return f"{num:.3g}".rstrip(".") + ["", " k", " M", " B", " T"][magnitude]
 
 
 def summary_totals(model: tf.keras.Model) -> str:
     """The totals of ``lq.models.summary(model)`` on one line, without its layer table:
     parameters and MACs by bit width, weight memory and its float-32 equivalent."""
     profile = lq.models.ModelProfile(model)
-    params = ", ".join(f"{bits}-bit {_readable(profile.weight_count(bits))}"
+    params = ", ".join(f"{bits}-bit {readable_count(profile.weight_count(bits))}"
                        for bits in profile.unique_param_bidtwidths)
-    macs = ", ".join(f"{bits}-bit {_readable(profile.op_count('mac', bits))}"
+    macs = ", ".join(f"{bits}-bit {readable_count(profile.op_count('mac', bits))}"
                      for bits in profile.unique_op_precisions)
-    return (f"{model.name}: {_readable(profile.weight_count())} params ({params}), "
+    return (f"{model.name}: {readable_count(profile.weight_count())} params ({params}), "
             f"{lq.models.memory_as_readable_str(profile.memory)} "
             f"(float-32 equivalent {lq.models.memory_as_readable_str(profile.fp_equivalent_memory)}); "
-            f"{_readable(profile.op_count('mac'))} MACs ({macs})")
+            f"{readable_count(profile.op_count('mac'))} MACs ({macs})")
 
 
 def format_stats(stats: dict) -> str:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -74,3 +75,15 @@ def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
     assert summary.main(["--backbone", str(garbage)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(garbage) in err and len(err.splitlines()) == 1
+
+
+def test_readable_count_writes_counts_as_larqs_summary_does():
+    assert [summary.readable_count(n) for n in (0, 999, 999_000, 999_999, 1_234_567, 4_816_896_000)] == [
+        "0", "999", "999 k", "1 M", "1.23 M", "4.82 B"]
+    # The totals line prints larq's own table's figures for the same model.
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    table = summary.summary_text(model)
+    totals = summary.summary_totals(model)
+    for label, figure in (("Total params", "450 k"), ("Number of MACs", "1.56 M"),
+                          ("Float-32 Equivalent", "1.72 MiB")):
+        assert re.search(rf"{label} +{re.escape(figure)} ", table) and figure in totals
