@@ -9,7 +9,7 @@ the data set; an image's projected feature must pick its own row among the bank'
 Settings (``NPIDConfig``): projection to 128-d (NPID ``--low-dim 128``), bank momentum
 0.5 (NPID §3.2, lemniscate ``--nce-m 0.5``), 4096 negatives (NPID ``--nce-k 4096``;
 ``negatives: 0`` = a softmax over the whole bank, CLD's CIFAR scripts ``--nce-k 0``),
-temperature 0.1 — the issue's number and NPID's CIFAR script's (``cifar.py --nce-t 0.1``),
+temperature 0.1 — NPID's CIFAR script's (``cifar.py --nce-t 0.1``),
 also CLD's NPID+CLD CIFAR setting; the NPID paper's ImageNet runs use 0.07. The loss is
 the non-parametric softmax (NPID Eq. 2) over the positive and the sampled negatives (the
 InfoNCE form of NPID's NCE approximation), which needs no estimate of the normaliser Z.

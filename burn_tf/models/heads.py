@@ -5,9 +5,9 @@ MoCo v2, BYOL, SimCLR v2) and the two custom layers of BURN's bounded-logits hea
 
 The custom layers are registered with Keras here, in the models layer, so an exported
 head (``classifier.keras``) loads once ``burn_tf.models`` is imported — no method module
-needed. Their registered names (``burn_tf>L2Normalize``, ``burn_tf>CosineDense``) are the
-ones files exported before the layers moved here (from ``burn_tf.methods.burn``) carry, and
-Keras looks a layer up by that name before its module, so those files load the same way.
+needed. Keras looks a layer up by its registered name (``burn_tf>L2Normalize``,
+``burn_tf>CosineDense``) before its module, so a saved head loads wherever the layer's code
+lives.
 """
 
 from __future__ import annotations
