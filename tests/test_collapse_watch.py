@@ -4,10 +4,10 @@ import math
 
 import tensorflow as tf
 
-from burn_tf.ablate import VARIANTS, aggregate
 from burn_tf.callbacks import CollapseCriterion, CollapseWatcher, StepRecorder
 from burn_tf.config import load_config
-from burn_tf.demo import format_target_report, load_demo_config, target_report
+from burn_tf.studies.ablate import VARIANTS, aggregate
+from burn_tf.studies.demo import format_target_report, load_demo_config, target_report
 
 
 class _Model:

@@ -84,7 +84,7 @@ def test_bad_values_name_the_key(override, key):
     ("evaluation.test_images=0", "evaluation.test_images"),
 ])
 def test_demo_evaluation_numbers_are_checked(override, key):
-    from burn_tf.demo import load_demo_config
+    from burn_tf.studies.demo import load_demo_config
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_demo_config(overrides=[override])
@@ -94,7 +94,7 @@ def test_demo_evaluation_numbers_are_checked(override, key):
     ("data_limit", 0), ("knn_temperature", 0.0), ("linear_learning_rate", -1.0),
 ])
 def test_experiment_budget_numbers_are_checked(key, value):
-    from burn_tf.experiment import ExperimentConfig
+    from burn_tf.studies.harness import ExperimentConfig
 
     with pytest.raises(ConfigError, match=key):
         build_dataclass(ExperimentConfig, {key: value}, "")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from burn_tf.config import load_config
-from burn_tf.model_card import _teacher_origin
+from burn_tf.export.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher_backbone
 from burn_tf.pretrain import build_method, build_train_dataset, pretrain_stage
 

@@ -23,8 +23,7 @@ PACKAGE = REPO / "burn_tf"
 # Layer of each top-level module or subpackage of burn_tf ("__init__": the package root).
 # A module may import modules of its own layer or of a lower one, never of a higher one:
 #   (schema, io) → data → (models, convert) → backbone → (losses, optim, callbacks, summary)
-#      → methods → config → pretrain → (export, model_card) → evaluate → demo
-#      → experiment → ablate → compare
+#      → methods → config → pretrain → export → evaluate → studies
 # schema (strict dataclass configs) and io (atomic writes) import nothing of burn_tf.
 # backbone imports only io and models (it rebuilds a ReActNet-A from its metadata), so it
 # sits right above models and every later layer may import it. Callbacks sit below the
@@ -48,14 +47,9 @@ LAYERS = {
     "pretrain": 7,  # the stage loop and the CLI
     "build": 7,  # data stream, teacher, method, optimizer, strategy, checkpoint of a stage
     "rundir": 7,  # run-directory states and the checks before a stage touches it
-    "export": 8,  # may import summary and model_card (one way: they never import export)
-    "model_card": 8,
+    "export": 8,  # may import summary (one way: it never imports export); the model card is export's
     "evaluate": 9,
-    "demo": 10,
-    "plotting": 10,  # the experiments' figures: λ(t), the EMA simulation, per-step metrics over seeds
-    "experiment": 11,  # what the experiment commands share: budget, runs, the demo's evaluation
-    "ablate": 12,
-    "compare": 13,  # the method comparison reads the ablation's variants (BURN's controls)
+    "studies": 10,  # the demo, the ablation, the comparison, their harness and figures: nothing imports them
 }
 
 # (module, function, imported module) of every allowed function-level burn_tf import.
@@ -147,6 +141,6 @@ def test_module_level_imports_have_no_circle():
         visit(module, [])
 
 
-@pytest.mark.parametrize("module", ["burn_tf.backbone", "burn_tf.summary", "burn_tf.model_card", "burn_tf.export"])
+@pytest.mark.parametrize("module", ["burn_tf.backbone", "burn_tf.summary", "burn_tf.export.model_card", "burn_tf.export"])
 def test_imports_in_a_fresh_interpreter(module):
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=REPO, timeout=300)

@@ -94,7 +94,7 @@ def test_installed_wheel_runs_from_another_directory(wheel, tmp_path, fashion_mn
     elsewhere.mkdir()
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
            "HOME": str(tmp_path)}
-    probe = ("import burn_tf, burn_tf.config as c, burn_tf.demo as d; cfg, ev = d.load_demo_config(); "
+    probe = ("import burn_tf, burn_tf.config as c, burn_tf.studies.demo as d; cfg, ev = d.load_demo_config(); "
              "print(burn_tf.__file__); print(c.resolve_config_path('demo')); "
              "print(cfg.method.name, cfg.backbone.input_size, ev.linear_epochs)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True,

@@ -14,7 +14,7 @@ lists the op types found in the flatbuffer and the error of LCE's interpreter ag
 on random inputs (:func:`check_tflite`). A stage-1 model (full-precision kernels) is refused
 for that binary export unless ``--allow-fp``. Nothing is overwritten without
 ``--overwrite``; every output is written under a temporary name and renamed into place.
-With ``--run-dir`` the CLI then rewrites the run's model card (:mod:`burn_tf.model_card`).
+With ``--run-dir`` the CLI then rewrites the run's model card (:mod:`~burn_tf.export.model_card`).
 
 Modules: :mod:`~burn_tf.export.exporter` (:func:`export_model` and the ``.keras`` file),
 :mod:`~burn_tf.export.savedmodel`, :mod:`~burn_tf.export.tflite` (conversion, flatbuffer

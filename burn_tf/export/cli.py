@@ -19,8 +19,8 @@ from burn_tf.export.exporter import (
     export_model,
     report_path,
 )
+from burn_tf.export.model_card import write_model_card
 from burn_tf.export.tflite import CONVERTERS
-from burn_tf.model_card import write_model_card
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

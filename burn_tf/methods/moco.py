@@ -16,7 +16,7 @@ weight decay 1e-4, batch 256) instead of SGD (MoCo: lr 0.03, momentum 0.9, weigh
 
 ``configs/moco_v2.yaml`` (the optimizer and the views are set there, not here) keeps Adam,
 at lr 0.002 without weight decay: the rate every binary method in this library starts from
-for a single short run (``burn_tf.compare`` chooses each row's rate from its ``lr_grid`` on
+for a single short run (``burn_tf.studies.compare`` chooses each row's rate from its ``lr_grid`` on
 a validation split). It anneals the key-encoder momentum τ from 0.99 to 0.999 by a cosine
 over the run's steps, solo-learn's CIFAR MoCo v2+ recipe (``scripts/pretrain/cifar/
 mocov2plus.yaml``: ``base_tau 0.99``, ``final_tau 0.999``; the formula of

@@ -15,7 +15,7 @@ from burn_tf.backbone import (
     load_keras_file,
 )
 from burn_tf.config import load_config
-from burn_tf.model_card import _teacher_origin
+from burn_tf.export.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher, build_teacher_backbone
 from burn_tf.pretrain import build_method, pretrain_stage
 from burn_tf.pretrain import main as pretrain_main

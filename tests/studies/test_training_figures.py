@@ -1,12 +1,12 @@
-"""The experiments' figure helpers (burn_tf.plotting): the ablation and the analysis notebook
-draw with them; bands are mean ± the sample std over seeds."""
+"""The studies' figures of training over time (burn_tf.studies.training_figures): the ablation
+and the analysis notebook draw with them; bands are mean ± the sample std over seeds."""
 
 import json
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from burn_tf import plotting
+from burn_tf.studies import training_figures
 from burn_tf.losses import LAMBDA_SCHEDULES
 
 
@@ -18,12 +18,12 @@ def _write_steps(steps_dir, variant, seed, values):
 def test_step_metric_is_the_mean_and_sample_std_over_seeds(tmp_path):
     _write_steps(tmp_path, "burn", 0, [1.0, 2.0, 4.0, 9.0])
     _write_steps(tmp_path, "burn", 1, [3.0, 2.0, 0.0])  # shorter: both cut to 3 steps
-    mean, std = plotting.step_metric_over_seeds(tmp_path, "burn", "kl")
+    mean, std = training_figures.step_metric_over_seeds(tmp_path, "burn", "kl")
     np.testing.assert_allclose(mean, [2.0, 2.0, 2.0])
     np.testing.assert_allclose(std, [np.sqrt(2.0), 0.0, np.sqrt(8.0)])  # ddof 1
-    assert plotting.step_metric_over_seeds(tmp_path, "burn", "missing") is None
+    assert training_figures.step_metric_over_seeds(tmp_path, "burn", "missing") is None
     ax = Figure().add_subplot(111)
-    plotting.plot_step_metric(ax, tmp_path, ["burn", "absent"], "kl", scale=10.0)
+    training_figures.plot_step_metric(ax, tmp_path, ["burn", "absent"], "kl", scale=10.0)
     (line,) = ax.get_lines()
     np.testing.assert_allclose(line.get_ydata(), [20.0, 20.0, 20.0])
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
@@ -32,15 +32,15 @@ def test_step_metric_is_the_mean_and_sample_std_over_seeds(tmp_path):
 
 def test_lambda_schedules_and_ema_simulation_draw_every_curve():
     ax = Figure().add_subplot(111)
-    plotting.plot_lambda_schedules(ax, total_steps=10)
+    training_figures.plot_lambda_schedules(ax, total_steps=10)
     assert [line.get_label() for line in ax.get_lines()] == list(LAMBDA_SCHEDULES)
     ax = Figure().add_subplot(111)
-    sim = plotting.plot_ema_simulation(ax, runs=3, iterations=5)
+    sim = training_figures.plot_ema_simulation(ax, runs=3, iterations=5)
     assert sim["fp"].shape == sim["binary"].shape == (3, 5) and len(ax.get_lines()) == 2
 
 
 def test_the_ablation_figures_draw_through_these_helpers(tmp_path):
-    from burn_tf import ablate
+    from burn_tf.studies import ablate
 
     for seed in (0, 1):
         records = [{"grad_norm_student_classifier": 1.0 + s + seed, "grad_norm_student_backbone": 2.0,

@@ -1,12 +1,13 @@
-"""What the multi-run experiment commands share (``python -m burn_tf.ablate``,
-``python -m burn_tf.compare``): a budget config with presets, one pretraining config per
-(run, seed) with that budget imposed, the pretraining run itself, the demo's evaluation
+"""The harness every study runs its runs through (``python -m burn_tf.studies.ablate``,
+``python -m burn_tf.studies.compare``): a budget config with presets, one pretraining config
+per (run, seed) with that budget imposed, the pretraining run itself, the demo's evaluation
 (weighted kNN and a linear probe on Fashion-MNIST test), a ``runs.jsonl`` log that lets a
-rerun skip finished runs, and mean ± std over seeds.
+rerun skip finished runs, mean ± std over seeds and the studies' command line. The studies
+use it as one module (``harness.RunLog``, ``harness.pretrain_run``, …).
 
 Each run is pretrained through :func:`burn_tf.pretrain.pretrain_stage` — the code the CLI
-runs — and its exported backbone is evaluated by :func:`burn_tf.demo.evaluate_features`,
-so an experiment's numbers are the demo's numbers for another config.
+runs — and its exported backbone is evaluated by :func:`burn_tf.studies.demo.evaluate_features`,
+so a study's numbers are the demo's numbers for another config.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from burn_tf.backbone import load_backbone
 from burn_tf.callbacks import StepRecorder
 from burn_tf.config import ConfigError, PretrainConfig, apply_overrides, config_from_dict, read_config_values
 from burn_tf.data import load_fashion_mnist_arrays
-from burn_tf.demo import DemoEvalConfig, evaluate_features
 from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.evaluate.metrics import seed_std
@@ -38,6 +38,7 @@ from burn_tf.io import atomic_write_json, file_lock
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain_stage
 from burn_tf.schema import build_dataclass
+from burn_tf.studies.demo import DemoEvalConfig, evaluate_features
 
 
 @dataclasses.dataclass
@@ -201,7 +202,7 @@ def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, ste
 def _git_revision() -> str | None:
     """The git commit of burn_tf's checkout (``+`` when its package tree has changes), or None
     outside a checkout."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # burn_tf/studies/harness.py → the checkout
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
@@ -294,12 +295,12 @@ def format_mean_std(row: dict, key: str, scale: float = 100.0, digits: int = 2) 
 def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_config: str, config_class: type,
                     run: Callable, format_markdown: Callable, selections: dict[str, str], presets: str,
                     out: str, report: bool = False) -> int:
-    """The command line of an experiment (``python -m burn_tf.<module>``): ``--config``,
+    """The command line of a study (``python -m burn_tf.studies.<module>``): ``--config``,
     ``--preset``, ``--seeds``, one comma-separated option per list key of ``selections``
     (key → help), ``--out``, ``--no-figures``, ``--json``, and with ``report`` ``--report``
     (``run(…, report_only=True)``: the tables of the runs already logged, nothing run). Exit
     status 2 on a bad config."""
-    parser = argparse.ArgumentParser(prog=f"python -m burn_tf.{module}", description=doc,
+    parser = argparse.ArgumentParser(prog=f"python -m burn_tf.studies.{module}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=default_config, help=f"the YAML (default: the shipped {default_config})")
     parser.add_argument("--preset", default=None, help=f"a preset of the config ({presets})")

@@ -1,8 +1,8 @@
 """The paper's ablations (Tables 5–7), the moving- vs frozen-target controls and each
 anti-collapse option, on the embedded Fashion-MNIST, as one command:
 
-    python -m burn_tf.ablate --config configs/ablate.yaml [--preset small|full] [--seeds N]
-                             [--variants burn,frozen,...] [--out runs/ablate] [--json]
+    python -m burn_tf.studies.ablate --config configs/ablate.yaml [--preset small|full] [--seeds N]
+                                     [--variants burn,frozen,...] [--out runs/ablate] [--json]
 
 Every variant is the ``base`` pretraining config (the demo's) plus a few ``--set``-style
 overrides, pretrained with the same budget (``steps`` per stage, ``batch_size``) through
@@ -32,25 +32,11 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-
 from burn_tf.callbacks import CollapseCriterion
 from burn_tf.config import ConfigError, read_config_values
-from burn_tf.experiment import (
-    EvalData,
-    ExperimentConfig,
-    RunLog,
-    budget_overrides,
-    experiment_main,
-    build_run_config,
-    format_mean_std,
-    load_experiment_config,
-    mean_std,
-    pretrain_run,
-    random_init_backbone,
-    run_key,
-)
 from burn_tf.io import atomic_write_json, atomic_write_text
-from burn_tf.plotting import plot_ema_simulation, plot_lambda_schedules, plot_step_metric
+from burn_tf.studies import harness
+from burn_tf.studies.training_figures import plot_ema_simulation, plot_lambda_schedules, plot_step_metric
 
 DEFAULT_CONFIG = "ablate.yaml"
 
@@ -97,7 +83,7 @@ VARIANTS = {v.name: v for v in [
 
 
 @dataclasses.dataclass
-class AblationConfig(ExperimentConfig):
+class AblationConfig(harness.ExperimentConfig):
     """Budget and evaluation of an ablation run (``configs/ablate.yaml``; ``presets``)."""
 
     base: str = "demo.yaml"  # the pretraining config every variant starts from
@@ -112,7 +98,7 @@ class AblationConfig(ExperimentConfig):
 
 def load_ablation_config(path=DEFAULT_CONFIG, preset: str | None = None) -> AblationConfig:
     """``path``'s keys, then those of ``presets.<preset>`` on top."""
-    return load_experiment_config(AblationConfig, path, preset)
+    return harness.load_experiment_config(AblationConfig, path, preset)
 
 
 # The order runs are made in (all seeds of one variant, then the next): the question first
@@ -133,23 +119,25 @@ def pretrain_config(cfg: AblationConfig, variant: Variant, seed: int, base: dict
     """The variant's pretraining config; ``base``: the base config's values read once (an
     edit of the base file during a long run then changes nothing)."""
     values = base if base is not None else read_config_values(cfg.base)
-    return build_run_config(values, [*budget_overrides(cfg, seed), *variant.overrides], f"variant {variant.name}")
+    return harness.build_run_config(values, [*harness.budget_overrides(cfg, seed), *variant.overrides],
+                                    f"variant {variant.name}")
 
 
-def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, data: EvalData,
+def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, data: harness.EvalData,
                 base: dict | None = None) -> dict:
     """Pretrains (unless ``random``) and evaluates one variant for one seed."""
     pcfg = pretrain_config(cfg, variant, seed, base)
     run_dir = out / "runs" / variant.name / f"seed{seed}"
     result = {"variant": variant.name, "seed": seed, "stage": variant.stage}
     if not variant.train:
-        return {**result, **data.evaluate(random_init_backbone(pcfg, seed), seed)}
+        return {**result, **data.evaluate(harness.random_init_backbone(pcfg, seed), seed)}
     if variant.stage1_of:
         source = out / "runs" / variant.stage1_of / f"seed{seed}" / "stage1"
         if run_dir.exists():
             shutil.rmtree(run_dir)
         shutil.copytree(source, run_dir / "stage1")
-    model, summary = pretrain_run(pcfg, [variant.stage], run_dir, out / "steps" / f"{variant.name}_seed{seed}.json")
+    model, summary = harness.pretrain_run(pcfg, [variant.stage], run_dir,
+                                          out / "steps" / f"{variant.name}_seed{seed}.json")
     result.update(summary)
     result["head_width"] = pcfg.method.head_width
     return {**result, **data.evaluate(model, seed)}
@@ -167,12 +155,12 @@ def aggregate(results: list[dict], variants: list[Variant]) -> list[dict]:
         row = {"variant": v.name, "group": v.group, "label": v.label, "stage": v.stage, "paper": v.paper,
                "seeds": len(runs)}
         for key in ("knn_top1", "linear_top1", "target_entropy_fraction_min", "kl_min", "train_seconds"):
-            row[key], row[f"{key}_std"] = mean_std([r.get(key) for r in runs])
+            row[key], row[f"{key}_std"] = harness.mean_std([r.get(key) for r in runs])
         # Seeds share the initial student, so differences to a control are paired by seed.
         for control in PAIRED_CONTROLS:
             reference = {r["seed"]: r["knn_top1"] for r in results if r["variant"] == control}
             deltas = [r["knn_top1"] - reference[r["seed"]] for r in runs if r["seed"] in reference]
-            row[f"knn_minus_{control}"], row[f"knn_minus_{control}_std"] = mean_std(deltas) if deltas else (
+            row[f"knn_minus_{control}"], row[f"knn_minus_{control}_std"] = harness.mean_std(deltas) if deltas else (
                 float("nan"), float("nan"))
         if v.train:
             alive = [CollapseCriterion().alive(r) for r in runs]  # the ablation keeps the default bars
@@ -192,9 +180,10 @@ def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
         trained = "target_alive" in r
         kl = f"{r['kl_min']:.2g}" if trained and not math.isnan(r["kl_min"]) else "–"
         lines.append(" | ".join([
-            f"| {r['group']}", r["label"], format_mean_std(r, "knn_top1"), format_mean_std(r, "linear_top1"),
-            *(format_mean_std(r, f"knn_minus_{c}") if r["variant"] != c else "0" for c in PAIRED_CONTROLS),
-            format_mean_std(r, "target_entropy_fraction_min", 1.0) if trained else "–", kl,
+            f"| {r['group']}", r["label"], harness.format_mean_std(r, "knn_top1"),
+            harness.format_mean_std(r, "linear_top1"),
+            *(harness.format_mean_std(r, f"knn_minus_{c}") if r["variant"] != c else "0" for c in PAIRED_CONTROLS),
+            harness.format_mean_std(r, "target_entropy_fraction_min", 1.0) if trained else "–", kl,
             r.get("target_alive", "–"), ", ".join(map(str, r.get("collapse_steps", []))) or "–",
             f"{r['train_seconds'] / 60:.1f}" if trained and not math.isnan(r["train_seconds"]) else "–",
             f"{r['paper']:.2f}" if r["paper"] else "–",
@@ -274,15 +263,15 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants = selected_variants(cfg)
-    runs = RunLog(out / "runs.jsonl", "variant")
+    runs = harness.RunLog(out / "runs.jsonl", "variant")
     base = read_config_values(cfg.base)
-    data = EvalData(cfg)
+    data = harness.EvalData(cfg)
     results = []
     start = time.time()
     by_priority = sorted(variants, key=lambda v: RUN_ORDER.index(v.name))
     for v in by_priority:
         for seed in range(cfg.seeds):
-            key = run_key(pretrain_config(cfg, v, seed, base), cfg, v.stage, v.stage1_of)
+            key = harness.run_key(pretrain_config(cfg, v, seed, base), cfg, v.stage, v.stage1_of)
             result, fresh = runs.run(v.name, key, lambda: run_variant(cfg, v, seed, out, data, base))
             results.append(result)
             if fresh:
@@ -302,9 +291,10 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
 
 
 def main(argv: list[str] | None = None) -> int:
-    return experiment_main(argv, module="ablate", doc=__doc__, default_config=DEFAULT_CONFIG,
-                           config_class=AblationConfig, run=run_ablation, format_markdown=format_markdown, presets="small, full", out="runs/ablate",
-                           selections={"variants": f"names (default: all); known: {', '.join(VARIANTS)}"})
+    return harness.experiment_main(argv, module="ablate", doc=__doc__, default_config=DEFAULT_CONFIG,
+                                   config_class=AblationConfig, run=run_ablation, format_markdown=format_markdown,
+                                   presets="small, full", out="runs/ablate",
+                                   selections={"variants": f"names (default: all); known: {', '.join(VARIANTS)}"})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 import dataclasses
 import json
 
-from burn_tf.demo import (
+from burn_tf.studies.demo import (
     CONTROLS,
     DemoEvalConfig,
     control_configs,

@@ -1,6 +1,6 @@
 """The main job: BURN on the embedded Fashion-MNIST, then proof that the binary net learned.
 
-    python -m burn_tf.demo [--run-dir runs/demo] [--config configs/demo.yaml] [--set k=v …]
+    python -m burn_tf.studies.demo [--run-dir runs/demo] [--config configs/demo.yaml] [--set k=v …]
 
 1. Stage 1 → stage 2 of the configured method (BURN in ``demo.yaml``) through
    :func:`burn_tf.pretrain.pretrain`, no labels used.
@@ -50,8 +50,8 @@ from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.probe import train_head_on_features
+from burn_tf.export.model_card import write_model_card
 from burn_tf.io import atomic_write_json
-from burn_tf.model_card import write_model_card
 from burn_tf.models.backbones import build_backbone
 from burn_tf.pretrain import pretrain
 from burn_tf.rundir import RunDirError
@@ -253,7 +253,7 @@ def run_demo(cfg: PretrainConfig, run_dir: str | Path, overwrite: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m burn_tf.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m burn_tf.studies.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=DEFAULT_CONFIG,
                         help="a YAML file or a shipped config name (default: demo.yaml, shipped in the package)")

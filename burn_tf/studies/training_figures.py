@@ -1,6 +1,6 @@
-"""Figures of the experiments, drawn on a matplotlib ``Axes`` the caller owns.
+"""Figures of training over time for the studies, drawn on a matplotlib ``Axes`` the caller owns.
 
-The ablation (:func:`burn_tf.ablate.write_figures`) and the analysis notebook draw with the
+The ablation (:func:`burn_tf.studies.ablate.write_figures`) and the analysis notebook draw with the
 same helpers: λ(t) of each schedule (supplement Fig. 3), the EMA-distance simulation (paper
 Fig. 5, Eq. 5) and a per-step metric averaged over the seeds of each variant from the
 ``steps/<variant>_seed<k>.json`` logs (paper Fig. 3 and 6, the collapse metrics). Bands are

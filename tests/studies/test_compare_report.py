@@ -1,17 +1,17 @@
-"""``python -m burn_tf.compare --report``: the tables of a comparison in progress, from the
+"""``python -m burn_tf.studies.compare --report``: the tables of a comparison in progress, from the
 runs already logged, running nothing."""
 import dataclasses
 import json
 
 import pytest
 
-from burn_tf import compare
+from burn_tf.studies import compare, compare_config, harness
 
 FLOOR = "random init (floor)"
 
 
-def _small(**changes) -> compare.CompareConfig:
-    cfg = compare.load_compare_config("compare.yaml", "small")
+def _small(**changes) -> compare_config.CompareConfig:
+    cfg = compare_config.load_compare_config("compare.yaml", "small")
     return dataclasses.replace(cfg, blocks=["methods"], **changes)
 
 
@@ -60,7 +60,7 @@ def test_a_logged_teacher_without_its_weights_is_refused_by_name(tmp_path, fashi
     # runs.jsonl carried to a new --out without runs/teacher_self: the S2-BNN row would distil
     # a teacher that is not there, and retraining it would not give the logged one.
     cfg = _small(rows=["s2bnn"])
-    key = compare.run_key(compare.teacher_config(cfg, "self"), cfg, "teacher")
+    key = harness.run_key(compare.teacher_config(cfg, "self"), cfg, "teacher")
     record = {"row": "self teacher itself", "key": key, "seed": 0, "block": "self_teacher", "method": "moco_v2",
               "knn_top1": 0.5, "linear_top1": 0.5}
     (tmp_path / "runs.jsonl").write_text(json.dumps(record) + "\n")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from burn_tf.experiment import RunLog
+from burn_tf.studies.harness import RunLog
 
 
 def test_a_run_in_progress_elsewhere_is_waited_for_not_run_twice(tmp_path):
@@ -61,12 +61,12 @@ def test_a_damaged_line_names_the_file_and_line(tmp_path):
 
 
 def test_a_record_names_the_commit_its_process_started_from(tmp_path, monkeypatch):
-    from burn_tf import experiment
+    from burn_tf.studies import harness
 
-    assert experiment.source_revision() == experiment._REVISION_AT_IMPORT[0]
+    assert harness.source_revision() == harness._REVISION_AT_IMPORT[0]
     # The checkout moving on while the process runs does not change what its records say.
     monkeypatch.setattr(experiment, "_git_revision", lambda: "moved-on")
     log = RunLog(tmp_path / "runs.jsonl", "row")
     record, fresh = log.run("burn", "k1", lambda: {"knn_top1": 0.5})
-    assert fresh and record["code"] == experiment._REVISION_AT_IMPORT[0] != "moved-on"
+    assert fresh and record["code"] == harness._REVISION_AT_IMPORT[0] != "moved-on"
     assert json.loads((tmp_path / "runs.jsonl").read_text())["code"] == record["code"]

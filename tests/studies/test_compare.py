@@ -6,15 +6,15 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from burn_tf import compare
+from burn_tf.studies import compare, compare_config, compare_report
 from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_config_values, resolve_config_path
 from burn_tf.methods.registry import method_names
 
 
-def _runnable(row: compare.TableRow) -> bool:
+def _runnable(row: compare_config.TableRow) -> bool:
     """The row's method is registered and its base config shipped (other helpers' methods
     land separately)."""
-    if row.method != compare.RANDOM and row.method not in method_names():
+    if row.method != compare_config.RANDOM and row.method not in method_names():
         return False
     try:
         resolve_config_path(row.base_config).stat()
@@ -31,9 +31,9 @@ def _a_resnet18_teacher_run():
 
 
 def test_presets_rows_and_blocks_are_checked():
-    small = compare.load_compare_config("compare.yaml", "small")
-    full = compare.load_compare_config("compare.yaml", "full")
-    grouping = compare.load_compare_config("compare.yaml", "grouping")
+    small = compare_config.load_compare_config("compare.yaml", "small")
+    full = compare_config.load_compare_config("compare.yaml", "full")
+    grouping = compare_config.load_compare_config("compare.yaml", "grouping")
     assert small.seeds == 1 and small.run_eagerly and full.seeds >= 3
     assert all(small.row_seeds(r) == 1 for r in small.table)  # capped, BURN's own 5 too
     assert grouping.blocks == ["cld_grouping"] and "cld_grouping" not in full.blocks
@@ -44,7 +44,7 @@ def test_presets_rows_and_blocks_are_checked():
     # for both teachers.
     methods = [r.method for r in full.table if r.block == "methods"]
     for name in ("supervised", "supervised_kl", "s2bnn", "byol", "moco_v2", "simclr_v2", "swav", "infomin", "npid",
-                 "burn", compare.RANDOM):
+                 "burn", compare_config.RANDOM):
         assert name in methods
     burn_rows = [r for r in full.table if r.method == "burn" and r.block in ("methods", "self_teacher")]
     assert len(burn_rows) == 6 and all(full.row_seeds(r) == 5 for r in burn_rows)
@@ -53,7 +53,7 @@ def test_presets_rows_and_blocks_are_checked():
                                                                                           "cld_moco.yaml"}
     assert len([r for r in full.table if r.block == "cld_grouping"]) == 8
     with pytest.raises(ConfigError, match="preset"):
-        compare.load_compare_config("compare.yaml", "huge")
+        compare_config.load_compare_config("compare.yaml", "huge")
     with pytest.raises(ConfigError, match="blocks"):
         dataclasses.replace(full, blocks=["methods", "nope"])
     with pytest.raises(ConfigError, match="rows"):
@@ -61,26 +61,26 @@ def test_presets_rows_and_blocks_are_checked():
     with pytest.raises(ConfigError, match="unique"):
         dataclasses.replace(full, table=[full.table[0], full.table[0]])
     with pytest.raises(ConfigError, match="teacher='nope' is not 'shipped' or one of teacher_runs"):
-        dataclasses.replace(full, table=[compare.TableRow(name="x", method="s2bnn", teacher="nope")])
+        dataclasses.replace(full, table=[compare_config.TableRow(name="x", method="s2bnn", teacher="nope")])
     with pytest.raises(ConfigError, match="lr_from='nope' must name a trained row"):
-        dataclasses.replace(full, table=[compare.TableRow(name="x", method="byol", lr_from="nope")])
+        dataclasses.replace(full, table=[compare_config.TableRow(name="x", method="byol", lr_from="nope")])
     with pytest.raises(ConfigError, match="table row 'x': data_limit must be >= 1"):
-        compare.TableRow(name="x", method="byol", data_limit=0)
+        compare_config.TableRow(name="x", method="byol", data_limit=0)
     with pytest.raises(ConfigError, match="lr_grid"):
         dataclasses.replace(full, lr_grid=[0.002, -1.0])
     with pytest.raises(ConfigError, match="curve_fractions"):
         dataclasses.replace(full, curve_fractions=[0.5, 1.0])
     # An unregistered method is refused when its row is selected, listing the registered ones.
-    bad = dataclasses.replace(full, table=[compare.TableRow(name="x", method="nope")], rows=[])
+    bad = dataclasses.replace(full, table=[compare_config.TableRow(name="x", method="nope")], rows=[])
     with pytest.raises(ConfigError, match=r"'nope' is not registered; registered: .*burn.*s2bnn"):
-        compare.selected_rows(bad)
+        compare_config.selected_rows(bad)
     # --rows selects by row name or by method, within the selected blocks.
-    picked = compare.selected_rows(dataclasses.replace(full, rows=["s2bnn", "random init (floor)"], blocks=["methods"]))
+    picked = compare_config.selected_rows(dataclasses.replace(full, rows=["s2bnn", "random init (floor)"], blocks=["methods"]))
     assert [r.name for r in picked] == ["S2-BNN", "random init (floor)"]
 
 
 def test_curve_schedule_spreads_fractions_over_the_stages():
-    cfg = dataclasses.replace(compare.load_compare_config("compare.yaml", "full"), steps=234)
+    cfg = dataclasses.replace(compare_config.load_compare_config("compare.yaml", "full"), steps=234)
     # 468 steps in all: 1/8 → step 58 (58.5 rounded to even), the end of stage 1 is half.
     assert compare.curve_schedule(cfg, [1, 2]) == {1: {58: 0.125, 117: 0.25, 234: 0.5}, 2: {}}
     assert compare.curve_schedule(dataclasses.replace(cfg, curve_fractions=[0.75]), [1, 2]) == {1: {}, 2: {117: 0.75}}
@@ -90,16 +90,16 @@ def test_curve_schedule_spreads_fractions_over_the_stages():
 def test_paired_difference_is_a_t_interval_over_common_seeds():
     a = [{"seed": s, "knn_top1": v} for s, v in enumerate([0.60, 0.62, 0.65, 0.61, 0.70])]
     b = [{"seed": s, "knn_top1": v} for s, v in enumerate([0.50, 0.55, 0.52])]  # 3 seeds: pairs 0–2
-    d = compare.paired_difference(a, b, "knn_top1")
+    d = compare_report.paired_difference(a, b, "knn_top1")
     diffs = [0.10, 0.07, 0.13]
     mean, std = sum(diffs) / 3, (sum((x - sum(diffs) / 3) ** 2 for x in diffs) / 2) ** 0.5
     half = 4.302652729911275 * std / 3 ** 0.5  # t(0.975, 2)
     assert d["n"] == 3 and d["mean"] == pytest.approx(mean) and d["std"] == pytest.approx(std)
     assert (d["low"], d["high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
-    assert compare.beats(d)  # 0.10 > 2 × 0.03
-    one = compare.paired_difference(a[:1], b, "knn_top1")
-    assert one["n"] == 1 and math.isnan(one["low"]) and not compare.beats(one)
-    assert compare.paired_difference(a, [], "knn_top1")["n"] == 0
+    assert compare_report.beats(d)  # 0.10 > 2 × 0.03
+    one = compare_report.paired_difference(a[:1], b, "knn_top1")
+    assert one["n"] == 1 and math.isnan(one["low"]) and not compare_report.beats(one)
+    assert compare_report.paired_difference(a, [], "knn_top1")["n"] == 0
 
 
 def test_a_rate_at_the_grid_edge_is_flagged_in_the_json_and_the_table():
@@ -109,17 +109,17 @@ def test_a_rate_at_the_grid_edge_is_flagged_in_the_json_and_the_table():
     assert compare.best_rate({0.002: 0.66, 0.004: 0.65, 0.008: 0.63}) == (0.002, True)
     assert compare.best_rate({0.002: 0.65, 0.004: 0.65, 0.008: 0.60}) == (0.002, True)  # a tie: the smaller
     assert compare.best_rate({0.004: 0.65}) == (0.004, False)  # one rate: no grid to be at the edge of
-    cfg = compare.load_compare_config("compare.yaml", "full")
+    cfg = compare_config.load_compare_config("compare.yaml", "full")
     choices = {"BURN": {"learning_rate": 0.008, "grid": {"0.002": 0.58, "0.004": 0.61, "0.008": 0.62},
                         "at_grid_edge": True, "steps_per_stage": 58, "validation_images": 10000},
                "BYOL": {"learning_rate": 0.004, "grid": {"0.002": 0.56, "0.004": 0.63, "0.008": 0.59},
                         "at_grid_edge": False, "steps_per_stage": 58, "validation_images": 10000}}
-    markdown = compare.format_markdown([], cfg, choices)
+    markdown = compare_report.format_markdown([], cfg, choices)
     assert "| BURN | 58.00 | 61.00 | 62.00 | 0.008 (edge) |" in markdown
     assert "| BYOL | 56.00 | 63.00 | 59.00 | 0.004 |" in markdown
     assert "the row's best rate may lie beyond the grid" in markdown
     choices["BURN"]["at_grid_edge"] = False
-    assert "(edge)" not in compare.format_markdown([], cfg, choices)
+    assert "(edge)" not in compare_report.format_markdown([], cfg, choices)
 
 
 def test_command_line_errors_name_the_key(capsys):
@@ -130,7 +130,7 @@ def test_command_line_errors_name_the_key(capsys):
 
 
 def test_every_row_gets_the_shared_budget(tmp_path):
-    cfg = compare.load_compare_config("compare.yaml", "full")
+    cfg = compare_config.load_compare_config("compare.yaml", "full")
     teacher = _a_resnet18_teacher_run()
     configs = {r.name: compare.row_config(cfg, r, 1, tmp_path, teacher=teacher, learning_rate=0.004)
                for r in cfg.table if _runnable(r)}
@@ -171,12 +171,12 @@ def test_every_row_gets_the_shared_budget(tmp_path):
     assert not frozen.train_teacher_classifier and frozen.target == "softmax"
     # A row's own views, data limit and fixed rate win over the budget's.
     values = read_config_values("byol.yaml")
-    mine = compare.TableRow(name="mine", method="byol", views=[{"crop_scale": [0.5, 1.0]}], data_limit=1234,
+    mine = compare_config.TableRow(name="mine", method="byol", views=[{"crop_scale": [0.5, 1.0]}], data_limit=1234,
                             learning_rate=0.001)
     pcfg = compare.row_config(cfg, mine, 0, tmp_path, values, learning_rate=0.004)
     assert (len(pcfg.views), pcfg.views[0].crop_scale[0], pcfg.data.limit) == (1, 0.5, 1234)
     assert pcfg.optimizer.learning_rate == 0.001
-    shared = compare.TableRow(name="shared", method="byol", shared_views=True)
+    shared = compare_config.TableRow(name="shared", method="byol", shared_views=True)
     assert compare.row_config(cfg, shared, 0, tmp_path, values).views == []
     # A grid run holds the validation images out of pretraining and runs a fraction of the steps.
     grid = compare.grid_config(cfg, mine, tmp_path, values, None, 0.008, 60000)
@@ -188,14 +188,14 @@ def test_every_row_gets_the_shared_budget(tmp_path):
 def _check_table(tmp_path, summary, rows):
     table = {r["row"]: r for r in summary["rows"]}
     # The rows in table order, then a row for each teacher the command trained for them.
-    teachers = [t.row_name for t in compare.load_compare_config("compare.yaml", "small").teacher_runs]
+    teachers = [t.row_name for t in compare_config.load_compare_config("compare.yaml", "small").teacher_runs]
     assert [n for n in table if n not in teachers] == [r.name for r in rows]
     assert set(table) - {r.name for r in rows} <= set(teachers)
     for row in rows:
         line = table[row.name]
         assert 0.0 <= line["knn_top1"] <= 1.0 and 0.0 <= line["linear_top1"] <= 1.0, row.name
         (run,) = [r for r in summary["runs"] if r["row"] == row.name]
-        if row.method == compare.RANDOM:
+        if row.method == compare_config.RANDOM:
             assert "loss_first" not in run and line["needs_labels"] == "–"
         else:  # it trained: the loss moved, every step is recorded
             assert math.isfinite(run["loss_first"]) and run["loss_last"] != run["loss_first"], row.name
@@ -203,7 +203,7 @@ def _check_table(tmp_path, summary, rows):
             assert [s["step"] for s in steps] == list(range(1, 5)), row.name
             assert line["needs_labels"] in ("yes", "no") and line["train_seconds"] > 0
     markdown = (tmp_path / "compare.md").read_text()
-    headers = sum(f"### {title}" in markdown for title in compare.BLOCKS.values())
+    headers = sum(f"### {title}" in markdown for title in compare_config.BLOCKS.values())
     grid = summary["learning_rates"]  # its table: a header line and a line per row that chose its rate
     # One line per row under each block's header.
     assert markdown.count("\n| ") == len(table) + headers + (1 + len(grid) if grid else 0)
@@ -231,7 +231,7 @@ def small_comparison(tmp_path_factory, fashion_mnist_available):
     out = tmp_path_factory.mktemp("small_comparison")
     tf.keras.backend.clear_session()  # as conftest's per-test fixture, which runs after this one
     tf.keras.utils.set_random_seed(0)
-    cfg = compare.load_compare_config("compare.yaml", "small")
+    cfg = compare_config.load_compare_config("compare.yaml", "small")
     # The small preset's rows whose methods are registered (all of them once every method
     # has landed; burn, s2bnn and the floor before).
     runnable = [r.name for r in cfg.table
@@ -241,7 +241,7 @@ def small_comparison(tmp_path_factory, fashion_mnist_available):
              else dataclasses.replace(r, learning_rate=_own_rate(cfg, r, out)) for r in cfg.table]
     cfg = dataclasses.replace(cfg, blocks=["methods", "self_teacher"], rows=names, table=table,
                               lr_grid=[0.001, 0.004], lr_fraction=0.5)
-    rows = compare.selected_rows(cfg)
+    rows = compare_config.selected_rows(cfg)
     summary = compare.run_comparison(cfg, out, log=lambda *a: None)
     return cfg, rows, out, summary
 
@@ -330,19 +330,19 @@ def test_every_learning_curve_of_a_panel_has_its_own_style():
     """The full comparison's methods block has 14 rows with a curve: tab10's ten colours alone
     repeat (supervised and S2-BNN were drawn alike), so the next ten are dashed; the legend
     sits beside the panel, off the lines."""
-    cfg = compare.load_compare_config("compare.yaml", "full")
-    rows = compare.selected_rows(cfg)
+    cfg = compare_config.load_compare_config("compare.yaml", "full")
+    rows = compare_config.selected_rows(cfg)
     results = [{"row": row.name, "seed": 0, "method": row.method, "knn_top1": 0.45}
-               | ({} if row.method == compare.RANDOM else
+               | ({} if row.method == compare_config.RANDOM else
                   {"curve": [{"fraction": f, "knn_top1": 0.5 + 0.01 * i + 0.1 * f} for f in (0.125, 0.25, 0.5, 1.0)]})
                for i, row in enumerate(rows)]
-    fig = compare.curve_figure(results, rows)
+    fig = compare_report.curve_figure(results, rows)
     try:
         per_panel = [[line for line in ax.get_lines() if line.get_label() != "random init (seed 0)"]
                      for ax in fig.axes]
         assert [len(lines) for lines in per_panel] == [
-            sum(row.block == block and row.method != compare.RANDOM for row in rows)
-            for block in compare.BLOCKS if any(row.block == block for row in rows)]
+            sum(row.block == block and row.method != compare_config.RANDOM for row in rows)
+            for block in compare_config.BLOCKS if any(row.block == block for row in rows)]
         assert max(len(lines) for lines in per_panel) > 10  # the case that needs the second style
         for ax, lines in zip(fig.axes, per_panel):
             styles = [(line.get_color(), line.get_linestyle()) for line in lines]
@@ -350,4 +350,4 @@ def test_every_learning_curve_of_a_panel_has_its_own_style():
             fig.canvas.draw()
             assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside, not over
     finally:
-        compare._pyplot().close(fig)
+        compare_report._pyplot().close(fig)
