@@ -8,7 +8,7 @@ sinkhorn``) at the sweep's reference values (:data:`SWEEP_BASE`) with one or mor
 overrides (:data:`POINTS`): steps per stage,
 resolution, learning rate, head width. A run pretrains both stages through
 :func:`burn_tf.pretrain.pretrain` (no controls) and scores the stage-2 student with the
-demo's weighted kNN (:class:`burn_tf.demo.DemoEvalConfig`: cosine, K 200, τ 0.07, bank =
+demo's weighted kNN (:class:`burn_tf.studies.demo.DemoEvalConfig`: cosine, K 200, τ 0.07, bank =
 the 60k train split, queries = the 10k test split). It appends one row to
 ``benchmarks/results/demo_budget.json``: pretraining wall seconds per stage (the run's own
 ``train_seconds``), steps/s and the load average sampled every 10 s during pretraining —
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from burn_tf.backbone import load_backbone
-from burn_tf.demo import DEFAULT_CONFIG, DemoEvalConfig
 from burn_tf.config import load_config
 from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.io import atomic_write_json
 from burn_tf.pretrain import pretrain
+from burn_tf.studies.demo import DEFAULT_CONFIG, DemoEvalConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_budget.json"
 # The sweep's reference is demo.yaml as it was when the sweep ran (Adam lr 0.002, 32 px); the
@@ -87,7 +87,7 @@ class LoadSampler(threading.Thread):
 
 
 def student_knn(backbone_dir: Path, ev: DemoEvalConfig) -> float:
-    """The demo's weighted kNN top-1 of one exported backbone (burn_tf.demo.evaluate_features's kNN)."""
+    """The demo's weighted kNN top-1 of one exported backbone (burn_tf.studies.demo.evaluate_features's kNN)."""
     x_train, y_train = load_fashion_mnist_arrays("train")
     x_test, y_test = load_fashion_mnist_arrays("test")
     model = load_backbone(backbone_dir)[0]

@@ -87,8 +87,8 @@ if [ "$job" = test ] && [ ! -f .venv/.torch-tried ]; then
 fi
 
 case "$job" in
-  setup) say "ready: .venv/bin/python -m burn_tf.demo | .venv/bin/python -m pytest" ;;
-  demo) exec .venv/bin/python -m burn_tf.demo "$@" ;;
+  setup) say "ready: .venv/bin/python -m burn_tf.studies.demo | .venv/bin/python -m pytest" ;;
+  demo) exec .venv/bin/python -m burn_tf.studies.demo "$@" ;;
   # Three workers on the 2-core machine: most tests run one thread at a time (building and
   # tracing graphs) and wait on files and subprocesses, so two workers left the cores idle
   # about a tenth of the time (docs/benchmarks.md). Each takes whole files so a module's

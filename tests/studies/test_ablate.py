@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from burn_tf.studies import ablate
 from burn_tf.config import ConfigError
+from burn_tf.studies import ablate
 
 
 def test_presets_and_variants_are_checked():

@@ -6,9 +6,9 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from burn_tf.studies import compare, compare_config, compare_report
 from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_config_values, resolve_config_path
 from burn_tf.methods.registry import method_names
+from burn_tf.studies import compare, compare_config, compare_report
 
 
 def _runnable(row: compare_config.TableRow) -> bool:
@@ -75,7 +75,8 @@ def test_presets_rows_and_blocks_are_checked():
     with pytest.raises(ConfigError, match=r"'nope' is not registered; registered: .*burn.*s2bnn"):
         compare_config.selected_rows(bad)
     # --rows selects by row name or by method, within the selected blocks.
-    picked = compare_config.selected_rows(dataclasses.replace(full, rows=["s2bnn", "random init (floor)"], blocks=["methods"]))
+    picked = compare_config.selected_rows(dataclasses.replace(full, rows=["s2bnn", "random init (floor)"],
+                                                              blocks=["methods"]))
     assert [r.name for r in picked] == ["S2-BNN", "random init (floor)"]
 
 
@@ -172,7 +173,7 @@ def test_every_row_gets_the_shared_budget(tmp_path):
     # A row's own views, data limit and fixed rate win over the budget's.
     values = read_config_values("byol.yaml")
     mine = compare_config.TableRow(name="mine", method="byol", views=[{"crop_scale": [0.5, 1.0]}], data_limit=1234,
-                            learning_rate=0.001)
+                                   learning_rate=0.001)
     pcfg = compare.row_config(cfg, mine, 0, tmp_path, values, learning_rate=0.004)
     assert (len(pcfg.views), pcfg.views[0].crop_scale[0], pcfg.data.limit) == (1, 0.5, 1234)
     assert pcfg.optimizer.learning_rate == 0.001

@@ -65,7 +65,7 @@ def test_a_record_names_the_commit_its_process_started_from(tmp_path, monkeypatc
 
     assert harness.source_revision() == harness._REVISION_AT_IMPORT[0]
     # The checkout moving on while the process runs does not change what its records say.
-    monkeypatch.setattr(experiment, "_git_revision", lambda: "moved-on")
+    monkeypatch.setattr(harness, "_git_revision", lambda: "moved-on")
     log = RunLog(tmp_path / "runs.jsonl", "row")
     record, fresh = log.run("burn", "k1", lambda: {"knn_top1": 0.5})
     assert fresh and record["code"] == harness._REVISION_AT_IMPORT[0] != "moved-on"

@@ -6,8 +6,8 @@ import json
 import numpy as np
 from matplotlib.figure import Figure
 
-from burn_tf.studies import training_figures
 from burn_tf.losses import LAMBDA_SCHEDULES
+from burn_tf.studies import training_figures
 
 
 def _write_steps(steps_dir, variant, seed, values):
