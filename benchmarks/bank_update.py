@@ -42,8 +42,8 @@ tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceCon
 
 from _timing import interleaved_medians, load_average  # noqa: E402
 
-from burn_tf.losses.clustering import memory_bank_rows  # noqa: E402
 from burn_tf.methods.base import replica_shared_variable, update_rows  # noqa: E402
+from burn_tf.ops.memory import memory_bank_rows  # noqa: E402
 
 
 def write_functions(strategy, rows: int, dim: int, batch: int) -> dict:

@@ -29,7 +29,7 @@ from _timing import interleaved_medians, load_average, time_step  # noqa: E402
 
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.distribute import STRATEGIES  # noqa: E402
-from burn_tf.losses import feature_similarity  # noqa: E402
+from burn_tf.losses.distillation import feature_similarity  # noqa: E402
 from burn_tf.pretrain import build_method, build_training_optimizer, strategy_for  # noqa: E402
 
 

@@ -22,7 +22,7 @@ PACKAGE = REPO / "burn_tf"
 
 # Layer of each top-level module or subpackage of burn_tf ("__init__": the package root).
 # A module may import modules of its own layer or of a lower one, never of a higher one:
-#   (schema, io) → data → (models, convert) → backbone → (losses, optim, callbacks, summary)
+#   (schema, io) → data → (models, convert) → backbone → (losses, ops, optim, callbacks, summary)
 #      → methods → config → pretrain → export → evaluate → studies
 # schema (strict dataclass configs) and io (atomic writes) import nothing of burn_tf.
 # backbone imports only io and models (it rebuilds a ReActNet-A from its metadata), so it
@@ -39,6 +39,7 @@ LAYERS = {
     "convert": 2,  # PyTorch checkpoints → the weights of models/ (models.teacher loads through it)
     "backbone": 3,  # the exported-backbone format: the contract between pretraining and the rest
     "losses": 4,
+    "ops": 4,  # not losses: schedules, diagnostics, targets, queue/EMA/bank updates, clustering
     "optim": 4,
     "callbacks": 4,
     "summary": 4,  # larq's counts of a model (reads only backbone and models): pretraining prints its totals

@@ -12,7 +12,7 @@ from burn_tf.build import (
     init_from_previous_stage,
 )
 from burn_tf.config import load_config
-from burn_tf.losses import lambda_at
+from burn_tf.ops.schedules import lambda_at
 from burn_tf.pretrain import main, pretrain, pretrain_stage
 from burn_tf.rundir import RunDirError
 

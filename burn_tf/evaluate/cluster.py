@@ -95,7 +95,7 @@ def spherical_kmeans_plusplus(
 
     The objective is Σᵢ (1 − cos(fᵢ, u_c(i))); k-means++ seeding on the cosine distance, run
     to convergence, the best of ``n_init`` seeded runs kept. Not CLD's in-batch grouping
-    (:func:`burn_tf.losses.clustering.spherical_kmeans`: TensorFlow, first-rows start, a
+    (:func:`burn_tf.ops.clustering.spherical_kmeans`: TensorFlow, first-rows start, a
     fixed 5 rounds inside the training step).
     """
     from scipy import sparse

@@ -1,5 +1,6 @@
-"""Contrastive and EMA-regression losses (SimCLR v2, MoCo v2, InfoMin, BYOL) and the FIFO
-queue of negatives, as pure functions of tensors.
+"""Contrastive and EMA-regression losses (SimCLR v2, MoCo v2, InfoMin, BYOL), as pure
+functions of tensors. The FIFO queue of negatives and the EMA update these methods keep are
+in :mod:`burn_tf.ops.memory`.
 
 - :func:`nt_xent` — SimCLR's normalized-temperature cross entropy over the 2N views of a
   batch (Chen et al., ICML 2020, Eq. 1); with ``keys_*`` gathered from every replica and
@@ -9,9 +10,6 @@ queue of negatives, as pure functions of tensors.
   al., CVPR 2020, Eq. 1; ``moco/builder.py``: logits ``[q·k₊, q·queue]/T``, label 0).
 - :func:`byol_loss` — BYOL's 2 − 2·cos between a prediction and a target projection (Grill
   et al., NeurIPS 2020, Eq. 2).
-- :func:`enqueue` — FIFO update of a ring-buffer queue: the newest keys overwrite the
-  oldest, the pointer wraps around.
-- :func:`momentum_update` — the EMA target ← τ·target + (1 − τ)·online.
 """
 
 from __future__ import annotations
@@ -73,25 +71,3 @@ def byol_loss(predictions, targets):
     a constant (the EMA network's projection)."""
     cosine = tf.reduce_sum(_unit(predictions) * tf.stop_gradient(_unit(targets)), axis=-1)
     return tf.reduce_mean(2.0 - 2.0 * cosine)
-
-
-def enqueue(queue, pointer, keys):
-    """``(new_queue, new_pointer)``: ``keys`` ([n, d]) written at rows ``pointer, pointer+1,
-    …`` modulo the queue's length — the n oldest entries are replaced (first in, first
-    out) — and the pointer moved past them (wrapping around). ``n`` must not exceed the
-    queue's length."""
-    size = tf.shape(queue)[0]
-    count = tf.shape(keys)[0]
-    checks = [tf.debugging.assert_less_equal(count, size, message="more keys than the queue holds")]
-    with tf.control_dependencies(checks):
-        rows = (tf.cast(pointer, tf.int32) + tf.range(count)) % size
-    new_queue = tf.tensor_scatter_nd_update(queue, rows[:, None], tf.cast(keys, queue.dtype))
-    new_pointer = (tf.cast(pointer, tf.int32) + count) % size
-    return new_queue, tf.cast(new_pointer, tf.convert_to_tensor(pointer).dtype)
-
-
-def momentum_update(target, online, tau):
-    """τ·target + (1 − τ)·online (MoCo Eq. 2, BYOL Eq. 1), in the target's dtype (τ is a
-    float32 schedule variable; a float64 model keeps its precision)."""
-    tau = tf.cast(tau, tf.convert_to_tensor(target).dtype)
-    return tau * target + (1.0 - tau) * online

@@ -108,9 +108,9 @@ from typing import Callable, ClassVar
 import tensorflow as tf
 
 from burn_tf.callbacks import ScheduledValue
-from burn_tf.losses import cosine_momentum
-from burn_tf.losses.contrastive import momentum_update
 from burn_tf.models.reactnet import transfer_stage1_to_stage2
+from burn_tf.ops.memory import momentum_update
+from burn_tf.ops.schedules import cosine_momentum
 from burn_tf.optim import current_learning_rate
 
 
@@ -665,7 +665,7 @@ class MomentumMethod(PretrainMethod):
     not BatchNorm statistics, which the target computes itself (solo-learn's
     ``MomentumUpdater``). τ follows :func:`cosine_momentum` of ``global_step`` from
     ``config.tau_start`` to ``config.tau_end``, set by
-    :class:`burn_tf.callbacks.ScheduledValue` (τ(t) of :func:`burn_tf.losses.cosine_momentum`).
+    :class:`burn_tf.callbacks.ScheduledValue` (τ(t) of :func:`burn_tf.ops.schedules.cosine_momentum`).
     That is solo-learn's schedule (``solo/utils/momentum.py`` ``update_tau``: τ = final −
     (final − base)·(cos(πk/K) + 1)/2): the update after batch k (k = 0, 1, …) uses τ(k), the
     first one ``tau_start``. With gradient accumulation the step counts batches, not updates

@@ -39,8 +39,8 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf import losses
 from burn_tf.callbacks import CollapseCriterion, CollapseWatcher, ScheduledValue
+from burn_tf.losses import distillation
 from burn_tf.methods.base import (
     DistillationMethod,
     MethodConfig,
@@ -50,6 +50,7 @@ from burn_tf.methods.base import (
 )
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import CosineDense, L2Normalize, build_head
+from burn_tf.ops import diagnostics, schedules, targets
 from burn_tf.schema import check_choice, check_range
 
 TARGETS = ("softmax", "centered", "sinkhorn")
@@ -112,9 +113,9 @@ class BURNConfig(MethodConfig):
 
     def __post_init__(self):
         check_choice("method", "head", self.head, ("mlp", "dense"))
-        check_choice("method", "feature_similarity", self.feature_similarity, losses.FEATURE_SIMILARITIES)
+        check_choice("method", "feature_similarity", self.feature_similarity, distillation.FEATURE_SIMILARITIES)
         check_choice("method", "similarity_on", self.similarity_on, ("head", "features"))
-        check_choice("method", "lambda_schedule", self.lambda_schedule, losses.LAMBDA_SCHEDULES)
+        check_choice("method", "lambda_schedule", self.lambda_schedule, schedules.LAMBDA_SCHEDULES)
         check_choice("method", "target", self.target, TARGETS)
         check_range("method", "temperature", self.temperature, 0, low_open=True)
         check_range("method", "target_temperature", self.target_temperature, 0, low_open=True)
@@ -212,11 +213,11 @@ class BURN(DistillationMethod):
         cfg = self.config
         callbacks = [ScheduledValue(
             self.lambda_value,
-            lambda step: losses.lambda_at(step, total_steps, cfg.lambda_start, cfg.lambda_end, cfg.lambda_schedule),
+            lambda step: schedules.lambda_at(step, total_steps, cfg.lambda_start, cfg.lambda_end, cfg.lambda_schedule),
             "lambda", total_steps)]
         warmup_steps = int(round(cfg.kl_warmup_fraction * total_steps))
         if warmup_steps > 0:
-            callbacks.append(ScheduledValue(self.kl_weight, lambda step: losses.kl_warmup_weight(step, warmup_steps),
+            callbacks.append(ScheduledValue(self.kl_weight, lambda step: schedules.kl_warmup_weight(step, warmup_steps),
                                             "kl_weight", total_steps))
         callbacks.append(CollapseWatcher(cfg.head_width, CollapseCriterion.of(cfg), cfg.collapse_patience))
         if self._theta_before is not None:
@@ -253,7 +254,7 @@ class BURN(DistillationMethod):
         every replica (collectives run in the same order everywhere)."""
         cfg = self.config
         if cfg.target == "centered":
-            log_p = losses.centered_log_probs(teacher_logits, self.target_center, cfg.target_temperature)
+            log_p = targets.centered_log_probs(teacher_logits, self.target_center, cfg.target_temperature)
             if training:
                 with tf.control_dependencies(list(after)):
                     batch_mean = mean_over_replicas(
@@ -264,7 +265,7 @@ class BURN(DistillationMethod):
         if cfg.target == "sinkhorn":
             with tf.control_dependencies(list(after)):
                 every_replica = gather_from_replicas(tf.stop_gradient(teacher_logits))
-            log_q = losses.sinkhorn_log_assignment(every_replica, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
+            log_q = targets.sinkhorn_log_assignment(every_replica, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
             rows = tf.shape(teacher_logits)[0]
             replica = tf.distribute.get_replica_context()
             first = rows * (replica.replica_id_in_sync_group if replica is not None else 0)
@@ -294,19 +295,19 @@ class BURN(DistillationMethod):
         teacher_logits = self.other_view(teacher_logits, views)
         teacher_sim = self.other_view(teacher_sim, views)
         target_log_p = self.target_log_probs(teacher_logits, training, after=[student_logits, student_sim])
-        kl = losses.kl_to_target(target_log_p, student_logits, cfg.temperature)
-        fs = losses.feature_similarity(teacher_sim, student_sim, cfg.feature_similarity)
-        loss = losses.burn_loss(self.kl_weight * kl, fs, self.lambda_value)
+        kl = distillation.kl_to_target(target_log_p, student_logits, cfg.temperature)
+        fs = distillation.feature_similarity(teacher_sim, student_sim, cfg.feature_similarity)
+        loss = distillation.burn_loss(self.kl_weight * kl, fs, self.lambda_value)
         terms = {}
         if cfg.target == "sinkhorn":
             # g_θ is trained towards the equipartitioned assignment of its own outputs.
-            terms["target_fit"] = losses.kl_to_target(target_log_p, teacher_logits, cfg.temperature)
+            terms["target_fit"] = distillation.kl_to_target(target_log_p, teacher_logits, cfg.temperature)
             loss += (1.0 - self.lambda_value) * self.kl_weight * terms["target_fit"]
         if cfg.entropy_bonus:
             own = target_log_p if cfg.target == "centered" else tf.nn.log_softmax(teacher_logits / cfg.temperature)
-            loss -= cfg.entropy_bonus * losses.entropy_of_mean(own)
-        h_mean = losses.entropy_of_mean(target_log_p)
-        mean_h = losses.mean_entropy(target_log_p)
+            loss -= cfg.entropy_bonus * diagnostics.entropy_of_mean(own)
+        h_mean = diagnostics.entropy_of_mean(target_log_p)
+        mean_h = diagnostics.mean_entropy(target_log_p)
         return {
             "loss": loss,
             "kl": kl,
@@ -314,8 +315,8 @@ class BURN(DistillationMethod):
             "target_entropy": h_mean,
             "target_mean_entropy": mean_h,
             "target_mutual_information": h_mean - mean_h,
-            "head_agreement": losses.argmax_agreement(target_log_p, student_logits),
-            "student_feature_std": losses.normalized_feature_std(student_feat),
+            "head_agreement": diagnostics.argmax_agreement(target_log_p, student_logits),
+            "student_feature_std": diagnostics.normalized_feature_std(student_feat),
             **terms,
         }
 

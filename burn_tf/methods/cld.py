@@ -54,12 +54,14 @@ from typing import Optional
 
 import tensorflow as tf
 
-from burn_tf.losses import clustering, contrastive
+from burn_tf.losses import contrastive
+from burn_tf.losses.groups import cross_level_group_loss
 from burn_tf.methods.base import PretrainMethod, gather_in_order
 from burn_tf.methods.moco import MoCoV2
 from burn_tf.methods.npid import NPID, NPIDConfig, require_index
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
+from burn_tf.ops import clustering
 from burn_tf.schema import ConfigError, check_choice, check_range
 
 INSTANCE_BRANCHES = ("npid", "moco")
@@ -165,7 +167,7 @@ class CrossLevelGroups:
             live = [tf.concat([g[:start], own, g[end:]], axis=0) for g, own in zip(every, (group_1, group_2))]
         groups = [clustering.group_features(g, cfg.num_groups, cfg.grouping, cfg.kmeans_iterations, cfg.centroids,
                                             cfg.kmeans_init) for g in live]
-        loss = clustering.cross_level_group_loss(live[0], live[1], groups[0], groups[1], cfg.group_temperature)
+        loss = cross_level_group_loss(live[0], live[1], groups[0], groups[1], cfg.group_temperature)
         if replicas == 1:
             return loss
         return replicas * loss - (replicas - 1) * tf.stop_gradient(loss)

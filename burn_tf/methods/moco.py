@@ -21,7 +21,7 @@ a validation split). It anneals the key-encoder momentum τ from 0.99 to 0.999 b
 over the run's steps, solo-learn's CIFAR MoCo v2+ recipe (``scripts/pretrain/cifar/
 mocov2plus.yaml``: ``base_tau 0.99``, ``final_tau 0.999``; the formula of
 ``solo/utils/momentum.py`` ``MomentumUpdater.update_tau``, which
-:func:`burn_tf.losses.cosine_momentum` is): MoCo's constant 0.999 averages the encoder over
+:func:`burn_tf.ops.schedules.cosine_momentum` is): MoCo's constant 0.999 averages the encoder over
 ~1000 steps, so in a run of 64 steps the key encoder is still 94 % its random
 initialisation (0.999⁶⁴). The dataclass default stays MoCo's constant 0.999.
 
@@ -57,6 +57,7 @@ from burn_tf.methods.base import (
 )
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_projector
+from burn_tf.ops import memory
 from burn_tf.schema import check_range
 
 
@@ -146,7 +147,7 @@ class MoCoV2(MomentumMethod):
         # the same order on every replica.
         with tf.control_dependencies([loss]):
             gathered = gather_from_replicas(tf.math.l2_normalize(keys, axis=-1))
-        queue, pointer = contrastive.enqueue(self.queue, self.queue_pointer, gathered)
+        queue, pointer = memory.enqueue(self.queue, self.queue_pointer, gathered)
         self.queue.assign(queue)
         self.queue_pointer.assign(pointer)
 

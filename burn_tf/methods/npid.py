@@ -47,7 +47,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf.losses import clustering
+from burn_tf.losses import instance
 from burn_tf.methods.base import (
     MethodConfig,
     PretrainMethod,
@@ -59,6 +59,7 @@ from burn_tf.methods.base import (
 )
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
+from burn_tf.ops import memory
 from burn_tf.schema import check_choice, check_range
 
 # Salt of the stateless RNG that draws negatives (with global_step as the second word).
@@ -182,10 +183,10 @@ class NPID(PretrainMethod):
         only for the full softmax (``negatives: 0``), which needs every row anyway."""
         t = self.config.temperature
         if negative_index is None:
-            return clustering.instance_discrimination_loss(features, tf.convert_to_tensor(self.memory_bank), index, t)
+            return instance.instance_discrimination_loss(features, tf.convert_to_tensor(self.memory_bank), index, t)
         negative_rows = read_rows(self.memory_bank, tf.reshape(negative_index, [-1]))
         negative_rows = tf.reshape(negative_rows, tf.concat([tf.shape(negative_index), [-1]], axis=0))
-        return clustering.sampled_instance_loss(features, read_rows(self.memory_bank, index), negative_rows, t)
+        return instance.sampled_instance_loss(features, read_rows(self.memory_bank, index), negative_rows, t)
 
     def update_bank(self, index, features, after):
         """v_i ← normalise(m·v_i + (1 − m)·f_i) for the images of every replica; gathered
@@ -196,7 +197,7 @@ class NPID(PretrainMethod):
         every_feature, every_index = gather_in_order([tf.stop_gradient(features), tf.cast(index, tf.int64)], after)
         momentum = self.config.bank_momentum
         update_rows(self.memory_bank, every_index,
-                    lambda old, new: clustering.memory_bank_rows(old, new, momentum), every_feature)
+                    lambda old, new: memory.memory_bank_rows(old, new, momentum), every_feature)
         return every_index
 
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:

@@ -41,11 +41,12 @@ from typing import Optional
 
 import tensorflow as tf
 
-from burn_tf import losses
+from burn_tf.losses import distillation
 from burn_tf.methods.base import DistillationMethod, MethodConfig
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.models.teacher import teacher_head_role
+from burn_tf.ops import diagnostics
 from burn_tf.schema import ConfigError, check_choice, check_range
 
 
@@ -121,6 +122,6 @@ class S2BNN(DistillationMethod):
 
     def compute_losses(self, views, labels=None, training=True) -> dict:
         target_logits, student_logits = self.head_outputs(views, training)
-        kl = losses.kl_divergence(target_logits, student_logits, self.config.temperature)
+        kl = distillation.kl_divergence(target_logits, student_logits, self.config.temperature)
         return {"loss": kl, "kl": kl,
-                "target_entropy": losses.batch_mean_entropy(target_logits, self.config.temperature)}
+                "target_entropy": diagnostics.batch_mean_entropy(target_logits, self.config.temperature)}

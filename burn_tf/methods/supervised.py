@@ -18,7 +18,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf import losses
+from burn_tf.losses import classification
 from burn_tf.methods.base import MethodConfig, PretrainMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
@@ -71,5 +71,5 @@ class Supervised(PretrainMethod):
     def compute_losses(self, views, labels, training=True) -> dict:
         labels = check_labels(labels, self.config.num_classes, self.method_name)
         logits = self.classifier(self.backbone(views[0], training=training), training=training)
-        ce = losses.cross_entropy(labels, logits)
+        ce = classification.cross_entropy(labels, logits)
         return {"loss": ce, "cross_entropy": ce, "accuracy": top1_accuracy(labels, logits)}

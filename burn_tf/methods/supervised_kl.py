@@ -31,7 +31,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf import losses
+from burn_tf.losses import classification, distillation
 from burn_tf.methods.registry import register
 from burn_tf.methods.s2bnn import S2BNN, S2BNNConfig
 from burn_tf.methods.supervised import check_labels, top1_accuracy
@@ -64,8 +64,8 @@ class SupervisedKL(S2BNN):
         labels = check_labels(labels, self.teacher_dim, self.method_name)
         labels = tf.concat([labels] * len(views), axis=0)  # one copy per view (symmetric)
         target_logits, student_logits = self.head_outputs(views, training)
-        kl = losses.kl_divergence(target_logits, student_logits, self.config.temperature)
-        ce = losses.cross_entropy(labels, student_logits)
+        kl = distillation.kl_divergence(target_logits, student_logits, self.config.temperature)
+        ce = classification.cross_entropy(labels, student_logits)
         return {"loss": kl + self.config.ce_weight * ce, "kl": kl, "cross_entropy": ce,
                 "accuracy": top1_accuracy(labels, student_logits),
                 "teacher_accuracy": top1_accuracy(labels, target_logits)}

@@ -12,7 +12,7 @@ Settings (``SwAVConfig``) and where they come from:
   prototypes (``--nmb_prototypes 3000``; also solo-learn's CIFAR ``swav.yaml``),
   temperature 0.1 (``--temperature 0.1``), Sinkhorn ε 0.05 and 3 iterations
   (``--epsilon 0.05 --sinkhorn_iterations 3``; paper §4, Table 9): the shared
-  :func:`burn_tf.losses.sinkhorn_log_assignment`.
+  :func:`burn_tf.ops.targets.sinkhorn_log_assignment`.
 - Prototypes: a linear layer without bias whose columns are renormalised to unit length
   after every update (``main_swav.py``: ``w = F.normalize(w, dim=1)`` before each step) and
   frozen for the first ``freeze_prototypes_steps`` (``--freeze_prototypes_niters 5005``, one
@@ -44,8 +44,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf import losses
-from burn_tf.losses import clustering
+from burn_tf.losses import swapped
 from burn_tf.methods.base import (
     MethodConfig,
     PretrainMethod,
@@ -55,6 +54,7 @@ from burn_tf.methods.base import (
 )
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
+from burn_tf.ops import diagnostics, targets
 from burn_tf.schema import check_range
 
 LARGE_CROPS = 2
@@ -169,7 +169,7 @@ class SwAV(PretrainMethod):
         cfg = self.config
 
         def sinkhorn(rows):
-            return losses.sinkhorn_log_assignment(rows, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
+            return targets.sinkhorn_log_assignment(rows, cfg.sinkhorn_epsilon, cfg.sinkhorn_iterations)
 
         if queue_scores is None:
             log_q = sinkhorn(every)
@@ -197,10 +197,10 @@ class SwAV(PretrainMethod):
         for i in range(LARGE_CROPS):
             queue_scores = tf.matmul(self.queue[i], tf.stop_gradient(kernel)) if cfg.queue_size else None
             log_codes.append(self.assignments(scores[i], every[i], queue_scores))
-        loss = clustering.swapped_prediction_loss(log_codes, scores, cfg.temperature)
+        loss = swapped.swapped_prediction_loss(log_codes, scores, cfg.temperature)
         if training and cfg.queue_size:
             self.push_to_queue(embedded[:LARGE_CROPS], loss)
-        entropy = tf.reduce_mean([losses.entropy_of_mean(log_q) for log_q in log_codes])
+        entropy = tf.reduce_mean([diagnostics.entropy_of_mean(log_q) for log_q in log_codes])
         return {"loss": loss, "swapped_prediction": loss, "code_entropy": entropy}
 
     def push_to_queue(self, large_embeddings, after) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from burn_tf.evaluate.metrics import seed_std
-from burn_tf.losses import LAMBDA_SCHEDULES, ema_distance_simulation, lambda_at
+from burn_tf.ops.schedules import LAMBDA_SCHEDULES, lambda_at
 
 
 def step_metric_over_seeds(steps_dir: Path, variant: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -43,6 +43,26 @@ def plot_lambda_schedules(ax, total_steps: int = 1000, start: float = 0.9, end: 
     ax.set_xlabel("iteration t")
     ax.set_ylabel("λ(t)")
     ax.legend()
+
+
+def ema_distance_simulation(runs: int = 10, dim: int = 100, iterations: int = 100, lr: float = 4.8,
+                            tau: float = 0.99, seed: int = 0) -> dict:
+    """Eq. 5 (paper Fig. 5): a *Backbone* vector takes random steps η·Δn, Δn ~ N(0, I), and a
+    *Target* follows it by EMA τ; both start at the same random values. Returns the L2
+    distance between them after each iteration, for the full-precision vectors ("fp") and
+    their signs ("binary"), as arrays of shape (runs, iterations)."""
+    rng = np.random.default_rng(seed)
+    fp = np.zeros((runs, iterations))
+    binary = np.zeros((runs, iterations))
+    for r in range(runs):
+        backbone = rng.standard_normal(dim)
+        target = backbone.copy()
+        for i in range(iterations):
+            backbone = backbone + lr * rng.standard_normal(dim)
+            target = tau * target + (1.0 - tau) * backbone
+            fp[r, i] = np.linalg.norm(backbone - target)
+            binary[r, i] = np.linalg.norm(np.sign(backbone) - np.sign(target))
+    return {"fp": fp, "binary": binary}
 
 
 def plot_ema_simulation(ax, runs: int = 10, lr: float = 4.8, tau: float = 0.99, iterations: int = 100) -> dict:

@@ -26,9 +26,9 @@ tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceCon
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods")]
 
-from burn_tf import losses  # noqa: E402
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
+from burn_tf.losses import distillation  # noqa: E402
 from burn_tf.methods.base import gather_from_replicas, replica_shared_variable  # noqa: E402
 from burn_tf.pretrain import build_method, build_training_optimizer  # noqa: E402
 
@@ -59,7 +59,7 @@ def momentum_model(accumulation, sync_bn):
             online = self.backbone(views[0], training=training)
             target = tf.stop_gradient(self.target_backbone(views[1], training=False))
             logits = tf.matmul(tf.math.l2_normalize(online, -1), self.queue, transpose_b=True)
-            loss = losses.feature_similarity(target, online) + 0.1 * tf.reduce_mean(logits)
+            loss = distillation.feature_similarity(target, online) + 0.1 * tf.reduce_mean(logits)
             if training:
                 # After the loss: its synchronized BatchNorm all-reduces come first on every
                 # replica (collectives must run in the same order everywhere).

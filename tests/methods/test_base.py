@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 from method_helpers import snapshot, tiny_reactnet, view_pair
 
-from burn_tf import losses
 from burn_tf.callbacks import ScheduledValue
+from burn_tf.losses import classification, distillation
 from burn_tf.methods.base import MethodConfig, MomentumMethod, PretrainMethod
+from burn_tf.ops import schedules
 
 
 def small_backbone(name="backbone"):
@@ -41,7 +42,7 @@ class OnlineTargetPair(MomentumMethod):
     def compute_losses(self, views, labels=None, training=True):
         online = self.backbone(views[0], training=training)
         target = tf.stop_gradient(self.target_backbone(views[1], training=False))
-        return {"loss": losses.feature_similarity(target, online)}
+        return {"loss": distillation.feature_similarity(target, online)}
 
 
 def test_momentum_update_is_the_exact_ema_of_weights_not_bn_statistics():
@@ -79,7 +80,7 @@ def test_tau_follows_the_cosine_from_global_step():
     ds = tf.data.Dataset.from_tensors(view_pair(4)).repeat(5)
     model.fit(ds, epochs=1, verbose=0, callbacks=[*model.callbacks(5), Record()])
     assert isinstance(model.callbacks(5)[0], ScheduledValue) and model.callbacks(5)[0].variable is model.tau
-    assert seen == pytest.approx([losses.cosine_momentum(t, 5, 0.99, 1.0) for t in range(5)], abs=1e-6)
+    assert seen == pytest.approx([schedules.cosine_momentum(t, 5, 0.99, 1.0) for t in range(5)], abs=1e-6)
     assert seen[0] == pytest.approx(0.99) and seen[-1] > seen[0]
 
 
@@ -99,7 +100,7 @@ def test_a_method_needs_its_views_and_its_labels():
 
         def compute_losses(self, views, labels, training=True):
             logits = self.classifier(self.backbone(views[0], training=training))
-            return {"loss": losses.cross_entropy(labels, logits)}
+            return {"loss": classification.cross_entropy(labels, logits)}
 
     model = NeedsLabels(small_backbone())
     model.compile(optimizer=tf.keras.optimizers.SGD(0.1), run_eagerly=True)

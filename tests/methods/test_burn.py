@@ -11,7 +11,7 @@ from burn_tf.callbacks import (
     ScheduledValue,
     StepScalarLogger,
 )
-from burn_tf.losses import lambda_at
+from burn_tf.ops.schedules import lambda_at
 from burn_tf.methods.burn import BURN, BURNConfig
 
 
@@ -150,7 +150,7 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
 
 
 def test_symmetric_loss_pairs_each_student_view_with_the_other_teacher_view():
-    from burn_tf import losses
+    from burn_tf.losses import distillation
 
     model = make_burn(head="dense", similarity_on="features")
     model.lambda_value.assign(0.5)
@@ -168,12 +168,12 @@ def test_symmetric_loss_pairs_each_student_view_with_the_other_teacher_view():
     (t1, tf1), (t2, tf2) = teacher_side(v1), teacher_side(v2)
     (s1, sp1), (s2, sp2) = student_side(v1), student_side(v2)
     # Student(v1) against teacher(v2) and student(v2) against teacher(v1), averaged.
-    kl = 0.5 * (losses.kl_divergence(t2, s1, 0.2) + losses.kl_divergence(t1, s2, 0.2))
-    fs = 0.5 * (losses.feature_similarity(tf2, sp1) + losses.feature_similarity(tf1, sp2))
+    kl = 0.5 * (distillation.kl_divergence(t2, s1, 0.2) + distillation.kl_divergence(t1, s2, 0.2))
+    fs = 0.5 * (distillation.feature_similarity(tf2, sp1) + distillation.feature_similarity(tf1, sp2))
     assert float(terms["kl"]) == pytest.approx(float(kl), rel=1e-4)
     assert float(terms["fs"]) == pytest.approx(float(fs), rel=1e-4)
     # The same-view pairing gives a different value on these views: the swap is observable.
-    same = 0.5 * (losses.kl_divergence(t1, s1, 0.2) + losses.kl_divergence(t2, s2, 0.2))
+    same = 0.5 * (distillation.kl_divergence(t1, s1, 0.2) + distillation.kl_divergence(t2, s2, 0.2))
     assert abs(float(same) - float(kl)) > 1e-3
 
 

@@ -12,8 +12,8 @@ from test_npid import run_cli, two_replica_comparison
 
 from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
-from burn_tf.losses import clustering
 from burn_tf.methods import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID, method_class
+from burn_tf.ops import clustering, memory
 
 INDEX = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int64)
 
@@ -82,8 +82,8 @@ def test_npid_branch_writes_view_2_then_view_1_as_clds_backward():
     before = model.memory_bank.numpy().copy()
     model.compute_losses([v1, v2], None, training=True, index=INDEX)
     z1, z2 = (model.instance_features(v, training=True) for v in (v1, v2))
-    after_view_2 = clustering.memory_bank_rows(before[:8], z2, 0.5)
-    np.testing.assert_allclose(model.memory_bank.numpy()[:8], clustering.memory_bank_rows(after_view_2, z1, 0.5),
+    after_view_2 = memory.memory_bank_rows(before[:8], z2, 0.5)
+    np.testing.assert_allclose(model.memory_bank.numpy()[:8], memory.memory_bank_rows(after_view_2, z1, 0.5),
                                atol=1e-5)
     np.testing.assert_array_equal(model.memory_bank.numpy()[8:], before[8:])
 

@@ -15,8 +15,8 @@ from method_helpers import changed, snapshot, tiny_reactnet, view_pair
 from test_base import small_backbone
 
 from burn_tf.data import AugmentConfig, eval_dataset, fashion_mnist, multi_view_dataset
-from burn_tf.losses import clustering
 from burn_tf.methods import NPID, NPIDConfig, method_class
+from burn_tf.ops import memory
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--set", "data.limit=64", "--set", "train.batch_size=16", "--set", "backbone.width_multiplier=0.125", "--set", "backbone.blocks=4",
@@ -102,7 +102,7 @@ def test_step_writes_the_batchs_bank_rows_by_momentum_and_no_others():
     # In training mode BatchNorm uses the batch's statistics: the same features again.
     features = model.instance_features(v1, training=True).numpy()
     after = model.memory_bank.numpy()
-    expected = clustering.memory_bank_rows(before[index.numpy()], features, 0.5).numpy()
+    expected = memory.memory_bank_rows(before[index.numpy()], features, 0.5).numpy()
     np.testing.assert_allclose(after[index.numpy()], expected, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(after[index.numpy()], axis=1), 1.0, rtol=1e-5)
     untouched = np.setdiff1d(np.arange(20), index.numpy())

@@ -10,10 +10,10 @@ from method_helpers import changed, snapshot, tiny_reactnet, view_pair
 from test_base import small_backbone
 from test_npid import run_cli, two_replica_comparison
 
-from burn_tf import losses
 from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.methods import SwAV, SwAVConfig, method_class
+from burn_tf.ops import targets
 
 SMALL = 16
 
@@ -65,7 +65,7 @@ def test_loss_is_swapped_prediction_on_the_large_crops_sinkhorn_codes():
     terms = model.compute_losses(list(views), None, training=False)
     embedded = model.embed(list(views), training=False)
     scores = [tf.matmul(z, model.prototype_kernel) for z in embedded]
-    codes = [losses.sinkhorn_log_assignment(s, 0.05, 3) for s in scores[:2]]
+    codes = [targets.sinkhorn_log_assignment(s, 0.05, 3) for s in scores[:2]]
     manual = 0.0
     for i in range(2):
         for v in range(3):

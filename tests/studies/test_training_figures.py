@@ -4,9 +4,10 @@ and the analysis notebook draw with them; bands are mean ± the sample std over 
 import json
 
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 
-from burn_tf.losses import LAMBDA_SCHEDULES
+from burn_tf.ops.schedules import LAMBDA_SCHEDULES
 from burn_tf.studies import training_figures
 
 
@@ -54,3 +55,15 @@ def test_the_ablation_figures_draw_through_these_helpers(tmp_path):
     assert written == ["fig_grad_norms.png", "fig_lambda.png", "fig_collapse.png", "fig_ema.png",
                        "fig_knn_vs_minutes.png"]
     assert all((tmp_path / name).stat().st_size > 0 for name in written)
+
+
+def test_ema_simulation_of_eq5():
+    sim = training_figures.ema_distance_simulation(runs=10, dim=100, iterations=100, lr=4.8, tau=0.99, seed=0)
+    assert sim["fp"].shape == sim["binary"].shape == (10, 100)
+    # after one step the target moved (1 − τ) of the way: distance τ·η·‖Δn‖ ≈ 0.99·4.8·√100
+    assert sim["fp"][:, 0].mean() == pytest.approx(0.99 * 4.8 * 10, rel=0.1)
+    # sign vectors differ by ±2 per flipped coordinate: squared distances are multiples of 4
+    squared = sim["binary"] ** 2
+    np.testing.assert_allclose(squared / 4, np.round(squared / 4), atol=1e-6)
+    again = training_figures.ema_distance_simulation(runs=10, seed=0)
+    np.testing.assert_array_equal(again["fp"], sim["fp"])

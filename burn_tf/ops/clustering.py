@@ -1,11 +1,12 @@
-"""Clustering and memory-bank losses as pure functions: SwAV's swapped prediction, NPID's
-non-parametric instance discrimination with a memory bank, CLD's grouping (k-means as
-CLD's released code or spherical, spectral grouping) and its cross-level group loss.
+"""Clustering of a batch's features in TensorFlow, as pure functions: k-means as CLD's
+released code (Euclidean, plain-mean centroids that stay differentiable) or spherical (the
+CLD supplement's), its initial rows (first rows or farthest points) and spectral grouping
+(k-means on the rows of the normalised affinity's top eigenvectors). :func:`group_features`
+gives the (labels, centroids) that :func:`burn_tf.losses.groups.cross_level_group_loss`
+compares features with. These run inside a training step on one batch, for a fixed
+number of rounds; the evaluation's clustering of a whole data set, run to convergence and
+scored by NMI, is :mod:`burn_tf.evaluate.cluster`.
 
-The Sinkhorn–Knopp equipartition SwAV uses is :func:`burn_tf.losses.sinkhorn_log_assignment`.
-State (the bank, SwAV's queue) belongs to the methods; these functions only compute.
-
->>> loss = swapped_prediction_loss(log_q, scores, temperature=0.1)
 >>> labels, centroids = kmeans(features, num_groups=128, iterations=5)
 """
 
@@ -17,79 +18,6 @@ GROUPINGS = ("kmeans", "spectral")
 # Centroids: CLD's code (plain means, differentiable) or the supplement's (unit, constant).
 CENTROIDS = ("mean", "unit")
 KMEANS_INITS = ("first_rows", "farthest")
-
-
-def swapped_prediction_loss(log_assignments: list, scores: list, temperature: float = 0.1):
-    """SwAV's swapped prediction (Caron et al. 2020, Eq. 1–2; swav ``main_swav.py``).
-
-    ``log_assignments[i]`` is log Q of view ``i`` (the first views: SwAV's two large crops),
-    ``scores[v]`` are view ``v``'s prototype scores ⟨z, c⟩. Every other view predicts each
-    assignment: mean over (i, v ≠ i) of the cross-entropy −Σ_k q_ik log softmax(s_v/T)_k,
-    averaged over the batch — SwAV's loss as written (cross-entropy, not KL).
-    """
-    if len(scores) < 2 or not 1 <= len(log_assignments) <= len(scores):
-        raise ValueError(f"swapped prediction needs >= 2 views and 1..{len(scores)} assignments, "
-                         f"got {len(scores)} views and {len(log_assignments)} assignments")
-    total = 0.0
-    terms = 0
-    for i, log_q in enumerate(log_assignments):
-        q = tf.exp(tf.stop_gradient(log_q))
-        for v, s in enumerate(scores):
-            if v == i:
-                continue
-            log_p = tf.nn.log_softmax(s / temperature, axis=-1)
-            total += -tf.reduce_mean(tf.reduce_sum(q * log_p, axis=-1))
-            terms += 1
-    return total / terms
-
-
-def instance_logits(features, bank, index, temperature: float = 0.1, negative_index=None):
-    """NPID's non-parametric softmax logits (Wu et al. 2018, Eq. 2) and the target column.
-
-    ``features`` [B, D] and the bank's rows are L2-normalised. With ``negative_index`` None
-    the logits are against every bank row ([B, N], target = ``index``: the full softmax,
-    CLD's CIFAR setting ``--nce-k 0``); with ``negative_index`` [B, K] they are
-    [positive, K sampled negatives] ([B, 1 + K], target 0: NPID's sampled approximation in
-    its InfoNCE form, :func:`sampled_instance_logits`). Returns (logits / T, target).
-    """
-    features = tf.convert_to_tensor(features)
-    if negative_index is None:
-        bank = tf.stop_gradient(tf.cast(bank, features.dtype))
-        return tf.matmul(features, bank, transpose_b=True) / temperature, tf.cast(index, tf.int64)
-    return sampled_instance_logits(features, tf.gather(bank, index), tf.gather(bank, negative_index), temperature)
-
-
-def sampled_instance_logits(features, positive_rows, negative_rows, temperature: float = 0.1):
-    """[f·v_i, f·v_n1 … f·v_nK] / T and target 0, from the rows already read: the positive
-    bank row [B, D] and the K negative rows [B, K, D] of each image (no gradient to them)."""
-    features = tf.convert_to_tensor(features)
-    positive_rows = tf.stop_gradient(tf.cast(positive_rows, features.dtype))
-    negative_rows = tf.stop_gradient(tf.cast(negative_rows, features.dtype))
-    positive = tf.reduce_sum(features * positive_rows, axis=-1, keepdims=True)
-    negatives = tf.einsum("bd,bkd->bk", features, negative_rows)
-    logits = tf.concat([positive, negatives], axis=1) / temperature
-    return logits, tf.zeros(tf.shape(features)[:1], tf.int64)
-
-
-def instance_discrimination_loss(features, bank, index, temperature: float = 0.1, negative_index=None):
-    """Mean cross-entropy of :func:`instance_logits`: each image must pick its own bank row."""
-    return _mean_cross_entropy(*instance_logits(features, bank, index, temperature, negative_index))
-
-
-def sampled_instance_loss(features, positive_rows, negative_rows, temperature: float = 0.1):
-    """Mean cross-entropy of :func:`sampled_instance_logits` (the positive is column 0)."""
-    return _mean_cross_entropy(*sampled_instance_logits(features, positive_rows, negative_rows, temperature))
-
-
-def _mean_cross_entropy(logits, target):
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits))
-
-
-def memory_bank_rows(old_rows, features, momentum: float = 0.5):
-    """NPID's bank update (Wu et al. 2018 §3.2; lemniscate ``LinearAverage``):
-    v ← normalise(m·v + (1 − m)·f), no gradient."""
-    mixed = momentum * tf.cast(old_rows, tf.float32) + (1.0 - momentum) * tf.stop_gradient(tf.cast(features, tf.float32))
-    return tf.math.l2_normalize(mixed, axis=-1, epsilon=1e-12)
 
 
 def kmeans(features, num_groups: int, iterations: int = 5, centroids: str = "mean", init: str = "first_rows"):
@@ -209,19 +137,3 @@ def group_features(features, num_groups: int, grouping: str = "kmeans", iteratio
     if grouping == "spectral":
         return spectral_grouping(features, num_groups, iterations, centroids, init)
     raise ValueError(f"grouping {grouping!r} is not one of {GROUPINGS}")
-
-
-def cross_level_group_loss(features_a, features_b, groups_a, groups_b, temperature: float = 0.2):
-    """CLD's cross-level instance–group discrimination (Wang et al. 2021, Eq. 5;
-    ``train_cifar_npid_cld.py``): view a's group features must pick, among the centroids
-    of view b's groups, the group view b's copy of the image fell in, and vice versa —
-    CE(f_a·C_bᵀ/T, y_b) and CE(f_b·C_aᵀ/T, y_a), averaged. ``groups_x`` = (labels,
-    centroids) of view x; features are L2-normalised rows. The gradient reaches the
-    features through the centroids too when they are functions of them (``kmeans``'s
-    ``centroids="mean"``, as CLD's code); the grouping decides what is constant."""
-    def one_way(features, groups):
-        labels, centroids = groups
-        logits = tf.matmul(features, centroids, transpose_b=True) / temperature
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-
-    return (one_way(features_a, groups_b) + one_way(features_b, groups_a)) / 2.0
