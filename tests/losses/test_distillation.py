@@ -54,7 +54,8 @@ def test_kl_to_target_equals_kl_divergence_on_a_softmax_target():
     t = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]], np.float32)
     s = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 3.0]], np.float32)
     log_p = tf.nn.log_softmax(t / 0.2)
-    assert float(distillation.kl_to_target(log_p, s, 0.2)) == pytest.approx(float(distillation.kl_divergence(t, s, 0.2)), rel=1e-6)
+    assert float(distillation.kl_to_target(log_p, s, 0.2)) == pytest.approx(
+        float(distillation.kl_divergence(t, s, 0.2)), rel=1e-6)
 
 
 def test_normalized_mse_is_twice_the_cosine_distance():

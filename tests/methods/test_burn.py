@@ -11,8 +11,8 @@ from burn_tf.callbacks import (
     ScheduledValue,
     StepScalarLogger,
 )
-from burn_tf.ops.schedules import lambda_at
 from burn_tf.methods.burn import BURN, BURNConfig
+from burn_tf.ops.schedules import lambda_at
 
 
 def make_burn(stage=1, **method):

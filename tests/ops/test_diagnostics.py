@@ -35,5 +35,6 @@ def test_argmax_agreement_and_feature_std_by_hand():
     b = np.array([[5.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], np.float32)
     assert float(diagnostics.argmax_agreement(a, b)) == pytest.approx(0.5)
     # rows [2,0] and [0,3] normalise to [1,0] and [0,1]: std over the batch 0.5 per dimension
-    assert float(diagnostics.normalized_feature_std(np.array([[2.0, 0.0], [0.0, 3.0]], np.float32))) == pytest.approx(0.5)
+    spread = np.array([[2.0, 0.0], [0.0, 3.0]], np.float32)
+    assert float(diagnostics.normalized_feature_std(spread)) == pytest.approx(0.5)
     assert float(diagnostics.normalized_feature_std(np.tile([[1.0, 2.0]], (5, 1)).astype(np.float32))) < 1e-6
