@@ -21,7 +21,7 @@ from typing import Any, List, Optional
 import yaml
 
 from burn_tf.data import SOURCES
-from burn_tf.data.augment import AugmentConfig, per_view_configs
+from burn_tf.data.views import AugmentConfig, per_view_configs
 from burn_tf.distribute import STRATEGIES
 from burn_tf.methods import BURNConfig, method_class
 from burn_tf.models.backbones import BackboneConfig

@@ -23,7 +23,7 @@ from burn_tf.config import (
     config_from_dict,
     read_config_values,
 )
-from burn_tf.data.augment import multi_view_dataset
+from burn_tf.data.pipeline import multi_view_dataset
 from burn_tf.methods.registry import method_class, method_names
 from burn_tf.pretrain import build_method, build_training_optimizer, stages_of
 

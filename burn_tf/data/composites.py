@@ -22,7 +22,7 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from burn_tf.data.sources import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
+from burn_tf.data.source_fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
 
 NUM_CLASSES = 10
 ITEM_SIZE = 28
@@ -77,7 +77,7 @@ def multilabel_composites(
     ``labels[i, c] == 1`` iff at least one item of class ``c`` is on image ``i`` (two items
     may share a class). ``return_boxes=True`` adds a list of ``int32 [m_i, 5]`` arrays, one
     row ``(x0, y0, x1, y1, class)`` per item (tight pixel box, x1/y1 exclusive).
-    ``root`` is passed to :func:`burn_tf.data.sources.load_fashion_mnist_arrays`.
+    ``root`` is passed to :func:`burn_tf.data.source_fashion_mnist.load_fashion_mnist_arrays`.
     """
     split_seed = split_id(split)
     if int(n) < 1:

@@ -17,8 +17,9 @@ from typing import Optional
 
 import tensorflow as tf
 
-from burn_tf.data.augment import AugmentConfig, two_view_dataset
-from burn_tf.data.sources import fashion_mnist
+from burn_tf.data.pipeline import two_view_dataset
+from burn_tf.data.source_fashion_mnist import fashion_mnist
+from burn_tf.data.views import AugmentConfig
 
 
 def _cpu_seconds() -> float:

@@ -5,7 +5,7 @@ and the subset helpers.
 (train and test images with integer labels):
 
 * ``"fashion_mnist"`` — the embedded Fashion-MNIST (the Debian package
-  ``dataset-fashion-mnist``, read by :func:`burn_tf.data.sources.load_fashion_mnist_arrays`);
+  ``dataset-fashion-mnist``, read by :func:`burn_tf.data.source_fashion_mnist.load_fashion_mnist_arrays`);
 * ``"tfds:<name>"`` — a tfds data set prepared under ``data_dir`` (never downloads);
 * arrays: ``(x_train, y_train, x_test, y_test)``, the ``keras.datasets`` layout
   ``((x_train, y_train), (x_test, y_test))``, a dict or an object with those four keys
@@ -25,11 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from burn_tf.data.sources import (
-    FASHION_MNIST_CLASSES,
-    load_fashion_mnist_arrays,
-    tfds_source,
-)
+from burn_tf.data.source_fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
+from burn_tf.data.source_tfds import tfds_source
 
 DATA_SETS = ("fashion_mnist", "tfds:<name>")
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")

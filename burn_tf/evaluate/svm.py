@@ -74,7 +74,8 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf.data.composites import CLASS_NAMES, multilabel_composites
-from burn_tf.data.sources import SourceNotFoundError, gcs_disabled, tfds_source
+from burn_tf.data.source_info import SourceNotFoundError
+from burn_tf.data.source_tfds import gcs_disabled, tfds_source
 from burn_tf.evaluate import common
 from burn_tf.evaluate.data import VOC_CLASSES, check_images, check_multi_hot
 from burn_tf.evaluate.detection.model import backbone_at_size

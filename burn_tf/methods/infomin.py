@@ -9,7 +9,7 @@ stronger augmentation and a smaller number of negatives.
   (``_RAND_TRANSFORMS``), each applied with probability 0.5 at a level drawn from N(10,
   0.5) clipped to [0, 10] on timm's 0–10 scale (translate ±45 % of the size, shear ±0.3,
   rotate ±30°, brightness/contrast/colour/sharpness × 1.9) — then grayscale with p 0.2.
-  The RandAugment runs in the data pipeline (:func:`burn_tf.data.augment.rand_augment`,
+  The RandAugment runs in the data pipeline (:func:`burn_tf.data.randaugment.rand_augment`,
   ``AugmentConfig.randaugment_*``) at that place; this class adds none, so InfoMin given
   other views is MoCo v2 at InfoMin's temperature and negatives.
 - Temperature 0.15 (PyContrast's InfoMin runs, ``moco_aug_D_mlp_0.15``), 2-layer MLP head,

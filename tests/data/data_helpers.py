@@ -9,6 +9,9 @@ import os
 import struct
 
 import numpy as np
+import tensorflow as tf
+
+from burn_tf.data.views import AugmentConfig
 
 REAL_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -57,3 +60,56 @@ def real_fashion_available():
         for p in ("train", "t10k")
         for k in ("images-idx3", "labels-idx1")
     )
+
+
+# ------------------------------------------------------------------------------ views
+
+SEED = tf.constant([3, 4], tf.int64)
+
+
+def synthetic_source(n=64, size=28, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+    labels = np.arange(n, dtype=np.int64) % 10
+    return tf.data.Dataset.from_tensor_slices((images, labels)), images
+
+
+def quiet(size, **kw):
+    """Only the crop (full image, square) unless re-enabled: to test one op at a time."""
+    base = dict(
+        image_size=size, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0,
+        jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0,
+    )
+    base.update(kw)
+    return AugmentConfig(**base)
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+def collect(ds):
+    images, labels = [], []
+    for x, y in ds:
+        images.append(x.numpy())
+        labels.append(int(y.numpy()))
+    return images, labels
+
+
+def check_source_spec(ds):
+    image_spec, label_spec = ds.element_spec
+    assert image_spec.dtype == tf.uint8 and image_spec.shape.rank == 3 and image_spec.shape[-1] == 3
+    assert label_spec.dtype == tf.int64 and label_spec.shape.rank == 0
+
+
+def example(image_bytes, label=None, image_key="image/encoded", label_key="image/class/label"):
+    feature = {image_key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_bytes]))}
+    if label is not None:
+        feature[label_key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_records(path, records):
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for r in records:
+            w.write(r)
+    return str(path)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from burn_tf.data.composites import NUM_CLASSES, multilabel_composites
-from burn_tf.data.sources import load_fashion_mnist_arrays
+from burn_tf.data.source_fashion_mnist import load_fashion_mnist_arrays
 
 
 def test_shapes_labels_and_boxes_agree():

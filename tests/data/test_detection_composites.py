@@ -116,8 +116,8 @@ def test_bad_arguments(items):
 
 
 def test_real_fashion_mnist_train_and_test_items():
-    pytest.importorskip("burn_tf.data.sources")
-    from burn_tf.data.sources import SourceNotFoundError
+    pytest.importorskip("burn_tf.data.source_info")
+    from burn_tf.data.source_info import SourceNotFoundError
 
     try:
         train = make_detection_composites("train", 20, 128, seed=0)

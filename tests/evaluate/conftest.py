@@ -8,7 +8,8 @@ import tensorflow as tf
 @pytest.fixture(scope="session")
 def fashion_splits():
     """{"train": (x, y), "test": (x, y)} of the Debian Fashion-MNIST, or a skip."""
-    from burn_tf.data.sources import SourceNotFoundError, load_fashion_mnist_arrays
+    from burn_tf.data.source_fashion_mnist import load_fashion_mnist_arrays
+    from burn_tf.data.source_info import SourceNotFoundError
 
     try:
         return {split: load_fashion_mnist_arrays(split) for split in ("train", "test")}

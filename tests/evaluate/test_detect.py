@@ -10,7 +10,7 @@ import tensorflow as tf
 from shape_helpers import check_result_shape
 
 from burn_tf.backbone import save_backbone
-from burn_tf.data.sources import SourceNotFoundError
+from burn_tf.data.source_info import SourceNotFoundError
 from burn_tf.evaluate.data import VOC_CLASSES
 from burn_tf.evaluate.detection import DetectionConfigError
 from burn_tf.evaluate.detection import data as detection_data

@@ -180,7 +180,7 @@ def test_bad_inputs(tmp_path, fashion_one_hot, pixel_backbone):
         svm(model, data=(x, 2 * y, xt, yt))
     with pytest.raises(ValueError, match="ap_method"):
         svm(model, data=(x, y, xt, yt), ap_method="coco")
-    from burn_tf.data.sources import SourceNotFoundError
+    from burn_tf.data.source_info import SourceNotFoundError
 
     with pytest.raises(SourceNotFoundError, match="data_dir"):
         svm(model, data="voc2007")

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf.data.detection_composites import coin_flip, make_detection_composites
-from burn_tf.data.sources import gcs_disabled, tfds_source
+from burn_tf.data.source_tfds import gcs_disabled, tfds_source
 
 
 @dataclasses.dataclass
@@ -68,7 +68,7 @@ def composites_data(input_size, num_train, num_test, batch_size, augment, seed, 
 def open_voc(name, data_dir, num_train, num_test):
     """tfds VOC prepared under ``data_dir`` → (train examples, test examples, class names,
     description). Never downloads: a missing data_dir or unprepared dataset is an error
-    (:func:`burn_tf.data.sources.tfds_source`'s checks, as the SVM's VOC reader)."""
+    (:func:`burn_tf.data.source_tfds.tfds_source`'s checks, as the SVM's VOC reader)."""
 
     for split in ("train+validation", "test"):
         tfds_source(name, split, data_dir, label_key=None)  # checks: data_dir, prepared, splits
