@@ -46,7 +46,7 @@ from burn_tf.data.source_info import (
 from burn_tf.data.source_tfds import tfds_source
 from burn_tf.data.source_tfrecord import tfrecord
 from burn_tf.data.sources import SOURCES, source_from_config, source_from_data_config
-from burn_tf.data.view_augmentation import augment_batch, augment_two_views, augment_views
+from burn_tf.data.view_augmentation import augment_views
 from burn_tf.data.views import AugmentConfig, per_view_configs
 
 __all__ = [
@@ -64,8 +64,6 @@ __all__ = [
     "SkippedFiles",
     "SourceInfo",
     "SourceNotFoundError",
-    "augment_batch",
-    "augment_two_views",
     "augment_views",
     "eval_dataset",
     "fashion_mnist",

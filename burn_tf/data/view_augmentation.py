@@ -28,10 +28,23 @@ from burn_tf.data.randaugment import rand_augment
 from burn_tf.data.views import AugmentConfig
 
 
-def _post_crop(x, cfg: AugmentConfig, seeds, blur_prob, solarize_prob):
-    """Colour jitter, grey, blur, RandAugment, solarize on cropped float images in [0, 1].
-    ``blur_prob`` / ``solarize_prob``: a number, or per-image probabilities [B]."""
+def _per_image_probabilities(views: Sequence[AugmentConfig], batch):
+    """Per-image blur and solarize probabilities of views stacked as one batch ([m·B] each)."""
+    blur = tf.repeat(tf.constant([view.blur_prob[0] for view in views], tf.float32),
+                     tf.fill([len(views)], batch))
+    solarize = tf.repeat(tf.constant([view.solarize_prob[0] for view in views], tf.float32),
+                         tf.fill([len(views)], batch))
+    return blur, solarize
+
+
+def _post_crop(x, views: Sequence[AugmentConfig], seeds):
+    """Colour jitter, grey, blur, RandAugment, solarize on the cropped float images in [0, 1]
+    of ``views`` stacked as one batch (view i is the i-th block): every op follows the first
+    view's config but the blur and solarize, which each image draws with its view's
+    probability (an op runs when any view may apply it)."""
+    cfg = views[0]
     batch = tf.shape(x)[0]
+    blur_prob, solarize_prob = _per_image_probabilities(views, batch // len(views))
 
     def grayscale(x):
         if cfg.grayscale_prob <= 0:
@@ -49,7 +62,7 @@ def _post_crop(x, cfg: AugmentConfig, seeds, blur_prob, solarize_prob):
         x = color_jitter(x, cfg, seeds[0], apply=coin_flips(seeds[1], batch, cfg.jitter_prob))
     if not cfg.grayscale_first and not cfg.randaugment_ops:
         x = grayscale(x)
-    if max(cfg.blur_prob) > 0:
+    if any(view.blur_prob[0] > 0 for view in views):
         sigma = tf.random.stateless_uniform([batch], seeds[3], minval=cfg.blur_sigma[0], maxval=cfg.blur_sigma[1])
         x = gaussian_blur(x, sigma, cfg.kernel_size, apply=coin_flips(seeds[4], batch, blur_prob))
     if cfg.randaugment_ops:
@@ -57,7 +70,8 @@ def _post_crop(x, cfg: AugmentConfig, seeds, blur_prob, solarize_prob):
         x = rand_augment(x, cfg, tf.random.experimental.stateless_fold_in(seeds[0], 1))
         if not cfg.grayscale_first:
             x = grayscale(x)
-    if max(cfg.solarize_prob) > 0:
+    # Any view, not the first one's only: BYOL's first view never solarizes, its second does.
+    if any(view.solarize_prob[0] > 0 for view in views):
         x = solarize(x, cfg.solarize_threshold, apply=coin_flips(seeds[5], batch, solarize_prob))
     return tf.clip_by_value(x, 0.0, 1.0)
 
@@ -66,92 +80,49 @@ N_SEEDS = 8  # crop, flip, then _post_crop's six
 
 
 def to_unit_float(images):
+    """uint8 images (0–255) → float32 in [0, 1]; float images are cast to float32 as they are."""
     images = tf.convert_to_tensor(images)
     x = tf.cast(images, tf.float32)
     return x / 255.0 if images.dtype == tf.uint8 else x
 
 
-def _augment(x, cfg: AugmentConfig, seed, blur_prob, solarize_prob):
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), N_SEEDS)
-    batch = tf.shape(x)[0]
-    height = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
-    width = x.shape[2] if x.shape[2] is not None else tf.shape(x)[2]
-    top, left, crop_h, crop_w = sample_crop_boxes(batch, height, width, cfg.crop_scale, cfg.crop_ratio, seeds[0])
-    flip = coin_flips(seeds[1], batch, cfg.flip_prob)
-    x = resized_crop(x, top, left, crop_h, crop_w, cfg.image_size, cfg.interpolation, flip=flip)
-    x = tf.clip_by_value(x, 0.0, 1.0)
-    return _post_crop(x, cfg, seeds[2:], blur_prob, solarize_prob)
-
-
-def augment_batch(images, cfg: AugmentConfig, seed, view: int = 0):
-    """One augmented view of a batch of same-sized images.
-
-    ``images``: ``[B, H, W, 3]`` uint8 (0–255) or float (0–1); ``seed``: int64/int32
-    ``[2]``; ``view``: 0 or 1 (selects the per-view blur/solarize probabilities).
-    Returns float32 ``[B, S, S, 3]`` in [0, 1].  The random draws do not depend on the
-    probabilities, so two configs that differ only in one probability give identical
-    results on the images that op leaves alone.
-    """
-    return _augment(to_unit_float(images), cfg, seed, cfg.blur_prob[view], cfg.solarize_prob[view])
-
-
-def _per_view(probs, batch):
-    return tf.repeat(tf.constant(probs, tf.float32), tf.stack([batch, batch]))
-
-
-def augment_two_views(images, cfg: AugmentConfig, seed):
-    """Both views of a batch, ``(view1, view2)``, each float32 ``[B, S, S, 3]`` in [0, 1].
-
-    The two views are augmented as one batch of 2B images (independent parameters per
-    image; view 1 uses ``blur_prob[0]``/``solarize_prob[0]``, view 2 the second values):
-    half the graph and half the per-op overhead of two calls."""
-    x = to_unit_float(images)
-    batch = tf.shape(x)[0]
-    both = _augment(
-        tf.concat([x, x], axis=0), cfg, seed,
-        _per_view(cfg.blur_prob, batch), _per_view(cfg.solarize_prob, batch),
-    )
-    return both[:batch], both[batch:]
-
-
-def _per_image_probabilities(views: Sequence[AugmentConfig], batch):
-    """Per-image blur and solarize probabilities of views stacked as one batch ([m·B] each)."""
-    blur = tf.repeat(tf.constant([view.blur_prob[0] for view in views], tf.float32),
-                     tf.fill([len(views)], batch))
-    solarize = tf.repeat(tf.constant([view.solarize_prob[0] for view in views], tf.float32),
-                         tf.fill([len(views)], batch))
-    return blur, solarize
-
-
-def _split_views(stacked, num_views: int, batch):
+def _split_views(stacked, num_views: int):
+    batch = tf.shape(stacked)[0] // num_views
     return tuple(stacked[j * batch:(j + 1) * batch] for j in range(num_views))
 
 
 def augment_views(images, views: Sequence[AugmentConfig], seed) -> tuple:
     """The views of a batch of same-sized images, one per config of ``views``: a tuple of
-    float32 ``[B, S, S, 3]`` in [0, 1].
+    float32 ``[B, S, S, 3]`` in [0, 1] (what the pipeline calls for each group of views).
 
     ``images``: ``[B, H, W, 3]`` uint8 (0–255) or float (0–1); ``seed``: int64/int32 ``[2]``;
     ``views``: configs equal up to their blur and solarize probabilities (each view uses the
-    first value of its pairs, see :func:`~burn_tf.data.views.per_view_configs`).  The views
-    are augmented as one batch of m·B images with independent parameters per image.
+    first value of its pairs: :func:`~burn_tf.data.views.per_view_configs` makes them from
+    one config).  The views are augmented as one batch of m·B images with independent
+    parameters per image.  The random draws do not depend on the probabilities, so two
+    configs that differ only in one probability give identical results on the images that
+    op leaves alone.
     """
     x = to_unit_float(images)
+    x = tf.concat([x] * len(views), axis=0)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), N_SEEDS)
     batch = tf.shape(x)[0]
-    blur, solarize = _per_image_probabilities(views, batch)
-    return _split_views(_augment(tf.concat([x] * len(views), axis=0), views[0], seed, blur, solarize),
-                        len(views), batch)
+    height = x.shape[1] if x.shape[1] is not None else tf.shape(x)[1]
+    width = x.shape[2] if x.shape[2] is not None else tf.shape(x)[2]
+    cfg = views[0]
+    top, left, crop_h, crop_w = sample_crop_boxes(batch, height, width, cfg.crop_scale, cfg.crop_ratio, seeds[0])
+    flip = coin_flips(seeds[1], batch, cfg.flip_prob)
+    x = resized_crop(x, top, left, crop_h, crop_w, cfg.image_size, cfg.interpolation, flip=flip)
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    return _split_views(_post_crop(x, views, seeds[2:]), len(views))
 
 
 def augment_cropped_views(crops: Sequence[tf.Tensor], views: Sequence[AugmentConfig], seed) -> tuple:
     """The chain after the crop (jitter, grey, blur, RandAugment, solarize) on views already
     cropped (:func:`crop_one_image`, images of varying size): ``crops[i]`` float
     ``[B, S, S, 3]`` is view i, cropped with ``views[i]``; configs as :func:`augment_views`."""
-    batch = tf.shape(crops[0])[0]
     seeds = tf.random.experimental.stateless_split(seed, N_SEEDS - 2)
-    blur, solarize = _per_image_probabilities(views, batch)
-    return _split_views(_post_crop(tf.concat(list(crops), axis=0), views[0], seeds, blur, solarize),
-                        len(views), batch)
+    return _split_views(_post_crop(tf.concat(list(crops), axis=0), views, seeds), len(views))
 
 
 def crop_one_image(image, cfg: AugmentConfig, seed):

@@ -11,7 +11,8 @@ import struct
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.data.views import AugmentConfig
+from burn_tf.data.view_augmentation import augment_views
+from burn_tf.data.views import AugmentConfig, per_view_configs
 
 REAL_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -82,6 +83,12 @@ def quiet(size, **kw):
     )
     base.update(kw)
     return AugmentConfig(**base)
+
+
+def one_view(images, cfg, seed, view=0):
+    """View ``view`` (0 or 1) of a batch, as the pipeline augments it: :func:`augment_views`
+    with that view's config of :func:`per_view_configs` (its blur/solarize probabilities)."""
+    return augment_views(images, per_view_configs(cfg, 2)[view:view + 1], seed)[0]
 
 
 # ---------------------------------------------------------------------------- sources

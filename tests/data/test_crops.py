@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from data_helpers import SEED, quiet, synthetic_source
+from data_helpers import SEED, one_view, quiet, synthetic_source
 
-from burn_tf.data import augment_batch
 from burn_tf.data.crops import resized_crop, sample_crop_boxes
 
 
@@ -42,7 +41,7 @@ def test_crop_really_changes_scale():
     stripes[:, :, (np.arange(64) // 2) % 2 == 1] = 255  # vertical stripes, period 4 px
 
     def transitions(cfg):
-        out = augment_batch(np.repeat(stripes, 16, 0), cfg, SEED).numpy()
+        out = one_view(np.repeat(stripes, 16, 0), cfg, SEED).numpy()
         binary = out[..., 0] > 0.5
         return np.abs(np.diff(binary.astype(int), axis=2)).sum(axis=2).mean()
 
@@ -50,11 +49,11 @@ def test_crop_really_changes_scale():
     small = transitions(quiet(64, crop_scale=(0.1, 0.1)))
     assert full > 25  # ~32 edges across the whole image
     assert small < full / 2.5  # a 10%-area crop is ~3.2x magnified
-    out = augment_batch(stripes, quiet(64), SEED).numpy()
+    out = one_view(stripes, quiet(64), SEED).numpy()
     np.testing.assert_allclose(out[0], stripes[0] / 255.0, atol=1e-6)  # full crop, same size
 
 
 def test_flip_mirrors():
     src, images = synthetic_source(4, 16)
-    out = augment_batch(images, quiet(16, flip_prob=1.0), SEED).numpy()
+    out = one_view(images, quiet(16, flip_prob=1.0), SEED).numpy()
     np.testing.assert_allclose(out, images[:, :, ::-1] / 255.0, atol=1e-6)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from data_helpers import real_fashion_available, solid, synthetic_source, write_image
+from data_helpers import quiet, real_fashion_available, solid, synthetic_source, write_image
 
 from burn_tf.data import AugmentConfig, image_folder, two_view_dataset
 
@@ -76,3 +76,20 @@ def test_two_view_on_image_folder_of_varying_sizes(tmp_path):
         assert v1.shape == v2.shape == (2, 32, 32, 3) and v1.dtype == np.float32
         assert 0.0 <= v1.min() and v1.max() <= 1.0 and (y == 0).all()
     assert ds.source_info is source.source_info
+
+
+def test_each_view_gets_its_own_probabilities_in_the_pipeline(tmp_path):
+    # BYOL's views: the first never solarizes, the second does. The pipeline once ran the
+    # solarize only when the first view's probability was positive, so it never solarized.
+    source, images = synthetic_source(8, 28)
+    cfg = quiet(28, solarize_prob=(0.0, 1.0))
+    (v1, v2), = list(two_view_dataset(source, cfg, 8, seed=0, shuffle_buffer=0).as_numpy_iterator())
+    np.testing.assert_allclose(v1, images / 255.0, atol=1e-6)  # full crop, nothing else
+    np.testing.assert_allclose(v2, np.where(v1 >= 0.5, 1.0 - v1, v1), atol=1e-6)
+    # Images of varying size take the other path (crop one by one, then the rest as a batch).
+    for i, (h, w) in enumerate([(20, 30), (40, 25)]):
+        write_image(tmp_path / f"{i}.png", solid(h, w, (200, 40 * i, 100)))
+    (v1, v2), = list(two_view_dataset(image_folder(tmp_path), quiet(16, solarize_prob=(0.0, 1.0)), 2, seed=0,
+                                      shuffle_buffer=0).as_numpy_iterator())
+    np.testing.assert_allclose(v2, np.where(v1 >= 0.5, 1.0 - v1, v1), atol=1e-6)
+    assert not np.allclose(v1, v2)
