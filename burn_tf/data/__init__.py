@@ -20,7 +20,7 @@ This front door re-exports the room's public API from the modules that hold it:
   (:mod:`~burn_tf.data.throughput`), imported by name.
 """
 
-from burn_tf.data.eval_images import eval_dataset
+from burn_tf.data.eval_images import eval_dataset, prepare_images
 from burn_tf.data.pipeline import multi_view_dataset, two_view_dataset
 from burn_tf.data.record_order import SUBSTITUTE_WINDOW, record_at, seeded_record_stream
 from burn_tf.data.source_fashion_mnist import (
@@ -72,6 +72,7 @@ __all__ = [
     "load_fashion_mnist_arrays",
     "multi_view_dataset",
     "per_view_configs",
+    "prepare_images",
     "record_at",
     "seeded_record_stream",
     "source_from_config",

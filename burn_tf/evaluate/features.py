@@ -15,7 +15,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.evaluate.images import prepare_images
+from burn_tf.data.eval_images import prepare_images
 
 
 def resolve_input_size(model: tf.keras.Model, image_size: int | None = None) -> int:

@@ -1,15 +1,10 @@
-"""Evaluation images: one path from uint8 / float arrays to the float RGB the backbones take.
+"""The probes' training images: augmented crops and the ``tf.data`` pipeline of arrays they train on.
 
-Every evaluator feeds a backbone float32 RGB images in [0, 1] at its input size:
-:func:`to_float_rgb` converts (uint8 → /255, grey → 3 channels), :func:`prepare_images`
-also resizes a batch (bilinear) and clips. :func:`augment_image` / :func:`image_dataset`
-build the training pipelines of the probes that see augmented images (linear
-``augment=True``, semi-supervised fine-tuning).
-
-``burn_tf.data.augment.eval_dataset`` is not used here: it resizes bicubic with
-anti-aliasing and expects 3-channel sources, while the evaluators' published numbers were
-measured with this bilinear path (grey Fashion-MNIST at 28 px → 32 px backbones), so
-switching would change every number.
+Every evaluator feeds a backbone float32 RGB images in [0, 1] at its input size through the
+one evaluation-image path of the data layer, :func:`burn_tf.data.eval_images.prepare_images`
+(bilinear, anti-aliased when shrinking). What is evaluation-specific stays here:
+:func:`augment_image` / :func:`image_dataset` build the training pipelines of the probes
+that see augmented images (linear ``augment=True``, semi-supervised fine-tuning).
 """
 
 from __future__ import annotations
@@ -19,32 +14,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-
-def to_float_rgb(images) -> tf.Tensor:
-    """uint8 / float image(s) [H,W] or [..., H,W,1|3] → float32 [..., H,W,3] (uint8 / 255).
-
-    A rank-2 input is one grey image; otherwise the last axis is the channel axis.
-    """
-    x = tf.convert_to_tensor(images)
-    if x.shape.rank == 2:
-        x = x[..., tf.newaxis]
-    if x.dtype == tf.uint8:
-        x = tf.cast(x, tf.float32) / 255.0
-    x = tf.cast(x, tf.float32)
-    if x.shape[-1] == 1:
-        x = tf.repeat(x, 3, axis=-1)
-    return x
-
-
-def prepare_images(images, image_size: int) -> tf.Tensor:
-    """A batch uint8 [N,H,W] or [N,H,W,C] (or float in [0,1]) → float32 [N,S,S,3] in [0,1]."""
-    x = tf.convert_to_tensor(images)
-    if x.shape.rank == 3:
-        x = x[..., tf.newaxis]
-    x = to_float_rgb(x)
-    if x.shape[1] != image_size or x.shape[2] != image_size:
-        x = tf.image.resize(x, (image_size, image_size), method="bilinear")
-    return tf.clip_by_value(x, 0.0, 1.0)
+from burn_tf.data.eval_images import prepare_images, to_float_rgb
 
 
 def augment_image(image: tf.Tensor, seed: tf.Tensor, size: int,

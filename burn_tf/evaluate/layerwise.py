@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.data.eval_images import prepare_images
 from burn_tf.evaluate import common
 from burn_tf.evaluate.data import data_name, load_train_test
 from burn_tf.evaluate.features import (
@@ -41,7 +42,6 @@ from burn_tf.evaluate.features import (
     pooling_grid_for,
     resolve_input_size,
 )
-from burn_tf.evaluate.images import prepare_images
 from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.probe import dense_head, step_schedule
