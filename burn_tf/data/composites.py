@@ -18,7 +18,6 @@ max_items, seed, split, min_items)`` gives the same arrays, bit for bit (numpy
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -43,7 +42,7 @@ def split_id(split: str) -> int:
     return SPLIT_IDS[split]
 
 
-def tight_box(item: np.ndarray) -> Tuple[int, int, int, int] | None:
+def tight_box(item: np.ndarray) -> tuple[int, int, int, int] | None:
     """``(x0, y0, x1, y1)`` (exclusive ends) of the non-zero pixels of a 2-D item; None if blank."""
     rows = np.flatnonzero(item.any(axis=1))
     cols = np.flatnonzero(item.any(axis=0))
@@ -69,7 +68,7 @@ def multilabel_composites(
     split: str = "train",
     *,
     min_items: int = 1,
-    root: Optional[Union[str, os.PathLike]] = None,
+    root: str | os.PathLike | None = None,
     return_boxes: bool = False,
 ):
     """``n`` composites → ``(images uint8 [n, canvas, canvas], labels int32 [n, 10])``.

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from burn_tf.data.composites import split_id, tight_box  # noqa: F401  (tight_box re-exported)
+from burn_tf.data.composites import split_id, tight_box
 from burn_tf.data.source_fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist_arrays
 
 BOUNDING_BOX_FORMAT = "xyxy"

@@ -11,8 +11,6 @@ when shrinking.  The probes' augmented training images are built in
 
 from __future__ import annotations
 
-from typing import Optional
-
 import tensorflow as tf
 
 from burn_tf.data.source_info import get_source_info, with_source_info
@@ -64,7 +62,7 @@ def _bilinear(x, height, width):
     return tf.cond(shrinking, shrink, enlarge)
 
 
-def resize_to_input(x, image_size: int, center_crop: Optional[float] = None) -> tf.Tensor:
+def resize_to_input(x, image_size: int, center_crop: float | None = None) -> tf.Tensor:
     """Float images ``[..., H, W, 3]`` → ``[..., S, S, 3]`` clipped to [0, 1] (S = ``image_size``),
     resized bilinear (anti-aliased when shrinking; unchanged at S×S).  With ``center_crop=f``
     (e.g. 0.875) the shorter side is first resized to ``S / f`` and the centre S×S square is
@@ -88,7 +86,7 @@ def resize_to_input(x, image_size: int, center_crop: Optional[float] = None) -> 
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
-def prepare_images(images, image_size: int, center_crop: Optional[float] = None) -> tf.Tensor:
+def prepare_images(images, image_size: int, center_crop: float | None = None) -> tf.Tensor:
     """A batch uint8 [N,H,W] or [N,H,W,C] (or float in [0,1]) → float32 [N,S,S,3] in [0,1]
     (:func:`resize_to_input`)."""
     x = tf.convert_to_tensor(images)
@@ -101,7 +99,7 @@ def eval_dataset(
     source: tf.data.Dataset,
     image_size: int,
     batch_size: int,
-    center_crop: Optional[float] = None,
+    center_crop: float | None = None,
     cache: bool = False,
 ) -> tf.data.Dataset:
     """Batched ``(image float32 [B, S, S, 3] in [0, 1], label int64 [B])`` in source order,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import tensorflow as tf
 
@@ -40,7 +40,7 @@ def _chunk_size(image_size: int, batch_size: int) -> int:
     return min(batch_size, chunk)
 
 
-def _resolve_seed(seed: Optional[int]) -> int:
+def _resolve_seed(seed: int | None) -> int:
     if seed is None:
         # Python's global RNG: random unless the user seeded it (keras.utils.set_random_seed).
         return random.randrange(2**31 - 1)
@@ -91,16 +91,16 @@ def multi_view_dataset(
     source: tf.data.Dataset,
     views: Sequence[AugmentConfig],
     batch_size: int,
-    seed: Optional[int] = None,
+    seed: int | None = None,
     shuffle_buffer: int = 10_000,
     drop_remainder: bool = True,
     repeat: bool = False,
     cache: bool = False,
     with_labels: bool = False,
-    num_parallel_calls: Optional[int] = AUTOTUNE,
-    chunk_size: Optional[int] = None,
+    num_parallel_calls: int | None = AUTOTUNE,
+    chunk_size: int | None = None,
     with_index: bool = False,
-    start_position: Optional[int] = None,
+    start_position: int | None = None,
 ) -> tf.data.Dataset:
     """Batched ``(view_1, …, view_N)`` float32 ``[B, S_i, S_i, 3]`` in [0, 1], one view per
     config in ``views`` (each its own :class:`AugmentConfig`: BYOL's asymmetric blur and
@@ -192,10 +192,10 @@ def multi_view_dataset(
         def colour(element, s):
             cropped, label = element[:-1], element[-1]
             outs = [None] * len(views)
-            for group, group_seed in zip(groups, _split_seed(s, len(groups))):
+            for group, group_seed in zip(groups, _split_seed(s, len(groups)), strict=True):
                 group_views = augment_cropped_views([cropped[i] for i in group], [views[i] for i in group],
                                                     group_seed)
-                for i, view in zip(group, group_views):
+                for i, view in zip(group, group_views, strict=True):
                     outs[i] = view
             return output(outs, label)
 
@@ -215,8 +215,8 @@ def multi_view_dataset(
         def augment_chunk(element, s):
             images, labels = element
             outs = [None] * len(views)
-            for group, group_seed in zip(groups, _split_seed(s, len(groups))):
-                for i, view in zip(group, augment_views(images, [views[i] for i in group], group_seed)):
+            for group, group_seed in zip(groups, _split_seed(s, len(groups)), strict=True):
+                for i, view in zip(group, augment_views(images, [views[i] for i in group], group_seed), strict=True):
                     outs[i] = view
             return output(outs, labels)
 
@@ -229,9 +229,9 @@ def multi_view_dataset(
 
 def two_view_dataset(
     source: tf.data.Dataset,
-    cfg: Union[AugmentConfig, int],
+    cfg: AugmentConfig | int,
     batch_size: int,
-    seed: Optional[int] = None,
+    seed: int | None = None,
     **kwargs,
 ) -> tf.data.Dataset:
     """Batched ``(view1, view2)`` (``(view1, view2, label)`` with ``with_labels=True``):

@@ -9,7 +9,6 @@ from its position on (:func:`seeded_record_stream`, for sources with a
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -46,7 +45,7 @@ def seeded_record_stream(
     source: tf.data.Dataset,
     seed: int,
     start_position: int = 0,
-    num_records: Optional[int] = None,
+    num_records: int | None = None,
     shuffle: bool = True,
     strict: bool = False,
 ) -> tf.data.Dataset:

@@ -13,7 +13,6 @@ import gzip
 import os
 import struct
 import zlib
-from typing import Optional, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +35,7 @@ _IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 _IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 
 
-def _fashion_root(root: Optional[Union[str, os.PathLike]]) -> Tuple[str, str]:
+def _fashion_root(root: str | os.PathLike | None) -> tuple[str, str]:
     if root is not None:
         return os.fspath(root), "root argument"
     env = os.environ.get(FASHION_MNIST_ENV)
@@ -45,7 +44,7 @@ def _fashion_root(root: Optional[Union[str, os.PathLike]]) -> Tuple[str, str]:
     return DEFAULT_FASHION_MNIST_DIR, "default location"
 
 
-def _find_file(root: str, stem: str) -> Optional[str]:
+def _find_file(root: str, stem: str) -> str | None:
     for candidate in (stem + ".gz", stem):
         path = os.path.join(root, candidate)
         if os.path.isfile(path):
@@ -118,8 +117,8 @@ def _check_split(split: str) -> str:
 
 
 def load_fashion_mnist_arrays(
-    split: str = "train", root: Optional[Union[str, os.PathLike]] = None
-) -> Tuple[np.ndarray, np.ndarray]:
+    split: str = "train", root: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST as numpy: ``images`` uint8 ``[N, 28, 28]`` and ``labels`` int64 ``[N]``.
 
     Reads the original idx files (``*-ubyte.gz`` or uncompressed) from ``root``, else
@@ -141,7 +140,7 @@ def load_fashion_mnist_arrays(
 
 
 def fashion_mnist(
-    split: str = "train", root: Optional[Union[str, os.PathLike]] = None
+    split: str = "train", root: str | os.PathLike | None = None
 ) -> tf.data.Dataset:
     """Fashion-MNIST source: ``(uint8 [28, 28, 3], int64 label)``, file order.
 

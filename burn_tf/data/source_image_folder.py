@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import List, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -32,13 +32,13 @@ _graph_fn = tf.autograph.experimental.do_not_convert  # no AutoGraph needed in m
 DEFAULT_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 
 
-def _normalise_extensions(extensions: Sequence[str]) -> Tuple[str, ...]:
+def _normalise_extensions(extensions: Sequence[str]) -> tuple[str, ...]:
     if isinstance(extensions, str):
         extensions = (extensions,)
     return tuple("." + e.lower().lstrip(".") for e in extensions)
 
 
-def _list_images(directory: str, exts: Tuple[str, ...], recursive: bool) -> List[str]:
+def _list_images(directory: str, exts: tuple[str, ...], recursive: bool) -> list[str]:
     found = []
     if recursive:
         for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
@@ -55,7 +55,7 @@ def _list_images(directory: str, exts: Tuple[str, ...], recursive: bool) -> List
 
 
 def image_folder(
-    path: Union[str, os.PathLike],
+    path: str | os.PathLike,
     strict: bool = False,
     extensions: Sequence[str] = DEFAULT_IMAGE_EXTENSIONS,
     validate: bool = False,
@@ -78,8 +78,8 @@ def image_folder(
     )
     per_class = {d: _list_images(os.path.join(path, d), exts, recursive=True) for d in subdirs}
     top_level = _list_images(path, exts, recursive=False)
-    files: List[str] = []
-    labels: List[int] = []
+    files: list[str] = []
+    labels: list[int] = []
     if any(per_class.values()):
         class_names = tuple(subdirs)
         for index, d in enumerate(subdirs):

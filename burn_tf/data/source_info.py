@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Callable, List, Optional, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -75,7 +75,7 @@ class SkippedFiles:
     """
 
     def __init__(self) -> None:
-        self._names: List[str] = []
+        self._names: list[str] = []
         self._seen: set = set()
         self._lock = threading.Lock()
 
@@ -95,7 +95,7 @@ class SkippedFiles:
             return len(self._names)
 
     @property
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         with self._lock:
             return list(self._names)
 
@@ -119,11 +119,11 @@ class SourceInfo:
 
     kind: str
     location: str
-    num_examples: Optional[int] = None  # listed before skipping; None when unknown
-    class_names: Tuple[str, ...] = ()
+    num_examples: int | None = None  # listed before skipping; None when unknown
+    class_names: tuple[str, ...] = ()
     skipped: SkippedFiles = dataclasses.field(default_factory=SkippedFiles)
     # Direct access to record i (None: the source can only be read in order).
-    reader: Optional[RecordReader] = None
+    reader: RecordReader | None = None
 
     @property
     def num_classes(self) -> int:
@@ -141,19 +141,19 @@ class RecordReader:
     """
 
     num_records: int
-    read: Callable[[tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]
+    read: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
     record_name: Callable[[int], str]
     may_fail: bool = False
     # Optional: int64 [n] indices → (uint8 [n, H, W, 3], int64 [n]) in one call (in-memory data).
-    read_many: Optional[Callable[[tf.Tensor], Tuple[tf.Tensor, tf.Tensor]]] = None
+    read_many: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None
 
 
-def get_source_info(ds: tf.data.Dataset) -> Optional[SourceInfo]:
+def get_source_info(ds: tf.data.Dataset) -> SourceInfo | None:
     """The :class:`SourceInfo` attached to a source (or a pipeline built on it), else None."""
     return getattr(ds, "source_info", None)
 
 
-def with_source_info(ds: tf.data.Dataset, info: Optional[SourceInfo]) -> tf.data.Dataset:
+def with_source_info(ds: tf.data.Dataset, info: SourceInfo | None) -> tf.data.Dataset:
     """``ds`` carrying ``info`` (e.g. a ``take`` of a source, which drops the attribute)."""
     if info is not None:
         try:

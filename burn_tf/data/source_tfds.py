@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from typing import List, Optional, Tuple, Union
 
 import tensorflow as tf
 
@@ -44,16 +43,16 @@ def gcs_disabled():
         gcs_utils._is_gcs_disabled = old
 
 
-def _split_names(split: str) -> List[str]:
+def _split_names(split: str) -> list[str]:
     return [re.sub(r"\[.*\]$", "", part.strip()) for part in str(split).split("+")]
 
 
 def tfds_source(
     name: str,
     split: str,
-    data_dir: Optional[Union[str, os.PathLike]],
+    data_dir: str | os.PathLike | None,
     image_key: str = "image",
-    label_key: Optional[str] = "label",
+    label_key: str | None = "label",
 ) -> tf.data.Dataset:
     """A tfds dataset already prepared under ``data_dir`` (never downloads).
 
@@ -113,7 +112,7 @@ def tfds_source(
         image_feature = features[image_key]
         if getattr(image_feature, "dtype", tf.uint8) != tf.uint8:
             raise DataSourceError(f"tfds feature {image_key!r} must be a uint8 image")
-        class_names: Tuple[str, ...] = ()
+        class_names: tuple[str, ...] = ()
         if label_key is not None and hasattr(features[label_key], "names"):
             class_names = tuple(features[label_key].names)
         try:
@@ -140,7 +139,7 @@ def tfds_source(
     return with_source_info(ds, source_info)
 
 
-def _tfds_record_reader(info, split: str, image_key: str, label_key: Optional[str]) -> Optional[RecordReader]:
+def _tfds_record_reader(info, split: str, image_key: str, label_key: str | None) -> RecordReader | None:
     """Direct access to the records of a whole tfds split (no ``[a:b]`` slice, no ``+``)
     whose shards are plain TFRecords of ``tf.train.Example`` with the image as encoded
     bytes — what tfds writes for image data sets such as imagenet2012 — read in the order

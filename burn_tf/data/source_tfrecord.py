@@ -13,7 +13,7 @@ import io
 import os
 import struct
 import zlib
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -44,7 +44,7 @@ def _open_maybe_compressed(path: str, compression: str):
     return open(path, "rb")
 
 
-def _scan_tfrecord(path: str, compression: str) -> Tuple[int, Optional[str], List[Tuple[int, int]]]:
+def _scan_tfrecord(path: str, compression: str) -> tuple[int, str | None, list[tuple[int, int]]]:
     """Count complete records by walking the framing (length headers).  Returns
     ``(complete_records, problem, spans)`` where problem describes a truncated tail (None
     when the file ends cleanly) and ``spans`` lists each record's (payload offset, length)
@@ -77,11 +77,11 @@ def _scan_tfrecord(path: str, compression: str) -> Tuple[int, Optional[str], Lis
 
 
 def tfrecord(
-    files: Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]],
+    files: str | os.PathLike | Sequence[str | os.PathLike],
     image_key: str = "image/encoded",
-    label_key: Optional[str] = "image/class/label",
+    label_key: str | None = "image/class/label",
     strict: bool = False,
-    compression_type: Optional[str] = None,
+    compression_type: str | None = None,
     validate: bool = False,
 ) -> tf.data.Dataset:
     """Images from TFRecord files of ``tf.train.Example`` with an encoded image (JPEG/PNG/
@@ -99,7 +99,7 @@ def tfrecord(
         patterns = [os.fspath(f) for f in files]
     if not patterns:
         raise SourceNotFoundError("tfrecord() got an empty list of files")
-    paths: List[str] = []
+    paths: list[str] = []
     for pattern in patterns:
         if any(c in pattern for c in "*?["):
             matched = sorted(tf.io.gfile.glob(pattern))

@@ -10,7 +10,7 @@ checks ``data.source`` against it and pretraining builds through
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Dict
+from collections.abc import Callable
 
 import tensorflow as tf
 
@@ -19,9 +19,7 @@ from burn_tf.data.source_image_folder import image_folder
 from burn_tf.data.source_tfds import tfds_source
 from burn_tf.data.source_tfrecord import tfrecord
 
-
-
-SOURCES: Dict[str, Callable[..., tf.data.Dataset]] = {
+SOURCES: dict[str, Callable[..., tf.data.Dataset]] = {
     "fashion_mnist": fashion_mnist,
     "tfds": tfds_source,
     "image_folder": image_folder,
@@ -34,7 +32,7 @@ SOURCES: Dict[str, Callable[..., tf.data.Dataset]] = {
 # SOURCES and pretraining builds through :func:`source_from_data_config`. ``data.strict``
 # also decodes every file once up front (``validate``), so a corrupt or truncated one is named
 # before a run directory is touched, not in the middle of an epoch.
-_ARGUMENTS_FROM_DATA_CONFIG: Dict[str, Callable[..., dict]] = {
+_ARGUMENTS_FROM_DATA_CONFIG: dict[str, Callable[..., dict]] = {
     "fashion_mnist": lambda data, keys: {"split": data.split, "root": data.path},
     "tfds": lambda data, keys: {"name": data.name, "split": data.split, "data_dir": data.data_dir, **keys},
     "image_folder": lambda data, keys: {"path": data.path, "strict": data.strict, "validate": data.strict},

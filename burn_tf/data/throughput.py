@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Optional
 
 import tensorflow as tf
 
@@ -31,8 +30,8 @@ def two_view_throughput(
     image_size: int = 32,
     batch_size: int = 256,
     seconds: float = 10.0,
-    source: Optional[tf.data.Dataset] = None,
-    cfg: Optional[AugmentConfig] = None,
+    source: tf.data.Dataset | None = None,
+    cfg: AugmentConfig | None = None,
     warmup_batches: int = 3,
     seed: int = 0,
 ) -> dict:

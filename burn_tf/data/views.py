@@ -13,12 +13,11 @@ does is in the modules that apply it: :mod:`~burn_tf.data.crops`, :mod:`~burn_tf
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
 
 RA_MAX_LEVEL = 10.0  # timm _LEVEL_DENOM, PyContrast _MAX_LEVEL: RandAugment magnitudes run 0..10
 
 
-def _pair(value, name) -> Tuple[float, float]:
+def _pair(value, name) -> tuple[float, float]:
     if isinstance(value, (int, float)):
         return (float(value), float(value))
     value = tuple(float(v) for v in value)
@@ -37,8 +36,8 @@ class AugmentConfig:
     """
 
     image_size: int = 224
-    crop_scale: Tuple[float, float] = (0.08, 1.0)
-    crop_ratio: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
     interpolation: str = "bicubic"  # "bicubic" (PIL/torchvision BICUBIC) or "bilinear"
     flip_prob: float = 0.5
     jitter_prob: float = 0.6
@@ -47,11 +46,11 @@ class AugmentConfig:
     saturation: float = 0.4
     hue: float = 0.1
     grayscale_prob: float = 0.2
-    blur_prob: Tuple[float, float] = (0.2, 0.2)
-    blur_sigma: Tuple[float, float] = (0.1, 2.0)
+    blur_prob: tuple[float, float] = (0.2, 0.2)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_frac: float = 0.1
-    blur_kernel_size: Optional[int] = None
-    solarize_prob: Tuple[float, float] = (0.0, 0.0)
+    blur_kernel_size: int | None = None
+    solarize_prob: tuple[float, float] = (0.0, 0.0)
     solarize_threshold: float = 0.5
     # NPID / InstDisc / MoCo v1 grey the image before the colour jitter (lemniscate main.py).
     grayscale_first: bool = False
@@ -121,12 +120,12 @@ class AugmentConfig:
         return min(k, 2 * ((self.image_size - 1) // 2) + 1)  # reflect padding needs k//2 < S
 
     @classmethod
-    def burn(cls, image_size: int = 224, **overrides) -> "AugmentConfig":
+    def burn(cls, image_size: int = 224, **overrides) -> AugmentConfig:
         """The authors' released BURN augmentation at ``image_size`` (= the defaults)."""
         return cls(image_size=image_size, **overrides)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "AugmentConfig":
+    def from_dict(cls, d: dict) -> AugmentConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

@@ -9,7 +9,7 @@ that see augmented images (linear ``augment=True``, semi-supervised fine-tuning)
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
