@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.backbone import load_backbone
+from burn_tf.saved_backbone import load_backbone
 from burn_tf.build import (
     build_method,
     build_train_dataset,

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from burn_tf.backbone import BackboneFormatError, find_backbone, read_metadata
+from burn_tf.saved_backbone import BackboneFormatError, find_backbone, read_metadata
 from burn_tf.export.errors import ExportError
 from burn_tf.export.exporter import (
     EXPORT_FORMATS,

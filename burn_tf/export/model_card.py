@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from burn_tf.backbone import (
+from burn_tf.saved_backbone import (
     CLASSIFIER_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,

@@ -25,7 +25,7 @@ written by ``python -m burn_tf.convert``), a PyTorch checkpoint (``.pth`` / ``.p
 ``.pt``; converted on the fly through the safe reader, which never executes pickled code),
 or ``"imagenet"`` (``efficientnet_lite0`` only). The file type is recognised by content.
 A ResNet that burn_tf pretrained itself (``<run>/stage1/backbone``) is read by
-:func:`burn_tf.backbone.build_teacher_from_export`, one layer up (it reads the export
+:func:`burn_tf.saved_backbone.build_teacher_from_export`, one layer up (it reads the export
 format); ``teacher.weights`` in a config accepts either.
 
 The returned model is frozen: ``trainable=False`` and its backbone is called with
@@ -139,7 +139,7 @@ def _check_weights(kind: str, weights) -> None:
     if os.path.isdir(path):
         raise ValueError(
             f"teacher weights {path!r} is a directory: a backbone exported by burn_tf pretraining "
-            "loads through burn_tf.backbone.build_teacher_from_export (teacher.weights in a config does this)"
+            "loads through burn_tf.saved_backbone.build_teacher_from_export (teacher.weights in a config does this)"
         )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"teacher weights file {path!r} does not exist")

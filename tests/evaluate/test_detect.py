@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from shape_helpers import check_result_shape
 
-from burn_tf.backbone import save_backbone
+from burn_tf.saved_backbone import save_backbone
 from burn_tf.data.sources import SourceNotFoundError
 from burn_tf.evaluate.data import VOC_CLASSES
 from burn_tf.evaluate.detection import DetectionConfigError
@@ -45,7 +45,7 @@ def small_cnn():
 
 @pytest.mark.slow  # > 30 s
 def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone_dir):
-    from burn_tf.backbone import load_backbone
+    from burn_tf.saved_backbone import load_backbone
 
     model, meta = load_backbone(tiny_backbone_dir)
     sized = detection_model.backbone_at_size(model, meta, 64)
@@ -158,7 +158,7 @@ def test_voc_examples_become_pixel_xyxy_batches():
 
 @pytest.mark.slow  # > 30 s
 def test_random_init_like_is_the_same_architecture_freshly_initialised(tiny_backbone_dir):
-    from burn_tf.backbone import load_backbone
+    from burn_tf.saved_backbone import load_backbone
 
     model, meta = load_backbone(tiny_backbone_dir)
     a = detection_model.random_init_like(model, meta, 64, seed=1)

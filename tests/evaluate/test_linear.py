@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.backbone import BackboneFormatError, save_backbone
+from burn_tf.saved_backbone import BackboneFormatError, save_backbone
 from burn_tf.evaluate import linear
 
 L = importlib.import_module("burn_tf.evaluate.linear")

@@ -8,7 +8,7 @@ import tensorflow as tf
 from shape_helpers import check_result_shape
 
 from burn_tf import evaluate
-from burn_tf.backbone import save_backbone
+from burn_tf.saved_backbone import save_backbone
 from burn_tf.evaluate.common import COMMON_KEYS, evaluator_result
 
 # Each evaluator on a tiny budget (seconds each): keyword arguments beside the backbone.

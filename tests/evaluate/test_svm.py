@@ -193,7 +193,7 @@ def test_default_svm_runs_on_a_backbone_exported_like_the_demos(tmp_path, width)
     """The demo's student (48 px) ends in a 2×2 map; the default grid for 4,096-d (6×6 at
     width 0.125, 4×4 at width 0.25 — the demo's) needs a larger input, and doubling or
     tripling 48 px is not enough (96 px → 3×3, 144 px → 5×5: the strides round up)."""
-    from burn_tf.backbone import save_backbone
+    from burn_tf.saved_backbone import save_backbone
     from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
     path = save_backbone(reactnet_a(ReActNetConfig(stage=2, input_size=48, width_multiplier=width)),

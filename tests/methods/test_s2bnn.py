@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
-from burn_tf.backbone import build_teacher_from_export, load_keras_file
+from burn_tf.saved_backbone import build_teacher_from_export, load_keras_file
 from burn_tf.config import load_config
 from burn_tf.data import fashion_mnist
 from burn_tf.methods import S2BNN, S2BNNConfig, method_class

@@ -1,5 +1,5 @@
 """A ResNet burn_tf pretrained itself is a teacher again: ``teacher.weights:
-<run>/stage1/backbone`` (burn_tf.backbone.build_teacher_from_export). The export here comes
+<run>/stage1/backbone`` (burn_tf.saved_backbone.build_teacher_from_export). The export here comes
 from a real tiny ``supervised`` run of an FP ResNet-18 (small stem, 16 px) on Fashion-MNIST."""
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from burn_tf.backbone import (
+from burn_tf.saved_backbone import (
     BackboneFormatError,
     build_teacher_from_export,
     load_keras_file,

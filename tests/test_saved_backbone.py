@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.backbone import (
+from burn_tf.saved_backbone import (
     FORMAT,
     METADATA_FILE,
     BackboneFormatError,
