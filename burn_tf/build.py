@@ -31,7 +31,7 @@ from burn_tf.distribute import (
 )
 from burn_tf.methods import PretrainMethod
 from burn_tf.models.trained_network import build_backbone
-from burn_tf.models.teacher import build_teacher
+from burn_tf.convert.pretrained_teacher import build_teacher
 from burn_tf.optim import build_optimizer
 from burn_tf.rundir import check_previous_stage
 

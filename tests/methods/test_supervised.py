@@ -16,7 +16,7 @@ from burn_tf.methods import (
     SupervisedKLConfig,
     method_class,
 )
-from burn_tf.models.teacher import build_teacher_head
+from burn_tf.convert.pretrained_teacher import build_teacher_head
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
 
