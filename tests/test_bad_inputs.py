@@ -16,8 +16,8 @@ import tensorflow as tf
 from test_pretrain import TINY as PRETRAIN_TINY
 
 from burn_tf.config import load_config
-from burn_tf.evaluate.__main__ import main as evaluate_main
 from burn_tf.convert.pretrained_teacher import build_teacher
+from burn_tf.evaluate.__main__ import main as evaluate_main
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
 

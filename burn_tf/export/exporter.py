@@ -17,12 +17,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.saved_backbone import (
-    CLASSIFIER_FILE,
-    load_keras_file,
-    model_stage,
-    resolve_backbone,
-)
 from burn_tf.export.errors import OVERWRITE_HINT, ExportError
 from burn_tf.export.savedmodel import save_savedmodel
 from burn_tf.export.tflite import (
@@ -37,6 +31,12 @@ from burn_tf.io import (
     atomic_write_json,
     path_size,
     refuse_existing,
+)
+from burn_tf.saved_backbone import (
+    CLASSIFIER_FILE,
+    load_keras_file,
+    model_stage,
+    resolve_backbone,
 )
 from burn_tf.summary import model_stats
 
