@@ -167,6 +167,8 @@ def test_module_level_imports_have_no_circle():
         visit(module, [])
 
 
-@pytest.mark.parametrize("module", ["burn_tf.saved_backbone", "burn_tf.summary", "burn_tf.export.model_card", "burn_tf.export"])
+@pytest.mark.parametrize(
+    "module", ["burn_tf.saved_backbone", "burn_tf.summary", "burn_tf.export.model_card", "burn_tf.export"]
+)
 def test_imports_in_a_fresh_interpreter(module):
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=REPO, timeout=300)

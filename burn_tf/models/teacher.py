@@ -42,7 +42,7 @@ export). The two are distilled differently: S2-BNN L2-normalises a projection (M
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 
