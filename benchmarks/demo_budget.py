@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from burn_tf.backbone import load_backbone
 from burn_tf.config import load_config
 from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.io import atomic_write_json
 from burn_tf.pretrain import pretrain
+from burn_tf.saved_backbone import load_backbone
 from burn_tf.studies.demo import DEFAULT_CONFIG, DemoEvalConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_budget.json"

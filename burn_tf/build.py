@@ -12,8 +12,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from burn_tf.backbone import build_teacher_from_export
 from burn_tf.config import ConfigError, PretrainConfig
+from burn_tf.convert.pretrained_teacher import build_teacher
 from burn_tf.data import (
     MissingLabelError,
     eval_dataset,
@@ -30,10 +30,10 @@ from burn_tf.distribute import (
     synchronize_batchnorm,
 )
 from burn_tf.methods import PretrainMethod
-from burn_tf.models.backbones import build_backbone
-from burn_tf.models.teacher import build_teacher
+from burn_tf.models.trained_network import build_backbone
 from burn_tf.optim import build_optimizer
 from burn_tf.rundir import check_previous_stage
+from burn_tf.saved_backbone import build_teacher_from_export
 
 
 def build_source(cfg: PretrainConfig) -> tf.data.Dataset:

@@ -24,8 +24,8 @@ from burn_tf.data import SOURCES
 from burn_tf.data.views import AugmentConfig, per_view_configs
 from burn_tf.distribute import STRATEGIES
 from burn_tf.methods import BURNConfig, method_class
-from burn_tf.models.backbones import BackboneConfig
 from burn_tf.models.reactnet import NUM_BLOCKS
+from burn_tf.models.trained_network import BackboneConfig
 from burn_tf.optim import OptimizerConfig
 from burn_tf.schema import (
     ConfigError,

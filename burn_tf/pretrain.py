@@ -43,7 +43,6 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from burn_tf.backbone import record_checksums, save_backbone
 from burn_tf.build import (
     build_method,
     build_source,
@@ -54,11 +53,16 @@ from burn_tf.build import (
     init_from_previous_stage,
     strategy_for,
 )
-from burn_tf.callbacks import JsonLinesLogger, ProgressLines, RunCheckpoints, StepScalarLogger
+from burn_tf.callbacks import (
+    JsonLinesLogger,
+    ProgressLines,
+    RunCheckpoints,
+    StepScalarLogger,
+)
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.distribute import STRATEGIES, shard_by_data
 from burn_tf.io import atomic_write_json, atomic_write_text
-from burn_tf.models.backbones import build_backbone
+from burn_tf.models.trained_network import build_backbone
 from burn_tf.rundir import (
     RunDirError,
     check_previous_stage,
@@ -67,6 +71,7 @@ from burn_tf.rundir import (
     checkpoint_bytes,
     stage_state,
 )
+from burn_tf.saved_backbone import record_checksums, save_backbone
 from burn_tf.summary import summary_text, summary_totals
 
 

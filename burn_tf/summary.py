@@ -31,8 +31,8 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.backbone import METADATA_FILE, load_backbone, load_keras_file
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.saved_backbone import METADATA_FILE, load_backbone, load_keras_file
 
 #: a 64-bit XNOR-popcount does 64 binary MACs: the ReActNet / Bi-Real Net convention.
 BOPS_PER_OP = 64

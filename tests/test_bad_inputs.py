@@ -16,8 +16,8 @@ import tensorflow as tf
 from test_pretrain import TINY as PRETRAIN_TINY
 
 from burn_tf.config import load_config
+from burn_tf.convert.pretrained_teacher import build_teacher
 from burn_tf.evaluate.__main__ import main as evaluate_main
-from burn_tf.models.teacher import build_teacher
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
 
@@ -114,7 +114,7 @@ def test_stage2_without_stage1_touches_nothing(tmp_path, capsys, finished_run):
 
 
 # A directory without metadata.json and a file edited in place (sha256 in the metadata) are
-# refused too: tests/test_backbone.py.
+# refused too: tests/test_saved_backbone.py.
 @pytest.mark.parametrize("damage", ["missing weights", "truncated weights", "edited metadata"])
 def test_damaged_backbone_directory_is_named(finished_run, tmp_path, capsys, damage):
     backbone = tmp_path / "backbone"

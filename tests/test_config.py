@@ -63,6 +63,8 @@ def test_unknown_key_lists_valid_keys(tmp_path):
      ("backbone.bn_momentum=-0.1", "backbone.bn_momentum"),
      ("backbone.bn_momentum=1.5", "backbone.bn_momentum"),
      ("backbone.bn_epsilon=0", "backbone.bn_epsilon"),
+     ("backbone.pad_values=-1", "backbone.pad_values"),  # LCE pads a binary conv with 0 or 1 only
+     ("backbone.pad_values=0.5", "backbone.pad_values"),
      ("optimizer.weight_decay=-0.0001", "optimizer.weight_decay"),
      ("optimizer.momentum=-0.9", "optimizer.momentum"),
      ("optimizer.lars_eta=0", "optimizer.lars_eta"),
@@ -73,6 +75,11 @@ def test_unknown_key_lists_valid_keys(tmp_path):
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         load_config(None, [override])
+
+
+def test_pad_values_takes_zero_or_one():
+    for value in (0, 1):
+        assert load_config(None, [f"backbone.pad_values={value}"]).backbone.pad_values == value
 
 
 @pytest.mark.parametrize("override, key", [

@@ -113,10 +113,9 @@ TINY = read_config_values("demo", [
     "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125",
     "method.head_width=16", "train.batch_size=4", "train.verbose=0", "data.limit=8",
 ])
-# Fields where a negative number is meaningful, and why.
-NEGATIVE_ALLOWED = {
-    ("backbone", "pad_values"),  # the value a binary conv pads its input with (larq pad_values)
-}
+# Fields where a negative number is meaningful, and why: none (backbone.pad_values, the value
+# a binary conv pads its input with, is 0 or 1: the only two LCE's binary conv takes).
+NEGATIVE_ALLOWED: set[tuple[str, str]] = set()
 
 
 def _numeric_fields(cls) -> list[tuple[str, type]]:

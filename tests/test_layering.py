@@ -22,11 +22,13 @@ PACKAGE = REPO / "burn_tf"
 
 # Layer of each top-level module or subpackage of burn_tf ("__init__": the package root).
 # A module may import modules of its own layer or of a lower one, never of a higher one:
-#   (schema, io) → data → (models, convert) → backbone → (losses, ops, optim, callbacks, summary)
+#   (schema, io) → data → models → (convert, saved_backbone) → (losses, ops, optim, callbacks, summary)
 #      → methods → config → pretrain → export → evaluate → studies
 # schema (strict dataclass configs) and io (atomic writes) import nothing of burn_tf.
-# backbone imports only io and models (it rebuilds a ReActNet-A from its metadata), so it
-# sits right above models and every later layer may import it. Callbacks sit below the
+# convert reads models' architectures to load weights into them (PyTorch checkpoints, the
+# teachers built with their weights), so it sits above models, which never import it.
+# saved_backbone imports only io and models (it rebuilds a ReActNet-A from its metadata), so
+# it sits right above models and every later layer may import it. Callbacks sit below the
 # methods because a method returns its own (BURN: λ(t); momentum methods: τ(t)); config
 # sits above the methods because ``method.name`` selects the method's own dataclass.
 LAYERS = {
@@ -36,13 +38,13 @@ LAYERS = {
     "distribute": 0,  # train.strategy → tf.distribute; imports only schema
     "data": 1,
     "models": 2,
-    "convert": 2,  # PyTorch checkpoints → the weights of models/ (models.teacher loads through it)
-    "backbone": 3,  # the exported-backbone format: the contract between pretraining and the rest
+    "convert": 3,  # PyTorch checkpoints → the weights of models/; teachers built with their weights
+    "saved_backbone": 3,  # the exported-backbone format: the contract between pretraining and the rest
     "losses": 4,
     "ops": 4,  # not losses: schedules, diagnostics, targets, queue/EMA/bank updates, clustering
     "optim": 4,
     "callbacks": 4,
-    "summary": 4,  # larq's counts of a model (reads only backbone and models): pretraining prints its totals
+    "summary": 4,  # larq's counts of a model (reads only saved_backbone and models): pretraining prints its totals
     "methods": 5,
     "config": 6,
     "pretrain": 7,  # the stage loop and the CLI
@@ -125,6 +127,29 @@ def test_no_burn_tf_import_inside_a_function():
         map(str, unexpected))
 
 
+def test_no_two_rooms_import_each_other():
+    # Rooms (LAYERS keys: top-level modules and subpackages) of one layer may import each
+    # other's modules; a circle of rooms, even through function-level imports, is refused.
+    graph: dict[str, set[str]] = {}
+    for module in MODULES:
+        for target, _, _ in _imports(module):
+            if _unit(target) != _unit(module):
+                graph.setdefault(_unit(module), set()).add(_unit(target))
+    done: set[str] = set()
+
+    def visit(room: str, path: list[str]) -> None:
+        if room in path:
+            pytest.fail("rooms import each other: " + " → ".join(path[path.index(room):] + [room]))
+        if room in done:
+            return
+        for target in sorted(graph.get(room, ())):
+            visit(target, path + [room])
+        done.add(room)
+
+    for room in sorted(graph):
+        visit(room, [])
+
+
 def test_module_level_imports_have_no_circle():
     graph = {m: {t for t, function, _ in _imports(m) if function is None and t != m} for m in MODULES}
     done: set[str] = set()
@@ -142,6 +167,8 @@ def test_module_level_imports_have_no_circle():
         visit(module, [])
 
 
-@pytest.mark.parametrize("module", ["burn_tf.backbone", "burn_tf.summary", "burn_tf.export.model_card", "burn_tf.export"])
+@pytest.mark.parametrize(
+    "module", ["burn_tf.saved_backbone", "burn_tf.summary", "burn_tf.export.model_card", "burn_tf.export"]
+)
 def test_imports_in_a_fresh_interpreter(module):
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=REPO, timeout=300)

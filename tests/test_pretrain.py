@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.backbone import load_backbone
 from burn_tf.build import (
     build_method,
     build_train_dataset,
@@ -15,6 +14,7 @@ from burn_tf.config import load_config
 from burn_tf.ops.schedules import lambda_at
 from burn_tf.pretrain import main, pretrain, pretrain_stage
 from burn_tf.rundir import RunDirError
+from burn_tf.saved_backbone import load_backbone
 
 TINY = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",

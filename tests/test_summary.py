@@ -5,8 +5,8 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf import summary
-from burn_tf.backbone import save_backbone
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.saved_backbone import save_backbone
 
 
 def _last_json_line(text: str) -> dict:

@@ -5,8 +5,9 @@
 
 The output holds the weights of the backbone built by
 ``burn_tf.models.teacher.build_teacher_backbone(arch, small_input_stem=...)``; pass it to
-``build_teacher(arch, weights=OUT)``. MoCo's ``module.encoder_q.`` / DataParallel's
-``module.`` prefixes are handled, classifier weights (``fc``, ``_fc``) ignored. The file is
+``burn_tf.convert.pretrained_teacher.build_teacher(arch, weights=OUT)``. MoCo's
+``module.encoder_q.`` / DataParallel's ``module.`` prefixes are handled, classifier weights
+(``fc``, ``_fc``) ignored. The file is
 written atomically and an existing one is kept unless ``--overwrite``. A user's mistake (a
 missing or unreadable checkpoint, one that does not fit ``--arch``, an existing ``--out``)
 ends in one ``error: …`` line on stderr and exit code 2.

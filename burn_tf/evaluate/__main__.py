@@ -1,7 +1,9 @@
 """python -m burn_tf.evaluate <task> --backbone PATH [--data NAME] [--protocol NAME] [--out DIR] [--set k=v …] [--json]
 
-A thin layer over the Python API: ``--set key=value`` becomes a keyword argument of
-``burn_tf.evaluate.<task>(backbone, …)`` (values parsed as YAML: 0.1, [1, 2], true);
+A thin layer over the Python API: ``--set key=value`` becomes a keyword argument of the
+task's function ``<task>(backbone, …)`` in its module (``burn_tf.evaluate.TASKS``: ``knn`` →
+``burn_tf.evaluate.knn``, ``detect`` → ``burn_tf.evaluate.detection``; values parsed as
+YAML: 0.1, [1, 2], true);
 ``--protocol`` is ``--set protocol=…`` for the tasks that have one (layerwise: fast | seed).
 
 A user mistake (unknown task, missing or invalid backbone path, missing data_dir, bad
@@ -69,7 +71,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
     args = parser.parse_args(argv)
 
-    module = importlib.import_module(f"burn_tf.evaluate.{args.task}")
+    module = importlib.import_module(TASKS[args.task])
     fn = getattr(module, args.task)
     kwargs = parse_overrides(args.overrides, fn, args.task)
     params = inspect.signature(fn).parameters

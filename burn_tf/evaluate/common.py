@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import tensorflow as tf
 
-from burn_tf.backbone import resolve_backbone  # noqa: F401  (re-exported)
+from burn_tf.saved_backbone import resolve_backbone  # noqa: F401  (re-exported)
 from burn_tf.evaluate.features import extract_features  # noqa: F401  (re-exported: svm uses common.extract_features)
 from burn_tf.io import atomic_write_json  # noqa: F401  (re-exported)
 

@@ -17,7 +17,7 @@ is the coupled (PyTorch) kind, a gradient term ``wd · w`` (the training is
 :func:`burn_tf.evaluate.probe.sgd_linear_probe`). Accuracies are fractions in [0, 1], top-k by
 :func:`burn_tf.evaluate.metrics.topk_accuracy` (ties are not hits).
 
->>> from burn_tf.evaluate import linear
+>>> from burn_tf.evaluate.linear import linear
 >>> result = linear("runs/burn/backbone", data="fashion_mnist", epochs=100)
 >>> result["top1"], result["top5"]
 """

@@ -15,7 +15,7 @@ input size). Neither has an official split: a deterministic, class-stratified 80
 Top-k accuracies follow :func:`burn_tf.evaluate.metrics.topk_accuracy`: ties are broken
 towards the lower class index and never counted as hits.
 
->>> from burn_tf.evaluate import transfer
+>>> from burn_tf.evaluate.transfer import transfer
 >>> transfer("runs/burn/backbone", data="mnist_5k,digits", schedule="object")
 """
 

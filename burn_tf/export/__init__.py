@@ -1,6 +1,6 @@
 """Deployment export: one ``.keras`` file, SavedModel or Larq Compute Engine ``.tflite``.
 
-It reads an exported backbone (:mod:`burn_tf.backbone`) — optionally composed with the
+It reads an exported backbone (:mod:`burn_tf.saved_backbone`) — optionally composed with the
 ``classifier.keras`` next to it — and writes one file (or SavedModel directory) plus a
 report ``<out>.json``::
 

@@ -11,7 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from burn_tf.backbone import BackboneFormatError, find_backbone, read_metadata
 from burn_tf.export.errors import ExportError
 from burn_tf.export.exporter import (
     EXPORT_FORMATS,
@@ -21,6 +20,7 @@ from burn_tf.export.exporter import (
 )
 from burn_tf.export.model_card import write_model_card
 from burn_tf.export.tflite import CONVERTERS
+from burn_tf.saved_backbone import BackboneFormatError, find_backbone, read_metadata
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

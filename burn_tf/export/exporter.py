@@ -1,6 +1,6 @@
 """Deployment export of a backbone: one ``.keras`` file, SavedModel or LCE ``.tflite`` plus a report.
 
-:func:`export_model` reads an exported backbone (:mod:`burn_tf.backbone`), optionally
+:func:`export_model` reads an exported backbone (:mod:`burn_tf.saved_backbone`), optionally
 composes it with the ``classifier.keras`` next to it, writes it in the requested format
 (refusing a stage-1 model for the binary TFLite export unless ``allow_fp``) and writes the
 report ``<out>.json``: source, stage, file size, :func:`burn_tf.summary.model_stats` and,
@@ -17,12 +17,6 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.backbone import (
-    CLASSIFIER_FILE,
-    load_keras_file,
-    model_stage,
-    resolve_backbone,
-)
 from burn_tf.export.errors import OVERWRITE_HINT, ExportError
 from burn_tf.export.savedmodel import save_savedmodel
 from burn_tf.export.tflite import (
@@ -37,6 +31,12 @@ from burn_tf.io import (
     atomic_write_json,
     path_size,
     refuse_existing,
+)
+from burn_tf.saved_backbone import (
+    CLASSIFIER_FILE,
+    load_keras_file,
+    model_stage,
+    resolve_backbone,
 )
 from burn_tf.summary import model_stats
 

@@ -24,7 +24,10 @@ from typing import Any
 
 import yaml
 
-from burn_tf.backbone import (
+from burn_tf.io import atomic_write_text, path_size
+from burn_tf.methods import method_class
+from burn_tf.models.reactnet import NUM_BLOCKS, ReActNetConfig, reactnet_a
+from burn_tf.saved_backbone import (
     CLASSIFIER_FILE,
     MODEL_FILE,
     WEIGHTS_FILE,
@@ -32,9 +35,6 @@ from burn_tf.backbone import (
     load_backbone,
     read_metadata,
 )
-from burn_tf.io import atomic_write_text, path_size
-from burn_tf.methods import method_class
-from burn_tf.models.reactnet import NUM_BLOCKS, ReActNetConfig, reactnet_a
 from burn_tf.schema import ConfigError
 from burn_tf.summary import model_stats
 

@@ -32,6 +32,12 @@ import tensorflow as tf
 BASE_CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
 NUM_BLOCKS = len(BASE_CHANNELS) - 1
 ACTIVATION_GRADIENTS = ("approx_sign", "ste")
+# What a binary conv pads its ±1 input map with ("same" padding): 0 is the reference's zero
+# padding, 1 what LCE runs fastest. Only these two: LCE's bit-packed binary conv takes a pad
+# value of 0 or 1 and nothing else (larq_compute_engine's BConv2DParams: "pad_value: Must be
+# 0 or 1"), so a backbone padded with any other value (a negative one, 0.5) cannot be
+# exported as the bit-packed network it was trained as.
+PAD_VALUES = (0.0, 1.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -168,6 +174,11 @@ class ReActNetConfig:
             raise ValueError(f"backbone.input_size must be in [16, 1024], got {self.input_size!r}")
         if self.width_multiplier <= 0:
             raise ValueError(f"backbone.width_multiplier must be > 0, got {self.width_multiplier!r}")
+        if self.pad_values not in PAD_VALUES:
+            raise ValueError(
+                f"backbone.pad_values must be 0 (zero padding, the reference) or 1 (one-padding, what LCE "
+                f"runs fastest), got {self.pad_values!r}"
+            )
         _sign_fn(self.activation_gradient)
 
     def channels(self) -> list[int]:

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from burn_tf.models.reactnet import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
-__all__ = ["RESNET_SPECS", "build_resnet", "resnet18", "resnet50", "torch_name_map", "stage_output_names"]
+__all__ = ["RESNET_SPECS", "build_resnet", "resnet18", "resnet50", "torch_name_map"]
 
 # depth -> (block type, blocks per stage)
 RESNET_SPECS = {
@@ -167,11 +167,3 @@ def torch_name_map(model: tf.keras.Model) -> dict[str, str]:
             out[layer.name] = layer.name.replace("_", ".")
     return out
 
-
-def stage_output_names(model: tf.keras.Model) -> list[str]:
-    """Names of the last block output of each of the four stages (C2…C5 feature maps)."""
-    names = [layer.name for layer in model.layers if layer.name.endswith("_out") and layer.name.startswith("layer")]
-    last = {}
-    for n in names:
-        last[n.split("_")[0]] = n
-    return [last[k] for k in sorted(last)]

@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.backbone import load_backbone
 from burn_tf.build import build_teacher_from_config
 from burn_tf.callbacks import CollapseCriterion
 from burn_tf.config import (
@@ -52,9 +51,10 @@ from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.probe import train_head_on_features
 from burn_tf.export.model_card import write_model_card
 from burn_tf.io import atomic_write_json
-from burn_tf.models.backbones import build_backbone
+from burn_tf.models.trained_network import build_backbone
 from burn_tf.pretrain import pretrain
 from burn_tf.rundir import RunDirError
+from burn_tf.saved_backbone import load_backbone
 from burn_tf.schema import build_dataclass, check_range
 
 DEFAULT_CONFIG = "demo.yaml"  # configs/demo.yaml, shipped in the wheel

@@ -27,16 +27,22 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from burn_tf.backbone import load_backbone
 from burn_tf.callbacks import StepRecorder
-from burn_tf.config import ConfigError, PretrainConfig, apply_overrides, config_from_dict, read_config_values
+from burn_tf.config import (
+    ConfigError,
+    PretrainConfig,
+    apply_overrides,
+    config_from_dict,
+    read_config_values,
+)
 from burn_tf.data import load_fashion_mnist_arrays
 from burn_tf.evaluate.features import extract_features
 from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.evaluate.metrics import seed_std
 from burn_tf.io import atomic_write_json, file_lock
-from burn_tf.models.backbones import build_backbone
+from burn_tf.models.trained_network import build_backbone
 from burn_tf.pretrain import pretrain_stage
+from burn_tf.saved_backbone import load_backbone
 from burn_tf.schema import build_dataclass
 from burn_tf.studies.demo import DemoEvalConfig, evaluate_features
 

@@ -11,8 +11,9 @@ from torch_reference import randomize_bn, torch_resnet  # noqa: E402
 
 from burn_tf.convert import CheckpointMismatchError, convert_torchvision_resnet  # noqa: E402
 from burn_tf.convert.__main__ import main as convert_main  # noqa: E402
+from burn_tf.convert.pretrained_teacher import build_teacher  # noqa: E402
 from burn_tf.models.resnet import resnet18, resnet50  # noqa: E402
-from burn_tf.models.teacher import build_teacher, teacher_feature_dim  # noqa: E402
+from burn_tf.models.teacher import teacher_feature_dim  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)

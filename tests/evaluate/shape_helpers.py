@@ -3,6 +3,7 @@
 import importlib
 import json
 
+from burn_tf.evaluate import TASKS
 from burn_tf.evaluate.common import COMMON_KEYS
 
 
@@ -18,5 +19,5 @@ def check_result_shape(task, result, out_dir, path):
     assert isinstance(result["data"], str) and result["data"]
     assert json.loads((out_dir / f"{task}.json").read_text())["protocol"] == json.loads(
         json.dumps(result["protocol"]))
-    module = importlib.import_module(f"burn_tf.evaluate.{task}")
+    module = importlib.import_module(TASKS[task])
     assert module.format_result(result)

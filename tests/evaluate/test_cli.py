@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from burn_tf.backbone import save_backbone
 from burn_tf.evaluate.__main__ import main
+from burn_tf.saved_backbone import save_backbone
 
 REPO = Path(__file__).resolve().parents[2]
 

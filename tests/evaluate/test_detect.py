@@ -1,4 +1,3 @@
-import importlib
 import io
 import json
 import math
@@ -9,16 +8,14 @@ import pytest
 import tensorflow as tf
 from shape_helpers import check_result_shape
 
-from burn_tf.backbone import save_backbone
 from burn_tf.data.source_info import SourceNotFoundError
 from burn_tf.evaluate.data import VOC_CLASSES
-from burn_tf.evaluate.detection import DetectionConfigError
+from burn_tf.evaluate.detection import DetectionConfigError, detect, summarize_runs
 from burn_tf.evaluate.detection import data as detection_data
 from burn_tf.evaluate.detection import model as detection_model
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.saved_backbone import save_backbone
 from burn_tf.schema import ConfigError
-
-detect_module = importlib.import_module("burn_tf.evaluate.detect")
 
 TINY = ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125)
 
@@ -45,7 +42,7 @@ def small_cnn():
 
 @pytest.mark.slow  # > 30 s
 def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone_dir):
-    from burn_tf.backbone import load_backbone
+    from burn_tf.saved_backbone import load_backbone
 
     model, meta = load_backbone(tiny_backbone_dir)
     sized = detection_model.backbone_at_size(model, meta, 64)
@@ -109,17 +106,17 @@ def test_generic_backbone_needs_pyramid_layers_and_then_builds():
 )
 def test_bad_arguments_are_clear_errors(tiny_backbone_dir, kwargs, error, match):
     with pytest.raises(error, match=match):
-        detect_module.detect(tiny_backbone_dir, **kwargs)
+        detect(tiny_backbone_dir, **kwargs)
 
 
 def test_voc_needs_a_prepared_data_dir(tiny_backbone_dir, tmp_path):
     with pytest.raises(SourceNotFoundError, match="not prepared"):
-        detect_module.detect(tiny_backbone_dir, data="voc/2007", data_dir=tmp_path, input_size=64)
+        detect(tiny_backbone_dir, data="voc/2007", data_dir=tmp_path, input_size=64)
 
 
 def test_generic_backbone_without_levels_is_refused_by_detect():
     with pytest.raises(DetectionConfigError, match="pyramid_layers"):
-        detect_module.detect(small_cnn(), input_size=64)
+        detect(small_cnn(), input_size=64)
 
 
 def test_voc_examples_become_pixel_xyxy_batches():
@@ -158,7 +155,7 @@ def test_voc_examples_become_pixel_xyxy_batches():
 
 @pytest.mark.slow  # > 30 s
 def test_random_init_like_is_the_same_architecture_freshly_initialised(tiny_backbone_dir):
-    from burn_tf.backbone import load_backbone
+    from burn_tf.saved_backbone import load_backbone
 
     model, meta = load_backbone(tiny_backbone_dir)
     a = detection_model.random_init_like(model, meta, 64, seed=1)
@@ -176,17 +173,17 @@ def test_summary_means_stds_and_paired_margins():
     runs = [{"protocol": "frozen", "init": init, "seed": seed, "mAP": m, "AP50": m * 2, "AP75": m / 2}
             for init, values in (("trained", (0.30, 0.32, 0.34)), ("random_init", (0.10, 0.14, 0.12)))
             for seed, m in enumerate(values)]
-    summary = detect_module.summarize_runs(runs, ["frozen"], random_init=True)["frozen"]
+    summary = summarize_runs(runs, ["frozen"], random_init=True)["frozen"]
     assert summary["trained"]["AP50"]["mean"] == pytest.approx(0.64)
     # spreads over seeds are sample stds (ddof 1), as in compare / ablate
     assert summary["random_init"]["mAP"]["std"] == pytest.approx(np.std([0.10, 0.14, 0.12], ddof=1))
-    one_seed = detect_module.summarize_runs([r for r in runs if r["seed"] == 0], ["frozen"], True)["frozen"]
+    one_seed = summarize_runs([r for r in runs if r["seed"] == 0], ["frozen"], True)["frozen"]
     assert one_seed["trained"]["mAP"]["std"] == 0.0 and one_seed["margin_mAP"]["std"] == 0.0
     margin = summary["margin_mAP"]
     assert margin["values"] == pytest.approx([0.20, 0.18, 0.22])  # paired by seed
     assert margin["mean"] == pytest.approx(0.20) and margin["exceeds_seed_std"]
     close = [dict(r, mAP=r["mAP"] + (0.19 if r["init"] == "random_init" else 0.0)) for r in runs]
-    assert not detect_module.summarize_runs(close, ["frozen"], True)["frozen"]["margin_mAP"]["exceeds_seed_std"]
+    assert not summarize_runs(close, ["frozen"], True)["frozen"]["margin_mAP"]["exceeds_seed_std"]
 
 
 @pytest.mark.slow  # two short detector trainings (trained backbone and its random-init floor)
@@ -231,10 +228,10 @@ def test_under_a_strategy_trains_the_detector_on_its_replicas_as_without(tiny_ba
     settings = {"input_size": 64, "epochs": 1, "num_train": 32, "num_test": 8, "batch_size": 16,
                 "head_width": 8, "head_depth": 1, "protocols": "finetune", "random_init": False,
                 "warmup_epochs": 0.0, "verbose": 0}
-    plain = detect_module.detect(tiny_backbone_dir, **settings)
-    mirrored = detect_module.detect(tiny_backbone_dir, strategy="mirrored", **settings)
+    plain = detect(tiny_backbone_dir, **settings)
+    mirrored = detect(tiny_backbone_dir, strategy="mirrored", **settings)
     assert mirrored["strategy"] == "mirrored" and plain["strategy"] == "default"
     assert mirrored["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)
     assert (mirrored["mAP"], mirrored["AP50"]) == pytest.approx((plain["mAP"], plain["AP50"]), abs=1e-6)
     with pytest.raises(ConfigError, match="train.strategy='nowhere'"):
-        detect_module.detect(tiny_backbone_dir, strategy="nowhere", **settings)
+        detect(tiny_backbone_dir, strategy="nowhere", **settings)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.backbone import BackboneFormatError, save_backbone
 from burn_tf.evaluate.knn import cosine_topk, knn, knn_accuracy, weighted_knn
+from burn_tf.saved_backbone import BackboneFormatError, save_backbone
 
 
 def reference_knn(train, train_labels, query, k, temperature, num_classes):

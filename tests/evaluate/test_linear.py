@@ -1,7 +1,6 @@
 """Linear evaluation: right answers on real Fashion-MNIST (pixels well above chance, noise
 at chance), the frozen backbone stays frozen, clear errors, and the CLI end to end."""
 
-import importlib
 import json
 import os
 import subprocess
@@ -12,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.backbone import BackboneFormatError, save_backbone
-from burn_tf.evaluate import linear
+from burn_tf.evaluate import linear as L
+from burn_tf.evaluate.linear import linear
+from burn_tf.saved_backbone import BackboneFormatError, save_backbone
 
-L = importlib.import_module("burn_tf.evaluate.linear")
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -2,14 +2,16 @@
 size, input size), ``protocol`` (naming its source and settings) and ``seconds``, beside its
 own metrics; the shape is :func:`burn_tf.evaluate.common.evaluator_result`'s."""
 
+import importlib
+
 import numpy as np
 import pytest
 import tensorflow as tf
 from shape_helpers import check_result_shape
 
 from burn_tf import evaluate
-from burn_tf.backbone import save_backbone
 from burn_tf.evaluate.common import COMMON_KEYS, evaluator_result
+from burn_tf.saved_backbone import save_backbone
 
 # Each evaluator on a tiny budget (seconds each): keyword arguments beside the backbone.
 TINY_RUNS = {
@@ -38,7 +40,8 @@ def small_cnn_path(tmp_path_factory):
 
 @pytest.mark.parametrize("task", sorted(TINY_RUNS))
 def test_every_evaluator_returns_the_common_keys(task, small_cnn_path, tmp_path):
-    result = getattr(evaluate, task)(str(small_cnn_path), out_dir=tmp_path, **TINY_RUNS[task])
+    evaluator = getattr(importlib.import_module(evaluate.TASKS[task]), task)
+    result = evaluator(str(small_cnn_path), out_dir=tmp_path, **TINY_RUNS[task])
     check_result_shape(task, result, tmp_path, small_cnn_path)
 
 

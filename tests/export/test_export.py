@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 
 from burn_tf import export
-from burn_tf.backbone import load_backbone, save_backbone
 from burn_tf.export import ExportError, check_binary_export, check_tflite, to_tflite
 from burn_tf.export.tflite import _errors
 from burn_tf.models.heads import build_head
 from burn_tf.models.reactnet import ReActNetConfig, binary_convs, reactnet_a
+from burn_tf.saved_backbone import load_backbone, save_backbone
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {"input_size": 32, "width_multiplier": 0.25}

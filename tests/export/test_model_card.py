@@ -1,8 +1,8 @@
 import json
 
-from burn_tf.backbone import save_backbone
 from burn_tf.export import model_card
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.saved_backbone import save_backbone
 
 CONFIG = """\
 data:

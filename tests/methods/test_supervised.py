@@ -8,6 +8,7 @@ import tensorflow as tf
 from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
 from burn_tf.config import ConfigError, load_config
+from burn_tf.convert.pretrained_teacher import build_teacher_head
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.methods import (
     Supervised,
@@ -16,7 +17,6 @@ from burn_tf.methods import (
     SupervisedKLConfig,
     method_class,
 )
-from burn_tf.models.teacher import build_teacher_head
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
 

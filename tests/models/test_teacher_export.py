@@ -1,5 +1,5 @@
 """A ResNet burn_tf pretrained itself is a teacher again: ``teacher.weights:
-<run>/stage1/backbone`` (burn_tf.backbone.build_teacher_from_export). The export here comes
+<run>/stage1/backbone`` (burn_tf.saved_backbone.build_teacher_from_export). The export here comes
 from a real tiny ``supervised`` run of an FP ResNet-18 (small stem, 16 px) on Fashion-MNIST."""
 
 import json
@@ -9,16 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from burn_tf.backbone import (
+from burn_tf.config import load_config
+from burn_tf.convert.pretrained_teacher import build_teacher
+from burn_tf.export.model_card import _teacher_origin
+from burn_tf.models.teacher import build_teacher_backbone
+from burn_tf.pretrain import build_method, pretrain_stage
+from burn_tf.pretrain import main as pretrain_main
+from burn_tf.saved_backbone import (
     BackboneFormatError,
     build_teacher_from_export,
     load_keras_file,
 )
-from burn_tf.config import load_config
-from burn_tf.export.model_card import _teacher_origin
-from burn_tf.models.teacher import build_teacher, build_teacher_backbone
-from burn_tf.pretrain import build_method, pretrain_stage
-from burn_tf.pretrain import main as pretrain_main
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 TINY = ["train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",

@@ -2,12 +2,18 @@
 
 ``train`` is the driver (:func:`detect`, :func:`evaluate_detector`, :func:`summarize_runs`),
 ``model`` builds the detector on the backbone (pyramid levels, RetinaNet, NMS) and ``data``
-makes its batches (Fashion-MNIST composites offline, or a prepared tfds VOC). The task entry
-of ``burn_tf.evaluate`` is :mod:`burn_tf.evaluate.detect` (``python -m burn_tf.evaluate
-detect``); keras-cv is imported only when a detector is built.
+makes its batches (Fashion-MNIST composites offline, or a prepared tfds VOC). This package
+is the task ``detect`` of ``burn_tf.evaluate``: ``from burn_tf.evaluate.detection import
+detect`` and ``python -m burn_tf.evaluate detect`` run :func:`detect` (its ``format_result``
+is here too); keras-cv is imported only when a detector is built.
 """
 
-from burn_tf.evaluate.detection.data import DetectionData, composites_data, open_voc, voc_detection_data
+from burn_tf.evaluate.detection.data import (
+    DetectionData,
+    composites_data,
+    open_voc,
+    voc_detection_data,
+)
 from burn_tf.evaluate.detection.model import (
     LEVELS,
     NMS_MODES,

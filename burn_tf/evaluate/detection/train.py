@@ -56,7 +56,7 @@ Modules: this one is the driver (:func:`detect`, :func:`evaluate_detector`);
 :mod:`burn_tf.evaluate.detection.model` builds the detector,
 :mod:`burn_tf.evaluate.detection.data` the data.
 
->>> from burn_tf.evaluate import detect
+>>> from burn_tf.evaluate.detection import detect
 >>> result = detect("runs/burn/backbone", num_seeds=3)
 >>> result["summary"]["frozen"]["margin_AP50"]      # trained − random init, per seed
 """

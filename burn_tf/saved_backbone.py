@@ -1,7 +1,10 @@
-"""Exported backbones: the one format every evaluator, the model card and the export read.
+"""The saved (exported) backbone format: the one format every evaluator, the model card and
+the export read.
 
-It is the contract between pretraining and everything after it. An exported backbone is
-a directory::
+It is the contract between pretraining and everything after it. Named for what it holds —
+a backbone *saved to disk* — beside :mod:`burn_tf.models.trained_network` (the network a
+method trains, in memory) and :mod:`burn_tf.build` (a stage's parts). An exported backbone
+is a directory::
 
     backbone/
       backbone.keras        the Keras model (images in [0, 1] → pooled features)

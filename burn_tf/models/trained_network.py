@@ -1,5 +1,9 @@
 """The network a pretraining method trains and exports, chosen in config (``backbone:``).
 
+Named for what it is — the *trained network* — so that it is not confused with the saved
+backbone format on disk (:mod:`burn_tf.saved_backbone`) or with the teachers (frozen,
+never trained: :mod:`burn_tf.models.teacher`). ``backbone.kind`` selects it:
+
 - ``reactnet_a``: the binary ReActNet-A of the paper (two stages: binary activations, then
   binary weights too).
 - ``resnet18`` / ``resnet50``: torchvision-layout FP ResNets, for training a
@@ -16,7 +20,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf.models.reactnet import NUM_BLOCKS, ReActNetConfig, reactnet_a
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.resnet import build_resnet
 from burn_tf.schema import ConfigError, check_range
 
@@ -24,19 +28,15 @@ BACKBONES = ("reactnet_a", "resnet18", "resnet50")
 
 
 @dataclasses.dataclass
-class BackboneConfig:
+class BackboneConfig(ReActNetConfig):
+    """The YAML section ``backbone``: ``kind``, ReActNet-A's fields (declared once, in
+    :class:`~burn_tf.models.reactnet.ReActNetConfig`, and inherited here) and the ResNet's
+    ``small_input_stem``. ReActNet-A's fields are checked only when ``kind`` is
+    ``reactnet_a``; ``stage`` is set by the stage being run. Give ``reactnet_a`` the plain
+    :meth:`reactnet_config`, not this object: an exported backbone records its network's
+    config, and that must not carry ``kind``."""
+
     kind: str = "reactnet_a"
-    input_size: int = 224
-    # ReActNet-A only (see ReActNetConfig); `stage` is set by the stage being run.
-    stage: int = 2
-    width_multiplier: float = 1.0
-    activation_gradient: str = "approx_sign"
-    # 0.0 is the reference (zero padding of the ±1 map); 1.0 is what LCE runs fastest.
-    pad_values: float = 0.0
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    # ReActNet-A's first N blocks (13: the network; see ReActNetConfig.blocks).
-    blocks: int = NUM_BLOCKS
     # ResNet only: a 3×3 stride-1 stem without max-pool for small images (CIFAR-style).
     small_input_stem: bool = False
 
@@ -63,8 +63,9 @@ class BackboneConfig:
         return (1, 2) if self.is_binary else (1,)
 
     def reactnet_config(self, stage: int | None = None) -> ReActNetConfig:
-        names = {f.name for f in dataclasses.fields(ReActNetConfig)}
-        values = {k: v for k, v in dataclasses.asdict(self).items() if k in names}
+        """ReActNet-A's fields of this config (``stage`` replaced when given), as a plain
+        :class:`ReActNetConfig`."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ReActNetConfig)}
         if stage is not None:
             values["stage"] = stage
         return ReActNetConfig(**values)

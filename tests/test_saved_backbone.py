@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.backbone import (
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
+from burn_tf.saved_backbone import (
     FORMAT,
     METADATA_FILE,
     BackboneFormatError,
@@ -18,7 +19,6 @@ from burn_tf.backbone import (
     resolve_backbone,
     save_backbone,
 )
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
 def test_reactnet_round_trip_and_metadata(tmp_path):

@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.models.teacher import (
-    TEACHER_KINDS,
-    build_teacher,
-    build_teacher_head,
-    teacher_feature_dim,
-    teacher_head_role,
-)
+from burn_tf.convert.pretrained_teacher import build_teacher, build_teacher_head
+from burn_tf.models.teacher import TEACHER_KINDS, teacher_feature_dim, teacher_head_role
 
 SIZE = 32
 
