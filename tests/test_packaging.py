@@ -20,17 +20,31 @@ def _clean_copy(where: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
+def wheel_build(tmp_path_factory):
+    """(the wheel built from a clean copy, what pip printed while building it)."""
     out = tmp_path_factory.mktemp("wheel")
     # From a clean copy: pip builds in the source tree, and files left in a stale build/
     # would go into the wheel (a config that is no longer shipped, say).
     source = _clean_copy(tmp_path_factory.mktemp("source"))
-    subprocess.run(
+    build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(source)],
-        check=True, capture_output=True, timeout=300,
+        check=True, capture_output=True, text=True, timeout=300,
     )
     (path,) = out.glob("burn_tf-*.whl")
-    return path
+    return path, build.stdout + build.stderr
+
+
+@pytest.fixture(scope="module")
+def wheel(wheel_build):
+    return wheel_build[0]
+
+
+def test_the_build_prints_no_setuptools_warning(wheel_build):
+    # setuptools warns (40 lines, every install) about a folder of configs/ that is importable
+    # but missing from setup.cfg's packages.
+    _, output = wheel_build
+    assert "absent from the `packages` configuration" not in output
+    assert "Package would be ignored" not in output
 
 
 def test_the_wheel_ships_every_config_the_clis_default_to(wheel):
