@@ -157,7 +157,6 @@ def test_normalisation_is_larq_zoo_preprocess_input_of_0_255_pixels():
     np.testing.assert_allclose(mine, theirs, rtol=1e-5)
 
 
-@pytest.mark.slow
 def test_quicknet_stage2_converts_with_lce_and_matches_keras():
     model = build_zoo_student("QuickNet", TEST_SIZE, stage=2)
     images = np.random.default_rng(3).uniform(0, 1, (4, TEST_SIZE, TEST_SIZE, 3)).astype("float32")
