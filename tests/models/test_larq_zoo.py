@@ -5,7 +5,6 @@ import tensorflow as tf
 from larq_zoo import preprocess_input
 from larq_zoo.sota.quicknet import QuickNetFactory
 
-from burn_tf.backbone import load_backbone, save_backbone
 from burn_tf.export.tflite import check_tflite, to_tflite
 from burn_tf.models.larq_zoo import (
     REFUSED_ZOO_MODELS,
@@ -15,6 +14,7 @@ from burn_tf.models.larq_zoo import (
     zoo_stage_factory,
 )
 from burn_tf.models.reactnet import Normalize, transfer_stage1_to_stage2
+from burn_tf.saved_backbone import load_backbone, save_backbone
 from burn_tf.summary import model_stats
 
 TEST_SIZE = 32
