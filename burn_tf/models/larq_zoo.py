@@ -291,6 +291,8 @@ def build_zoo_student(name: str, input_size: int = 224, stage: int = 2, *,
     zoo = zoo_stage_factory(name, stage)(
         include_top=False, weights=None, input_shape=(cfg.input_size, cfg.input_size, 3), num_classes=1000
     ).build()
+    # The zoo's model is read for its config only; the student is rebuilt from that config,
+    # so its weights are fresh draws of the zoo's own initializers.
     config = _student_config(zoo, student, model_name or f"{name.lower()}_stage{stage}")
     model = tf.keras.Model.from_config(config)
     model.zoo_config = cfg
