@@ -1,7 +1,12 @@
 """Keras callbacks for pretraining: scheduled values (λ(t), τ(t): :class:`ScheduledValue`),
-checkpoints that survive a kill, NaN guard, progress lines, per-step scalars
-(:class:`StepRecorder`, :class:`StepScalarLogger`) and a collapse watch
-(:class:`CollapseWatcher`, by the one :class:`CollapseCriterion`).
+checkpoints that survive a kill, NaN guard, per-step scalars (:class:`StepRecorder`,
+:class:`StepScalarLogger`), a collapse watch (:class:`CollapseWatcher`, by the one
+:class:`CollapseCriterion`), what a person watching a fit sees (:class:`ProgressLines` for
+pretraining, :class:`FitProgress` for the evaluators' fits, both at most 120 columns and
+flushed) and a TensorBoard callback whose per-batch work is cheap (:class:`StageTensorBoard`,
+by the traced :class:`ScalarWriter`). A method's ``callbacks(total_steps)`` gives a
+``model.fit`` user the same per-step logging and progress lines as ``python -m
+burn_tf.pretrain``.
 
 The online weighted-kNN monitor lives in :mod:`burn_tf.evaluate.monitor` (``KNNMonitor``)
 and works with any method.
@@ -19,6 +24,9 @@ from pathlib import Path
 from typing import Callable
 
 import tensorflow as tf
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+
+from burn_tf.progress import EVERY_SECONDS, Progress, RemainingTime, fit_columns, format_value
 
 
 class ScheduledValue(tf.keras.callbacks.Callback):
@@ -47,6 +55,34 @@ class ScheduledValue(tf.keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.variable.assign(self.schedule(self._step))
         self._step += 1
+
+
+class ScalarWriter:
+    """Writes one step's scalars to a summary ``writer`` in one call of a function traced when
+    the writer is made: the same events as ``tf.summary.scalar`` (tag, step, float32 value,
+    the scalars plugin's metadata) at a fraction of the cost. Eager, every scalar is a few
+    ops dispatched from Python, 0.3–1.5 ms each: a step's 20–30 scalars took as long as a
+    tiny model's whole step. Traced, they take ~0.4 ms together."""
+
+    def __init__(self, writer):
+        metadata = scalar_metadata.create_summary_metadata(display_name=None, description=None)
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.int64), tf.TensorSpec([None], tf.string),
+                                      tf.TensorSpec([None], tf.float32)])
+        def write(step, tags, values):
+            with tf.summary.record_if(True), writer.as_default(step=step):
+                for i in tf.range(tf.size(tags)):
+                    tf.summary.write(tags[i], values[i], metadata=metadata)
+
+        # Traced and run once (writing nothing) now: the first run of a traced function
+        # instantiates it, which costs about as much as the trace; neither belongs in a batch hook.
+        self._write = write.get_concrete_function()
+        self._write(tf.constant(0, tf.int64), tf.constant([], tf.string), tf.constant([], tf.float32))
+
+    def __call__(self, step: int, scalars: dict) -> None:
+        if scalars:
+            self._write(tf.constant(step, tf.int64), tf.constant(list(scalars), tf.string),
+                        tf.constant([float(v) for v in scalars.values()], tf.float32))
 
 
 class StepRecorder(tf.keras.callbacks.Callback):
@@ -100,6 +136,7 @@ class StepScalarLogger(StepRecorder):
         directory.mkdir(parents=True, exist_ok=True)
         self._file = (directory / "steps.jsonl").open("a")
         self._writer = tf.summary.create_file_writer(str(directory / "logs" / "steps"))
+        self._scalars = ScalarWriter(self._writer)
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, logs)
@@ -107,10 +144,7 @@ class StepScalarLogger(StepRecorder):
             return
         record = self.records[-1]
         self._file.write(json.dumps(record) + "\n")
-        with self._writer.as_default(step=record["step"]):
-            for key, value in record.items():
-                if key != "step":
-                    tf.summary.scalar(key, value)
+        self._scalars(record["step"], {key: value for key, value in record.items() if key != "step"})
 
     def on_train_end(self, logs=None):
         if self._file is not None:
@@ -292,40 +326,140 @@ class JsonLinesLogger(tf.keras.callbacks.Callback):
 
 class ProgressLines(tf.keras.callbacks.Callback):
     """Progress as plain lines, for logs and non-terminal output where Keras' progress bar
-    prints nothing until an epoch ends: ``lines_per_epoch`` lines per epoch, e.g.
+    prints nothing until an epoch ends: ``lines_per_epoch`` lines per epoch, each at most
+    :data:`~burn_tf.progress.WIDTH` (120) columns, flushed, e.g.
 
-        stage 1  epoch 1/1  step 94/468 (20%)  loss 0.6213  kl 0.4110  fs 0.3021  41 s, ~2.7 min left
+        burn stage 1  epoch 1/1  step 94/468 (20%)  41 s, ~2.7 min left  loss 0.621  kl 0.411  fs 0.302
+
+    The time is that of the whole ``fit`` so far and the time left that of its remaining
+    steps. The logged values follow, the loss first, then the method's ``loss_terms``, then
+    the rest, as many as fit (every value is in the history and in ``steps.jsonl``; gradient
+    norms, ``lr`` and the ``*_step`` values are never shown here). Silent under
+    ``fit(verbose=1)`` (the default), where Keras draws its own progress bar (on a terminal,
+    in a notebook, and as carriage-return updates in a file): lines with ``verbose=2`` or 0.
+    ``steps_per_epoch`` and ``epochs`` default to those ``fit`` was given; when the steps of
+    an epoch are unknown, a line is printed every :data:`~burn_tf.progress.EVERY_SECONDS`.
     """
 
-    def __init__(self, steps_per_epoch: int, epochs: int, lines_per_epoch: int = 10, prefix: str = "",
-                 stream=None):
+    def __init__(self, steps_per_epoch: int | None = None, epochs: int | None = None, lines_per_epoch: int = 10,
+                 prefix: str = "", stream=None):
         super().__init__()
-        self.steps_per_epoch, self.epochs = int(steps_per_epoch), int(epochs)
-        self.every = max(self.steps_per_epoch // max(int(lines_per_epoch), 1), 1)
-        self.prefix = prefix
+        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
+        self.lines_per_epoch = max(int(lines_per_epoch), 1)
+        self.prefix = prefix.strip()
         self.stream = stream
         self._epoch = 0
-        self._start = None
+        self._time, self._printed_at, self._step = None, None, 0
+
+    def on_train_begin(self, logs=None):
+        self._steps = self.steps_per_epoch or self.params.get("steps")
+        self._epochs = self.epochs or self.params.get("epochs") or 1
+        self._every = max(self._steps // self.lines_per_epoch, 1) if self._steps else None
+        self._silent = self.params.get("verbose") == 1  # Keras draws its bar
+        self._time = RemainingTime()
+        self._printed_at = time.time()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._start = time.time()
+
+    def _values(self, logs) -> list[str]:
+        logs = dict(logs or {})
+        first = ["loss", *getattr(self.model, "loss_terms", ())]
+        keys = [k for k in first if k in logs] + [k for k in logs if k not in first]
+        return [f"{k} {format_value(logs[k])}" for k in keys
+                if not k.startswith("grad_norm_") and not k.endswith("_step") and k != "lr"]
 
     def _line(self, step: int, logs) -> str:
-        elapsed = time.time() - self._start
-        left = elapsed / step * (self.steps_per_epoch - step) if step else 0.0
-        values = "  ".join(
-            f"{k} {float(v):.4g}" for k, v in (logs or {}).items()
-            if not k.startswith("grad_norm_") and not k.endswith("_step") and k != "lr"
-        )
-        return (f"{self.prefix}epoch {self._epoch + 1}/{self.epochs}  step {step}/{self.steps_per_epoch} "
-                f"({100 * step // max(self.steps_per_epoch, 1)}%)  {values}  {elapsed:.0f} s, "
-                f"~{left / 60:.1f} min left")
+        if self._steps:
+            left = (self._epochs - self._epoch - 1) * self._steps + self._steps - step
+            position = f"step {step}/{self._steps} ({100 * step // self._steps}%)"
+        else:
+            position, left = f"step {step}", None
+        timing = self._time.line(left)
+        prefix = f"{self.prefix}  " if self.prefix else ""
+        head = f"{prefix}epoch {self._epoch + 1}/{self._epochs}  {position}  {timing}"
+        return fit_columns(head, self._values(logs))
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream or sys.stdout, flush=True)
+        self._printed_at = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
+        self._time.advance()
+        self._step = batch + 1
+        if self._silent:
+            return
         step = batch + 1
-        if step % self.every == 0 and step < self.steps_per_epoch:
-            print(self._line(step, logs), file=self.stream or sys.stdout, flush=True)
+        due = (step % self._every == 0 if self._every else time.time() - self._printed_at >= EVERY_SECONDS)
+        if due and (not self._steps or step < self._steps):
+            self._print(self._line(step, logs))
 
     def on_epoch_end(self, epoch, logs=None):
-        print(self._line(self.steps_per_epoch, logs), file=self.stream or sys.stdout, flush=True)
+        if not self._silent:
+            self._print(self._line(self._steps or self._step, logs))
+
+
+class FitProgress(tf.keras.callbacks.Callback):
+    """A whole ``fit`` as one :class:`~burn_tf.progress.Progress` phase, for the evaluators'
+    heads, fine-tuning and detectors: counts the steps of every epoch, prints after the
+    first, then at most every ``every_seconds`` and at the end, with the latest loss::
+
+        linear evaluation: 1410/23500 steps (6%)  31 s, ~8.2 min left  loss 1.38
+    """
+
+    def __init__(self, what: str, every_seconds: float = EVERY_SECONDS, stream=None):
+        super().__init__()
+        self.what, self.every_seconds, self.stream = what, every_seconds, stream
+        self.progress = None
+
+    def on_train_begin(self, logs=None):
+        steps, epochs = self.params.get("steps"), self.params.get("epochs") or 1
+        self.progress = Progress(self.what, steps * epochs if steps else None, "steps",
+                                 every_seconds=self.every_seconds, stream=self.stream)
+
+    @staticmethod
+    def _note(logs) -> str:
+        loss = (logs or {}).get("loss")
+        return "" if loss is None else f"loss {format_value(loss)}"
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress.advance(1, self._note(logs))
+
+    def on_train_end(self, logs=None):
+        self.progress.finish(self._note(logs))
+
+
+class StageTensorBoard(tf.keras.callbacks.TensorBoard):
+    """Keras' ``TensorBoard`` callback for a pretraining stage, writing the same summaries,
+    with the work Keras times kept out of ``on_train_batch_end``.
+
+    Keras times ``on_train_batch_end`` against the batch time over the first batches and
+    warns "Callback method `on_train_batch_end` is slow compared to the batch time" when it
+    is slower. Two things made every stage print that:
+
+    - serialising the train step's graph (3.5 s for the demo's BURN step) happened in the
+      first batch's hook: it is written at the end of the first epoch here (Keras does not
+      time ``on_epoch_end``);
+    - every batch wrote its ``batch_<name>`` scalars eagerly (or, on the steps between two
+      ``update_freq`` steps, evaluated and discarded them): here only the ``update_freq``
+      steps write them, by one traced call (:class:`ScalarWriter`).
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._batch_scalars = ScalarWriter(self._train_writer) if self.update_freq != "epoch" else None
+
+    def on_train_batch_end(self, batch, logs=None):
+        pending, self._should_write_train_graph = self._should_write_train_graph, False
+        super().on_train_batch_end(batch, None)  # the rest of Keras' batch work (profiling)
+        self._should_write_train_graph = pending
+        if self._batch_scalars is not None and isinstance(logs, dict):
+            step = int(self._train_step.numpy())
+            if step % self.update_freq == 0:
+                self._batch_scalars(step, {f"batch_{name}": value for name, value in logs.items()})
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._should_write_train_graph:
+            self._write_keras_model_train_graph()
+            self._should_write_train_graph = False
+        super().on_epoch_end(epoch, logs)

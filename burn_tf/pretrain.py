@@ -53,12 +53,7 @@ from burn_tf.build import (
     init_from_previous_stage,
     strategy_for,
 )
-from burn_tf.callbacks import (
-    JsonLinesLogger,
-    ProgressLines,
-    RunCheckpoints,
-    StepScalarLogger,
-)
+from burn_tf.callbacks import JsonLinesLogger, RunCheckpoints, StageTensorBoard
 from burn_tf.config import ConfigError, PretrainConfig, load_config
 from burn_tf.distribute import STRATEGIES, shard_by_data
 from burn_tf.io import atomic_write_json, atomic_write_text
@@ -147,21 +142,20 @@ def pretrain_stage(
     saver = RunCheckpoints(checkpoint, stage_dir / "checkpoints", epoch_var,
                            every_steps=cfg.train.checkpoint_every_steps, max_to_keep=cfg.train.keep_checkpoints)
     model.log_dir = stage_dir  # per-step records (BURN: steps.jsonl) go beside the run's logs
+    # What a model.fit user gets too (the method's own callbacks, every step's values in
+    # steps.jsonl and logs/steps, progress lines), then what only a run directory has.
     callbacks = [
-        *model.callbacks(epochs * steps_per_epoch),
-        StepScalarLogger(stage_dir),  # every method's per-step values: steps.jsonl, logs/steps
+        *model.callbacks(epochs * steps_per_epoch, stage_dir, progress=bool(cfg.train.verbose),
+                         progress_prefix=f"{cfg.method.name} stage {stage}",
+                         lines_per_epoch=cfg.train.log_lines_per_epoch),
         saver,
         JsonLinesLogger(stage_dir / "history.jsonl"),
-        tf.keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(steps_per_epoch // 10, 1),
-                                       profile_batch=0),
+        StageTensorBoard(str(stage_dir / "logs"), update_freq=max(steps_per_epoch // 10, 1), profile_batch=0),
         *(extra_callbacks or []),
     ]
-    # A progress bar on a terminal; plain lines in logs and captured output, where Keras'
-    # bar would print nothing until the epoch ends.
+    # A progress bar on a terminal; plain lines (ProgressLines, silent under the bar) in
+    # logs and captured output, where Keras' bar would print nothing until the epoch ends.
     progress_bar = cfg.train.verbose == 1 and sys.stdout.isatty()
-    if cfg.train.verbose and not progress_bar:
-        callbacks.append(ProgressLines(steps_per_epoch, epochs, cfg.train.log_lines_per_epoch,
-                                       prefix=f"{cfg.method.name} stage {stage}  "))
     # The data stream continues where the checkpoint left it: the stream is a seeded
     # function of the position, so starting it at the step already trained gives exactly
     # the batches an uninterrupted run sees next (a tf.data iterator cannot be checkpointed

@@ -134,8 +134,9 @@ def readable_count(num: float) -> str:
 
 
 def summary_totals(model: tf.keras.Model) -> str:
-    """The totals of ``lq.models.summary(model)`` on one line, without its layer table:
-    parameters and MACs by bit width, weight memory and its float-32 equivalent."""
+    """The totals of ``lq.models.summary(model)`` without its layer table, on two lines
+    (each within a 120-column console): parameters by bit width, weight memory and its
+    float-32 equivalent; then MACs by bit width."""
     profile = lq.models.ModelProfile(model)
     params = ", ".join(f"{bits}-bit {readable_count(profile.weight_count(bits))}"
                        for bits in profile.unique_param_bidtwidths)
@@ -143,8 +144,8 @@ def summary_totals(model: tf.keras.Model) -> str:
                      for bits in profile.unique_op_precisions)
     return (f"{model.name}: {readable_count(profile.weight_count())} params ({params}), "
             f"{lq.models.memory_as_readable_str(profile.memory)} "
-            f"(float-32 equivalent {lq.models.memory_as_readable_str(profile.fp_equivalent_memory)}); "
-            f"{readable_count(profile.op_count('mac'))} MACs ({macs})")
+            f"(float-32 equivalent {lq.models.memory_as_readable_str(profile.fp_equivalent_memory)})\n"
+            f"  {readable_count(profile.op_count('mac'))} MACs ({macs})")
 
 
 def format_stats(stats: dict) -> str:

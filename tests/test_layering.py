@@ -22,9 +22,10 @@ PACKAGE = REPO / "burn_tf"
 
 # Layer of each top-level module or subpackage of burn_tf ("__init__": the package root).
 # A module may import modules of its own layer or of a lower one, never of a higher one:
-#   (schema, io) → data → models → (convert, saved_backbone) → (losses, ops, optim, callbacks, summary)
-#      → methods → config → pretrain → export → evaluate → studies
-# schema (strict dataclass configs) and io (atomic writes) import nothing of burn_tf.
+#   (schema, io, progress) → data → models → (convert, saved_backbone)
+#      → (losses, ops, optim, callbacks, summary) → methods → config → pretrain → export → evaluate → studies
+# schema (strict dataclass configs), io (atomic writes) and progress (progress lines) import
+# nothing of burn_tf.
 # convert reads models' architectures to load weights into them (PyTorch checkpoints, the
 # teachers built with their weights), so it sits above models, which never import it.
 # saved_backbone imports only io and models (it rebuilds a ReActNet-A from its metadata), so
@@ -36,6 +37,7 @@ LAYERS = {
     "schema": 0,  # ConfigError and the strict dataclass builder
     "io": 0,  # atomic writes
     "distribute": 0,  # train.strategy → tf.distribute; imports only schema
+    "progress": 0,  # progress lines with the time left (pretraining, evaluators); imports nothing
     "data": 1,
     "models": 2,
     "convert": 3,  # PyTorch checkpoints → the weights of models/; teachers built with their weights

@@ -51,6 +51,7 @@ from burn_tf.evaluate.metrics import purity
 from burn_tf.evaluate.neighbours import cosine_topk
 from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.threads import limit_blas_threads
+from burn_tf.progress import Progress
 
 METHODS = ("spherical_kmeans", "spectral")
 PROTOCOL_SOURCE = ("CLD (seed 003) supplement section 3: spherical k-means and spectral clustering "
@@ -226,6 +227,7 @@ def cluster_features(
     for k in n_clusters:
         _check_features(x, k)
     rows = []
+    meter = Progress("cluster", len(n_clusters) * len(methods), "clusterings")
     for k in n_clusters:
         for method in methods:
             start = time.perf_counter()
@@ -242,6 +244,7 @@ def cluster_features(
                 "purity": purity(labels, pred),
                 "seconds": round(time.perf_counter() - start, 3),
             })
+            meter.advance(note=f"{method}, {k} groups")
     return rows
 
 
@@ -299,7 +302,7 @@ def cluster(
     size = resolve_input_size(model, image_size)
     images, labels = random_subset(*load_labelled_data(data).split(split), num_samples, seed)
     check_labels(labels, f"{split} labels", min_classes=2)
-    (features,), extract_seconds = embed_timed(model, (images,), size, batch_size)
+    (features,), extract_seconds = embed_timed(model, (images,), size, batch_size, "cluster features")
     rows = cluster_features(features, labels, n_clusters, methods, n_neighbors=n_neighbors,
                             n_init=n_init, seed=seed, blas_threads=blas_threads)
     plot = None

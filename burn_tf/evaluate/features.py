@@ -1,10 +1,11 @@
 """Feature extraction: a backbone's pooled features of evaluation images, in inference mode.
 
 Every evaluator that does not fine-tune calls :func:`extract_features` (or :func:`embed`,
-which adds the pooled-output check); :func:`resolve_input_size` is the one check of a
-backbone's input against the images it will be fed. :func:`final_feature_map`,
-:func:`pooling_grid_for` and :class:`GridAveragePooling` pool a map to a fixed grid (the SVM's
-4,096-d features, the layer-wise probes' ~9,000-d ones).
+which adds the pooled-output check), naming its phase for the progress lines;
+:func:`resolve_input_size` is the one check of a backbone's input against the images it
+will be fed. :func:`final_feature_map`, :func:`pooling_grid_for` and
+:class:`GridAveragePooling` pool a map to a fixed grid (the SVM's 4,096-d features, the
+layer-wise probes' ~9,000-d ones).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf.data.eval_images import prepare_images
+from burn_tf.progress import Progress
 
 
 def resolve_input_size(model: tf.keras.Model, image_size: int | None = None) -> int:
@@ -57,47 +59,68 @@ def extract_features(
     images: np.ndarray | tf.data.Dataset,
     batch_size: int = 256,
     image_size: int | None = None,
+    progress: str | None = None,
 ) -> np.ndarray:
     """Features of ``images`` (numpy array or a dataset of image batches / (image, label)).
 
     Runs the model in inference mode (BatchNorm uses its moving statistics) batch by batch,
-    so a 60k-image set never sits in memory as float images.
+    so a 60k-image set never sits in memory as float images. ``progress`` names the phase
+    in progress lines (:class:`~burn_tf.progress.Progress`: batches done, time left);
+    None: silent.
     """
     size = resolve_input_size(model, image_size)
     forward = _traced_forward(model, size)
     outputs = []
     if isinstance(images, tf.data.Dataset):
+        batches = int(images.cardinality())
+        meter = Progress(progress, batches if batches >= 0 else None, "batches") if progress else None
         for batch in images:
             if isinstance(batch, (tuple, list)):
                 batch = batch[0]
             outputs.append(forward(prepare_images(batch, size)).numpy())
+            if meter:
+                meter.advance()
     else:
         images = np.asarray(images)
         if len(images) == 0:
             raise ValueError("no images to extract features from")
+        meter = Progress(progress, math.ceil(len(images) / batch_size), "batches") if progress else None
         for start in range(0, len(images), batch_size):
             outputs.append(forward(prepare_images(images[start : start + batch_size], size)).numpy())
+            if meter:
+                meter.advance()
+    if meter:
+        meter.finish()
     return np.concatenate(outputs, axis=0).astype(np.float32)
 
 
-def embed(model: tf.keras.Model, images, image_size: int, batch_size: int = 256) -> np.ndarray:
+def embed(model: tf.keras.Model, images, image_size: int, batch_size: int = 256,
+          progress: str | None = None) -> np.ndarray:
     """Features of ``images`` in inference mode, batch by batch (float32 [N, D]).
 
     :func:`extract_features` traces the model once per input size and reuses it, so
     embedding a bank and then the queries (or once per epoch in the monitor) does not pay a
-    new trace each time; this adds the pooled-output check.
+    new trace each time; this adds the pooled-output check. ``progress``: see
+    :func:`extract_features`.
     """
-    out = extract_features(model, np.asarray(images), batch_size=int(batch_size), image_size=int(image_size))
+    out = extract_features(model, np.asarray(images), batch_size=int(batch_size), image_size=int(image_size),
+                           progress=progress)
     if out.ndim != 2:
         raise ValueError(f"model {model.name!r} does not return pooled features [B, D]")
     return out
 
 
-def embed_timed(model: tf.keras.Model, image_sets, image_size: int, batch_size: int = 256
-                ) -> tuple[list[np.ndarray], float]:
-    """:func:`embed` of each array of ``image_sets`` in turn → (their features, seconds taken)."""
+def embed_timed(model: tf.keras.Model, image_sets, image_size: int, batch_size: int = 256,
+                progress: str | None = None) -> tuple[list[np.ndarray], float]:
+    """:func:`embed` of each array of ``image_sets`` in turn → (their features, seconds taken).
+    ``progress``: the phase's name in progress lines (numbered per set when there are
+    several); None: silent."""
     start = time.perf_counter()
-    features = [embed(model, images, image_size, batch_size) for images in image_sets]
+    image_sets = list(image_sets)
+    count = len(image_sets)
+    names = ([None] * count if progress is None else [progress] if count == 1
+             else [f"{progress} {i + 1}/{count}" for i in range(count)])
+    features = [embed(model, images, image_size, batch_size, name) for images, name in zip(image_sets, names)]
     return features, time.perf_counter() - start
 
 

@@ -130,7 +130,7 @@ def knn(
     x_train, y_train, x_test, y_test = load_train_test(data, num_train, num_test, seed)
     if k > len(y_train):
         raise ValueError(f"k={k} is larger than the bank ({len(y_train)} train images)")
-    (f_train, f_test), extract_seconds = embed_timed(model, (x_train, x_test), size, batch_size)
+    (f_train, f_test), extract_seconds = embed_timed(model, (x_train, x_test), size, batch_size, "knn features")
     start = time.perf_counter()
     acc = knn_accuracy(f_train, y_train, f_test, y_test, k=k, temperature=temperature,
                        chunk_size=chunk_size)

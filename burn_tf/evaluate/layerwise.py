@@ -47,6 +47,7 @@ from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.probe import dense_head, step_schedule
 from burn_tf.evaluate.threads import limit_blas_threads
 from burn_tf.models.reactnet import block_output_names
+from burn_tf.progress import Progress, format_value
 
 PROTOCOLS = ("fast", "seed")
 SEED_SOURCE = ("Invariance Propagation supplement (seed 002), 'Layer-wise Linear Results' and "
@@ -117,10 +118,12 @@ def pooled_layer_model(model: tf.keras.Model, layers=None, pool_dim: int | None 
 
 
 def extract_layer_features(probe_model: tf.keras.Model, images: np.ndarray, image_size: int,
-                           batch_size: int = 256) -> list[np.ndarray]:
-    """Pooled features of every output of ``probe_model`` (inference mode), batch by batch."""
+                           batch_size: int = 256, progress: str | None = None) -> list[np.ndarray]:
+    """Pooled features of every output of ``probe_model`` (inference mode), batch by batch.
+    ``progress`` names the phase in progress lines (None: silent)."""
     forward = tf.function(lambda x: probe_model(x, training=False), reduce_retracing=True)
     parts: list[list[np.ndarray]] = []
+    meter = Progress(progress, math.ceil(len(images) / batch_size), "batches") if progress else None
     for start in range(0, len(images), batch_size):
         outs = forward(prepare_images(images[start : start + batch_size], image_size))
         if not isinstance(outs, (list, tuple)):
@@ -129,6 +132,8 @@ def extract_layer_features(probe_model: tf.keras.Model, images: np.ndarray, imag
             parts = [[] for _ in outs]
         for bucket, out in zip(parts, outs):
             bucket.append(out.numpy())
+        if meter:
+            meter.advance()
     return [np.concatenate(bucket).astype(np.float32) for bucket in parts]
 
 
@@ -205,12 +210,14 @@ def train_probes_sgd(train_feats: list[np.ndarray], train_y: np.ndarray, num_cla
 
     rng = np.random.default_rng(int(seed))
     history = []
+    meter = Progress("layerwise SGD probes", int(epochs), "epochs")
     for epoch in range(int(epochs)):
         order = rng.permutation(n)
         total = 0.0
         for start in range(0, n, batch_size):
             total += float(step(tf.constant(order[start : start + batch_size])))
         history.append(total / steps)
+        meter.advance(note=f"loss {format_value(history[-1])}")
         if not math.isfinite(history[-1]):
             raise FloatingPointError(f"layer-wise SGD probes: the loss became {history[-1]} at epoch "
                                      f"{epoch + 1} (lr {lr}); lower lr")
@@ -306,8 +313,8 @@ def layerwise(
     probe_model, names = pooled_layer_model(model, layers, pool_dim)
     x_train, y_train, x_test, y_test = load_train_test(data, num_train, num_test, seed)
     start = time.perf_counter()
-    f_train = extract_layer_features(probe_model, x_train, size, batch_size)
-    f_test = extract_layer_features(probe_model, x_test, size, batch_size)
+    f_train = extract_layer_features(probe_model, x_train, size, batch_size, "layerwise train features")
+    f_test = extract_layer_features(probe_model, x_test, size, batch_size, "layerwise test features")
     extract_seconds = time.perf_counter() - start
     for name, a, b in zip(names, f_train, f_test):
         if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
@@ -335,10 +342,12 @@ def layerwise(
             "batch_size": int(probe_batch_size), "train_loss": history,
         }
     else:
+        meter = Progress("layerwise logistic probes", len(names), "layers")
         for i, (name, a, b) in enumerate(zip(names, f_train, f_test)):
             fit = logistic_regression_probe(a, y_train, b, y_test, C=C, max_iter=max_iter, seed=seed,
                                blas_threads=blas_threads)
             rows.append({"block": i, "layer": name, "dim": int(a.shape[1]), **fit})
+            meter.advance(note=name)
         probe = {"protocol": "fast", "source": FAST_SOURCE, "pooling": "global",
                  "C": float(C), "max_iter": int(max_iter)}
     probe_seconds = time.perf_counter() - start

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.callbacks import FitProgress
 from burn_tf.distribute import make_strategy
 from burn_tf.evaluate.data import ClassificationData
 from burn_tf.evaluate.features import extract_features
@@ -79,12 +80,13 @@ def create_optimizer_variables(model: tf.keras.Model) -> None:
 
 
 def fit_or_raise(model, dataset, epochs: int, what: str, callbacks=()) -> list[float]:
-    """``model.fit`` (silent) → per-epoch losses; FloatingPointError naming ``what`` as soon
-    as a batch loss is not finite. The optimizer's variables are created first
-    (:func:`create_optimizer_variables`: one trace of the train step, not two)."""
+    """``model.fit`` → per-epoch losses; FloatingPointError naming ``what`` as soon as a batch
+    loss is not finite. Instead of Keras' bar, progress lines named ``what`` with the time
+    left (:class:`~burn_tf.callbacks.FitProgress`). The optimizer's variables are created
+    first (:func:`create_optimizer_variables`: one trace of the train step, not two)."""
     create_optimizer_variables(model)
     guard = _NaNGuard()
-    history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=[*callbacks, guard])
+    history = model.fit(dataset, epochs=epochs, verbose=0, callbacks=[*callbacks, guard, FitProgress(what)])
     if getattr(guard, "bad_loss", None) is not None:
         raise FloatingPointError(
             f"{what}: the training loss became {guard.bad_loss}; lower the learning rate"
@@ -174,10 +176,12 @@ def sgd_linear_probe(
     feature_batch_size: int = 256,
     crop_scale=(0.08, 1.0),
     strategy=None,
+    progress: str = "linear",
 ) -> dict:
     """The linear protocol on one train → test split; returns accuracies and the loss curve.
     ``strategy`` (see :func:`strategy_scope`) trains the head (with ``augment``: head and
-    frozen backbone) on every replica; ``batch_size`` is the global batch."""
+    frozen backbone) on every replica; ``batch_size`` is the global batch. ``progress``
+    names the phases in progress lines (``<progress> features``)."""
     num_classes = data.num_classes
     if augment:
         was_trainable = model.trainable
@@ -201,7 +205,7 @@ def sgd_linear_probe(
     else:
         # One call (one trace of the backbone): train and test images share their geometry.
         feats = extract_features(
-            model, np.concatenate([data.x_train, data.x_test]), feature_batch_size, size)
+            model, np.concatenate([data.x_train, data.x_test]), feature_batch_size, size, f"{progress} features")
         train_feats, test_feats = feats[: len(data.x_train)], feats[len(data.x_train):]
         head, losses = train_head_on_features(
             train_feats, data.y_train, num_classes, epochs=epochs, lr=lr, milestones=milestones,

@@ -108,7 +108,8 @@ def retrieval(
     k_max = max(ks[-1], int(grid_k) if out_dir is not None else 0)
     if k_max > len(bank_labels):
         raise ValueError(f"k={k_max} is larger than the bank ({len(bank_labels)} train images)")
-    (f_bank, f_query), extract_seconds = embed_timed(model, (bank_images, query_images), size, batch_size)
+    (f_bank, f_query), extract_seconds = embed_timed(model, (bank_images, query_images), size, batch_size,
+                                                     "retrieval features")
     start = time.perf_counter()
     _, neighbours = retrieve(f_query, f_bank, k_max, chunk_size)
     scores = precision_at_k(query_labels, bank_labels, neighbours, ks)

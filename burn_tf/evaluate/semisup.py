@@ -38,6 +38,7 @@ from burn_tf.evaluate.features import resolve_input_size
 from burn_tf.evaluate.images import image_dataset
 from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.probe import as_strategy, dense_head, fit_or_raise, predict_images
+from burn_tf.progress import Progress
 
 TASK = "semisup"
 PROTOCOL_SOURCE = ("BURN supplement section 1 (following PCL / SimCLR v2 / BYOL): 1% / 10% class-balanced "
@@ -186,6 +187,9 @@ def semisup(
     holdout = balanced_fraction(dataset.y_train, holdout_fraction, holdout_seed)
     initial = model.get_weights()
     per_fraction = {}
+    # Each fine-tuning prints its own steps (fit_or_raise); this counts them, one line each.
+    meter = Progress("semisup", len(fractions) * len(backbone_lrs) * len(head_multipliers), "fine-tunings",
+                     every_seconds=0)
     try:
         tuner = FineTuner(model, num_classes, size, momentum=float(momentum),
                           weight_decay=float(weight_decay), seed=int(seed), strategy=strategy)
@@ -216,6 +220,8 @@ def semisup(
                         entry.update(holdout_top1=0.0, final_loss=float("nan"), diverged=True,
                                      error=str(err))
                     grid.append(entry)
+                    meter.advance(note=f"{_fraction_key(fraction)} labels, backbone lr {float(backbone_lr):g}, "
+                                       f"head lr {head_lr:g}: held-out top-1 {entry['holdout_top1']:.4f}")
                     if not entry["diverged"] and (best is None
                                                   or entry["holdout_top1"] > best["holdout_top1"]):
                         best, best_weights = entry, tuner.model.get_weights()

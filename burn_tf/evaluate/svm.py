@@ -86,6 +86,7 @@ from burn_tf.evaluate.features import (
     resolve_input_size,
 )
 from burn_tf.evaluate.metrics import AP_METHODS, average_precision, mean_ap
+from burn_tf.progress import Progress
 
 TASK = "svm"
 DEFAULT_DATA = "auto"
@@ -161,6 +162,7 @@ def cost_sweep(features: np.ndarray, labels_multi_hot: np.ndarray,
         raise ValueError(f"folds must be >= 2, got {folds}")
     x = normalize_features(features) if normalize else np.asarray(features, np.float64)
     cv_ap = np.zeros((labels.shape[1], len(costs)))
+    meter = Progress("svm full-shot", labels.shape[1] * len(costs), f"{folds}-fold cross-validations")
     with _quiet():
         for c in range(labels.shape[1]):
             y = _binary(labels, c)
@@ -173,6 +175,7 @@ def cost_sweep(features: np.ndarray, labels_multi_hot: np.ndarray,
             for j, cost in enumerate(costs):
                 cv_ap[c, j] = cross_val_score(make_svm(cost), x, y, cv=folds,
                                               scoring="average_precision", n_jobs=n_jobs).mean()
+                meter.advance(note=f"class {c}")
     best = np.argmax(cv_ap, axis=1)
     return {
         "costs": costs,
@@ -241,6 +244,7 @@ def few_shot(train_x, train_y, test_x, test_y, *, shots, samples, costs, cost, a
     costs = [float(cost)] if cost != "reference" else [float(c) for c in costs]
     num_classes = train_y.shape[1]
     out = {}
+    meter = Progress("svm few-shot", len(shots) * samples * len(costs) * num_classes, "SVMs")
     with _quiet():
         for k in shots:
             # maps[method][sample, cost]
@@ -256,6 +260,7 @@ def few_shot(train_x, train_y, test_x, test_y, *, shots, samples, costs, cost, a
                         area, voc07 = _class_aps(scores, test_y[:, c])
                         aps["area"].append(area)
                         aps["voc07"].append(voc07)
+                        meter.advance(note=f"k {k}, sample {s + 1}/{samples}")
                     for m in AP_METHODS:
                         maps[m][s, j] = mean_ap(aps[m])
             best = int(np.argmax(maps[ap_method].mean(axis=0)))
@@ -481,7 +486,8 @@ def svm(
                 f"k={shots[-1]} is larger than the {int(counts[c])} positive training images of "
                 f"class {c} ({class_names[c]}); lower the shots"
             )
-    feats = common.extract_features(features_model, np.concatenate([x_tr, x_te]), int(batch_size), size)
+    feats = common.extract_features(features_model, np.concatenate([x_tr, x_te]), int(batch_size), size,
+                                    "svm features")
     feats = normalize_features(feats)
     f_tr, f_te = feats[: len(x_tr)], feats[len(x_tr):]
     costs = list(DEFAULT_COSTS if costs is None else costs)

@@ -222,7 +222,7 @@ def transfer(
             milestones=proto["milestones"], gamma=float(proto["gamma"]), momentum=float(momentum),
             weight_decay=float(proto["weight_decay"]), batch_size=int(batch_size),
             augment=bool(augment), seed=int(seed), feature_batch_size=int(feature_batch_size),
-            strategy=str(strategy),
+            strategy=str(strategy), progress=f"transfer {label}",
         )
         targets[label if label != "arrays" else target.name] = scores
     result = common.evaluator_result(

@@ -12,6 +12,10 @@ backbones can be compared by a number as well as by eye.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from burn_tf.evaluate.data import (
 from burn_tf.evaluate.features import embed_timed, l2_normalize, resolve_input_size
 from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.threads import limit_blas_threads
+from burn_tf.progress import Progress
 
 PROTOCOL_SOURCE = ("InvP (seed 002) supplement Fig. 2: t-SNE of the first 40 classes x 200 random "
                    "images, scaled to the data set; L2-normalised features, Barnes-Hut, PCA init")
@@ -47,11 +52,30 @@ def run_tsne(features: np.ndarray, perplexity: float = 30.0, max_iter: int = 100
         raise ValueError(f"t-SNE needs at least 4 points, got {n}")
     if perplexity >= n:
         raise ValueError(f"perplexity={perplexity} must be smaller than the number of points ({n})")
+    # verbose=2 only makes scikit-learn print a line every 50 iterations, read by _IterationLog.
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
-                max_iter=max_iter, random_state=seed)
-    with limit_blas_threads(blas_threads):
+                max_iter=max_iter, random_state=seed, verbose=2)
+    meter = Progress("tsne", int(max_iter), "iterations", stream=sys.stdout)
+    with limit_blas_threads(blas_threads), contextlib.redirect_stdout(_IterationLog(meter)):
         embedding = tsne.fit_transform(l2_normalize(np.asarray(features, np.float64)))
+    meter.finish()  # t-SNE may stop before max_iter
     return embedding.astype(np.float32), float(tsne.kl_divergence_)
+
+
+class _IterationLog(io.TextIOBase):
+    """Takes scikit-learn's t-SNE log (``verbose=2``: "[t-SNE] Iteration 50: …" every 50
+    iterations) in place of stdout and turns its iteration counts into the progress lines of
+    ``meter``; nothing else of the log is shown."""
+
+    ITERATION = re.compile(r"\[t-SNE\] Iteration (\d+):")
+
+    def __init__(self, meter: Progress):
+        self.meter = meter
+
+    def write(self, text: str) -> int:
+        for match in self.ITERATION.finditer(text):
+            self.meter.advance(max(int(match.group(1)) - self.meter.done, 0))
+        return len(text)
 
 
 def plot_tsne(embedding: np.ndarray, labels: np.ndarray, class_names: dict[int, str], path,
@@ -105,7 +129,7 @@ def tsne(
     check_labels(labels, f"{split} labels", min_classes=1)
     index = select_per_class(labels, num_classes, per_class, seed)
     images, labels = images[index], labels[index]
-    (features,), extract_seconds = embed_timed(model, (images,), size, batch_size)
+    (features,), extract_seconds = embed_timed(model, (images,), size, batch_size, "tsne features")
     if not np.all(np.isfinite(features)):
         raise ValueError(f"backbone {model.name!r} produced NaN/Inf features")
     start = time.perf_counter()

@@ -26,7 +26,9 @@ labels, training)``            key is logged (declare them in ``loss_terms``), a
                                ``trainable`` part
 ``checkpoint_modules()``       ``{name: network or variable}`` saved with the run. Derived:
                                every part
-``callbacks(total_steps)``     Keras callbacks the method needs (BURN: λ(t))
+``method_callbacks(            Keras callbacks the method itself needs (BURN: λ(t));
+total_steps)``                 ``callbacks(total_steps)`` adds the per-step logger and
+                               the progress lines to them
 ``after_update()``             runs after each optimizer update (EMA targets, queues)
 ``init_from_previous_stage``   stage 2 from stage 1 (default: the backbone by layer name,
 ``(previous)``                 every other network of ``checkpoint_modules`` as is)
@@ -107,7 +109,7 @@ from typing import Callable, ClassVar
 
 import tensorflow as tf
 
-from burn_tf.callbacks import ScheduledValue
+from burn_tf.callbacks import ProgressLines, ScheduledValue, StepScalarLogger
 from burn_tf.models.reactnet import transfer_stage1_to_stage2
 from burn_tf.ops.memory import momentum_update
 from burn_tf.ops.schedules import cosine_momentum
@@ -399,7 +401,23 @@ class PretrainMethod(tf.keras.Model):
     def checkpoint_modules(self) -> dict:
         return {name: part.module for name, part in self._parts.items()}
 
-    def callbacks(self, total_steps: int) -> list:
+    def callbacks(self, total_steps: int, log_dir=None, *, progress: bool = True, progress_prefix: str | None = None,
+                  lines_per_epoch: int = 10) -> list:
+        """The callbacks ``model.fit`` needs to train this method and to show it, the same that
+        ``python -m burn_tf.pretrain`` uses (it adds only the run directory's checkpoints,
+        history and TensorBoard): the method's own (:meth:`method_callbacks`), a
+        :class:`~burn_tf.callbacks.StepScalarLogger` (every step's values in its ``records``;
+        ``steps.jsonl`` and TensorBoard in ``log_dir``, default the model's ``log_dir``) and,
+        with ``progress``, :class:`~burn_tf.callbacks.ProgressLines` (``lines_per_epoch`` lines
+        per epoch with the time left, prefixed ``progress_prefix``, default the model's name;
+        under ``fit(verbose=2)`` or 0: with ``verbose=1`` Keras' bar shows instead)."""
+        shown = [StepScalarLogger(log_dir)]
+        if progress:
+            prefix = self.name if progress_prefix is None else progress_prefix
+            shown.append(ProgressLines(lines_per_epoch=lines_per_epoch, prefix=prefix))
+        return [*self.method_callbacks(total_steps), *shown]
+
+    def method_callbacks(self, total_steps: int) -> list:
         return []
 
     def after_update(self) -> None:
@@ -709,7 +727,7 @@ class MomentumMethod(PretrainMethod):
         # Target weights are Keras layer weights (no aggregation): assigned on every device.
         assign_on_every_replica(targets, lambda t, o: momentum_update(t, o, tau), onlines)
 
-    def callbacks(self, total_steps: int) -> list:
+    def method_callbacks(self, total_steps: int) -> list:
         start, end = self.config.tau_start, self.config.tau_end
         return [ScheduledValue(self.tau, lambda step: cosine_momentum(step, total_steps, start, end), "tau",
                                total_steps)]

@@ -209,7 +209,7 @@ class BURN(DistillationMethod):
         if self.config.target == "centered":
             self.target_center.assign(previous.target_center)
 
-    def callbacks(self, total_steps: int) -> list:
+    def method_callbacks(self, total_steps: int) -> list:
         cfg = self.config
         callbacks = [ScheduledValue(
             self.lambda_value,

@@ -3,6 +3,11 @@ features whose answer is known, few-shot sampling, and the evaluator on real Fas
 (single-label as one-hot, and multi-label composites): pixels well above chance, noise at it."""
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +15,7 @@ import tensorflow as tf
 
 from burn_tf.evaluate import svm as V
 from burn_tf.evaluate.svm import cost_sweep, svm
+from burn_tf.saved_backbone import save_backbone
 
 
 def randconv_backbone(size):
@@ -210,3 +216,29 @@ def test_default_svm_runs_on_a_backbone_exported_like_the_demos(tmp_path, width)
     assert np.isfinite(result["full"]["map"])
     written = json.loads(next((tmp_path / "out").rglob("*.json")).read_text())
     assert written["pooling"]["input_size"] == 192 and written["pooling"]["grid"] == 6
+
+
+def test_the_cli_prints_the_time_left_into_a_redirected_file_while_it_runs(tmp_path, tiny_reactnet):
+    """Output redirected to a file, as on a cluster: a progress line with the time left is in
+    the file while the command still runs (flushed, not held in a buffer until exit). The
+    full-shot cost sweep alone runs for minutes here, so the run is stopped once it is seen."""
+    path = tmp_path / "backbone"
+    save_backbone(tiny_reactnet(), path)
+    out = tmp_path / "out.txt"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    command = [sys.executable, "-m", "burn_tf.evaluate", "svm", "--backbone", str(path), "--out", str(tmp_path),
+               "--set", "n_train=200", "--set", "n_test=100", "--set", "folds=2", "--set", "shots=[1,2]", "--json"]
+    with out.open("w") as stdout, (tmp_path / "err.txt").open("w") as stderr:
+        proc = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env)
+        try:
+            deadline, lines = time.monotonic() + 300, []
+            while not lines and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.5)
+                lines = [line for line in out.read_text().splitlines() if "left" in line]
+            running = proc.poll() is None
+        finally:
+            proc.kill()
+            proc.wait()
+    assert lines, f"no line with the time left in {out.read_text()!r}; stderr: {(tmp_path / 'err.txt').read_text()!r}"
+    assert running, "the progress line reached the file only when the command ended"
+    assert lines[0].startswith("svm features: 1/") and len(lines[0]) <= 120

@@ -308,11 +308,13 @@ def test_collapse_is_reported_in_the_logs_and_the_step_file(tmp_path):
     model.log_dir = tmp_path
     v1, v2 = batch(8)
     ds = tf.data.Dataset.from_tensors((v1, v2)).repeat(3)
-    watcher = next(c for c in model.callbacks(3) if isinstance(c, CollapseWatcher))
+    # model.callbacks gives the StepScalarLogger (into model.log_dir) with the watcher.
+    callbacks = model.callbacks(3)
+    assert sum(isinstance(c, StepScalarLogger) for c in callbacks) == 1
+    watcher = next(c for c in callbacks if isinstance(c, CollapseWatcher))
     assert watcher.criterion == CollapseCriterion(0.5, 1e-3) and watcher.patience == 2
     # A floor no real KL reaches: every step counts as collapsed, so the watcher must fire.
     watcher.criterion = CollapseCriterion(kl_floor=1e9)
-    callbacks = [c for c in model.callbacks(3) if not isinstance(c, CollapseWatcher)] + [watcher, StepScalarLogger()]
     history = model.fit(ds, epochs=1, callbacks=callbacks, verbose=0)
     assert history.history["target_collapsed"] == [1.0]
     assert history.history["collapse_step"] == [1.0]

@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.callbacks import FitProgress
 from burn_tf.evaluate.common import (
     backbone_info,
     evaluator_result,
@@ -97,6 +98,7 @@ from burn_tf.evaluate.detection.model import (
 )
 from burn_tf.evaluate.metrics import coco_average_precision, seed_std
 from burn_tf.evaluate.probe import as_strategy, create_optimizer_variables
+from burn_tf.progress import Progress
 
 DATASETS = ("composites", "voc/2007")
 
@@ -181,11 +183,12 @@ LIMITS = (
 
 def _train_and_score(make_backbone, levels, dataset, num_classes, *, frozen, epochs, batch_size,
                      learning_rate, warmup_epochs, anchor_size, head_width, head_depth, nms, nms_iou,
-                     score_threshold, max_detections, seed, verbose, strategy) -> dict:
+                     score_threshold, max_detections, seed, verbose, strategy, progress=None) -> dict:
     """One detector on the backbone ``make_backbone()`` returns: train (frozen or fine-tuned),
     then score the test set. Backbone, detector and optimizer are made in ``strategy``'s scope
     (variables made outside it cannot be trained under it): training runs on every replica,
-    ``batch_size`` being the global batch."""
+    ``batch_size`` being the global batch. ``progress`` names the training's progress lines
+    (:class:`~burn_tf.callbacks.FitProgress`; None: none)."""
     tf.keras.utils.set_random_seed(int(seed))
     with strategy.scope():
         detector = build_retinanet(
@@ -209,8 +212,8 @@ def _train_and_score(make_backbone, levels, dataset, num_classes, *, frozen, epo
                          jit_compile=False)
         _create_lazy_variables(detector, dataset.train)
     start = time.perf_counter()
-    history = detector.fit(dataset.train, epochs=epochs, verbose=verbose,
-                           callbacks=[tf.keras.callbacks.TerminateOnNaN()])
+    callbacks = [tf.keras.callbacks.TerminateOnNaN()] + ([FitProgress(progress)] if progress else [])
+    history = detector.fit(dataset.train, epochs=epochs, verbose=verbose, callbacks=callbacks)
     train_seconds = time.perf_counter() - start
     losses = [float(v) for v in history.history.get("loss", [])]
     if len(losses) < epochs or not all(np.isfinite(losses)):
@@ -392,6 +395,9 @@ def detect(
     )
 
     runs, first = [], None
+    inits = ("trained", "random_init") if random_init else ("trained",)
+    runs_total = num_seeds * len(protocols) * len(inits)
+    meter = Progress("detect", runs_total, "runs", every_seconds=0) if verbose else None
     for run_seed in range(int(seed), int(seed) + num_seeds):
         if data == "composites":
             try:
@@ -405,24 +411,24 @@ def detect(
                                          run_seed, description)
         num_classes = len(dataset.class_names)
         for protocol in protocols:
-            for init in ("trained", "random_init") if random_init else ("trained",):
+            for init in inits:
                 if init == "trained":
                     # A copy: fine-tuning never touches `model`.
                     make_backbone = functools.partial(backbone_at_size, model, meta, input_size)
                 else:
                     make_backbone = functools.partial(random_init_like, model, meta, input_size,
                                                       seed=10_000 + run_seed)
+                name = f"detect {protocol} {init} seed {run_seed}"
                 out = _train_and_score(make_backbone, levels, dataset, num_classes, frozen=protocol == "frozen",
-                                       seed=run_seed, **settings)
+                                       seed=run_seed, progress=name if verbose else None, **settings)
                 scores = out.pop("scores")
                 runs.append({"protocol": protocol, "init": init, "seed": run_seed,
                              "mAP": scores["mAP"], "AP50": scores["AP50"], "AP75": scores["AP75"], **out})
                 if first is None:
                     first = (scores, dataset)
-                if verbose:
-                    print(f"detect: {protocol} {init} seed {run_seed}: AP {scores['mAP']:.4f} "
-                          f"AP50 {scores['AP50']:.4f} AP75 {scores['AP75']:.4f} "
-                          f"({out['train_seconds']:.0f} s)", flush=True)
+                if meter:
+                    meter.advance(note=f"{protocol} {init} seed {run_seed}: AP {scores['mAP']:.4f} "
+                                       f"AP50 {scores['AP50']:.4f} AP75 {scores['AP75']:.4f}")
 
     scores, dataset = first
     ap = scores["ap"]
