@@ -221,8 +221,8 @@ class CollapseWatcher(tf.keras.callbacks.Callback):
                 fraction, floor = self.criterion.entropy_fraction, self.criterion.kl_floor
                 print(f"WARNING: the moving target collapsed at step {self.collapse_step}: for "
                       f"{self.patience} steps H(p̄) < {fraction:g}·log C = "
-                      f"{fraction * self.log_classes:.3g} (the batch's targets crowd onto "
-                      f"few classes) or KL < {floor:g} (the KL term carries no signal); now "
+                      f"{fraction * self.log_classes:.3g}\n  (the batch's targets crowd onto "
+                      f"few classes) or KL < {floor:g} (the KL term carries no signal);\n  now "
                       f"H(p̄) {entropy:.3g}, KL {kl:.3g}. Training continues.",
                       file=self.stream or sys.stdout, flush=True)
         else:
@@ -386,10 +386,9 @@ class ProgressLines(tf.keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._time.advance()
-        self._step = batch + 1
+        self._step = step = batch + 1
         if self._silent:
             return
-        step = batch + 1
         due = (step % self._every == 0 if self._every else time.time() - self._printed_at >= EVERY_SECONDS)
         if due and (not self._steps or step < self._steps):
             self._print(self._line(step, logs))
