@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 WIDTH = 120
 EVERY_SECONDS = 30.0

@@ -120,7 +120,8 @@ def embed_timed(model: tf.keras.Model, image_sets, image_size: int, batch_size: 
     count = len(image_sets)
     names = ([None] * count if progress is None else [progress] if count == 1
              else [f"{progress} {i + 1}/{count}" for i in range(count)])
-    features = [embed(model, images, image_size, batch_size, name) for images, name in zip(image_sets, names)]
+    features = [embed(model, images, image_size, batch_size, name)
+                for images, name in zip(image_sets, names, strict=True)]
     return features, time.perf_counter() - start
 
 
