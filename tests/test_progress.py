@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from burn_tf import progress
@@ -144,7 +143,6 @@ TINY_DEMO = [
 ]
 
 
-@pytest.mark.slow
 def test_a_compiled_stage_has_no_slow_callback_warning_and_lines_fit_120_columns(fashion_mnist_available,
                                                                                  tmp_path, capsys):
     """The demo's config, tiny and compiled as the demo runs it. Keras times the batch hooks
