@@ -145,7 +145,7 @@ def cost_sweep(features: np.ndarray, labels_multi_hot: np.ndarray,
 
     ``labels_multi_hot`` is [N, C] with 1 present, 0 absent, −1 difficult (counted as
     negative, as in the benchmark's training). Features are L2-normalised first unless
-    ``normalize=False``. Returns ``costs``, ``cv_ap`` [C][len(costs)] (mean over folds),
+    ``normalize=False``. Returns ``costs``, ``cv_ap`` (``[C][len(costs)]``, mean over folds),
     ``best_cost`` and ``best_cv_ap`` per class (first best on ties) and ``folds``.
     """
     from sklearn.model_selection import cross_val_score

@@ -56,9 +56,11 @@ Modules: this one is the driver (:func:`detect`, :func:`evaluate_detector`);
 :mod:`burn_tf.evaluate.detection.model` builds the detector,
 :mod:`burn_tf.evaluate.detection.data` the data.
 
->>> from burn_tf.evaluate.detection import detect
->>> result = detect("runs/burn/backbone", num_seeds=3)
->>> result["summary"]["frozen"]["margin_AP50"]      # trained − random init, per seed
+Example::
+
+    from burn_tf.evaluate.detection import detect
+    result = detect("runs/burn/backbone", num_seeds=3)
+    result["summary"]["frozen"]["margin_AP50"]      # trained − random init, per seed
 """
 
 from __future__ import annotations
