@@ -5,7 +5,7 @@
 * weighted kNN (``burn_tf.evaluate.knn.weighted_knn``): a bank of 60k and 10k queries of
   1024-d random float32 features, k = 200, τ = 0.07 (the size of Fashion-MNIST with a
   full-width ReActNet-A feature). Goal on the 2-core reference CPU: ≤ 10 s.
-* SVM cost sweep (``burn_tf.evaluate.svm.cost_sweep``): random features with a planted
+* SVM cost sweep (``burn_tf.evaluate.svm_classifiers.cost_sweep``): random features with a planted
   linear multi-hot signal, a handful of costs, 3-fold cross-validation.
 
 Figures are printed, never asserted. With ``--json`` the last line is one JSON object with
@@ -56,7 +56,7 @@ def bench_knn(bank: int, queries: int, dim: int, k: int, chunk_size: int | None,
 
 def bench_svm(n: int = 2000, dim: int = 256, classes: int = 5, costs=(0.01, 0.1, 1.0, 10.0)):
     try:
-        from burn_tf.evaluate.svm import cost_sweep
+        from burn_tf.evaluate.svm_classifiers import cost_sweep
     except ImportError as err:
         return {"svm_sweep": f"not available ({err})"}
     rng = np.random.default_rng(1)

@@ -6,6 +6,7 @@ Every module of the package is parsed with ``ast`` (nothing is imported for (a) 
 (b) no ``import burn_tf…`` / ``from burn_tf… import`` inside a function, except the
     allow-list below: a function-level import hides a dependency (often a circle);
 (c) the modules whose circle the layering broke import in a fresh interpreter.
+(d) no module is over ~500 lines (a file over 520 fails, the allow-list below aside).
 """
 
 from __future__ import annotations
@@ -66,6 +67,12 @@ FUNCTION_LEVEL_IMPORTS = {
     # Lazy, so that `python -m burn_tf.data.throughput` does not import the module twice.
     ("burn_tf.data", "__getattr__", "burn_tf.data.throughput"),
 }
+
+# Modules allowed over MAX_MODULE_LINES for now. Delete an entry when its module is split.
+LONG_MODULES = {
+    "burn_tf/methods/base.py",  # being split by another helper of issue 28; the lead removes this entry
+}
+MAX_MODULE_LINES = 520  # the issue's "no module in burn_tf/ over ~500 lines"
 
 
 def _module_name(path: Path) -> str:
@@ -174,3 +181,10 @@ def test_module_level_imports_have_no_circle():
 )
 def test_imports_in_a_fresh_interpreter(module):
     subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=REPO, timeout=300)
+
+
+def test_no_module_is_over_500_lines():
+    lengths = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines()) for p in MODULES.values()}
+    too_long = sorted(f"{path}: {n} lines" for path, n in lengths.items()
+                      if n > MAX_MODULE_LINES and path not in LONG_MODULES)
+    assert not too_long, "split these modules by concern:\n" + "\n".join(too_long)
