@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tensorflow as tf  # noqa: E402
-from _timing import load_average, time_step  # noqa: E402
+import tensorflow as tf
+from _timing import load_average, time_step
 
-from burn_tf.data.source_fashion_mnist import fashion_mnist  # noqa: E402
-from burn_tf.data.throughput import two_view_throughput  # noqa: E402
-from burn_tf.models.reactnet import ReActNetConfig, reactnet_a  # noqa: E402
+from burn_tf.data.source_fashion_mnist import fashion_mnist
+from burn_tf.data.throughput import two_view_throughput
+from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 
 def train_step_images_per_s(size: int, batch_size: int, width: float) -> float:

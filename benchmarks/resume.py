@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import load_average  # noqa: E402
+from _timing import load_average
 
-from burn_tf.build import build_source, build_train_dataset, stream_seed  # noqa: E402
-from burn_tf.config import load_config  # noqa: E402
-from burn_tf.data import multi_view_dataset  # noqa: E402
+from burn_tf.build import build_source, build_train_dataset, stream_seed
+from burn_tf.config import load_config
+from burn_tf.data import multi_view_dataset
 
 
 def first_batch_seconds(make_dataset) -> float:

@@ -20,8 +20,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import tensorflow as tf
 from tensorboard.plugins.scalar import metadata as scalar_metadata
@@ -166,7 +166,7 @@ class CollapseCriterion:
     kl_floor: float = 1e-3
 
     @classmethod
-    def of(cls, method_config) -> "CollapseCriterion":
+    def of(cls, method_config) -> CollapseCriterion:
         """The thresholds a method config sets (``collapse_entropy_fraction``, ``collapse_kl_floor``)."""
         return cls(float(method_config.collapse_entropy_fraction), float(method_config.collapse_kl_floor))
 

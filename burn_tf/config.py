@@ -16,7 +16,7 @@ import importlib.resources
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import yaml
 
@@ -46,11 +46,11 @@ class DataConfig:
     source: str = "fashion_mnist"
     split: str = "train"
     # tfds: builder name, data_dir; image_folder / tfrecord: path(s); fashion_mnist: root.
-    name: Optional[str] = None
-    data_dir: Optional[str] = None
-    path: Optional[str] = None
+    name: str | None = None
+    data_dir: str | None = None
+    path: str | None = None
     # Use only the first N images (None: all). Keeps a CPU demo inside its time budget.
-    limit: Optional[int] = None
+    limit: int | None = None
     # Sources read by record index (fashion_mnist, image_folder, uncompressed tfrecord, a
     # whole tfds split) are shuffled fully each epoch, by a permutation seeded by (seed,
     # epoch); tfds split slices and compressed TFRecords through a buffer of this many
@@ -60,8 +60,8 @@ class DataConfig:
     # tfrecord / tfds feature keys (null: "image/encoded" and "image/class/label" for
     # tfrecord, "image" and "label" for tfds). The label is read only by a method that
     # needs labels; for the others a source without a label feature is fine.
-    image_key: Optional[str] = None
-    label_key: Optional[str] = None
+    image_key: str | None = None
+    label_key: str | None = None
 
     def __post_init__(self):
         check_choice("data", "source", self.source, tuple(SOURCES))
@@ -82,10 +82,10 @@ class TeacherConfig:
     # resnet18/resnet50 backbone burn_tf pretrained (<run>/stage1/backbone; kind and
     # small_input_stem must match its metadata.json). A relative path is relative to the
     # current directory.
-    weights: Optional[str] = None
+    weights: str | None = None
     # The teacher sees the student's view resized to this size (None: the student's size;
     # for an exported backbone, the size it was pretrained at).
-    input_size: Optional[int] = None
+    input_size: int | None = None
     small_input_stem: bool = False
     # Methods that distil the teacher's own head (S2-BNN) with weights: null get a random
     # frozen linear head of this width (tests only).
@@ -103,7 +103,7 @@ class TrainConfig:
     # The global batch: every step consumes this many images, split evenly over the replicas.
     batch_size: int = 256
     # None: one pass over the data per epoch (needs a finite source).
-    steps_per_epoch: Optional[int] = None
+    steps_per_epoch: int | None = None
     seed: int = 0
     # Turn XLA on for GPU/TPU; on CPU it makes this model's step ~7-10x slower.
     jit_compile: bool = False
@@ -157,7 +157,7 @@ class PretrainConfig:
     method: Any = field(default_factory=BURNConfig)
     # One augmentation config per view, or one for every view (pair-valued probabilities
     # are then (view 1, view 2)); empty: BURN's released recipe at backbone.input_size.
-    views: List[AugmentConfig] = field(default_factory=list)
+    views: list[AugmentConfig] = field(default_factory=list)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

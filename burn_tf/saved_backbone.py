@@ -168,7 +168,7 @@ def load_keras_file(path: str | os.PathLike, error: type[Exception] = ValueError
     archive raises ``error`` naming the file."""
     try:
         return tf.keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as err:  # noqa: BLE001  (Keras raises many types for a bad archive)
+    except Exception as err:
         raise error(f"{path}: could not be loaded as a Keras model ({err})") from None
 
 
@@ -333,7 +333,7 @@ def build_teacher_from_export(
         raise BackboneFormatError(f"{weights}: missing — the export is incomplete")
     try:
         backbone.load_weights(weights)
-    except Exception as err:  # noqa: BLE001 - h5py and Keras raise many types for a bad file
+    except Exception as err:
         raise BackboneFormatError(f"{weights}: does not load into a {kind} teacher ({err})") from None
     model = freeze(backbone, name=f"teacher_{kind}")
     if not include_head:

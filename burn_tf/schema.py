@@ -32,7 +32,7 @@ def to_plain(obj):
 def _resolve(annotation):
     if isinstance(annotation, str):
         # Our own annotations under `from __future__ import annotations`.
-        annotation = eval(annotation, vars(typing) | {"Optional": Optional})  # noqa: S307
+        annotation = eval(annotation, vars(typing) | {"Optional": Optional})
     return annotation
 
 

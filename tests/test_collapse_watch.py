@@ -29,7 +29,9 @@ def test_watcher_names_the_first_step_of_a_sustained_collapse_only():
     watcher = CollapseWatcher(num_classes=16, criterion=CollapseCriterion(0.5, 1e-3), patience=3, stream=stream)
     half = 0.5 * math.log(16)
     # one bad step (4), recovery, then a sustained collapse from step 7
-    values = [(2.5, 0.5)] * 3 + [(0.1, 0.5)] + [(2.5, 0.5)] * 2 + [(half - 0.01, 0.5), (2.0, 1e-4), (0.0, 0.0), (0.0, 0.0)]
+    values = (
+        [(2.5, 0.5)] * 3 + [(0.1, 0.5)] + [(2.5, 0.5)] * 2 + [(half - 0.01, 0.5), (2.0, 1e-4), (0.0, 0.0), (0.0, 0.0)]
+    )
     _feed(watcher, values)
     assert watcher.collapse_step == 7
     text = stream.getvalue()
@@ -74,8 +76,14 @@ def test_the_demo_reports_the_target_by_the_runs_configured_bars(tmp_path):
     cfg, _ = load_demo_config(overrides=["method.collapse_entropy_fraction=0.8", "method.collapse_kl_floor=0.05"])
     log_c = math.log(cfg.method.head_width)
     # Above the default bars (0.5·log C, 1e-3), below this run's (0.8·log C, 0.05).
-    metrics = {"target_entropy_min": 0.7 * log_c, "target_entropy_fraction_min": 0.7, "kl_min": 0.01,
-               "collapse_step": 12.0, "target_entropy": 0.9 * log_c, "kl": 0.2}
+    metrics = {
+        "target_entropy_min": 0.7 * log_c,
+        "target_entropy_fraction_min": 0.7,
+        "kl_min": 0.01,
+        "collapse_step": 12.0,
+        "target_entropy": 0.9 * log_c,
+        "kl": 0.2,
+    }
     for stage in cfg.backbone.stages:
         (tmp_path / f"stage{stage}").mkdir()
         (tmp_path / f"stage{stage}" / "metrics.json").write_text(json.dumps(metrics))
@@ -87,9 +95,19 @@ def test_the_demo_reports_the_target_by_the_runs_configured_bars(tmp_path):
 
 def test_the_ablation_counts_live_targets_by_the_same_criterion():
     variant = VARIANTS["burn"]
-    runs = [{"variant": "burn", "seed": seed, "knn_top1": 50.0, "linear_top1": 60.0, "train_seconds": 1.0,
-             "target_entropy_fraction_min": fraction, "kl_min": kl, "collapse_step": -1}
-            for seed, (fraction, kl) in enumerate([(0.6, 0.01), (0.4, 0.01), (0.6, 1e-4)])]
+    runs = [
+        {
+            "variant": "burn",
+            "seed": seed,
+            "knn_top1": 50.0,
+            "linear_top1": 60.0,
+            "train_seconds": 1.0,
+            "target_entropy_fraction_min": fraction,
+            "kl_min": kl,
+            "collapse_step": -1,
+        }
+        for seed, (fraction, kl) in enumerate([(0.6, 0.01), (0.4, 0.01), (0.6, 1e-4)])
+    ]
     [row] = aggregate(runs, [variant])
     expected = sum(CollapseCriterion().alive(r) for r in runs)
     assert row["target_alive"] == f"{expected}/3" == "1/3"

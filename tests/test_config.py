@@ -4,7 +4,6 @@ import dataclasses
 import hashlib
 import json
 import re
-import typing
 from pathlib import Path
 
 import pytest
@@ -182,7 +181,7 @@ def test_a_path_is_a_path_from_the_current_directory(tmp_path, monkeypatch):
 def test_optional_fields_are_checked_in_both_spellings():
     @dataclasses.dataclass
     class Section:
-        limit: typing.Optional[int] = None
+        limit: int | None = None
         scale: float | None = None  # PEP 604: its origin is types.UnionType, not typing.Union
 
     assert build_dataclass(Section, {"limit": 3, "scale": 2}, "s.") == Section(3, 2.0)

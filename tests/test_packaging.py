@@ -116,10 +116,22 @@ def test_installed_wheel_runs_from_another_directory(wheel, tmp_path, fashion_mn
     assert out.returncode == 0, out.stderr
     assert str(site) in out.stdout and "burn 48 10" in out.stdout
     assert str(site / "burn_tf" / "configs" / "demo.yaml") in out.stdout  # the wheel's copy
-    tiny = ["teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
-            "teacher.input_size=32", "backbone.input_size=32", "backbone.width_multiplier=0.125", "backbone.blocks=4", "method.head_width=16",
-            "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",
-            "train.run_eagerly=true", "data.limit=32"]
+    tiny = [
+        "teacher.kind=resnet18",
+        "teacher.weights=null",
+        "teacher.small_input_stem=true",
+        "teacher.input_size=32",
+        "backbone.input_size=32",
+        "backbone.width_multiplier=0.125",
+        "backbone.blocks=4",
+        "method.head_width=16",
+        "train.batch_size=8",
+        "train.steps_per_epoch=2",
+        "train.epochs=1",
+        "train.verbose=0",
+        "train.run_eagerly=true",
+        "data.limit=32",
+    ]
     args = [sys.executable, "-m", "burn_tf.pretrain", "--config", "demo", "--stage", "1", "--run-dir", "run"]
     for item in tiny:
         args += ["--set", item]

@@ -19,7 +19,12 @@ from burn_tf.convert.torch_checkpoint import (
     strip_prefix,
 )
 
-_CONVERTERS = ("CheckpointMismatchError", "assign_state_dict", "convert_efficientnet_lite", "convert_torchvision_resnet")
+_CONVERTERS = (
+    "CheckpointMismatchError",
+    "assign_state_dict",
+    "convert_efficientnet_lite",
+    "convert_torchvision_resnet",
+)
 
 __all__ = [
     "CheckpointFormatError",

@@ -19,7 +19,7 @@ a backbone key no Keras layer takes (another architecture) — raises
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +36,16 @@ __all__ = [
 
 # Prefixes under which self-supervised frameworks keep the backbone, tried when the
 # state_dict does not match as it is (MoCo's module.encoder_q. is stripped on reading).
-CANDIDATE_PREFIXES = ("", "backbone.", "encoder.", "base_encoder.", "module.base_encoder.", "model.", "net.", "online_network.encoder.")
+CANDIDATE_PREFIXES = (
+    "",
+    "backbone.",
+    "encoder.",
+    "base_encoder.",
+    "module.base_encoder.",
+    "model.",
+    "net.",
+    "online_network.encoder.",
+)
 
 RESNET_IGNORE = (r"^fc\.", r"\.num_batches_tracked$")
 EFFICIENTNET_IGNORE = (r"^_fc\.", r"\.num_batches_tracked$")
@@ -61,7 +70,9 @@ def _layer_params(layer) -> list[tuple[str, Callable[[np.ndarray], np.ndarray]]]
     """(torch parameter suffix, transform) for each of the layer's weights, in Keras order."""
     ident = lambda a: a  # noqa: E731
     if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
-        params = [("weight", lambda a: a.reshape(layer.depthwise_kernel.shape[2], -1, *a.shape[2:]).transpose(2, 3, 0, 1))]
+        params = [
+            ("weight", lambda a: a.reshape(layer.depthwise_kernel.shape[2], -1, *a.shape[2:]).transpose(2, 3, 0, 1))
+        ]
         if layer.use_bias:
             params.append(("bias", ident))
         return params
@@ -199,7 +210,9 @@ def convert_efficientnet_lite(
     ignored. Returns ``keras_model``.
     """
     backbone = _find_backbone(keras_model, "conv_stem")
-    assign_state_dict(state_dict, keras_model, efficientnet_lite.torch_name_map(backbone), EFFICIENTNET_IGNORE, prefix, source)
+    assign_state_dict(
+        state_dict, keras_model, efficientnet_lite.torch_name_map(backbone), EFFICIENTNET_IGNORE, prefix, source
+    )
     return keras_model
 
 

@@ -97,12 +97,12 @@ def load_teacher_weights(
     if _is_keras_file(path):
         try:
             backbone.load_weights(path)
-        except Exception as first:  # noqa: BLE001 - retried on the wrapper, then reported
+        except Exception as first:
             if wrapper is None:
                 raise ValueError(f"{path}: Keras weights do not fit the {kind} teacher: {first}") from first
             try:
                 wrapper.load_weights(path)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 raise ValueError(f"{path}: Keras weights do not fit the {kind} teacher: {first}") from first
         return
     state_dict = load_torch_state_dict(path, key=checkpoint_key)

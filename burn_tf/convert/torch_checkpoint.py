@@ -81,7 +81,16 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
             raise CheckpointFormatError(f"{source}: not a PyTorch checkpoint (neither zip nor pickle)")
     except (UnsafeCheckpointError, CheckpointFormatError):
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error) as e:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        struct.error,
+    ) as e:
         raise CheckpointFormatError(f"{source}: corrupt or unsupported checkpoint: {e}") from e
     return resolve_tensors(obj)
 
@@ -119,7 +128,9 @@ def _auto_strip(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return state_dict
 
 
-def extract_state_dict(obj: Any, key: str | None = None, source: str = "checkpoint", auto_strip: bool = True) -> dict[str, np.ndarray]:
+def extract_state_dict(
+    obj: Any, key: str | None = None, source: str = "checkpoint", auto_strip: bool = True
+) -> dict[str, np.ndarray]:
     """Find the state_dict inside a loaded checkpoint and return its array entries.
 
     ``key`` selects a wrapper entry explicitly (dots descend: ``"model.backbone"``);
@@ -158,7 +169,9 @@ def extract_state_dict(obj: Any, key: str | None = None, source: str = "checkpoi
     return _auto_strip(out) if auto_strip else out
 
 
-def load_torch_state_dict(path: str | os.PathLike, key: str | None = None, auto_strip: bool = True) -> dict[str, np.ndarray]:
+def load_torch_state_dict(
+    path: str | os.PathLike, key: str | None = None, auto_strip: bool = True
+) -> dict[str, np.ndarray]:
     """Read a PyTorch checkpoint's state_dict as ``{name: np.ndarray}``, without torch.
 
     Handles the zip and legacy formats, ``{"state_dict": ...}`` / ``{"model": ...}``

@@ -29,8 +29,8 @@ how well each method's groups recover the classes at each group number instead.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -17,15 +17,15 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import tensorflow as tf
 
-from burn_tf.saved_backbone import resolve_backbone  # noqa: F401  (re-exported)
 from burn_tf.evaluate.features import extract_features  # noqa: F401  (re-exported: svm uses common.extract_features)
-from burn_tf.io import atomic_write_json  # noqa: F401  (re-exported)
-
+from burn_tf.io import atomic_write_json
+from burn_tf.saved_backbone import resolve_backbone  # noqa: F401  (re-exported)
 
 COMMON_KEYS = ("task", "data", "backbone", "protocol", "seconds")
 

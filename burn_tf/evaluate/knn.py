@@ -12,10 +12,10 @@ query chunks (:func:`burn_tf.evaluate.neighbours.cosine_topk`): ``tf.matmul`` (f
 against the whole bank, then ``tf.math.top_k``, so a 60k × 1024-d bank and 10k queries need
 one ``chunk × 60k`` similarity block at a time (≈ 256 MB by default). That case costs ~16 s
 of CPU time (the float32 matmul runs at ~100 GFLOP/s per core, near this CPU's peak; the
-top-k is ~3 s), i.e. ≈ 8 s wall on an idle 2-core machine — measure with ``benchmarks/evaluators.py``. Ties between equal
-similarities at the k-th place are broken by TF's ``top_k`` (lower index first); ties
-between equal class scores follow :func:`burn_tf.evaluate.metrics.topk_accuracy`'s rule
-(lower class id first, not counted as hits).
+top-k is ~3 s), i.e. ≈ 8 s wall on an idle 2-core machine — measure with
+``benchmarks/evaluators.py``. Ties between equal similarities at the k-th place are broken
+by TF's ``top_k`` (lower index first); ties between equal class scores follow
+:func:`burn_tf.evaluate.metrics.topk_accuracy`'s rule (lower class id first, not counted as hits).
 
 :func:`knn` is the evaluator: backbone → features of the train split (the bank) and the
 test split (the queries) → top-1 / top-5 accuracy.
@@ -24,7 +24,7 @@ test split (the queries) → top-1 / top-5 accuracy.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,8 +34,10 @@ from burn_tf.evaluate.features import check_features, embed_timed, resolve_input
 from burn_tf.evaluate.metrics import topk_accuracies
 from burn_tf.evaluate.neighbours import cosine_topk
 
-PROTOCOL_SOURCE = ("weighted kNN of InstDisc (Wu et al. 2018, lemniscate.pytorch test.py kNN) as used "
-                   "by InvP (seed 002, supplement A) and CLD: cosine top-K, votes exp(s/tau)")
+PROTOCOL_SOURCE = (
+    "weighted kNN of InstDisc (Wu et al. 2018, lemniscate.pytorch test.py kNN) as used "
+    "by InvP (seed 002, supplement A) and CLD: cosine top-K, votes exp(s/tau)"
+)
 
 # ------------------------------------------------------------------------ algorithm
 
@@ -62,8 +64,7 @@ def weighted_knn(
     labels = np.asarray(train_labels)
     bank = check_features(train_features, "train features")
     if labels.ndim != 1 or len(labels) != len(bank):
-        raise ValueError(f"train labels must be [N] with N = {len(bank)} train features; "
-                         f"got shape {labels.shape}")
+        raise ValueError(f"train labels must be [N] with N = {len(bank)} train features; got shape {labels.shape}")
     labels = check_labels(labels, "train labels", min_classes=1)
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -97,8 +98,15 @@ def knn_accuracy(
     n_cls = num_classes
     if n_cls is None:
         n_cls = int(max(np.max(train_labels), np.max(test_labels))) + 1
-    _, scores = weighted_knn(train_features, train_labels, test_features, k=k,
-                             temperature=temperature, num_classes=n_cls, chunk_size=chunk_size)
+    _, scores = weighted_knn(
+        train_features,
+        train_labels,
+        test_features,
+        k=k,
+        temperature=temperature,
+        num_classes=n_cls,
+        chunk_size=chunk_size,
+    )
     return topk_accuracies(scores, test_labels, ks)
 
 
@@ -132,15 +140,21 @@ def knn(
         raise ValueError(f"k={k} is larger than the bank ({len(y_train)} train images)")
     (f_train, f_test), extract_seconds = embed_timed(model, (x_train, x_test), size, batch_size, "knn features")
     start = time.perf_counter()
-    acc = knn_accuracy(f_train, y_train, f_test, y_test, k=k, temperature=temperature,
-                       chunk_size=chunk_size)
+    acc = knn_accuracy(f_train, y_train, f_test, y_test, k=k, temperature=temperature, chunk_size=chunk_size)
     knn_seconds = time.perf_counter() - start
     result = common.evaluator_result(
         "knn",
         data=data_name(data),
         backbone=common.backbone_info(backbone, model, meta, input_size=size),
-        protocol={"source": PROTOCOL_SOURCE, "k": int(k), "temperature": float(temperature),
-                  "num_train": num_train, "num_test": num_test, "seed": int(seed), "input_size": size},
+        protocol={
+            "source": PROTOCOL_SOURCE,
+            "k": int(k),
+            "temperature": float(temperature),
+            "num_train": num_train,
+            "num_test": num_test,
+            "seed": int(seed),
+            "input_size": size,
+        },
         seconds=time.perf_counter() - started,
         **acc,
         k=int(k),
@@ -156,6 +170,5 @@ def knn(
 
 
 def format_result(result: dict) -> str:
-    row = {key: result[key] for key in ("top1", "top5", "k", "temperature", "num_train", "num_test")
-           if key in result}
+    row = {key: result[key] for key in ("top1", "top5", "k", "temperature", "num_train", "num_test") if key in result}
     return f"weighted kNN ({result['backbone']['name']}, {result['data']})\n" + common.format_table([row])

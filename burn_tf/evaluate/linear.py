@@ -25,7 +25,8 @@ is the coupled (PyTorch) kind, a gradient term ``wd · w`` (the training is
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from burn_tf.evaluate import common
 from burn_tf.evaluate.data import (

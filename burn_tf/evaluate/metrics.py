@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from burn_tf.data.detection_composites import box_iou_matrix  # noqa: F401  (the data layer's, re-exported)
+from burn_tf.data.detection_composites import box_iou_matrix
 
 AP_METHODS = ("area", "voc07")
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -196,8 +196,12 @@ def coco_average_precision(
         ids = [np.asarray(c).reshape(-1) for c in list(gt_classes) + list(pred_classes)]
         ids = np.concatenate(ids) if ids else np.zeros(0)
         num_classes = int(ids.max()) + 1 if ids.size else 0
-    ignore = [np.zeros(len(np.asarray(c).reshape(-1)), bool) if gt_ignore is None else np.asarray(gt_ignore[i], bool).reshape(-1)
-              for i, c in enumerate(gt_classes)]
+    ignore = [
+        np.zeros(len(np.asarray(c).reshape(-1)), bool)
+        if gt_ignore is None
+        else np.asarray(gt_ignore[i], bool).reshape(-1)
+        for i, c in enumerate(gt_classes)
+    ]
     num_t = len(thresholds)
     ap = np.full((num_t, num_classes), np.nan)
     num_gt = np.zeros(num_classes, np.int64)

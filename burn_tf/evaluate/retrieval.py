@@ -3,16 +3,16 @@
 Each query (a test image) retrieves its top-k cosine neighbours among the bank (train
 images). precision@k is the fraction of the k retrievals that share the query's class,
 averaged over the queries; ``hit@k`` is the fraction of queries with at least one correct
-retrieval in the top k (:func:`burn_tf.evaluate.metrics.precision_at_k`). A PNG grid shows queries (first column, blue frame) and their
-ranked retrievals, outlined green when the class matches and red otherwise, as in the
-seed's Fig. A.3.
+retrieval in the top k (:func:`burn_tf.evaluate.metrics.precision_at_k`). A PNG grid shows
+queries (first column, blue frame) and their ranked retrievals, outlined green when the class
+matches and red otherwise, as in the seed's Fig. A.3.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -23,8 +23,10 @@ from burn_tf.evaluate.metrics import check_ks, precision_at_k
 from burn_tf.evaluate.neighbours import cosine_topk
 from burn_tf.evaluate.plots import save_png
 
-PROTOCOL_SOURCE = ("CLD (seed 003) supplement sections 7-8 (Fig. A.3): top-k cosine neighbours of "
-                   "each test query among the train images; precision@k and hit@k by class")
+PROTOCOL_SOURCE = (
+    "CLD (seed 003) supplement sections 7-8 (Fig. A.3): top-k cosine neighbours of "
+    "each test query among the train images; precision@k and hit@k by class"
+)
 
 
 def retrieve(query_features, bank_features, k: int, chunk_size: int | None = None):
@@ -51,8 +53,16 @@ def _frame(ax, color: str, width: float = 3.0):
         spine.set_visible(True)
 
 
-def plot_retrieval_grid(query_images, query_labels, bank_images, bank_labels, neighbours, path,
-                        title: str = "", class_names: dict | None = None) -> str:
+def plot_retrieval_grid(
+    query_images,
+    query_labels,
+    bank_images,
+    bank_labels,
+    neighbours,
+    path,
+    title: str = "",
+    class_names: dict | None = None,
+) -> str:
     """Rows: query + its ranked retrievals; green frame = same class, red = different."""
     from matplotlib.figure import Figure
 
@@ -65,8 +75,7 @@ def plot_retrieval_grid(query_images, query_labels, bank_images, bank_labels, ne
         _show(ax, query_images[row])
         _frame(ax, "tab:blue")
         label = int(query_labels[row])
-        ax.set_ylabel((class_names or {}).get(label, str(label)), fontsize=7, rotation=0,
-                      ha="right", va="center")
+        ax.set_ylabel((class_names or {}).get(label, str(label)), fontsize=7, rotation=0, ha="right", va="center")
         for col in range(k):
             j = int(neighbours[row, col])
             ax = axes[row, col + 1]
@@ -104,12 +113,14 @@ def retrieval(
     model, meta = common.resolve_backbone(backbone)
     size = resolve_input_size(model, image_size)
     bank_images, bank_labels, query_images, query_labels = load_train_test(
-        data, num_bank, num_queries, seed, what=("bank (train) labels", "query (test) labels"))
+        data, num_bank, num_queries, seed, what=("bank (train) labels", "query (test) labels")
+    )
     k_max = max(ks[-1], int(grid_k) if out_dir is not None else 0)
     if k_max > len(bank_labels):
         raise ValueError(f"k={k_max} is larger than the bank ({len(bank_labels)} train images)")
-    (f_bank, f_query), extract_seconds = embed_timed(model, (bank_images, query_images), size, batch_size,
-                                                     "retrieval features")
+    (f_bank, f_query), extract_seconds = embed_timed(
+        model, (bank_images, query_images), size, batch_size, "retrieval features"
+    )
     start = time.perf_counter()
     _, neighbours = retrieve(f_query, f_bank, k_max, chunk_size)
     scores = precision_at_k(query_labels, bank_labels, neighbours, ks)
@@ -118,16 +129,27 @@ def retrieval(
     if out_dir is not None and grid_queries > 0 and grid_k > 0:
         n = min(int(grid_queries), len(query_labels))
         plot = plot_retrieval_grid(
-            query_images[:n], query_labels[:n], bank_images, bank_labels, neighbours[:n, :grid_k],
-            Path(out_dir) / "retrieval.png", f"retrieval — {model.name}",
+            query_images[:n],
+            query_labels[:n],
+            bank_images,
+            bank_labels,
+            neighbours[:n, :grid_k],
+            Path(out_dir) / "retrieval.png",
+            f"retrieval — {model.name}",
             class_names_for(data, np.concatenate([bank_labels, query_labels])),
         )
     result = common.evaluator_result(
         "retrieval",
         data=data_name(data),
         backbone=common.backbone_info(backbone, model, meta, input_size=size),
-        protocol={"source": PROTOCOL_SOURCE, "ks": ks, "num_queries": num_queries, "num_bank": num_bank,
-                  "seed": int(seed), "input_size": size},
+        protocol={
+            "source": PROTOCOL_SOURCE,
+            "ks": ks,
+            "num_queries": num_queries,
+            "num_bank": num_bank,
+            "seed": int(seed),
+            "input_size": size,
+        },
         seconds=time.perf_counter() - started,
         **scores,
         ks=ks,
@@ -142,10 +164,11 @@ def retrieval(
 
 
 def format_result(result: dict) -> str:
-    rows = [{"k": k, "precision@k": result[f"precision@{k}"], "hit@k": result[f"hit@{k}"]}
-            for k in result["ks"]]
-    text = (f"retrieval ({result['backbone']['name']}, {result['data']}, "
-            f"{result['num_queries']} queries, bank {result['num_bank']})\n" + common.format_table(rows))
+    rows = [{"k": k, "precision@k": result[f"precision@{k}"], "hit@k": result[f"hit@{k}"]} for k in result["ks"]]
+    text = (
+        f"retrieval ({result['backbone']['name']}, {result['data']}, "
+        f"{result['num_queries']} queries, bank {result['num_bank']})\n" + common.format_table(rows)
+    )
     if result.get("plot"):
         text += f"\nplot: {result['plot']}"
     return text

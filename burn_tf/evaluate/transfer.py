@@ -26,8 +26,9 @@ import importlib.metadata
 import importlib.util
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -40,10 +40,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="LCE experimental_default_int8_range for an unquantized model (latency tests only)")
     parser.add_argument("--allow-fp", action="store_true",
                         help="export a model without binary weights (stage 1) as full precision")
-    parser.add_argument("--converter", default="keras", choices=CONVERTERS,
-                        help="keras: lce.convert_keras_model; savedmodel: signature SavedModel → lce.convert_saved_model")
-    parser.add_argument("--check-samples", type=int, default=4,
-                        help="random images for the tflite-vs-Keras check (0: skip)")
+    parser.add_argument(
+        "--converter",
+        default="keras",
+        choices=CONVERTERS,
+        help="keras: lce.convert_keras_model; savedmodel: signature SavedModel → lce.convert_saved_model",
+    )
+    parser.add_argument(
+        "--check-samples", type=int, default=4, help="random images for the tflite-vs-Keras check (0: skip)"
+    )
     parser.add_argument("--out", help="output file (directory for savedmodel); default under <run>/export/")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-model-card", action="store_true", help="do not (re)write <run>/MODEL_CARD.md")
@@ -64,16 +69,20 @@ def _print_report(out: Path, report: dict) -> None:
     if "check" in report:
         c = report["check"]
         ref = c["reference_bconv"]
-        print(f"tflite vs Keras on {c['n_inputs']} random images: max abs err {c['max_abs_err']:.3g}, "
-              f"max rel err {c['max_rel_err']:.3g} (LCE reference bconv kernel: "
-              f"{ref['max_abs_err']:.3g} / {ref['max_rel_err']:.3g}); "
-              f"exact: {c['exact']} (reference kernel: {c['exact_reference_bconv']})")
+        print(
+            f"tflite vs Keras on {c['n_inputs']} random images: max abs err {c['max_abs_err']:.3g}, "
+            f"max rel err {c['max_rel_err']:.3g} (LCE reference bconv kernel: "
+            f"{ref['max_abs_err']:.3g} / {ref['max_rel_err']:.3g}); "
+            f"exact: {c['exact']} (reference kernel: {c['exact_reference_bconv']})"
+        )
         flips = sorted(set(c["sign_flip_inputs"]) | set(ref["sign_flip_inputs"]))
         if flips:
-            print(f"  inputs {flips} differ by a float-rounding sign flip (a pre-sign value within "
-                  f"{c['sign_margin_tolerance']:g} of 0); without them: max rel err "
-                  f"{c['max_rel_err_without_sign_flips']:.3g}, reference kernel "
-                  f"{ref['max_rel_err_without_sign_flips']:.3g}")
+            print(
+                f"  inputs {flips} differ by a float-rounding sign flip (a pre-sign value within "
+                f"{c['sign_margin_tolerance']:g} of 0); without them: max rel err "
+                f"{c['max_rel_err_without_sign_flips']:.3g}, reference kernel "
+                f"{ref['max_rel_err_without_sign_flips']:.3g}"
+            )
     for w in report["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
 
@@ -90,20 +99,38 @@ def main(argv: list[str] | None = None) -> int:
                 stage = read_metadata(source).get("stage")
         else:
             source, stage = find_backbone(args.run_dir, args.stage)
-        out = Path(args.out) if args.out else default_output(
-            args.format, run_dir=args.run_dir, backbone=source, stage=stage, name=source.stem,
-            with_classifier=args.with_classifier, int8_io=args.int8_io,
+        out = (
+            Path(args.out)
+            if args.out
+            else default_output(
+                args.format,
+                run_dir=args.run_dir,
+                backbone=source,
+                stage=stage,
+                name=source.stem,
+                with_classifier=args.with_classifier,
+                int8_io=args.int8_io,
+            )
         )
         report = export_model(
-            source, out, args.format, with_classifier=args.with_classifier, int8_io=args.int8_io,
-            int8_range=args.int8_range, allow_fp=args.allow_fp, overwrite=args.overwrite,
-            converter=args.converter, check_samples=args.check_samples,
+            source,
+            out,
+            args.format,
+            with_classifier=args.with_classifier,
+            int8_io=args.int8_io,
+            int8_range=args.int8_range,
+            allow_fp=args.allow_fp,
+            overwrite=args.overwrite,
+            converter=args.converter,
+            check_samples=args.check_samples,
         )
     except ModuleNotFoundError as err:
         if not (err.name or "").startswith("larq_compute_engine"):
             raise
-        print(f"error: --format {args.format} needs the optional larq_compute_engine "
-              "(pip install 'burn_tf[export]')", file=sys.stderr)
+        print(
+            f"error: --format {args.format} needs the optional larq_compute_engine (pip install 'burn_tf[export]')",
+            file=sys.stderr,
+        )
         return 2
     except (ExportError, BackboneFormatError, OSError) as err:  # OSError: missing, existing, unreadable
         print(f"error: {err}", file=sys.stderr)

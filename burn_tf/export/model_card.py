@@ -160,7 +160,7 @@ def _stage_stats(backbone_dir: Path, problems: list[str]) -> dict | None:
         else:
             model, _ = load_backbone(backbone_dir)
         return model_stats(model)
-    except Exception as err:  # noqa: BLE001  (a card must still be written)
+    except Exception as err:
         problems.append(f"bit-ops of `{backbone_dir}` could not be computed ({err})")
         return None
 
@@ -314,7 +314,7 @@ def build_model_card(run_dir: str | Path) -> str:
              "Bi-Real Net convention). For reference, ReActNet-A at 224 px with a 1000-way head: "
              "29.34 M parameters, 4.82×10⁹ BOPs, 0.12×10⁸ FLOPs, 0.87×10⁸ OPs."), ""]
     rows = []
-    for s, path in backbones.items():
+    for path in backbones.values():
         stats = _stage_stats(path, problems)
         if stats:
             rows.append([f"stage {s}", f"{stats['trainable_params']:,}", f"{stats['binary_macs']:,}",
@@ -326,7 +326,7 @@ def build_model_card(run_dir: str | Path) -> str:
     # Files
     out += ["", "## Files", ""]
     files = []
-    for s, path in backbones.items():
+    for path in backbones.values():
         for name in (MODEL_FILE, WEIGHTS_FILE, CLASSIFIER_FILE):
             if (path / name).exists():
                 files.append((path / name).relative_to(run))

@@ -25,7 +25,7 @@ holds a 3×3 kernel and loads from checkpoints trained the same way.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import tensorflow as tf
 

@@ -38,5 +38,7 @@ def momentum_update(target, online, tau):
 def memory_bank_rows(old_rows, features, momentum: float = 0.5):
     """NPID's bank update (Wu et al. 2018 §3.2; lemniscate ``LinearAverage``):
     v ← normalise(m·v + (1 − m)·f), no gradient."""
-    mixed = momentum * tf.cast(old_rows, tf.float32) + (1.0 - momentum) * tf.stop_gradient(tf.cast(features, tf.float32))
+    mixed = momentum * tf.cast(old_rows, tf.float32) + (1.0 - momentum) * tf.stop_gradient(
+        tf.cast(features, tf.float32)
+    )
     return tf.math.l2_normalize(mixed, axis=-1, epsilon=1e-12)

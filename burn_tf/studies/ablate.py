@@ -30,7 +30,6 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
 
 from burn_tf.callbacks import CollapseCriterion
 from burn_tf.config import ConfigError, read_config_values
@@ -48,9 +47,9 @@ class Variant:
     label: str
     overrides: tuple = ()
     stage: int = 1
-    stage1_of: Optional[str] = None  # stage-2 variants continue this variant's stage 1
+    stage1_of: str | None = None  # stage-2 variants continue this variant's stage 1
     train: bool = True
-    paper: Optional[float] = None  # the paper's ImageNet linear top-1 for this row, if any
+    paper: float | None = None  # the paper's ImageNet linear top-1 for this row, if any
 
 
 _LAMBDA_0 = ("method.lambda_schedule=constant", "method.lambda_end=0.0")
@@ -87,7 +86,7 @@ class AblationConfig(harness.ExperimentConfig):
     """Budget and evaluation of an ablation run (``configs/ablate.yaml``; ``presets``)."""
 
     base: str = "demo.yaml"  # the pretraining config every variant starts from
-    variants: List[str] = dataclasses.field(default_factory=list)  # empty: all, in VARIANTS order
+    variants: list[str] = dataclasses.field(default_factory=list)  # empty: all, in VARIANTS order
 
     def __post_init__(self):
         super().__post_init__()
@@ -272,7 +271,7 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
     for v in by_priority:
         for seed in range(cfg.seeds):
             key = harness.run_key(pretrain_config(cfg, v, seed, base), cfg, v.stage, v.stage1_of)
-            result, fresh = runs.run(v.name, key, lambda: run_variant(cfg, v, seed, out, data, base))
+            result, fresh = runs.run(v.name, key, lambda v=v, seed=seed: run_variant(cfg, v, seed, out, data, base))
             results.append(result)
             if fresh:
                 log(f"[{(time.time() - start) / 60:5.1f} min] {v.name:<16} seed {seed}: kNN "

@@ -66,8 +66,8 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict
 
 from burn_tf.config import PretrainConfig, read_config_values
 from burn_tf.io import atomic_write_json, atomic_write_text
@@ -242,7 +242,7 @@ def choose_learning_rates(cfg: CompareConfig, rows: list[TableRow], out: Path, r
                                   teacher.hash() if teacher is not None else None)
             name = f"{row.name} | lr {rate:g}"
 
-            def grid_run(pcfg=pcfg, rate=rate):
+            def grid_run(pcfg=pcfg, rate=rate, row=row):
                 stages = [s for s in cfg.stages if s in pcfg.backbone.stages]
                 model, summary = harness.pretrain_run(pcfg, stages,
                                                       out / "runs" / LR_GRID_BLOCK / f"{row.slug}_lr{rate:g}")
@@ -321,7 +321,7 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
             continue
         tcfg = teachers[run.name] = teacher_config(cfg, run.name)
         result, fresh = run_or_look_up(run.row_name, harness.run_key(tcfg, cfg, "teacher"),
-                                       lambda: run_teacher(run, tcfg, out, data))
+                                       lambda run=run, tcfg=tcfg: run_teacher(run, tcfg, out, data))
         if result is None:
             continue
         weights = teacher_dir(out, run.name) / "stage1" / "backbone"
@@ -337,7 +337,7 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
                               "views": "own", "learning_rate": tcfg.optimizer.learning_rate}
         if fresh:
             report(run.row_name, result)
-    bases: Dict[str, dict] = {}
+    bases: dict[str, dict] = {}
     learning_rates = choose_learning_rates(cfg, rows, out, runs, bases, teachers, log, report_only)
     # Seed-major: every row's seed 0 first, so an interrupted comparison already has a table.
     for seed in range(max((cfg.row_seeds(r) for r in rows), default=0)):
@@ -359,8 +359,10 @@ def run_comparison(cfg: CompareConfig, out: str | Path, figures: bool = True, lo
             if report_only and row.trained and row_learning_rate(row, learning_rates) is None and cfg.lr_grid:
                 missing.append(f"{row.name} (its rate: the grid is not complete)")
                 continue
-            result, fresh = run_or_look_up(row.name, key, lambda: run_row(cfg, row, seed, out, data, pcfg, curve),
-                                           label=f"{row.name} seed {seed}")
+            def this_run(row=row, seed=seed, pcfg=pcfg, curve=curve):
+                return run_row(cfg, row, seed, out, data, pcfg, curve)
+
+            result, fresh = run_or_look_up(row.name, key, this_run, label=f"{row.name} seed {seed}")
             if result is None:
                 continue
             results.append(result)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, List, Optional
+from typing import Any
 
 from burn_tf.config import ConfigError
 from burn_tf.methods.registry import method_names
@@ -34,17 +34,17 @@ class TableRow:
 
     name: str  # the row's label in the table
     method: str  # a registered method.name, or "random" (the floor)
-    overrides: List[str] = dataclasses.field(default_factory=list)
-    config: Optional[str] = None  # the base pretraining config; None: <method>.yaml
+    overrides: list[str] = dataclasses.field(default_factory=list)
+    config: str | None = None  # the base pretraining config; None: <method>.yaml
     block: str = "methods"
     teacher: str = SHIPPED  # shipped: the config's teacher; else the name of a teacher_runs entry
     shared_views: bool = False  # use the comparison's ``views`` instead of the method's own
-    views: Optional[List[Any]] = None  # the row's own views, replacing its config's
-    variant: Optional[str] = None  # a burn_tf.studies.ablate variant whose overrides come first
-    seeds: Optional[int] = None  # None: the comparison's
-    data_limit: Optional[int] = None  # None: the comparison's
-    learning_rate: Optional[float] = None  # a fixed Adam rate (no grid for this row)
-    lr_from: Optional[str] = None  # take the rate the grid chose for this row
+    views: list[Any] | None = None  # the row's own views, replacing its config's
+    variant: str | None = None  # a burn_tf.studies.ablate variant whose overrides come first
+    seeds: int | None = None  # None: the comparison's
+    data_limit: int | None = None  # None: the comparison's
+    learning_rate: float | None = None  # a fixed Adam rate (no grid for this row)
+    lr_from: str | None = None  # take the rate the grid chose for this row
     reference: bool = False  # the row its block's others are compared with (BURN)
 
     def __post_init__(self):
@@ -81,7 +81,7 @@ class TeacherRun:
     name: str = "self"
     config: str = "demo_teacher.yaml"
     steps: int = 64
-    overrides: List[str] = dataclasses.field(default_factory=list)
+    overrides: list[str] = dataclasses.field(default_factory=list)
     block: str = "self_teacher"  # where its own row ("<name> teacher itself") goes
 
     @property
@@ -93,18 +93,18 @@ class TeacherRun:
 class CompareConfig(harness.ExperimentConfig):
     """Budget, evaluation and rows of a comparison (``configs/compare.yaml``; ``presets``)."""
 
-    table: List[TableRow] = dataclasses.field(default_factory=list)
-    blocks: List[str] = dataclasses.field(default_factory=lambda: ["methods", "self_teacher"])
-    rows: List[str] = dataclasses.field(default_factory=list)  # row names or methods; empty: all
-    stages: List[int] = dataclasses.field(default_factory=lambda: [1])  # of a binary student
-    views: List[Any] = dataclasses.field(default_factory=list)  # shared augmentation; []: BURN's recipe
-    teacher_runs: List[TeacherRun] = dataclasses.field(default_factory=lambda: [TeacherRun()])
-    lr_grid: List[float] = dataclasses.field(default_factory=list)  # []: each config's own rate
+    table: list[TableRow] = dataclasses.field(default_factory=list)
+    blocks: list[str] = dataclasses.field(default_factory=lambda: ["methods", "self_teacher"])
+    rows: list[str] = dataclasses.field(default_factory=list)  # row names or methods; empty: all
+    stages: list[int] = dataclasses.field(default_factory=lambda: [1])  # of a binary student
+    views: list[Any] = dataclasses.field(default_factory=list)  # shared augmentation; []: BURN's recipe
+    teacher_runs: list[TeacherRun] = dataclasses.field(default_factory=lambda: [TeacherRun()])
+    lr_grid: list[float] = dataclasses.field(default_factory=list)  # []: each config's own rate
     lr_fraction: float = 0.25  # of the budget's steps, for a grid run
     validation_images: int = 10000  # the last training images, held out of the grid's pretraining
-    curve_fractions: List[float] = dataclasses.field(default_factory=list)  # of the budget, < 1
+    curve_fractions: list[float] = dataclasses.field(default_factory=list)  # of the budget, < 1
     curve_seeds: int = 1  # seeds 0 … curve_seeds − 1 get a learning curve
-    max_seeds: Optional[int] = None  # caps every row's seeds, its own too (the small preset: 1)
+    max_seeds: int | None = None  # caps every row's seeds, its own too (the small preset: 1)
 
     def __post_init__(self):
         super().__post_init__()

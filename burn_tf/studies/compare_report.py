@@ -88,38 +88,67 @@ def format_markdown(rows: list[dict], cfg: CompareConfig, learning_rates: dict |
         if not block_rows:
             continue
         reference = next((r["vs_reference"]["row"] for r in block_rows if "vs_reference" in r), "reference")
-        lines += [f"### {title}", "",
-                  f"| method | seeds | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs floor, pp [95 % CI] | > floor + 2 sd? "
-                  f"| Δ kNN vs {reference}, pp [95 % CI] | Adam lr | pretraining min | needs labels? | teacher | "
-                  "augmentation |", "|" + "---|" * 12]
+        lines += [
+            f"### {title}",
+            "",
+            f"| method | seeds | kNN top-1 (%) | linear top-1 (%) | Δ kNN vs floor, pp [95 % CI] | > floor + 2 sd? "
+            f"| Δ kNN vs {reference}, pp [95 % CI] | Adam lr | pretraining min | needs labels? | teacher | "
+            "augmentation |",
+            "|" + "---|" * 12,
+        ]
         for r in block_rows:
             lr = r.get("learning_rate")
-            lines.append(" | ".join([
-                f"| {r['row']}", str(r["seeds"]), harness.format_mean_std(r, "knn_top1"),
-                harness.format_mean_std(r, "linear_top1"),
-                format_difference(r, "floor"), ("yes" if r["beats_floor"] else "no") if "beats_floor" in r else "–",
-                format_difference(r, "reference"), f"{lr:g}" if lr else "–",
-                harness.format_mean_std(r, "train_seconds", 1 / 60, 1), r["needs_labels"], r["teacher"], r["views"],
-            ]) + " |")
+            lines.append(
+                " | ".join(
+                    [
+                        f"| {r['row']}",
+                        str(r["seeds"]),
+                        harness.format_mean_std(r, "knn_top1"),
+                        harness.format_mean_std(r, "linear_top1"),
+                        format_difference(r, "floor"),
+                        ("yes" if r["beats_floor"] else "no") if "beats_floor" in r else "–",
+                        format_difference(r, "reference"),
+                        f"{lr:g}" if lr else "–",
+                        harness.format_mean_std(r, "train_seconds", 1 / 60, 1),
+                        r["needs_labels"],
+                        r["teacher"],
+                        r["views"],
+                    ]
+                )
+                + " |"
+            )
         lines.append("")
     if learning_rates:
         grid = sorted({rate for choice in learning_rates.values() for rate in choice["grid"]}, key=float)
-        lines += ["### Learning-rate grid (validation kNN top-1 %, held-out training images)", "",
-                  "| row | " + " | ".join(f"lr {g}" for g in grid) + " | chosen |", "|" + "---|" * (len(grid) + 2)]
+        lines += [
+            "### Learning-rate grid (validation kNN top-1 %, held-out training images)",
+            "",
+            "| row | " + " | ".join(f"lr {g}" for g in grid) + " | chosen |",
+            "|" + "---|" * (len(grid) + 2),
+        ]
         for name, choice in learning_rates.items():
             cells = [f"{100 * choice['grid'][g]:.2f}" if g in choice["grid"] else "–" for g in grid]
             edge = " (edge)" if choice.get("at_grid_edge") else ""
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {choice['learning_rate']:g}{edge} |")
         any_choice = next(iter(learning_rates.values()))
-        lines += ["", f"Grid runs: seed 0, {any_choice['steps_per_stage']} steps per stage, pretrained without the "
-                      f"last {any_choice['validation_images']} training images, which are the kNN queries."
-                  + (" (edge): the grid's smallest or largest rate won, so the row's best rate may lie beyond the grid."
-                     if any(c.get("at_grid_edge") for c in learning_rates.values()) else ""), ""]
+        lines += [
+            "",
+            f"Grid runs: seed 0, {any_choice['steps_per_stage']} steps per stage, pretrained without the "
+            f"last {any_choice['validation_images']} training images, which are the kNN queries."
+            + (
+                " (edge): the grid's smallest or largest rate won, so the row's best rate may lie beyond the grid."
+                if any(c.get("at_grid_edge") for c in learning_rates.values())
+                else ""
+            ),
+            "",
+        ]
     teacher_rows = {t.row_name: t for t in cfg.teacher_runs}
     seeds = sorted({r["seeds"] for r in rows if r["row"] not in teacher_rows})
-    teachers = "; ".join(f"'{t.row_name}': {t.steps} steps of {t.config}" + (f" with {', '.join(t.overrides)}"
-                                                                              if t.overrides else "")
-                         for t in cfg.teacher_runs if t.row_name in {r["row"] for r in rows})
+    teachers = "; ".join(
+        f"'{t.row_name}': {t.steps} steps of {t.config}" + (f" with {', '.join(t.overrides)}" if t.overrides else "")
+        for t in cfg.teacher_runs
+        if t.row_name in {r["row"] for r in rows}
+    )
     lines.append(
         f"{'/'.join(map(str, seeds))} seed(s) per row (mean ± std, ddof 1; differences paired by seed with a 95 % t "
         f"interval); every row: its method's shipped config, then {cfg.steps} steps × batch {cfg.batch_size} per stage "
@@ -127,7 +156,8 @@ def format_markdown(rows: list[dict], cfg: CompareConfig, learning_rates: dict |
         f"method's own augmentation unless 'shared'; kNN (K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) "
         f"and a {cfg.linear_epochs}-epoch linear probe with the first {cfg.knn_bank} train images as bank / probe "
         f"data, scored on the first {cfg.knn_queries} test images. Pretraining min: wall-clock of the training steps."
-        + (f" Teachers trained here, once (seed 0) and shared by every seed: {teachers}." if teachers else ""))
+        + (f" Teachers trained here, once (seed 0) and shared by every seed: {teachers}." if teachers else "")
+    )
     return "\n".join(lines)
 
 
@@ -144,14 +174,24 @@ def write_bar_plot(out: Path, rows: list[dict]) -> str:
     plt = _pyplot()
     blocks = [b for b in BLOCKS if any(r["block"] == b for r in rows)]
     heights = [sum(r["block"] == b for r in rows) for b in blocks]
-    fig, axes = plt.subplots(len(blocks), 1, figsize=(9, 1.2 + 0.45 * sum(heights) + 0.6 * len(blocks)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(blocks),
+        1,
+        figsize=(9, 1.2 + 0.45 * sum(heights) + 0.6 * len(blocks)),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     for ax, block in zip(axes[:, 0], blocks):
         block_rows = [r for r in rows if r["block"] == block]
         y = np.arange(len(block_rows))
         for offset, key, label in ((-0.2, "knn_top1", "weighted kNN"), (0.2, "linear_top1", "linear probe")):
-            ax.barh(y + offset, [100 * r[key] for r in block_rows], height=0.4, label=label,
-                    xerr=[100 * r[f"{key}_std"] for r in block_rows])
+            ax.barh(
+                y + offset,
+                [100 * r[key] for r in block_rows],
+                height=0.4,
+                label=label,
+                xerr=[100 * r[f"{key}_std"] for r in block_rows],
+            )
         ax.set_yticks(y, [r["row"] for r in block_rows], fontsize=8)
         ax.invert_yaxis()
         ax.set_title(BLOCKS[block], fontsize=9)
@@ -182,9 +222,15 @@ def curve_figure(results: list[dict], rows: list[TableRow]):
     floor = next((r for r in results if r.get("method") == RANDOM and r["seed"] == 0), None)
     for ax, block in zip(axes[0], blocks):
         for i, (row, curve) in enumerate((row, curve) for row, curve in curves if row.block == block):
-            ax.plot([p["fraction"] for p in curve], [100 * p["knn_top1"] for p in curve],
-                    color=colors[i % len(colors)], linestyle=("-", "--")[i // len(colors) % 2],
-                    marker="os"[i // len(colors) % 2], label=row.name, linewidth=2.4 if row.reference else 1.2)
+            ax.plot(
+                [p["fraction"] for p in curve],
+                [100 * p["knn_top1"] for p in curve],
+                color=colors[i % len(colors)],
+                linestyle=("-", "--")[i // len(colors) % 2],
+                marker="os"[i // len(colors) % 2],
+                label=row.name,
+                linewidth=2.4 if row.reference else 1.2,
+            )
         if floor is not None:
             ax.axhline(100 * floor["knn_top1"], color="black", linestyle=":", label="random init (seed 0)")
         ax.set_xscale("log", base=2)
@@ -204,4 +250,3 @@ def write_curve_plot(out: Path, results: list[dict], rows: list[TableRow]) -> st
     fig.savefig(out / "compare_curves.png", dpi=90, bbox_inches="tight")
     _pyplot().close(fig)
     return "compare_curves.png"
-

@@ -21,8 +21,8 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -52,11 +52,11 @@ class ExperimentConfig:
     """The budget every run of an experiment shares, and its evaluation. Subclasses add
     what they run (the ablation's variants, the comparison's rows)."""
 
-    overrides: List[str] = dataclasses.field(default_factory=list)  # key=value for every run
+    overrides: list[str] = dataclasses.field(default_factory=list)  # key=value for every run
     seeds: int = 3
     steps: int = 64  # per stage
     batch_size: int = 128
-    data_limit: Optional[int] = 20000  # pretrain on the first N training images
+    data_limit: int | None = 20000  # pretrain on the first N training images
     knn_bank: int = 10000
     knn_queries: int = 2000
     knn_k: int = 200
@@ -167,7 +167,8 @@ class KNNCurve(tf.keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._batches += 1
         if self._batches in self.steps:
-            self.points.append({"stage": self.stage, "step": self._batches, "knn_top1": self.data.knn(self.model.backbone)})
+            knn_top1 = self.data.knn(self.model.backbone)
+            self.points.append({"stage": self.stage, "step": self._batches, "knn_top1": knn_top1})
 
 
 def random_init_backbone(pcfg: PretrainConfig, seed: int) -> tf.keras.Model:
@@ -176,12 +177,23 @@ def random_init_backbone(pcfg: PretrainConfig, seed: int) -> tf.keras.Model:
     return build_backbone(pcfg.backbone, 1, name="random_student")
 
 
-_STAGE_KEYS = ("target_collapsed", "collapse_step", "target_entropy_min", "target_entropy_fraction_min", "kl_min",
-               "train_seconds")
+_STAGE_KEYS = (
+    "target_collapsed",
+    "collapse_step",
+    "target_entropy_min",
+    "target_entropy_fraction_min",
+    "kl_min",
+    "train_seconds",
+)
 
 
-def pretrain_run(pcfg: PretrainConfig, stages: Sequence[int], run_dir: Path, steps_path: Path | None = None,
-                 stage_callbacks: Callable[[int], list] | None = None) -> tuple[tf.keras.Model, dict]:
+def pretrain_run(
+    pcfg: PretrainConfig,
+    stages: Sequence[int],
+    run_dir: Path,
+    steps_path: Path | None = None,
+    stage_callbacks: Callable[[int], list] | None = None,
+) -> tuple[tf.keras.Model, dict]:
     """Pretrains ``stages`` of ``pcfg`` in ``run_dir`` (a stage 2 continues the stage 1
     already there); returns the last stage's exported backbone and a summary: the last
     stage's collapse metrics (methods with a moving target report them), the first and last
@@ -210,10 +222,17 @@ def _git_revision() -> str | None:
     outside a checkout."""
     root = Path(__file__).resolve().parents[2]  # burn_tf/studies/harness.py → the checkout
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "burn_tf"], cwd=root,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "burn_tf"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+" if dirty else "")
@@ -262,8 +281,9 @@ class RunLog:
                 # name is part of the identity.
                 self.done[record[self.name_field], record["key"]] = record
             except (ValueError, KeyError, TypeError) as err:
-                raise ValueError(f"{self.path}: line {number} is not a run record ({err}); "
-                                 f"remove it to run that run again") from None
+                raise ValueError(
+                    f"{self.path}: line {number} is not a run record ({err}); remove it to run that run again"
+                ) from None
 
     def run(self, name: str, key: str, fn: Callable[[], dict]) -> tuple[dict, bool]:
         """(the logged result, False) or (``fn()`` with its key and seconds, True)."""
@@ -298,16 +318,30 @@ def format_mean_std(row: dict, key: str, scale: float = 100.0, digits: int = 2) 
     return "–" if m is None or math.isnan(m) else f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
 
 
-def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_config: str, config_class: type,
-                    run: Callable, format_markdown: Callable, selections: dict[str, str], presets: str,
-                    out: str, report: bool = False) -> int:
+def experiment_main(
+    argv: list[str] | None,
+    *,
+    module: str,
+    doc: str,
+    default_config: str,
+    config_class: type,
+    run: Callable,
+    format_markdown: Callable,
+    selections: dict[str, str],
+    presets: str,
+    out: str,
+    report: bool = False,
+) -> int:
     """The command line of a study (``python -m burn_tf.studies.<module>``): ``--config``,
     ``--preset``, ``--seeds``, one comma-separated option per list key of ``selections``
     (key → help), ``--out``, ``--no-figures``, ``--json``, and with ``report`` ``--report``
     (``run(…, report_only=True)``: the tables of the runs already logged, nothing run). Exit
     status 2 on a bad config."""
-    parser = argparse.ArgumentParser(prog=f"python -m burn_tf.studies.{module}", description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m burn_tf.studies.{module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--config", default=default_config, help=f"the YAML (default: the shipped {default_config})")
     parser.add_argument("--preset", default=None, help=f"a preset of the config ({presets})")
     parser.add_argument("--seeds", type=int, default=None)
@@ -317,8 +351,11 @@ def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_co
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the summary rows as JSON")
     if report:
-        parser.add_argument("--report", action="store_true",
-                            help="run nothing: write the tables of the runs already in --out's runs.jsonl")
+        parser.add_argument(
+            "--report",
+            action="store_true",
+            help="run nothing: write the tables of the runs already in --out's runs.jsonl",
+        )
     args = parser.parse_args(argv)
     try:
         cfg = load_experiment_config(config_class, args.config, args.preset)
@@ -328,8 +365,13 @@ def experiment_main(argv: list[str] | None, *, module: str, doc: str, default_co
                 changes[key] = [v.strip() for v in getattr(args, key).split(",") if v.strip()]
         cfg = dataclasses.replace(cfg, **changes)
         options = {"report_only": True} if report and args.report else {}
-        summary = run(cfg, args.out, figures=not args.no_figures,
-                      log=(lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print, **options)
+        summary = run(
+            cfg,
+            args.out,
+            figures=not args.no_figures,
+            log=(lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print,
+            **options,
+        )
     except (ConfigError, OSError, FloatingPointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

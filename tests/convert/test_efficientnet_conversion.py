@@ -85,7 +85,9 @@ def test_mismatch_names_layer(keras_lite0):
     sd = {k: v.numpy() for k, v in TorchEfficientNetLite0().state_dict().items()}
     bad = dict(sd)
     bad["_blocks.3._depthwise_conv.weight"] = np.zeros((144, 1, 3, 3), np.float32)  # should be 5x5
-    with pytest.raises(CheckpointMismatchError, match=r"'_blocks\.3\._depthwise_conv\.weight'.*'blocks_3_depthwise_conv'"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"'_blocks\.3\._depthwise_conv\.weight'.*'blocks_3_depthwise_conv'"
+    ):
         convert_efficientnet_lite(bad, keras_lite0)
     del bad["_blocks.3._depthwise_conv.weight"]
     with pytest.raises(CheckpointMismatchError, match=r"missing key '_blocks\.3\._depthwise_conv\.weight'"):
@@ -103,4 +105,6 @@ def test_cli_converts_the_wheel(tmp_path, keras_lite0, wheel_state_dict):
     w = keras_lite0.get_layer("conv_stem").get_weights()[0]
     np.testing.assert_array_equal(w, wheel_state_dict["_conv_stem.weight"].transpose(2, 3, 1, 0))
     dw = keras_lite0.get_layer("blocks_15_depthwise_conv").get_weights()[0]
-    np.testing.assert_array_equal(dw[..., 0], wheel_state_dict["_blocks.15._depthwise_conv.weight"][:, 0].transpose(1, 2, 0))
+    np.testing.assert_array_equal(
+        dw[..., 0], wheel_state_dict["_blocks.15._depthwise_conv.weight"][:, 0].transpose(1, 2, 0)
+    )

@@ -58,7 +58,9 @@ def test_downstream_train_step_leaves_teacher_unchanged(teacher):
     inputs = tf.keras.Input((SIZE, SIZE, 3))
     head = tf.keras.layers.Dense(3, name="head")
     model = tf.keras.Model(inputs, head(teacher(inputs)))
-    model.compile(optimizer=tf.keras.optimizers.SGD(0.5), loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=tf.keras.optimizers.SGD(0.5), loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x, y = _images(8, seed=1), np.arange(8) % 3
     model(x)
     head_before = [w.copy() for w in head.get_weights()]
@@ -138,10 +140,16 @@ def _write_state_dict(path, arrays: dict) -> None:
 
     body = b""
     for key, (name, array) in enumerate(arrays.items()):
-        strides = [int(np.prod(array.shape[i + 1:])) for i in range(array.ndim)]
+        strides = [int(np.prod(array.shape[i + 1 :])) for i in range(array.ndim)]
         storage = group(text("storage"), b"ctorch\nFloatStorage\n", text(str(key)), text("cpu"), number(array.size))
-        args = group(storage + b"Q", number(0), group(*map(number, array.shape)), group(*map(number, strides)),
-                     b"\x89", b"ccollections\nOrderedDict\n)R")
+        args = group(
+            storage + b"Q",
+            number(0),
+            group(*map(number, array.shape)),
+            group(*map(number, strides)),
+            b"\x89",
+            b"ccollections\nOrderedDict\n)R",
+        )
         body += text(name) + b"ctorch._utils\n_rebuild_tensor_v2\n" + args + b"R"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("archive/data.pkl", b"\x80\x02ccollections\nOrderedDict\n)R(" + body + b"u.")
@@ -155,8 +163,12 @@ def test_a_checkpoint_head_is_named_by_what_it_is(tmp_path):
     """MoCo v2's --mlp head (fc.0 / fc.2) is a projector; one linear layer (a torchvision
     classifier, MoCo v1's fc) is of unknown role, as is the random head."""
     rng = np.random.default_rng(0)
-    mlp = {"fc.0.weight": rng.standard_normal((64, 512)), "fc.0.bias": rng.standard_normal(64),
-           "fc.2.weight": rng.standard_normal((128, 64)), "fc.2.bias": rng.standard_normal(128)}
+    mlp = {
+        "fc.0.weight": rng.standard_normal((64, 512)),
+        "fc.0.bias": rng.standard_normal(64),
+        "fc.2.weight": rng.standard_normal((128, 64)),
+        "fc.2.bias": rng.standard_normal(128),
+    }
     single = {"fc.weight": rng.standard_normal((10, 512)), "fc.bias": rng.standard_normal(10)}
     roles = {}
     for name, state_dict in [("mlp", mlp), ("single", single), ("random", None)]:

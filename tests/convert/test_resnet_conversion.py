@@ -87,7 +87,9 @@ def test_moco_checkpoint_through_cli_and_teacher(tmp_path, torch_r18_small):
     """A MoCo v2 style checkpoint: module.encoder_q./encoder_k., MLP fc head, queue."""
     sd = torch_r18_small.state_dict()
     q = {f"module.encoder_q.{k}": v for k, v in sd.items() if not k.startswith("fc.")}
-    q.update({"module.encoder_q.fc.0.weight": torch.randn(512, 512), "module.encoder_q.fc.2.weight": torch.randn(128, 512)})
+    q.update(
+        {"module.encoder_q.fc.0.weight": torch.randn(512, 512), "module.encoder_q.fc.2.weight": torch.randn(128, 512)}
+    )
     k = {f"module.encoder_k.{name}": torch.randn_like(v.float()) for name, v in sd.items()}
     ckpt = {"epoch": 200, "arch": "resnet18", "state_dict": {**q, **k, "module.queue": torch.randn(128, 64)}}
     pth = tmp_path / "moco_v2.pth.tar"

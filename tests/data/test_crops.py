@@ -31,8 +31,8 @@ def test_batched_resized_crop_equals_tf_image_resize_of_the_slice(interpolation)
     top, left, h, w = (tf.constant(v) for v in zip(*boxes))
     for size in (32, 12):
         out = resized_crop(tf.constant(images), top, left, h, w, size, interpolation).numpy()
-        for i, (t, l, hh, ww) in enumerate(boxes):
-            ref = tf.image.resize(images[i, t:t + hh, l:l + ww], [size, size], interpolation, antialias=True)
+        for i, (t, left_, hh, ww) in enumerate(boxes):
+            ref = tf.image.resize(images[i, t:t + hh, left_:left_ + ww], [size, size], interpolation, antialias=True)
             np.testing.assert_allclose(out[i], ref.numpy(), atol=2e-5)
 
 

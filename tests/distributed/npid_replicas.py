@@ -27,7 +27,7 @@ import tensorflow as tf
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods"), str(TESTS / "distributed")]
 
-from replicas import StepLosses, comparison_optimizer, weight_difference  # noqa: E402, I001 (splits the CPU)
+from replicas import StepLosses, comparison_optimizer, weight_difference  # noqa: E402 (splits the CPU)
 
 from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
 from burn_tf.methods import CLD, NPID, CLDConfig, NPIDConfig, SwAV, SwAVConfig  # noqa: E402
@@ -126,7 +126,7 @@ def main():
     # One strategy for every method: a second MirroredStrategy on the same devices numbers its
     # collectives from the start again and collides with the first one's.
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    for METHOD in sys.argv[1:] or ["npid"]:
+    for _METHOD in sys.argv[1:] or ["npid"]:
         compare(mirrored)
 
 

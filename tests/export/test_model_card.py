@@ -64,7 +64,9 @@ def test_card_names_the_blocks_built(tmp_path):
     run = tmp_path / "run"
     _write_run(run)
     assert "FP stem, 13 binary blocks" in model_card.build_model_card(run)
-    (run / "config.yaml").write_text(CONFIG.replace("  width_multiplier: 0.125\n", "  width_multiplier: 0.125\n  blocks: 4\n"))
+    (run / "config.yaml").write_text(
+        CONFIG.replace("  width_multiplier: 0.125\n", "  width_multiplier: 0.125\n  blocks: 4\n")
+    )
     assert "FP stem, the first 4 of its 13 binary blocks" in model_card.build_model_card(run)
 
 

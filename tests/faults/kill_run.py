@@ -25,11 +25,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import tensorflow as tf  # noqa: E402
-from tensorflow.python.checkpoint import checkpoint_management  # noqa: E402
+import tensorflow as tf
+from tensorflow.python.checkpoint import checkpoint_management
 
-from burn_tf.config import load_config  # noqa: E402
-from burn_tf.pretrain import pretrain_stage  # noqa: E402
+from burn_tf.config import load_config
+from burn_tf.pretrain import pretrain_stage
 
 TINY = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",

@@ -11,9 +11,18 @@ from burn_tf.models.resnet import resnet18
 from burn_tf.pretrain import main
 
 # Every shipped YAML at a tiny size through the CLI: 2 steps of 8 images per stage.
-TINY_CLI = ["backbone.width_multiplier=0.125", "backbone.blocks=4", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
-            "train.verbose=0", "train.run_eagerly=true", "data.limit=32", "data.shuffle_buffer=32",
-            "optimizer.warmup_epochs=0"]
+TINY_CLI = [
+    "backbone.width_multiplier=0.125",
+    "backbone.blocks=4",
+    "train.batch_size=8",
+    "train.steps_per_epoch=2",
+    "train.epochs=1",
+    "train.verbose=0",
+    "train.run_eagerly=true",
+    "data.limit=32",
+    "data.shuffle_buffer=32",
+    "optimizer.warmup_epochs=0",
+]
 
 
 def tiny_resnet18():
@@ -22,8 +31,9 @@ def tiny_resnet18():
 
 def fashion_views(images=64, batch=16):
     """Two augmented views of the first ``images`` Fashion-MNIST training images."""
-    return multi_view_dataset(fashion_mnist("train").take(images), [AugmentConfig(image_size=32)] * 2, batch,
-                              seed=0, cache=True)
+    return multi_view_dataset(
+        fashion_mnist("train").take(images), [AugmentConfig(image_size=32)] * 2, batch, seed=0, cache=True
+    )
 
 
 def first_batch(images=16):

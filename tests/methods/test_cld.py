@@ -67,10 +67,12 @@ def test_group_loss_uses_the_other_views_groups(grouping):
     g1, g2 = (model.group_embedding(model.backbone(v, training=False), False) for v in (v1, v2))
     groups_1 = clustering.group_features(g1, 3, grouping, 5)
     groups_2 = clustering.group_features(g2, 3, grouping, 5)
-    ce_1 = tf.keras.losses.sparse_categorical_crossentropy(groups_2[0], tf.matmul(g1, groups_2[1], transpose_b=True) / 0.2,
-                                                            from_logits=True)
-    ce_2 = tf.keras.losses.sparse_categorical_crossentropy(groups_1[0], tf.matmul(g2, groups_1[1], transpose_b=True) / 0.2,
-                                                            from_logits=True)
+    ce_1 = tf.keras.losses.sparse_categorical_crossentropy(
+        groups_2[0], tf.matmul(g1, groups_2[1], transpose_b=True) / 0.2, from_logits=True
+    )
+    ce_2 = tf.keras.losses.sparse_categorical_crossentropy(
+        groups_1[0], tf.matmul(g2, groups_1[1], transpose_b=True) / 0.2, from_logits=True
+    )
     assert float(terms["group"]) == pytest.approx(float(tf.reduce_mean(ce_1) + tf.reduce_mean(ce_2)) / 2, rel=1e-5)
     assert float(terms["loss"]) == pytest.approx(float(terms["instance"]) + 0.25 * float(terms["group"]), rel=1e-6)
 
@@ -83,8 +85,7 @@ def test_npid_branch_writes_view_2_then_view_1_as_clds_backward():
     model.compute_losses([v1, v2], None, training=True, index=INDEX)
     z1, z2 = (model.instance_features(v, training=True) for v in (v1, v2))
     after_view_2 = memory.memory_bank_rows(before[:8], z2, 0.5)
-    np.testing.assert_allclose(model.memory_bank.numpy()[:8], memory.memory_bank_rows(after_view_2, z1, 0.5),
-                               atol=1e-5)
+    np.testing.assert_allclose(model.memory_bank.numpy()[:8], memory.memory_bank_rows(after_view_2, z1, 0.5), atol=1e-5)
     np.testing.assert_array_equal(model.memory_bank.numpy()[8:], before[8:])
 
 
@@ -113,8 +114,9 @@ def test_moco_branch_trains_and_enqueues_keys():
 @pytest.mark.slow  # a real fit on Fashion-MNIST: minutes
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     model = make_cld(num_groups=4, dataset_size=96)
-    ds = multi_view_dataset(fashion_mnist("train").take(96), [AugmentConfig(image_size=32)] * 2, 32, seed=0,
-                            cache=True, with_index=True)
+    ds = multi_view_dataset(
+        fashion_mnist("train").take(96), [AugmentConfig(image_size=32)] * 2, 32, seed=0, cache=True, with_index=True
+    )
     history = model.fit(ds, epochs=4, verbose=0).history
     assert history["loss"][-1] < 0.8 * history["loss"][0]
 
@@ -152,8 +154,21 @@ def test_shipped_groups_are_half_the_batch(config):
 
 @pytest.mark.parametrize("config", ["cld_npid", "cld_moco"])
 def test_cli_runs_the_shipped_yaml(config, tmp_path, fashion_mnist_available):
-    assert run_cli(config, tmp_path / "run", "--set", "method.num_groups=4", "--set", "method.negatives=16",
-                   "--set", "method.queue_size=32", "--set", "method.projector_hidden=16") == 0
+    assert (
+        run_cli(
+            config,
+            tmp_path / "run",
+            "--set",
+            "method.num_groups=4",
+            "--set",
+            "method.negatives=16",
+            "--set",
+            "method.queue_size=32",
+            "--set",
+            "method.projector_hidden=16",
+        )
+        == 0
+    )
     metrics = json.loads((tmp_path / "run" / "stage1" / "metrics.json").read_text())
     assert metrics["method"] == "cld" and metrics["global_step"] == 4 and np.isfinite(metrics["group"])
 

@@ -19,15 +19,28 @@ from burn_tf.methods import NPID, NPIDConfig, method_class
 from burn_tf.ops import memory
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--set", "data.limit=64", "--set", "train.batch_size=16", "--set", "backbone.width_multiplier=0.125", "--set", "backbone.blocks=4",
-        "--set", "train.verbose=0", "--set", "train.run_eagerly=true", "--set", "optimizer.warmup_epochs=0"]
+TINY = [
+    "--set",
+    "data.limit=64",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "backbone.width_multiplier=0.125",
+    "--set",
+    "backbone.blocks=4",
+    "--set",
+    "train.verbose=0",
+    "--set",
+    "train.run_eagerly=true",
+    "--set",
+    "optimizer.warmup_epochs=0",
+]
 
 
 def make_npid(stage=1, dataset_size=128, reactnet=True, **cfg):
     """NPID on ReActNet-A (stage 1 or 2), or on a small FP CNN where the backbone does not
     matter (building a ReActNet takes seconds)."""
-    backbone = tiny_reactnet(stage) if reactnet \
-        else small_backbone()
+    backbone = tiny_reactnet(stage) if reactnet else small_backbone()
     model = NPID(backbone, NPIDConfig(projection_dim=16, **{"negatives": 32, **cfg}), dataset_size=dataset_size)
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     return model
@@ -48,8 +61,16 @@ def test_registered_with_its_config():
 def test_index_is_each_images_source_position_across_shuffled_epochs(fashion_mnist_available):
     source = fashion_mnist("train").take(40)
     source_labels = np.array([int(label) for _, label in source])
-    ds = multi_view_dataset(source, [AugmentConfig(image_size=28)], 8, seed=0, shuffle_buffer=40,
-                            with_labels=True, with_index=True, cache=True)
+    ds = multi_view_dataset(
+        source,
+        [AugmentConfig(image_size=28)],
+        8,
+        seed=0,
+        shuffle_buffer=40,
+        with_labels=True,
+        with_index=True,
+        cache=True,
+    )
     epochs = []
     for _ in range(2):
         seen = []
@@ -64,8 +85,9 @@ def test_index_is_each_images_source_position_across_shuffled_epochs(fashion_mni
 
 def test_without_the_index_batches_are_unchanged(fashion_mnist_available):
     def first_batch(**kwargs):
-        ds = multi_view_dataset(fashion_mnist("train").take(32), [AugmentConfig(image_size=32)] * 2, 16, seed=3,
-                                with_labels=True, **kwargs)
+        ds = multi_view_dataset(
+            fashion_mnist("train").take(32), [AugmentConfig(image_size=32)] * 2, 16, seed=3, with_labels=True, **kwargs
+        )
         return next(iter(ds))
 
     plain, indexed = first_batch(), first_batch(with_index=True)
@@ -123,8 +145,9 @@ def test_negatives_are_drawn_from_the_bank_and_change_with_the_step():
 
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     model = make_npid(dataset_size=96)
-    ds = multi_view_dataset(fashion_mnist("train").take(96), [AugmentConfig(image_size=32)], 32, seed=0,
-                            cache=True, with_index=True)
+    ds = multi_view_dataset(
+        fashion_mnist("train").take(96), [AugmentConfig(image_size=32)], 32, seed=0, cache=True, with_index=True
+    )
     history = model.fit(ds, epochs=4, verbose=0).history
     assert history["loss"][-1] < 0.8 * history["loss"][0]
     assert history["positive_similarity"][-1] > history["positive_similarity"][0]
@@ -182,13 +205,18 @@ def test_cli_runs_the_shipped_yaml_through_both_stages(tmp_path, fashion_mnist_a
 BANK_METHODS = ("npid", "cld", "cld_moco")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def replica_results(methods: tuple) -> dict:
     """``{method: result}`` of tests/distributed/npid_replicas.py ``methods``: one device vs
     2 logical CPUs."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), *methods],
-                          capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), *methods],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
     return {r["method"]: r for r in results}

@@ -20,9 +20,18 @@ from burn_tf.methods import (
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
 
-TINY_RUN = ["backbone.width_multiplier=0.125", "backbone.blocks=4", "train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1",
-            "train.verbose=0", "train.run_eagerly=true", "data.limit=32", "data.shuffle_buffer=32",
-            "optimizer.warmup_epochs=0"]
+TINY_RUN = [
+    "backbone.width_multiplier=0.125",
+    "backbone.blocks=4",
+    "train.batch_size=8",
+    "train.steps_per_epoch=2",
+    "train.epochs=1",
+    "train.verbose=0",
+    "train.run_eagerly=true",
+    "data.limit=32",
+    "data.shuffle_buffer=32",
+    "optimizer.warmup_epochs=0",
+]
 
 
 def tiny_student():
@@ -74,8 +83,11 @@ def test_supervised_loss_is_the_cross_entropy_of_the_classifier():
     labels = tf.constant([0, 1, 2, 3, 4, 5, 6, 9], tf.int64)
     terms = model.compute_losses([images], labels, training=False)
     logits = model.classifier(model.backbone(images, training=False)).numpy().astype(np.float64)
-    log_p = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(
-        1, keepdims=True)
+    log_p = (
+        logits
+        - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+        - logits.max(1, keepdims=True)
+    )
     expected = -np.mean(log_p[np.arange(8), labels.numpy()])
     assert float(terms["cross_entropy"]) == pytest.approx(expected, rel=1e-5)
     assert float(terms["accuracy"]) == pytest.approx(np.mean(logits.argmax(1) == labels.numpy()))
@@ -128,8 +140,13 @@ def test_an_unlabelled_image_folder_is_refused_before_the_run_dir_exists(name, t
     for i in range(4):
         tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(np.full((28, 28, 3), 40 * i, np.uint8)))
     run_dir = tmp_path / "run"
-    overrides = [*TINY_RUN, "data.source=image_folder", f"data.path={folder}", "teacher.weights=null",
-                 "teacher.input_size=32"]
+    overrides = [
+        *TINY_RUN,
+        "data.source=image_folder",
+        f"data.path={folder}",
+        "teacher.weights=null",
+        "teacher.input_size=32",
+    ]
     with pytest.raises(ConfigError, match="data.source=image_folder") as err:
         pretrain_stage(load_config(name, overrides), 1, run_dir)
     assert "needs labels" in str(err.value) and str(folder) in str(err.value)

@@ -64,7 +64,9 @@ def test_a_logged_teacher_without_its_weights_is_refused_by_name(tmp_path, fashi
     record = {"row": "self teacher itself", "key": key, "seed": 0, "block": "self_teacher", "method": "moco_v2",
               "knn_top1": 0.5, "linear_top1": 0.5}
     (tmp_path / "runs.jsonl").write_text(json.dumps(record) + "\n")
-    with pytest.raises(FileNotFoundError, match=r"logs the teacher 'self teacher itself' .*teacher_self/stage1/backbone"):
+    with pytest.raises(
+        FileNotFoundError, match=r"logs the teacher 'self teacher itself' .*teacher_self/stage1/backbone"
+    ):
         compare.run_comparison(cfg, tmp_path, figures=False, log=lambda *a: None)
     assert not (tmp_path / "runs" / "s2bnn").exists()
     # The report still reads what is logged.

@@ -371,7 +371,8 @@ def detect(
     if nms not in NMS_MODES:
         raise DetectionConfigError(f"nms must be one of {NMS_MODES}, got {nms!r}")
     if not 0 < float(nms_iou) <= 1 or not 0 <= float(score_threshold) < 1:
-        raise DetectionConfigError(f"need 0 < nms_iou <= 1 and 0 <= score_threshold < 1, got {nms_iou!r}, {score_threshold!r}")
+        raise DetectionConfigError(
+            f"need 0 < nms_iou <= 1 and 0 <= score_threshold < 1, got {nms_iou!r}, {score_threshold!r}")
     if anchor_size is None:
         anchor_size = input_size / 8 if data == "composites" else 32.0
     anchor_size = _as_float("anchor_size", anchor_size)
@@ -387,12 +388,20 @@ def detect(
     existing = getattr(model, "pyramid_level_inputs", None)  # a keras_cv Backbone's own levels
     if pyramid_layers is None and not is_reactnet and existing and all(k in existing for k in LEVELS):
         pyramid_layers = {k: existing[k] for k in LEVELS}
-    levels = resolve_pyramid_layers(backbone_at_size(model, meta, input_size), pyramid_layers,
-                                    input_size, is_reactnet)
+    levels = resolve_pyramid_layers(backbone_at_size(model, meta, input_size), pyramid_layers, input_size, is_reactnet)
     settings = dict(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, warmup_epochs=warmup_epochs,
-        anchor_size=anchor_size, head_width=head_width, head_depth=head_depth, nms=nms, nms_iou=nms_iou,
-        score_threshold=score_threshold, max_detections=max_detections, verbose=verbose,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_epochs=warmup_epochs,
+        anchor_size=anchor_size,
+        head_width=head_width,
+        head_depth=head_depth,
+        nms=nms,
+        nms_iou=nms_iou,
+        score_threshold=score_threshold,
+        max_detections=max_detections,
+        verbose=verbose,
         strategy=distribution,
     )
 
@@ -403,14 +412,16 @@ def detect(
     for run_seed in range(int(seed), int(seed) + num_seeds):
         if data == "composites":
             try:
-                dataset = composites_data(input_size, num_train, num_test, batch_size, augment, run_seed,
-                                          data_dir, **composite_options)
+                dataset = composites_data(
+                    input_size, num_train, num_test, batch_size, augment, run_seed, data_dir, **composite_options
+                )
             except ValueError as err:
                 raise DetectionConfigError(f"composites: {err}") from None
         else:
             train_raw, test_raw, names, description = open_voc(data, data_dir, num_train, num_test)
-            dataset = voc_detection_data(train_raw, test_raw, names, input_size, batch_size, augment,
-                                         run_seed, description)
+            dataset = voc_detection_data(
+                train_raw, test_raw, names, input_size, batch_size, augment, run_seed, description
+            )
         num_classes = len(dataset.class_names)
         for protocol in protocols:
             for init in inits:
@@ -418,19 +429,37 @@ def detect(
                     # A copy: fine-tuning never touches `model`.
                     make_backbone = functools.partial(backbone_at_size, model, meta, input_size)
                 else:
-                    make_backbone = functools.partial(random_init_like, model, meta, input_size,
-                                                      seed=10_000 + run_seed)
+                    make_backbone = functools.partial(random_init_like, model, meta, input_size, seed=10_000 + run_seed)
                 name = f"detect {protocol} {init} seed {run_seed}"
-                out = _train_and_score(make_backbone, levels, dataset, num_classes, frozen=protocol == "frozen",
-                                       seed=run_seed, progress=name if verbose else None, **settings)
+                out = _train_and_score(
+                    make_backbone,
+                    levels,
+                    dataset,
+                    num_classes,
+                    frozen=protocol == "frozen",
+                    seed=run_seed,
+                    progress=name if verbose else None,
+                    **settings,
+                )
                 scores = out.pop("scores")
-                runs.append({"protocol": protocol, "init": init, "seed": run_seed,
-                             "mAP": scores["mAP"], "AP50": scores["AP50"], "AP75": scores["AP75"], **out})
+                runs.append(
+                    {
+                        "protocol": protocol,
+                        "init": init,
+                        "seed": run_seed,
+                        "mAP": scores["mAP"],
+                        "AP50": scores["AP50"],
+                        "AP75": scores["AP75"],
+                        **out,
+                    }
+                )
                 if first is None:
                     first = (scores, dataset)
                 if meter:
-                    meter.advance(note=f"{protocol} {init} seed {run_seed}: AP {scores['mAP']:.4f} "
-                                       f"AP50 {scores['AP50']:.4f} AP75 {scores['AP75']:.4f}")
+                    meter.advance(
+                        note=f"{protocol} {init} seed {run_seed}: AP {scores['mAP']:.4f} "
+                        f"AP50 {scores['AP50']:.4f} AP75 {scores['AP75']:.4f}"
+                    )
 
     scores, dataset = first
     ap = scores["ap"]
@@ -444,8 +473,7 @@ def detect(
     result = evaluator_result(
         "detect",
         data=data,
-        backbone=backbone_info(backbone, model, meta, "reactnet_a" if is_reactnet else "keras",
-                               input_size=input_size),
+        backbone=backbone_info(backbone, model, meta, "reactnet_a" if is_reactnet else "keras", input_size=input_size),
         protocol={
             "source": PROTOCOL_SOURCE,
             "protocols": protocols,
@@ -460,8 +488,11 @@ def detect(
         mAP=head["trained"]["mAP"]["mean"],
         AP50=head["trained"]["AP50"]["mean"],
         AP75=head["trained"]["AP75"]["mean"],
-        random_init_floor=({p: {k: summary[p]["random_init"][k]["mean"] for k in ("mAP", "AP50", "AP75")}
-                            for p in protocols} if random_init else None),
+        random_init_floor=(
+            {p: {k: summary[p]["random_init"][k]["mean"] for k in ("mAP", "AP50", "AP75")} for p in protocols}
+            if random_init
+            else None
+        ),
         summary=summary,
         runs=runs,
         per_class=per_class,  # the first run's (first protocol, trained, first seed)
@@ -470,7 +501,8 @@ def detect(
         num_test_objects=int(sum(int((~g[2]).sum()) for g in dataset.test_gt)),
         input_size=input_size,
         composites={k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in composite_options.items()}
-        if data == "composites" else None,
+        if data == "composites"
+        else None,
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=float(learning_rate),
@@ -506,15 +538,30 @@ def format_result(result: dict) -> str:
     for protocol, entry in result["summary"].items():
         for init in ("trained", "random_init"):
             if init in entry:
-                rows.append({"protocol": protocol, "backbone": init,
-                             **{k: f"{entry[init][k]['mean']:.4f} ± {entry[init][k]['std']:.4f}"
-                                for k in ("mAP", "AP50", "AP75")}})
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "backbone": init,
+                        **{
+                            k: f"{entry[init][k]['mean']:.4f} ± {entry[init][k]['std']:.4f}"
+                            for k in ("mAP", "AP50", "AP75")
+                        },
+                    }
+                )
         if "margin_AP50" in entry:
             m = entry["margin_AP50"]
-            rows.append({"protocol": protocol, "backbone": "margin (paired)",
-                         "mAP": f"{entry['margin_mAP']['mean']:+.4f}", "AP50": f"{m['mean']:+.4f} ± {m['std']:.4f}",
-                         "AP75": f"{entry['margin_AP75']['mean']:+.4f}"})
+            rows.append(
+                {
+                    "protocol": protocol,
+                    "backbone": "margin (paired)",
+                    "mAP": f"{entry['margin_mAP']['mean']:+.4f}",
+                    "AP50": f"{m['mean']:+.4f} ± {m['std']:.4f}",
+                    "AP75": f"{entry['margin_AP75']['mean']:+.4f}",
+                }
+            )
     lines.append(format_table(rows, ["protocol", "backbone", "mAP", "AP50", "AP75"]))
-    lines.append(f"  mAP@[.5:.95] {result['mAP']:.4f}   AP50 {result['AP50']:.4f}   AP75 {result['AP75']:.4f}"
-                 f"   (trained, {result['protocol']['protocols'][0]}, mean over seeds)")
+    lines.append(
+        f"  mAP@[.5:.95] {result['mAP']:.4f}   AP50 {result['AP50']:.4f}   AP75 {result['AP75']:.4f}"
+        f"   (trained, {result['protocol']['protocols'][0]}, mean over seeds)"
+    )
     return "\n".join(lines)
