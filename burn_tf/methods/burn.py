@@ -40,14 +40,14 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.callbacks import CollapseCriterion, CollapseWatcher, ScheduledValue
-from burn_tf.losses import distillation
-from burn_tf.methods.base import (
-    DistillationMethod,
-    MethodConfig,
+from burn_tf.distribute import (
     gather_from_replicas,
     mean_over_replicas,
     replica_shared_variable,
 )
+from burn_tf.losses import distillation
+from burn_tf.methods.base import MethodConfig
+from burn_tf.methods.distillation import DistillationMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import CosineDense, L2Normalize, build_head
 from burn_tf.ops import diagnostics, schedules, targets

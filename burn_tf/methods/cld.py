@@ -54,9 +54,10 @@ from typing import Optional
 
 import tensorflow as tf
 
+from burn_tf.distribute import gather_in_order
 from burn_tf.losses import contrastive
 from burn_tf.losses.groups import cross_level_group_loss
-from burn_tf.methods.base import PretrainMethod, gather_in_order
+from burn_tf.methods.base import PretrainMethod
 from burn_tf.methods.moco import MoCoV2
 from burn_tf.methods.npid import NPID, NPIDConfig, require_index
 from burn_tf.methods.registry import register

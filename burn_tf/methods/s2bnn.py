@@ -42,7 +42,8 @@ from typing import Optional
 import tensorflow as tf
 
 from burn_tf.losses import distillation
-from burn_tf.methods.base import DistillationMethod, MethodConfig
+from burn_tf.methods.base import MethodConfig
+from burn_tf.methods.distillation import DistillationMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.models.teacher import teacher_head_role

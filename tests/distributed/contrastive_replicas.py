@@ -24,7 +24,7 @@ from replicas import StepLosses, comparison_optimizer, weight_difference
 
 from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
-from burn_tf.methods.base import _ema_weights
+from burn_tf.methods.momentum import _ema_weights
 from burn_tf.pretrain import build_method
 
 GLOBAL_BATCH = 8
