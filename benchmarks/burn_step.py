@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import tensorflow as tf  # noqa: E402
 from _timing import interleaved_medians, load_average, time_step  # noqa: E402
 
+from burn_tf.build import build_method, build_training_optimizer, strategy_for  # noqa: E402
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.distribute import STRATEGIES  # noqa: E402
 from burn_tf.losses.distillation import feature_similarity  # noqa: E402
-from burn_tf.pretrain import build_method, build_training_optimizer, strategy_for  # noqa: E402
 
 
 def accelerator() -> str:

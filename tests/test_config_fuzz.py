@@ -12,6 +12,7 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from burn_tf.build import build_method, build_training_optimizer
 from burn_tf.config import (
     AugmentConfig,
     BackboneConfig,
@@ -25,7 +26,7 @@ from burn_tf.config import (
 )
 from burn_tf.data.pipeline import multi_view_dataset
 from burn_tf.methods.registry import method_class, method_names
-from burn_tf.pretrain import build_method, build_training_optimizer, stages_of
+from burn_tf.pretrain import stages_of
 
 BASE = read_config_values("demo")
 BASE["train"].update(strategy="default", checkpoint_every_steps=0)

@@ -43,7 +43,7 @@ def one_step(setting: str) -> dict:
     import tensorflow as tf
 
     from burn_tf.config import load_config
-    from burn_tf.pretrain import build_method, build_training_optimizer
+    from burn_tf.build import build_method, build_training_optimizer
 
     tf.keras.utils.set_random_seed(0)
     cfg = load_config(None, [*FULL_SIZE, *SETTINGS[setting]])

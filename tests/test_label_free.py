@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from burn_tf.build import build_method, build_train_dataset
 from burn_tf.config import load_config
 from burn_tf.export.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher_backbone
-from burn_tf.pretrain import build_method, build_train_dataset, pretrain_stage
+from burn_tf.pretrain import pretrain_stage
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 TINY = ["train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",

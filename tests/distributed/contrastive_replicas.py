@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 from replicas import StepLosses, comparison_optimizer, weight_difference
 
+from burn_tf.build import build_method
 from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.methods.momentum import _ema_weights
-from burn_tf.pretrain import build_method
 
 GLOBAL_BATCH = 8
 # Free-running cases (compare), float32 as trained. MoCo: 3 steps, so step 3 reads keys

@@ -26,10 +26,10 @@ tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceCon
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods")]
 
+from burn_tf.build import build_method, build_training_optimizer  # noqa: E402
 from burn_tf.config import load_config  # noqa: E402
 from burn_tf.distribute import gather_from_replicas, replica_shared_variable, synchronize_batchnorm  # noqa: E402
 from burn_tf.losses import distillation  # noqa: E402
-from burn_tf.pretrain import build_method, build_training_optimizer  # noqa: E402
 
 TINY_BURN = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",

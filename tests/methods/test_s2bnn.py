@@ -5,13 +5,14 @@ import pytest
 import tensorflow as tf
 from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
+from burn_tf.build import build_method
 from burn_tf.config import load_config
 from burn_tf.convert.pretrained_teacher import build_teacher, build_teacher_head
 from burn_tf.data import fashion_mnist
 from burn_tf.methods import S2BNN, S2BNNConfig, method_class
 from burn_tf.models.efficientnet_lite import find_efficientnet_lite0_weights
 from burn_tf.models.teacher import teacher_head_role
-from burn_tf.pretrain import build_method, pretrain_stage
+from burn_tf.pretrain import pretrain_stage
 from burn_tf.saved_backbone import build_teacher_from_export, load_keras_file
 from burn_tf.schema import ConfigError
 

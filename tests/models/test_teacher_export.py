@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from burn_tf.build import build_method
 from burn_tf.config import load_config
 from burn_tf.convert.pretrained_teacher import build_teacher
 from burn_tf.export.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher_backbone
-from burn_tf.pretrain import build_method, pretrain_stage
 from burn_tf.pretrain import main as pretrain_main
+from burn_tf.pretrain import pretrain_stage
 from burn_tf.saved_backbone import (
     BackboneFormatError,
     build_teacher_from_export,
