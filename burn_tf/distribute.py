@@ -65,7 +65,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     raise ConfigError(f"train.strategy={name!r} is not one of {STRATEGIES}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _process_strategy(name: str, tpu: str) -> tf.distribute.Strategy:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()

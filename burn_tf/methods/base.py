@@ -164,7 +164,7 @@ class PretrainMethod(tf.keras.Model):
     def extra_logs(self) -> dict:
         return {}
 
-    def init_from_previous_stage(self, previous: "PretrainMethod") -> None:
+    def init_from_previous_stage(self, previous: PretrainMethod) -> None:
         """Stage 2 starts from stage 1: the backbone by layer name (every binary conv must
         receive weights), every other network in ``checkpoint_modules`` as is."""
         theirs = previous.checkpoint_modules()

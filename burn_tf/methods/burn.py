@@ -139,7 +139,7 @@ class BURNConfig(MethodConfig):
                              "train g_θ; they need train_teacher_classifier=true")
 
 
-def build_classifier(cfg: "BURNConfig", input_dim: int, name: str) -> tf.keras.Model:
+def build_classifier(cfg: BURNConfig, input_dim: int, name: str) -> tf.keras.Model:
     """g_θ or l_φ: :func:`build_head`, or with ``bounded_logits`` the same trunk ending in an
     L2-normalised bottleneck and a :class:`CosineDense` layer."""
     if not cfg.bounded_logits:
@@ -199,7 +199,7 @@ class BURN(DistillationMethod):
                                   for i, v in enumerate(self.teacher_classifier.trainable_variables)]
 
     # ------------------------------------------------------------------ hooks
-    def init_from_previous_stage(self, previous: "BURN") -> None:
+    def init_from_previous_stage(self, previous: BURN) -> None:
         """Alg. 1 line 13 (Table 5 ④): φ and θ from stage 1; θ stays at its fresh random
         init when ``teacher_classifier_from_stage1`` is off."""
         fresh = self.teacher_classifier.get_weights()

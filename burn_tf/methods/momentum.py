@@ -50,7 +50,7 @@ class MomentumMethod(PretrainMethod):
         self.momentum_pairs.append((key, online, target))
         return self.add_head(key, target, trainable=False, exported=False)
 
-    def init_from_previous_stage(self, previous: "PretrainMethod") -> None:
+    def init_from_previous_stage(self, previous: PretrainMethod) -> None:
         """Stage 2 from stage 1: the base's rules, then every EMA target restarts as a copy
         of its (transferred) online network — a stage-1 target is the EMA of a different
         (stage-1) network, so it is not carried over."""

@@ -37,7 +37,6 @@ beside it). What that head is decides ``normalize`` (:func:`teacher_head_role`):
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import tensorflow as tf
 
@@ -63,7 +62,7 @@ class S2BNNConfig(MethodConfig):
     # L2-normalise both outputs before the temperature (S2-BNN's MoCo q). None: by what the
     # teacher's head is (a projector: yes; a class classifier: no; unknown: yes); an explicit
     # value that contradicts the head is refused (see the docstring).
-    normalize: Optional[bool] = None
+    normalize: bool | None = None
 
     def __post_init__(self):
         check_choice("method", "head", self.head, ("mlp", "dense"))

@@ -70,7 +70,8 @@ def test_with_its_head_the_teacher_outputs_the_supervised_classifier(export):
 
 
 def test_supervised_kl_pretrains_against_the_exported_teacher(export, tmp_path):
-    cfg = load_config("supervised_kl", [*TINY, "backbone.width_multiplier=0.125", "backbone.blocks=4", f"teacher.weights={export}"])
+    cfg = load_config("supervised_kl", [*TINY, "backbone.width_multiplier=0.125", "backbone.blocks=4",
+                                        f"teacher.weights={export}"])
     model = build_method(cfg, 1)
     assert model.teacher_backbone.output_shape == (None, 10) and model.student_classifier.output_shape == (None, 10)
     assert model.teacher_input_size == 16  # the student's 32 px view is resized to the export's size
