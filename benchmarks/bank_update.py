@@ -6,7 +6,7 @@ scatter NPID and CLD now use (issue 18).
 
 One step's bank write as ``NPID.update_bank`` does it — read the batch's rows, mix them
 with the new features (momentum 0.5, renormalise), write them back — into a
-:func:`burn_tf.methods.base.replica_shared_variable` of ``rows`` × ``dim`` float32, in a
+:func:`burn_tf.distribute.replica_shared_variable` of ``rows`` × ``dim`` float32, in a
 ``tf.function``:
 
 - ``assign``: ``bank.assign(tf.tensor_scatter_nd_update(bank, index, rows))`` (the code
@@ -35,14 +35,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from _timing import interleaved_medians, load_average  # noqa: E402
 
-from burn_tf.methods.base import replica_shared_variable, update_rows  # noqa: E402
+from burn_tf.distribute import replica_shared_variable, update_rows  # noqa: E402
 from burn_tf.ops.memory import memory_bank_rows  # noqa: E402
 
 

@@ -8,10 +8,11 @@ Default: the full-size step — ReActNet-A (width 1.0) + ResNet-50 teacher, MLP 
 two views — from ``imagenet/burn_stage1`` with random weights (speed does not depend on
 them) on synthetic batches. ``--batch-size`` is the global batch (split over the
 replicas); ``--input-size`` (student and teacher) defaults to the config's (224) on a
-GPU/TPU and to 64 on a CPU (a 224-px full-size step takes minutes there). The timed function is exactly what ``model.fit`` runs per step
-(``make_train_function``: per-replica forward and backward, gradient all-reduce, Adam
-update). ``--parts`` also times the teacher forward and a student step alone and prints
-burn_over_parts = step ÷ (teacher + student) (goal <= 1.10; one device only).
+GPU/TPU and to 64 on a CPU (a 224-px full-size step takes minutes there). The timed function
+is exactly what ``model.fit`` runs per step (``make_train_function``: per-replica forward and
+backward, gradient all-reduce, Adam update). ``--parts`` also times the teacher forward and
+a student step alone and prints burn_over_parts = step ÷ (teacher + student) (goal <= 1.10;
+one device only).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import tensorflow as tf  # noqa: E402
-from _timing import interleaved_medians, load_average, time_step  # noqa: E402
+import tensorflow as tf
+from _timing import interleaved_medians, load_average, time_step
 
-from burn_tf.config import load_config  # noqa: E402
-from burn_tf.distribute import STRATEGIES  # noqa: E402
-from burn_tf.losses.distillation import feature_similarity  # noqa: E402
-from burn_tf.pretrain import build_method, build_training_optimizer, strategy_for  # noqa: E402
+from burn_tf.build import build_method, build_training_optimizer, strategy_for
+from burn_tf.config import load_config
+from burn_tf.distribute import STRATEGIES
+from burn_tf.losses.distillation import feature_similarity
 
 
 def accelerator() -> str:
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
     parser.add_argument("--strategy", choices=STRATEGIES, default="default")
     parser.add_argument("--mixed-precision", action="store_true")
     parser.add_argument("--jit-compile", action="store_true")
-    parser.add_argument("--batch-size", type=int, default=None, help="global batch (default 8 per replica on CPU, 128 else)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="global batch (default 8 per replica on CPU, 128 else)")
     parser.add_argument("--input-size", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parts", action="store_true")

@@ -1,12 +1,17 @@
-"""What a pretraining stage is built from: the data source and the training stream, the
-teacher, the method, its optimizer, the distribution strategy and the checkpoint.
+"""What a pretraining stage trains, built from the config in one direction:
+:func:`build_stage` returns a :class:`StageParts` — the distribution strategy, the data
+source and the training stream, the method (with its teacher), its optimizer and the
+checkpoint — and the stage loop (:mod:`burn_tf.pretrain`) asks that bundle, not the config,
+for what it needs later (the stream from a resumed step, stage 1's state for stage 2, the
+float32 backbone to export). The builders it uses are public for the tests and notebooks.
 
-Everything here is built before the run directory is touched (:mod:`burn_tf.pretrain`), so
-a mistake in the config, the data or the teacher weights never costs an existing run.
+Everything here is built before the run directory is touched, so a mistake in the config,
+the data or the teacher weights never costs an existing run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from burn_tf.distribute import (
     dtype_policy,
     float32_outputs,
     make_strategy,
+    shard_by_data,
     synchronize_batchnorm,
 )
 from burn_tf.methods import PretrainMethod
@@ -241,3 +247,77 @@ def init_from_previous_stage(model: PretrainMethod, cfg: PretrainConfig, previou
     checkpoint_for(previous).restore(tf.train.latest_checkpoint(str(previous_final))).expect_partial()
     model.build_all()
     model.init_from_previous_stage(previous)
+
+
+# ---------------------------------------------------------------------------- one stage's parts
+@dataclasses.dataclass
+class StageParts:
+    """What stage ``stage`` of ``cfg`` trains (:func:`build_stage`): the method, compiled with
+    its optimizer inside ``strategy``'s scope; the training stream from step 0 and its steps
+    per epoch; the checkpoint of the method, the optimizer and ``epoch`` (the epoch counter
+    Keras resumes from)."""
+
+    cfg: PretrainConfig
+    stage: int
+    strategy: tf.distribute.Strategy
+    source: tf.data.Dataset
+    dataset: tf.data.Dataset
+    steps_per_epoch: int
+    model: PretrainMethod
+    optimizer: tf.keras.optimizers.Optimizer
+    epoch: tf.Variable
+    checkpoint: tf.train.Checkpoint
+
+    @property
+    def teacher(self) -> tf.keras.Model | None:
+        """The method's frozen teacher (reused by stage 1's method built for a transfer)."""
+        return getattr(self.model, "teacher_backbone", None)
+
+    def stream_from(self, step: int) -> tf.data.Dataset:
+        """The training stream whose first batch is batch ``step`` of the run, sharded for
+        the strategy (:func:`~burn_tf.distribute.shard_by_data`). The stream is a seeded
+        function of the position, so a resumed run sees exactly the batches an uninterrupted
+        one sees next (a tf.data iterator cannot be checkpointed once tf.distribute wraps it)."""
+        dataset = self.dataset
+        if step:
+            dataset, _ = build_train_dataset(self.cfg, start_step=step, source=self.source, stage=self.stage)
+        return shard_by_data(dataset)
+
+    def start_from_previous_stage(self, previous_final: Path) -> None:
+        """Stage 2's start: stage 1's final state (:func:`init_from_previous_stage`)."""
+        with self.strategy.scope():
+            init_from_previous_stage(self.model, self.cfg, previous_final, self.teacher)
+
+    def fill_initial_bank(self) -> None:
+        """Stage 1's start for a method whose memory bank begins with real features
+        (:func:`fill_initial_bank`); nothing for the others."""
+        with self.strategy.scope():
+            fill_initial_bank(self.model, self.cfg)
+
+    def export_backbone(self) -> tf.keras.Model:
+        """The trained backbone as it is exported: float32 (what the evaluators and the
+        converters read) — under ``train.mixed_precision`` a float32 copy with its weights."""
+        if not self.cfg.train.mixed_precision:
+            return self.model.backbone
+        backbone = build_backbone(self.cfg.backbone, self.stage)
+        backbone.set_weights(self.model.backbone.get_weights())
+        return backbone
+
+
+def build_stage(cfg: PretrainConfig, stage: int) -> StageParts:
+    """Everything stage ``stage`` of ``cfg`` trains, in the order that fixes which random
+    numbers initialise what: the strategy (checked against the global batch), the source and
+    its training stream, then in the strategy's scope the method (teacher first), its
+    optimizer, the compiled model, the epoch counter and the checkpoint."""
+    strategy = strategy_for(cfg)
+    source = build_source(cfg)
+    dataset, steps_per_epoch = build_train_dataset(cfg, source=source, stage=stage)
+    with strategy.scope():
+        model = build_method(cfg, stage)
+        optimizer = build_training_optimizer(cfg, steps_per_epoch)
+        model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile, run_eagerly=cfg.train.run_eagerly)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = checkpoint_for(model, optimizer, epoch)
+    return StageParts(cfg=cfg, stage=stage, strategy=strategy, source=source, dataset=dataset,
+                      steps_per_epoch=steps_per_epoch, model=model, optimizer=optimizer, epoch=epoch,
+                      checkpoint=checkpoint)

@@ -10,8 +10,10 @@ CLI (a thin layer over :func:`pretrain`)::
 ``--config`` takes a file or the name of a config in ``configs/`` (shipped in the wheel). The method
 says what it needs — a teacher (``needs_teacher``), how many views (``num_views_for``),
 labels (``needs_labels``), its callbacks, its heads to export — and this module provides it.
-This module holds the stage loop and the CLI; :mod:`burn_tf.build` builds what a stage
-trains (data stream, teacher, method, optimizer, strategy, checkpoint) and
+This module holds the stage loop — :func:`pretrain_stage`, a short sequence of named steps
+(check, seed, build, prepare the run directory, start state, callbacks, fit, final state,
+metrics, export) — and the CLI; :func:`burn_tf.build.build_stage` builds what a stage trains
+(strategy, data stream, teacher, method, optimizer, checkpoint) in one call and
 :mod:`burn_tf.rundir` checks the run directory before a stage touches it.
 
 Run directory::
@@ -43,21 +45,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from burn_tf.build import (
-    build_method,
-    build_source,
-    build_train_dataset,
-    build_training_optimizer,
-    checkpoint_for,
-    fill_initial_bank,
-    init_from_previous_stage,
-    strategy_for,
-)
+from burn_tf.build import StageParts, build_stage, checkpoint_for
 from burn_tf.callbacks import JsonLinesLogger, RunCheckpoints, StageTensorBoard
 from burn_tf.config import ConfigError, PretrainConfig, load_config
-from burn_tf.distribute import STRATEGIES, shard_by_data
+from burn_tf.distribute import STRATEGIES
 from burn_tf.io import atomic_write_json, atomic_write_text
-from burn_tf.models.trained_network import build_backbone
 from burn_tf.rundir import (
     RunDirError,
     check_previous_stage,
@@ -97,80 +89,114 @@ def pretrain_stage(
     """Runs one stage of the configured method in ``run_dir``; returns its final metrics."""
     run_dir = Path(run_dir)
     stage_dir = run_dir / f"stage{stage}"
-    if stage not in cfg.backbone.stages:
-        stages_of(cfg, stage)  # raises, naming the stages this backbone has
-    resuming = check_stage_dir(stage_dir, resume, overwrite)
-    if stage == 2 and not resuming:
-        check_previous_stage(run_dir / "stage1" / "final")
+    resuming = _check_request(cfg, stage, run_dir, resume, overwrite)
     tf.keras.utils.set_random_seed(cfg.train.seed + stage)
-    strategy = strategy_for(cfg)
     # Data, teacher weights and model are built before the run directory is touched, so a
     # mistake never costs an existing run (not even with --overwrite).
-    source = build_source(cfg)
-    dataset, steps_per_epoch = build_train_dataset(cfg, source=source, stage=stage)
-    epochs = cfg.train.epochs
-    with strategy.scope():
-        model = build_method(cfg, stage)
-        teacher = getattr(model, "teacher_backbone", None)
-        optimizer = build_training_optimizer(cfg, steps_per_epoch)
-        model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile, run_eagerly=cfg.train.run_eagerly)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        checkpoint = checkpoint_for(model, optimizer, epoch_var)
+    parts = build_stage(cfg, stage)
+    _prepare_stage_dir(parts, run_dir, stage_dir, resuming)
+    _start_state(parts, run_dir, stage_dir, resuming)
+    _write_summary(parts, stage_dir)
+    callbacks, saver = _callbacks(parts, stage_dir, extra_callbacks)
+    history, seconds = _fit(parts, callbacks, saver, stage_dir)
+    _save_final_state(parts, stage_dir)
+    last = {k: float(v[-1]) for k, v in history.history.items() if v}
+    metrics = _write_metrics(parts, stage_dir, last, seconds)
+    _export(parts, stage_dir, last)
+    return metrics
+
+
+def _check_request(cfg: PretrainConfig, stage: int, run_dir: Path, resume: bool, overwrite: bool) -> bool:
+    """True when the stage resumes its latest checkpoint; raises (touching nothing) when the
+    backbone has no such stage or the run directory cannot proceed as asked."""
+    if stage not in cfg.backbone.stages:
+        stages_of(cfg, stage)  # raises, naming the stages this backbone has
+    resuming = check_stage_dir(run_dir / f"stage{stage}", resume, overwrite)
+    if stage == 2 and not resuming:
+        check_previous_stage(run_dir / "stage1" / "final")
+    return resuming
+
+
+def _prepare_stage_dir(parts: StageParts, run_dir: Path, stage_dir: Path, resuming: bool) -> None:
+    """Checks that the stage's files fit, empties the stage directory unless resuming (only
+    reached with --overwrite, or an empty directory) and writes the resolved config."""
+    cfg = parts.cfg
     # Checkpoints kept, one being written, the final one, the backbone and its heads.
-    check_run_dir_writable(stage_dir, checkpoint_bytes(model, optimizer) * (cfg.train.keep_checkpoints + 4))
+    check_run_dir_writable(stage_dir, checkpoint_bytes(parts.model, parts.optimizer) * (cfg.train.keep_checkpoints + 4))
     if not resuming and stage_dir.exists():
-        shutil.rmtree(stage_dir)  # only reached with --overwrite (or an empty directory)
+        shutil.rmtree(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stage_dir / "config.yaml", cfg.to_yaml())
     atomic_write_text(run_dir / "config.yaml", cfg.to_yaml())
 
-    with strategy.scope():
-        if resuming:
-            latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
-            checkpoint.restore(latest).assert_existing_objects_matched()
-            print(f"resumed {latest}: epoch {int(epoch_var.numpy())}, step {int(model.global_step.numpy())}")
-        elif stage == 2:
-            init_from_previous_stage(model, cfg, run_dir / "stage1" / "final", teacher)
-        else:
-            fill_initial_bank(model, cfg)
 
-    # The layer table (a hundred lines and more) goes to a file; the console gets its totals.
-    atomic_write_text(stage_dir / "summary.txt", summary_text(model.backbone) + "\n")
-    if cfg.train.verbose:
-        print(f"stage {stage} {summary_totals(model.backbone)}\n  layer table: {stage_dir / 'summary.txt'}")
+def _start_state(parts: StageParts, run_dir: Path, stage_dir: Path, resuming: bool) -> None:
+    """Where training starts: the stage's latest checkpoint (resume), stage 1's final state
+    (stage 2), or the method's own initial state (stage 1: a memory bank filled from the
+    images, where the method asks for one)."""
+    if resuming:
+        latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
+        with parts.strategy.scope():
+            parts.checkpoint.restore(latest).assert_existing_objects_matched()
+        print(f"resumed {latest}: epoch {int(parts.epoch.numpy())}, step {int(parts.model.global_step.numpy())}")
+    elif parts.stage == 2:
+        parts.start_from_previous_stage(run_dir / "stage1" / "final")
+    else:
+        parts.fill_initial_bank()
 
-    saver = RunCheckpoints(checkpoint, stage_dir / "checkpoints", epoch_var,
+
+def _write_summary(parts: StageParts, stage_dir: Path) -> None:
+    """The layer table (a hundred lines and more) goes to a file; the console gets its totals."""
+    backbone = parts.model.backbone
+    atomic_write_text(stage_dir / "summary.txt", summary_text(backbone) + "\n")
+    if parts.cfg.train.verbose:
+        print(f"stage {parts.stage} {summary_totals(backbone)}\n  layer table: {stage_dir / 'summary.txt'}")
+
+
+def _callbacks(parts: StageParts, stage_dir: Path, extra_callbacks: list | None) -> tuple[list, RunCheckpoints]:
+    """What a ``model.fit`` user gets too (the method's own callbacks, every step's values in
+    steps.jsonl and logs/steps, progress lines), then what only a run directory has
+    (checkpoints, history.jsonl, TensorBoard) and the caller's; returns them and the
+    checkpoint writer (which also watches for NaN/Inf)."""
+    cfg, model, steps_per_epoch = parts.cfg, parts.model, parts.steps_per_epoch
+    epochs = cfg.train.epochs
+    saver = RunCheckpoints(parts.checkpoint, stage_dir / "checkpoints", parts.epoch,
                            every_steps=cfg.train.checkpoint_every_steps, max_to_keep=cfg.train.keep_checkpoints)
     model.log_dir = stage_dir  # per-step records (BURN: steps.jsonl) go beside the run's logs
-    # What a model.fit user gets too (the method's own callbacks, every step's values in
-    # steps.jsonl and logs/steps, progress lines), then what only a run directory has.
     callbacks = [
         *model.callbacks(epochs * steps_per_epoch, stage_dir, progress=bool(cfg.train.verbose),
-                         progress_prefix=f"{cfg.method.name} stage {stage}",
+                         progress_prefix=f"{cfg.method.name} stage {parts.stage}",
                          lines_per_epoch=cfg.train.log_lines_per_epoch),
         saver,
         JsonLinesLogger(stage_dir / "history.jsonl"),
         StageTensorBoard(str(stage_dir / "logs"), update_freq=max(steps_per_epoch // 10, 1), profile_batch=0),
         *(extra_callbacks or []),
     ]
-    # A progress bar on a terminal; plain lines (ProgressLines, silent under the bar) in
-    # logs and captured output, where Keras' bar would print nothing until the epoch ends.
-    progress_bar = cfg.train.verbose == 1 and sys.stdout.isatty()
-    # The data stream continues where the checkpoint left it: the stream is a seeded
-    # function of the position, so starting it at the step already trained gives exactly
-    # the batches an uninterrupted run sees next (a tf.data iterator cannot be checkpointed
-    # once tf.distribute wraps it). Keras starts its epoch count and the first epoch's batch
-    # index there too.
+    return callbacks, saver
+
+
+def _progress_bar(cfg: PretrainConfig) -> bool:
+    """Keras' progress bar: on a terminal at ``train.verbose: 1`` only; plain lines
+    (ProgressLines, silent under the bar) in logs and captured output, where Keras' bar
+    would print nothing until the epoch ends."""
+    return cfg.train.verbose == 1 and sys.stdout.isatty()
+
+
+def _fit(parts: StageParts, callbacks: list, saver: RunCheckpoints, stage_dir: Path):
+    """Trains from the step the model holds to the end of the stage; returns (Keras
+    history, seconds). Raises :class:`FloatingPointError` when the loss or the weights
+    became NaN/Inf (``saver`` stopped the run and kept the last good checkpoint)."""
+    model, steps_per_epoch = parts.model, parts.steps_per_epoch
+    # The data stream continues where the checkpoint left it, and Keras starts its epoch
+    # count and the first epoch's batch index there too.
     done = int(model.global_step.numpy())
     initial_epoch, model.resume_at_batch = divmod(done, steps_per_epoch)
-    if done:
-        dataset, _ = build_train_dataset(cfg, start_step=done, source=source, stage=stage)
-    dataset = shard_by_data(dataset)
+    dataset = parts.stream_from(done)
     start = time.time()
     try:
         history = model.fit(
-            dataset, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks, verbose=1 if progress_bar else 0,
+            dataset, epochs=parts.cfg.train.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks, verbose=1 if _progress_bar(parts.cfg) else 0,
         )
     finally:
         model.resume_at_batch = 0
@@ -179,43 +205,48 @@ def pretrain_stage(
         latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
         kept = f"the last good checkpoint {latest} was kept" if latest else "no checkpoint had been written yet"
         raise FloatingPointError(
-            f"stage {stage}: the loss or the weights became NaN/Inf at step {saver.nan_step} "
+            f"stage {parts.stage}: the loss or the weights became NaN/Inf at step {saver.nan_step} "
             f"(epoch {(saver.nan_step - 1) // steps_per_epoch + 1}); training stopped and {kept}"
         )
+    return history, seconds
 
-    final_dir = stage_dir / "final"
-    # The manager writes the data files first, then its index by an atomic rename.
-    tf.train.CheckpointManager(checkpoint_for(model), str(final_dir), max_to_keep=1).save()
-    export_backbone = model.backbone
-    if cfg.train.mixed_precision:
-        # The exported backbone is float32 (what the evaluators and the converters read).
-        export_backbone = build_backbone(cfg.backbone, stage)
-        export_backbone.set_weights(model.backbone.get_weights())
 
-    last = {k: float(v[-1]) for k, v in history.history.items() if v}
+def _save_final_state(parts: StageParts, stage_dir: Path) -> None:
+    """The stage's final checkpoint (``final/``: what stage 2 and ``stage_state`` read). The
+    manager writes the data files first, then its index by an atomic rename."""
+    tf.train.CheckpointManager(checkpoint_for(parts.model), str(stage_dir / "final"), max_to_keep=1).save()
+
+
+def _write_metrics(parts: StageParts, stage_dir: Path, last: dict, seconds: float) -> dict:
+    """metrics.json: the run's shape, its time and the last logged values."""
+    cfg = parts.cfg
     metrics = {
         "method": cfg.method.name,
-        "stage": stage,
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "global_step": int(model.global_step.numpy()),
+        "stage": parts.stage,
+        "epochs": cfg.train.epochs,
+        "steps_per_epoch": parts.steps_per_epoch,
+        "global_step": int(parts.model.global_step.numpy()),
         "train_seconds": round(seconds, 1),
         "config_hash": cfg.hash(),
         **last,
     }
     atomic_write_json(stage_dir / "metrics.json", metrics)
-    cls = type(model)
+    return metrics
+
+
+def _export(parts: StageParts, stage_dir: Path, last: dict) -> None:
+    """The float32 backbone with its metadata, the method's heads beside it, checksums."""
+    cfg, cls = parts.cfg, type(parts.model)
     backbone_dir = save_backbone(
-        export_backbone, stage_dir / "backbone",
-        {"method": cls.method_name, "stage": stage, "config_hash": cfg.hash(), "metrics": last,
+        parts.export_backbone(), stage_dir / "backbone",
+        {"method": cls.method_name, "stage": parts.stage, "config_hash": cfg.hash(), "metrics": last,
          "backbone_config": dataclasses.asdict(cfg.backbone),
          "teacher": dataclasses.asdict(cfg.teacher) if cls.needs_teacher else None, "data": cfg.data.source},
         overwrite=True,
     )
-    for head_name, head in model.exported_heads().items():
+    for head_name, head in parts.model.exported_heads().items():
         head.save(backbone_dir / f"{head_name}.keras")
     record_checksums(backbone_dir)  # the heads too
-    return metrics
 
 
 def pretrain(

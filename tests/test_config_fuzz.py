@@ -12,6 +12,7 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from burn_tf.build import build_method, build_training_optimizer
 from burn_tf.config import (
     AugmentConfig,
     BackboneConfig,
@@ -25,7 +26,7 @@ from burn_tf.config import (
 )
 from burn_tf.data.pipeline import multi_view_dataset
 from burn_tf.methods.registry import method_class, method_names
-from burn_tf.pretrain import build_method, build_training_optimizer, stages_of
+from burn_tf.pretrain import stages_of
 
 BASE = read_config_values("demo")
 BASE["train"].update(strategy="default", checkpoint_every_steps=0)
@@ -50,7 +51,8 @@ def malformed(draw):
             values[section] = draw(garbage)
             touched.append((section, None))
         elif kind == "unknown" or not values[section]:  # an emptied section has no key to replace
-            key = draw(st.text("abcdefghij_", min_size=1, max_size=8).filter(lambda k: k not in values[section]))
+            taken = values[section]
+            key = draw(st.text("abcdefghij_", min_size=1, max_size=8).filter(lambda k, taken=taken: k not in taken))
             values[section][key] = draw(garbage)
             touched.append((section, key))
         else:
@@ -211,7 +213,10 @@ def test_negative_numbers_are_refused_by_name(section, name, kind, data):
 @given(key=st.sampled_from(NUMERIC_KEYS), negative=st.booleans(), data=st.data())
 def test_zero_or_allowed_numbers_are_refused_by_name_or_work(key, negative, data):
     section, name, kind = key
-    number = data.draw(_negative(kind)) if negative and key[:2] in NEGATIVE_ALLOWED else kind(0) if kind is not tuple else 0.0
+    if negative and key[:2] in NEGATIVE_ALLOWED:
+        number = data.draw(_negative(kind))
+    else:
+        number = kind(0) if kind is not tuple else 0.0
     try:
         cfg = config_from_dict(_with(section, name, kind, number))
     except ConfigError as err:

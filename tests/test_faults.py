@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.config import load_config
-from burn_tf.pretrain import RunDirError, pretrain_stage
+from burn_tf.pretrain import pretrain_stage
+from burn_tf.rundir import RunDirError
 
 KILL_RUN = Path(__file__).resolve().parent / "faults" / "kill_run.py"
 sys.path.insert(0, str(KILL_RUN.parent))

@@ -1,6 +1,7 @@
 """The paper's full-size setting takes one real train step on the CPU: ReActNet-A (width 1.0,
 224 px) distilled by BURN from a ResNet-50 teacher (random FP weights), batch 2, under
-``train.mixed_precision`` with ``train.jit_compile`` — the options a GPU cluster turns on. Correctness only (finite loss, weights changed, the dtype policy applied); the time is
+``train.mixed_precision`` with ``train.jit_compile`` — the options a GPU cluster turns on.
+Correctness only (finite loss, weights changed, the dtype policy applied); the time is
 reported by pytest's --durations, never asserted.
 
 Each setting runs in its own process: the Keras dtype policy and XLA's compilation cache
@@ -42,8 +43,8 @@ def one_step(setting: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from burn_tf.build import build_method, build_training_optimizer
     from burn_tf.config import load_config
-    from burn_tf.pretrain import build_method, build_training_optimizer
 
     tf.keras.utils.set_random_seed(0)
     cfg = load_config(None, [*FULL_SIZE, *SETTINGS[setting]])

@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from burn_tf.build import build_method, build_train_dataset
 from burn_tf.config import load_config
 from burn_tf.export.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher_backbone
-from burn_tf.pretrain import build_method, build_train_dataset, pretrain_stage
+from burn_tf.pretrain import pretrain_stage
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 TINY = ["train.batch_size=8", "train.steps_per_epoch=2", "train.epochs=1", "train.verbose=0",
@@ -47,8 +48,8 @@ def test_the_shipped_chain_uses_no_label_and_no_pretrained_weight():
 def test_burn_loads_the_exported_moco_teacher_frozen_and_never_changes_it(teacher_export):
     exported = build_teacher_backbone("resnet18", (16, 16, 3), small_input_stem=True)
     exported.load_weights(str(teacher_export / "backbone.weights.h5"))
-    cfg = load_config("demo_unsupervised", [*TINY, "backbone.width_multiplier=0.125", "backbone.blocks=4", "method.head_width=32",
-                                            f"teacher.weights={teacher_export}"])
+    cfg = load_config("demo_unsupervised", [*TINY, "backbone.width_multiplier=0.125", "backbone.blocks=4",
+                                            "method.head_width=32", f"teacher.weights={teacher_export}"])
     model = build_method(cfg, 1)
     teacher = model.teacher_backbone
     assert not teacher.trainable_weights and model.teacher_input_size == 16 and model.teacher_dim == 512

@@ -37,7 +37,7 @@ LAYERS = {
     "__init__": 0,  # imports nothing
     "schema": 0,  # ConfigError and the strict dataclass builder
     "io": 0,  # atomic writes
-    "distribute": 0,  # train.strategy → tf.distribute; imports only schema
+    "distribute": 0,  # train.strategy → tf.distribute, and the replica plumbing of a step; imports only schema
     "progress": 0,  # progress lines with the time left (pretraining, evaluators); imports nothing
     "data": 1,
     "models": 2,

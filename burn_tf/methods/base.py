@@ -1,290 +1,25 @@
-"""What every pretraining method shares: :class:`PretrainMethod` and two middle layers.
-
-A method is one ``keras.Model`` subclass in one file. The base owns the training loop
-(``train_step``/``test_step``), metric tracking, ``global_step``, gradient accumulation,
-per-replica loss scaling, gradient norms per variable group, building every variable
-(``build_all``) and what goes into a checkpoint.
-
-A method declares each of its networks and state variables once, in ``__init__``:
-``add_head(name, network, trainable=True, exported=True)`` for a head (``exported`` a file
-stem other than ``name``, or False), ``add_state(name, variable)`` for a variable that is
-checkpointed but neither trained nor exported (a queue, a memory bank, a centre);
-:meth:`MomentumMethod.add_momentum_pair` adds a frozen EMA target. The base registers the
-backbone under ``backbone_key``. ``trainable_groups``, ``checkpoint_modules`` and
-``exported_heads`` are derived from these declarations, in declaration order (a method
-overrides one of them only for a genuine exception). The method supplies its hooks:
-
-=============================  =========================================================
-hook                           what the method returns / does
-=============================  =========================================================
-``compute_losses(views,        a dict of scalars that contains ``"loss"``; every other
-labels, training)``            key is logged (declare them in ``loss_terms``), as the
-                               epoch's running mean ``<name>`` and this batch's value
-                               ``<name>_step``
-``trainable_groups()``         ``{group name: [variables]}``; one gradient norm is logged
-                               per group (``grad_norm_<group>``). Derived: every
-                               ``trainable`` part
-``checkpoint_modules()``       ``{name: network or variable}`` saved with the run. Derived:
-                               every part
-``method_callbacks(            Keras callbacks the method itself needs (BURN: λ(t));
-total_steps)``                 ``callbacks(total_steps)`` adds the per-step logger and
-                               the progress lines to them
-``after_update()``             runs after each optimizer update (EMA targets, queues)
-``init_from_previous_stage``   stage 2 from stage 1 (default: the backbone by layer name,
-``(previous)``                 every other network of ``checkpoint_modules`` as is)
-``exported_heads()``           ``{file stem: network}`` saved beside the backbone.
-                               Derived: every ``exported`` head
-``extra_logs()``               scalars to log that are not running means (BURN: λ)
-=============================  =========================================================
-
-Class attributes: ``method_name`` (the YAML ``method.name``), ``Config`` (the method's own
-dataclass), ``num_views`` (or ``num_views_for(config)``), ``needs_labels``,
-``needs_teacher``, ``moving_target`` (a jointly trained target whose collapse
-:class:`~burn_tf.callbacks.CollapseWatcher` watches: BURN). A registry
-(:mod:`burn_tf.methods.registry`) maps the name to the class; nothing else selects a
-method by its name.
-
-Middle layers: :class:`DistillationMethod` (a frozen FP teacher: resized input,
-``stop_gradient``, BatchNorm in inference mode; one view, or two with ``symmetric``, the
-student of each view paired with the teacher of the other — BURN, S2-BNN, supervised
-KL-div) and
-:class:`MomentumMethod` (online/target pairs updated by an EMA whose τ follows a cosine
-from ``tau_start`` to ``tau_end`` — BYOL, MoCo v2, InfoMin, CLD).
-
-The dataset yields ``(view_1, …, view_N)`` batches of images, optionally followed by an
-integer label batch (``needs_labels``); a single image batch is one view.
-
-Dataset index (``needs_index``, NPID's memory bank): the dataset yields
-``(views…, [labels,] index)`` — the index is always *last*, the int64 position of each
-image in the (limited) source, stable across epochs and shuffles
-(``multi_view_dataset(with_index=True)``). :meth:`PretrainMethod.parse_batch` takes it
-off by that position, and the base passes it as ``compute_losses(views, labels, training,
-index=index)`` to such methods only (the others keep their three-argument hook and their
-batches). Such a method takes ``dataset_size=`` (rows of its bank) in its constructor;
-pretraining counts the source and passes it.
-
-Distribution (``tf.distribute``: one device, MirroredStrategy, MultiWorkerMirroredStrategy,
-TPUStrategy). ``train_step`` runs once per replica on that replica's share of the global
-batch. The rules every method follows, so that N replicas compute what one device computes
-on the global batch:
-
-- ``compute_losses`` returns the replica's *mean* loss; the base divides it by the replica
-  count and sums the gradients over replicas once (``all_reduce``) before the update — the
-  exact gradient of the global mean because every replica holds the same number of
-  examples (``drop_remainder``; pretraining checks the batch divides by the replicas).
-  Same result as ``tf.nn.compute_average_loss(per_example, global_batch_size)``.
-- Gradient norms are of the summed (global) gradients; logged per-step values are means
-  over replicas.
-- A variable that the step *writes* in replica context needs an aggregation a
-  MirroredStrategy accepts:
-
-  ============================  ==========================================================
-  state                         how
-  ============================  ==========================================================
-  queue, memory bank, centre    gather what every replica contributes first
-  (same value on all replicas)  (:func:`gather_from_replicas`, after the loss), then assign
-                                (a bank: :func:`update_rows`, read by :func:`read_rows`) to a
-                                :func:`replica_shared_variable` (``ON_WRITE`` +
-                                ``ONLY_FIRST_REPLICA``: the first replica's write is
-                                broadcast, the others' are dropped — they are equal)
-  Keras layer weights (EMA      :func:`assign_on_every_replica`: one ``merge_call`` into
-  targets) written from         cross-replica context, then ``extended.update`` per device
-  mirrored values
-  counters (``global_step``)    ``aggregation=ONLY_FIRST_REPLICA``
-  replica-local sums            ``synchronization=ON_READ`` (BatchNorm statistics: MEAN)
-  ============================  ==========================================================
-
-- A branch that synchronises replicas (``apply_gradients``, ``merge_call``,
-  ``all_reduce``) must not sit in a ``tf.cond`` in replica context: use :func:`run_if`
-  (the branch runs in cross-replica context, as Keras' LossScaleOptimizer does).
-- BatchNorm: the heads use ``synchronized=True`` (global batch statistics); backbones
-  compute per-replica statistics unless ``train.sync_batchnorm`` is set (see
-  :func:`burn_tf.distribute.synchronize_batchnorm`).
+"""The method: :class:`PretrainMethod`, the ``keras.Model`` every pretraining method
+subclasses (directly or through :mod:`~burn_tf.methods.distillation` or
+:mod:`~burn_tf.methods.momentum`), and :class:`MethodConfig`, the keys every method's config
+has. The base owns the training loop (``train_step``/``test_step``), metrics,
+``global_step``, gradient accumulation, per-replica loss scaling, gradient norms per
+variable group, ``build_all`` and the checkpoint contents; a method declares its heads and
+state once (``add_head``, ``add_state``) and supplies its hooks (``compute_losses`` and the
+others: the table in docs/adding_a_method.md). What a step writes under ``tf.distribute``
+goes through :mod:`burn_tf.distribute`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import tensorflow as tf
 
-from burn_tf.callbacks import ProgressLines, ScheduledValue, StepScalarLogger
+from burn_tf.callbacks import ProgressLines, StepScalarLogger
+from burn_tf.distribute import mean_over_replicas, run_if, sum_over_replicas
 from burn_tf.models.reactnet import transfer_stage1_to_stage2
-from burn_tf.ops.memory import momentum_update
-from burn_tf.ops.schedules import cosine_momentum
 from burn_tf.optim import current_learning_rate
-
-
-# ---------------------------------------------------------------------------- distribution helpers
-def _strategy_in_use() -> bool:
-    return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
-
-
-def replica_shared_variable(initial_value, name: str, dtype=None) -> tf.Variable:
-    """A non-trainable variable every replica writes with the same value — a queue, memory
-    bank or centre after :func:`gather_from_replicas` (MirroredStrategy keeps the first
-    replica's write and broadcasts it). Create it where the method's networks are created
-    (inside the strategy's scope)."""
-    return tf.Variable(initial_value, trainable=False, name=name, dtype=dtype,
-                       synchronization=tf.VariableSynchronization.ON_WRITE,
-                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-
-def update_rows(variable: tf.Variable, index, new_rows: Callable, *args) -> None:
-    """``variable[index] ← new_rows(variable[index], *args)`` in place: a sparse read and a
-    sparse write of these rows only, never of the whole variable. For a
-    :func:`replica_shared_variable` under a strategy every replica passes the same
-    (index, args) — gathered from every replica first — and the update runs in
-    cross-replica context (one ``merge_call``, then ``extended.update``): each device reads
-    and writes the rows of its own copy with its own copy of the arguments.
-
-    Why not the replica-context ``MirroredVariable.scatter_update`` (correct too:
-    ``ONLY_FIRST_REPLICA`` applies the first replica's update everywhere), or reading the
-    rows with ``tf.gather`` in replica context before the write: under MirroredStrategy
-    either costs time in proportion to the whole variable (about 0.6 s a step for
-    1.28M × 128 rows, ``benchmarks/bank_update.py``)."""
-    index = tf.cast(index, tf.int64)
-
-    def write(var, index, *args):
-        rows = new_rows(tf.gather(var, index), *args)
-        var.scatter_update(tf.IndexedSlices(tf.cast(rows, var.dtype), index))
-
-    if not _strategy_in_use():
-        write(variable, index, *args)
-        return
-
-    def update_all(strategy, index, *args):
-        strategy.extended.update(variable, write, args=(index, *args), group=False)
-
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None:  # already in cross-replica context (a bank filled before training)
-        update_all(tf.distribute.get_strategy(), index, *args)
-    else:
-        ctx.merge_call(update_all, args=(index, *args))
-
-
-def read_rows(variable: tf.Variable, index) -> tf.Tensor:
-    """``variable[index]`` by a sparse read of these rows (``ResourceGather``). Under a
-    strategy the read runs on each device's own copy from cross-replica context (one
-    ``merge_call``): ``tf.gather`` of a MirroredVariable in replica context reads the whole
-    variable densely, and once a sparse write has touched it TensorFlow copies the whole
-    buffer on every dense read (its copy-on-read mode) — about 0.6 s a step for
-    1.28M × 128 rows."""
-    index = tf.cast(index, tf.int64)
-    if not _strategy_in_use():
-        return tf.gather(variable, index)
-
-    def read_all(strategy, index):
-        return strategy.extended.update(variable, lambda var, index: tf.gather(var, index), args=(index,),
-                                        group=True)
-
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None:
-        return read_all(tf.distribute.get_strategy(), index)
-    return ctx.merge_call(read_all, args=(index,))
-
-
-def scatter_rows(variable: tf.Variable, index, rows) -> None:
-    """``variable[index] ← rows`` in place (:func:`update_rows`)."""
-    update_rows(variable, index, lambda _, rows: rows, rows)
-
-
-def gather_from_replicas(tensor: tf.Tensor) -> tf.Tensor:
-    """``tensor`` of every replica concatenated along axis 0, in replica order (replica 0's
-    examples first: the global batch's order). Identity on one device.
-
-    Collectives (this gather, synchronized BatchNorm, all-reduces) must run in the same order
-    on every replica, or they pair up wrongly ("Shape mismatch in the collective instance"):
-    when nothing orders the gather after the forward pass's BatchNorms, gather under
-    ``tf.control_dependencies([loss])``."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return tensor
-    return ctx.all_gather(tensor, axis=0)
-
-
-def gather_in_order(tensors: list, after) -> list:
-    """:func:`gather_from_replicas` of each tensor, the first after ``after`` (the loss) and
-    each after the previous: several gathers with nothing ordering them could be launched
-    in different orders on different replicas and pair up wrongly."""
-    gathered = []
-    previous = after
-    for tensor in tensors:
-        with tf.control_dependencies(tf.nest.flatten(previous)):
-            previous = gather_from_replicas(tensor)
-        gathered.append(previous)
-    return gathered
-
-
-def mean_over_replicas(values: dict) -> dict:
-    """Scalars averaged over replicas (one all-reduce for all); unchanged on one device."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1 or not values:
-        return values
-    names = list(values)
-    stacked = ctx.all_reduce(tf.distribute.ReduceOp.MEAN,
-                             tf.stack([tf.cast(values[n], tf.float32) for n in names]))
-    return {n: stacked[i] for i, n in enumerate(names)}
-
-
-def sum_over_replicas(tensors: list) -> list:
-    """Gradients summed over replicas (one batched all-reduce); unchanged on one device."""
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None or ctx.num_replicas_in_sync == 1:
-        return tensors
-    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tensors)
-
-
-def assign_on_every_replica(variables: list, fn: Callable, args: list) -> None:
-    """``v.assign(fn(v, *a))`` for each variable ``v`` and its args ``a`` (mirrored values,
-    e.g. the online weights of an EMA), on every device. For variables without an
-    aggregation (Keras layer weights): in replica context under a strategy it enters
-    cross-replica context once and updates each device's copy from that device's args."""
-    if not _strategy_in_use():
-        for v, a in zip(variables, args):
-            v.assign(fn(v, *a))
-        return
-
-    def update_all(strategy):
-        for v, a in zip(variables, args):
-            strategy.extended.update(v, lambda var, *xs: var.assign(fn(var, *xs)), args=tuple(a), group=False)
-
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None:  # already in cross-replica context
-        update_all(tf.distribute.get_strategy())
-    else:
-        ctx.merge_call(update_all)
-
-
-def run_if(pred, fn: Callable[[], None]) -> None:
-    """``if pred: fn()`` inside a traced step, where ``fn`` may synchronise replicas
-    (``apply_gradients``, ``merge_call``). Under a strategy the ``tf.cond`` runs in
-    cross-replica context and ``fn`` once per replica inside it: a branch with a
-    synchronisation point is not allowed in a replica-context cond (MirroredStrategy)."""
-
-    def branch():
-        fn()
-        return tf.constant(True)
-
-    if not _strategy_in_use():
-        tf.cond(pred, branch, lambda: tf.constant(False))
-        return
-
-    def cross_replica(strategy, pred):
-        pred = strategy.experimental_local_results(pred)[0]  # equal on every replica
-
-        def each_replica():
-            strategy.extended.call_for_each_replica(fn)
-            return tf.constant(True)
-
-        tf.cond(pred, each_replica, lambda: tf.constant(False))
-
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None:
-        cross_replica(tf.distribute.get_strategy(), pred)
-    else:
-        ctx.merge_call(cross_replica, args=(pred,))
 
 
 @dataclasses.dataclass
@@ -306,7 +41,7 @@ class MethodPart:
 
 
 class PretrainMethod(tf.keras.Model):
-    """Base of every pretraining method; see the module docstring for the hooks."""
+    """Base of every pretraining method; its hooks: docs/adding_a_method.md."""
 
     method_name: ClassVar[str] = ""
     Config: ClassVar[type] = MethodConfig
@@ -429,7 +164,7 @@ class PretrainMethod(tf.keras.Model):
     def extra_logs(self) -> dict:
         return {}
 
-    def init_from_previous_stage(self, previous: "PretrainMethod") -> None:
+    def init_from_previous_stage(self, previous: PretrainMethod) -> None:
         """Stage 2 starts from stage 1: the backbone by layer name (every binary conv must
         receive weights), every other network in ``checkpoint_modules`` as is."""
         theirs = previous.checkpoint_modules()
@@ -574,7 +309,7 @@ class PretrainMethod(tf.keras.Model):
         with tf.GradientTape() as tape:
             terms = self.compute_losses(views, labels, training=True, **index)
             # The replica's mean loss ÷ replicas, gradients summed over replicas below: the
-            # gradient of the global batch's mean (equal shares; see the module docstring).
+            # gradient of the global batch's mean (equal shares; see burn_tf.distribute).
             scaled = tf.cast(terms["loss"], tf.float32) / replicas
             if self.loss_scaling:
                 scaled = self.optimizer.get_scaled_loss(scaled)
@@ -614,157 +349,3 @@ class PretrainMethod(tf.keras.Model):
         for name in names:
             self._trackers[name].update_state(terms[name])
         return {name: self._trackers[name].result() for name in names}
-
-
-class DistillationMethod(PretrainMethod):
-    """A binary (or FP) student learns from a frozen FP teacher.
-
-    The teacher is frozen in one place: never trained, called with ``training=False`` so
-    its BatchNorm keeps its statistics, its output behind ``stop_gradient``, its input
-    resized from the student's view when the two sizes differ.
-    """
-
-    needs_teacher = True
-    backbone_key = "student_backbone"
-    # True: the teacher is built with its own head and outputs logits (S2-BNN).
-    teacher_includes_head: ClassVar[bool] = False
-
-    def __init__(self, teacher_backbone: tf.keras.Model, student_backbone: tf.keras.Model, config=None,
-                 accumulation_steps: int = 1, **kwargs):
-        super().__init__(student_backbone, config, accumulation_steps=accumulation_steps, **kwargs)
-        self.teacher_backbone = teacher_backbone
-        self.teacher_backbone.trainable = False
-        self.teacher_dim = int(teacher_backbone.outputs[0].shape[-1])
-        self.teacher_input_size = int(teacher_backbone.inputs[0].shape[1])
-
-    @property
-    def student_backbone(self) -> tf.keras.Model:
-        return self.backbone
-
-    @property
-    def student_input_size(self) -> int:
-        return self.input_size
-
-    @property
-    def student_dim(self) -> int:
-        return self.feature_dim
-
-    @classmethod
-    def num_views_for(cls, config) -> int:
-        """Two views with ``config.symmetric`` (each view's student against the other view's
-        teacher, as BURN's released code), else one (both networks see the same view)."""
-        return 2 if config.symmetric else 1
-
-    @staticmethod
-    def stacked_views(views: list) -> tf.Tensor:
-        """The views as one batch (one call of each network: faster than one per view)."""
-        return views[0] if len(views) == 1 else tf.concat(views, axis=0)
-
-    @staticmethod
-    def other_view(rows: tf.Tensor, views: list) -> tf.Tensor:
-        """Rows of :meth:`stacked_views` order moved to the other view's image: with two views
-        row i of view 1 faces row i of view 2 and vice versa (the halves swapped); one view:
-        unchanged."""
-        if len(views) != 2:
-            return rows
-        return tf.roll(rows, shift=tf.shape(views[0])[0], axis=0)
-
-    def teacher_features(self, images):
-        if self.teacher_input_size != self.input_size:
-            images = tf.image.resize(images, (self.teacher_input_size, self.teacher_input_size))
-        return tf.stop_gradient(self.teacher_backbone(images, training=False))
-
-
-class MomentumMethod(PretrainMethod):
-    """Online networks and their EMA targets: target ← τ·target + (1 − τ)·online.
-
-    A method calls :meth:`add_momentum_pair` for each online network (backbone, projector…);
-    the target is a non-trainable copy. The EMA updates *weights* (trainable variables),
-    not BatchNorm statistics, which the target computes itself (solo-learn's
-    ``MomentumUpdater``). τ follows :func:`cosine_momentum` of ``global_step`` from
-    ``config.tau_start`` to ``config.tau_end``, set by
-    :class:`burn_tf.callbacks.ScheduledValue` (τ(t) of :func:`burn_tf.ops.schedules.cosine_momentum`).
-    That is solo-learn's schedule (``solo/utils/momentum.py`` ``update_tau``: τ = final −
-    (final − base)·(cos(πk/K) + 1)/2): the update after batch k (k = 0, 1, …) uses τ(k), the
-    first one ``tau_start``. With gradient accumulation the step counts batches, not updates
-    (solo-learn counts optimizer steps), so an update uses τ of its last batch.
-    """
-
-    def __init__(self, backbone: tf.keras.Model, config=None, accumulation_steps: int = 1, **kwargs):
-        super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
-        # (checkpoint key, online, target); the key is stable across stages.
-        self.momentum_pairs: list[tuple[str, tf.keras.Model, tf.keras.Model]] = []
-        self.tau = tf.Variable(float(self.config.tau_start), trainable=False, dtype=tf.float32, name="tau")
-
-    def add_momentum_pair(self, online: tf.keras.Model, key: str | None = None) -> tf.keras.Model:
-        """A frozen copy of ``online`` (same weights) that follows it by EMA; returns it.
-        ``key`` names it in checkpoints (default ``momentum_<online's role>``); it is neither
-        trained nor exported."""
-        key = key or ("momentum_backbone" if online is self.backbone else f"momentum_{online.name}")
-        target = tf.keras.models.clone_model(online)
-        target._name = f"momentum_{online.name}"
-        target.set_weights(online.get_weights())
-        target.trainable = False
-        _use_batch_statistics(target, online)
-        self.momentum_pairs.append((key, online, target))
-        return self.add_head(key, target, trainable=False, exported=False)
-
-    def init_from_previous_stage(self, previous: "PretrainMethod") -> None:
-        """Stage 2 from stage 1: the base's rules, then every EMA target restarts as a copy
-        of its (transferred) online network — a stage-1 target is the EMA of a different
-        (stage-1) network, so it is not carried over."""
-        super().init_from_previous_stage(previous)
-        for _, online, target in self.momentum_pairs:
-            target.set_weights(online.get_weights())
-
-    def after_update(self) -> None:
-        tau = self.tau
-        targets, onlines = [], []
-        for _, online, target in self.momentum_pairs:
-            for w_online, w_target in zip(online.trainable_weights, _ema_weights(target, online)):
-                targets.append(w_target)
-                onlines.append((w_online,))
-        # Target weights are Keras layer weights (no aggregation): assigned on every device.
-        assign_on_every_replica(targets, lambda t, o: momentum_update(t, o, tau), onlines)
-
-    def method_callbacks(self, total_steps: int) -> list:
-        start, end = self.config.tau_start, self.config.tau_end
-        return [ScheduledValue(self.tau, lambda step: cosine_momentum(step, total_steps, start, end), "tau",
-                               total_steps)]
-
-    def extra_logs(self) -> dict:
-        return {"tau": self.tau}
-
-
-def _use_batch_statistics(target: tf.keras.Model, online: tf.keras.Model) -> None:
-    """The frozen target's BatchNorms compute with their own batch statistics when called
-    with ``training=True`` (and keep their own moving averages), synchronized across
-    replicas exactly when the online network's are.
-
-    Two Keras facts make this necessary: a BatchNormalization whose ``trainable`` is False
-    always runs in inference mode (its moving statistics would then never move), and
-    ``clone_model`` drops ``synchronized``, which is not part of the layer's config. The
-    target model stays frozen (no trainable weights)."""
-    for layer_online, layer_target in zip(_all_layers(online), _all_layers(target)):
-        if isinstance(layer_target, tf.keras.layers.BatchNormalization):
-            layer_target.trainable = True
-            layer_target.synchronized = layer_online.synchronized
-            if layer_online.synchronized:
-                layer_target.fused = False  # the fused kernel cannot synchronise
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, tf.keras.Model):
-            yield from _all_layers(layer)
-
-
-def _ema_weights(target: tf.keras.Model, online: tf.keras.Model) -> list[tf.Variable]:
-    """The target's counterparts of ``online.trainable_weights`` (same layer and name order;
-    the target is frozen, so its own ``trainable_weights`` is empty)."""
-    by_name = {}
-    for layer_online, layer_target in zip(online.layers, target.layers):
-        for w_o, w_t in zip(layer_online.weights, layer_target.weights):
-            by_name[id(w_o)] = w_t
-    return [by_name[id(w)] for w in online.trainable_weights]

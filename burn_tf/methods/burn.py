@@ -40,14 +40,14 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.callbacks import CollapseCriterion, CollapseWatcher, ScheduledValue
-from burn_tf.losses import distillation
-from burn_tf.methods.base import (
-    DistillationMethod,
-    MethodConfig,
+from burn_tf.distribute import (
     gather_from_replicas,
     mean_over_replicas,
     replica_shared_variable,
 )
+from burn_tf.losses import distillation
+from burn_tf.methods.base import MethodConfig
+from burn_tf.methods.distillation import DistillationMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import CosineDense, L2Normalize, build_head
 from burn_tf.ops import diagnostics, schedules, targets
@@ -139,7 +139,7 @@ class BURNConfig(MethodConfig):
                              "train g_θ; they need train_teacher_classifier=true")
 
 
-def build_classifier(cfg: "BURNConfig", input_dim: int, name: str) -> tf.keras.Model:
+def build_classifier(cfg: BURNConfig, input_dim: int, name: str) -> tf.keras.Model:
     """g_θ or l_φ: :func:`build_head`, or with ``bounded_logits`` the same trunk ending in an
     L2-normalised bottleneck and a :class:`CosineDense` layer."""
     if not cfg.bounded_logits:
@@ -199,7 +199,7 @@ class BURN(DistillationMethod):
                                   for i, v in enumerate(self.teacher_classifier.trainable_variables)]
 
     # ------------------------------------------------------------------ hooks
-    def init_from_previous_stage(self, previous: "BURN") -> None:
+    def init_from_previous_stage(self, previous: BURN) -> None:
         """Alg. 1 line 13 (Table 5 ④): φ and θ from stage 1; θ stays at its fresh random
         init when ``teacher_classifier_from_stage1`` is off."""
         fresh = self.teacher_classifier.get_weights()

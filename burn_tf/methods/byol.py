@@ -27,7 +27,8 @@ import dataclasses
 import tensorflow as tf
 
 from burn_tf.losses import contrastive
-from burn_tf.methods.base import MethodConfig, MomentumMethod
+from burn_tf.methods.base import MethodConfig
+from burn_tf.methods.momentum import MomentumMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_projector
 from burn_tf.schema import check_range

@@ -14,11 +14,11 @@ Settings (``CLDConfig``) and sources: λ = 0.25 and T = 0.2 (supplement §6, Tab
 A.4: the best of λ ∈ {0.1 … 3} and of T; CLD's CIFAR scripts use ``--Lambda 1.0 --cld_t
 0.2``), 5 k-means rounds (``train_cifar10_npid_cld.sh``: ``--num_iters 5``), a 128-d group
 head; the §3 study compares k-means and spectral grouping at 10, 64, 128 and 256 groups
-(Table A.1) — ``grouping`` and ``num_groups`` are its keys (256 groups need a batch of 512). ``num_groups`` is at most half
-the batch the grouping runs on (here the global batch, see below): CLD's CIFAR scripts
-group one GPU's batch of 256 into ``--clusters 128``; more groups than that leave most
-groups with one image or none and the group loss degenerates into instance
-discrimination. NPID branch: temperature 0.1 (``--nce-t 0.1``), bank momentum 0.5, both
+(Table A.1) — ``grouping`` and ``num_groups`` are its keys (256 groups need a batch of
+512). ``num_groups`` is at most half the batch the grouping runs on (here the global batch,
+see below): CLD's CIFAR scripts group one GPU's batch of 256 into ``--clusters 128``; more
+groups than that leave most groups with one image or none and the group loss degenerates
+into instance discrimination. NPID branch: temperature 0.1 (``--nce-t 0.1``), bank momentum 0.5, both
 views discriminated and written to the bank, as ``train_cifar_npid_cld.py`` does with
 ``--two-imgs``; MoCo branch: MoCo v2's keys and defaults (temperature 0.2, queue, τ;
 :mod:`burn_tf.methods.moco`). ``temperature: null`` takes the instance branch's default.
@@ -50,13 +50,13 @@ global batch, gradient through the centroids included.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import tensorflow as tf
 
+from burn_tf.distribute import gather_in_order
 from burn_tf.losses import contrastive
 from burn_tf.losses.groups import cross_level_group_loss
-from burn_tf.methods.base import PretrainMethod, gather_in_order
+from burn_tf.methods.base import PretrainMethod
 from burn_tf.methods.moco import MoCoV2
 from burn_tf.methods.npid import NPID, NPIDConfig, require_index
 from burn_tf.methods.registry import register
@@ -84,7 +84,7 @@ class CLDConfig(NPIDConfig):
     # first_rows: CLD's code (c = x[:K]); farthest: farthest-point seeding.
     kmeans_init: str = "first_rows"
     # The instance branch's temperature; null: NPID's 0.1 or MoCo v2's 0.2.
-    temperature: Optional[float] = None
+    temperature: float | None = None
     # MoCo v2's keys (instance: moco), defaults as MoCoV2Config.
     queue_size: int = 65536
     projector_hidden: int = 2048

@@ -30,7 +30,7 @@ network over every training image (unaugmented, in source order;
 bank, a resumed run its checkpoint's) fills each row with the image's feature.
 ``bank_init: random`` is NPID's code (lemniscate's uniform rows), for runs of many epochs.
 
-Under ``tf.distribute`` (see :mod:`burn_tf.methods.base`): the negatives of the global
+Under ``tf.distribute`` (see :mod:`burn_tf.distribute`): the negatives of the global
 batch are drawn from a stateless RNG seeded by ``global_step`` and each replica takes its
 rows, and the bank is updated with (index, feature) gathered from every replica, so N
 replicas compute what one device does on the global batch. The bank is a
@@ -47,16 +47,15 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf.losses import instance
-from burn_tf.methods.base import (
-    MethodConfig,
-    PretrainMethod,
+from burn_tf.distribute import (
     gather_in_order,
     read_rows,
     replica_shared_variable,
     scatter_rows,
     update_rows,
 )
+from burn_tf.losses import instance
+from burn_tf.methods.base import MethodConfig, PretrainMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.ops import memory

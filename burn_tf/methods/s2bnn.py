@@ -37,12 +37,12 @@ beside it). What that head is decides ``normalize`` (:func:`teacher_head_role`):
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import tensorflow as tf
 
 from burn_tf.losses import distillation
-from burn_tf.methods.base import DistillationMethod, MethodConfig
+from burn_tf.methods.base import MethodConfig
+from burn_tf.methods.distillation import DistillationMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.models.teacher import teacher_head_role
@@ -62,7 +62,7 @@ class S2BNNConfig(MethodConfig):
     # L2-normalise both outputs before the temperature (S2-BNN's MoCo q). None: by what the
     # teacher's head is (a projector: yes; a class classifier: no; unknown: yes); an explicit
     # value that contradicts the head is refused (see the docstring).
-    normalize: Optional[bool] = None
+    normalize: bool | None = None
 
     def __post_init__(self):
         check_choice("method", "head", self.head, ("mlp", "dense"))

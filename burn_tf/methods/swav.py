@@ -44,14 +44,13 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf.losses import swapped
-from burn_tf.methods.base import (
-    MethodConfig,
-    PretrainMethod,
+from burn_tf.distribute import (
     assign_on_every_replica,
     gather_in_order,
     replica_shared_variable,
 )
+from burn_tf.losses import swapped
+from burn_tf.methods.base import MethodConfig, PretrainMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.ops import diagnostics, targets

@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 from replicas import StepLosses, comparison_optimizer, weight_difference
 
+from burn_tf.build import build_method
 from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
-from burn_tf.methods.base import _ema_weights
-from burn_tf.pretrain import build_method
+from burn_tf.methods.momentum import _ema_weights
 
 GLOBAL_BATCH = 8
 # Free-running cases (compare), float32 as trained. MoCo: 3 steps, so step 3 reads keys
@@ -54,8 +54,9 @@ SHALLOW = ["backbone.blocks=4"]
 # for some states and not others (SimCLR v2 2.3e-3, BYOL 7.5e-3 at step 2). Which step
 # flips depends on the initial weights, so a float32 check passes or fails by the process's
 # random state. Float64 rounds at 1.1e-16 relative instead of float32's 6e-8 (the forward
-# passes were not compared element by element), and every step is asserted (measured, 4 blocks: losses within 1.0e-7 relative —
-# the loss is reduced in float32 —, weights within 1.9e-7 of their scale, at all 3 steps).
+# passes were not compared element by element), and every step is asserted (measured, 4
+# blocks: losses within 1.0e-7 relative — the loss is reduced in float32 —, weights within
+# 1.9e-7 of their scale, at all 3 steps).
 # The summed-in-another-order computation under test (all-reduce, gathered negatives,
 # synchronized BatchNorm, the EMA applied in cross-replica context) is the same code in
 # either dtype; the free-running cases above stay in float32, as trained.

@@ -13,12 +13,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "faults"))
 
-import tensorflow as tf  # noqa: E402
-from kill_run import TINY as KILL_RUN_TINY  # noqa: E402
+import tensorflow as tf
+from kill_run import TINY as KILL_RUN_TINY
 
-from burn_tf.config import load_config  # noqa: E402
-from burn_tf.distribute import make_strategy  # noqa: E402
-from burn_tf.pretrain import build_method, checkpoint_for, pretrain_stage  # noqa: E402
+from burn_tf.build import build_method, checkpoint_for
+from burn_tf.config import load_config
+from burn_tf.distribute import make_strategy
+from burn_tf.pretrain import pretrain_stage
 
 # The faults tests' tiny run, traced (not eager), 2 steps per epoch, a checkpoint every step.
 TINY = [*KILL_RUN_TINY, "train.run_eagerly=false", "train.steps_per_epoch=2", "train.strategy=multiworker",

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -26,11 +26,10 @@ tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceCon
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods")]
 
+from burn_tf.build import build_method, build_training_optimizer  # noqa: E402
 from burn_tf.config import load_config  # noqa: E402
-from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
+from burn_tf.distribute import gather_from_replicas, replica_shared_variable, synchronize_batchnorm  # noqa: E402
 from burn_tf.losses import distillation  # noqa: E402
-from burn_tf.methods.base import gather_from_replicas, replica_shared_variable  # noqa: E402
-from burn_tf.pretrain import build_method, build_training_optimizer  # noqa: E402
 
 TINY_BURN = [
     "teacher.kind=resnet18", "teacher.weights=null", "teacher.small_input_stem=true",
@@ -49,7 +48,7 @@ def momentum_model(accumulation, sync_bn):
 
     class QueuedPair(OnlineTargetPair):
         """OnlineTargetPair plus a MoCo-style queue of target keys gathered from every
-        replica, read by the loss: the queue rule of burn_tf.methods.base."""
+        replica, read by the loss: the queue rule of burn_tf.distribute."""
 
         def __init__(self, backbone, config=None, **kwargs):
             super().__init__(backbone, config, **kwargs)

@@ -43,9 +43,9 @@ import tensorflow as tf
 from contrastive_replicas import SETTINGS, TINY, views
 from replicas import comparison_optimizer, weight_difference
 
+from burn_tf.build import build_method
 from burn_tf.config import load_config
 from burn_tf.models import reactnet
-from burn_tf.pretrain import build_method
 
 
 class StepLogs(tf.keras.callbacks.Callback):

@@ -9,7 +9,8 @@ from method_helpers import snapshot, tiny_reactnet, view_pair
 
 from burn_tf.callbacks import ScheduledValue
 from burn_tf.losses import classification, distillation
-from burn_tf.methods.base import MethodConfig, MomentumMethod, PretrainMethod
+from burn_tf.methods.base import MethodConfig, PretrainMethod
+from burn_tf.methods.momentum import MomentumMethod
 from burn_tf.ops import schedules
 
 

@@ -20,9 +20,9 @@ from contrastive_helpers import (
 )
 from method_helpers import snapshot
 
+from burn_tf.build import checkpoint_for
 from burn_tf.config import load_config
 from burn_tf.methods import MoCoV2, MoCoV2Config, method_class
-from burn_tf.pretrain import checkpoint_for
 from burn_tf.saved_backbone import load_backbone
 from burn_tf.schema import ConfigError
 

@@ -5,13 +5,14 @@ import pytest
 import tensorflow as tf
 from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
+from burn_tf.build import build_method
 from burn_tf.config import load_config
 from burn_tf.convert.pretrained_teacher import build_teacher, build_teacher_head
 from burn_tf.data import fashion_mnist
 from burn_tf.methods import S2BNN, S2BNNConfig, method_class
 from burn_tf.models.efficientnet_lite import find_efficientnet_lite0_weights
 from burn_tf.models.teacher import teacher_head_role
-from burn_tf.pretrain import build_method, pretrain_stage
+from burn_tf.pretrain import pretrain_stage
 from burn_tf.saved_backbone import build_teacher_from_export, load_keras_file
 from burn_tf.schema import ConfigError
 
@@ -149,8 +150,8 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
 def test_a_moco_teacher_gives_the_normalised_128d_projection(moco_teacher):
     """S2-BNN's teacher (szq0214/S2-BNN moco/builder_teacher.py): q = normalize(fc(encoder(x)))
     with fc MoCo v2's MLP projector — here the projector.keras a burn_tf moco_v2 run exported."""
-    cfg = load_config("s2bnn", ["backbone.width_multiplier=0.125", "backbone.blocks=4", "method.head_hidden=16", "teacher.kind=resnet18",
-                                "teacher.small_input_stem=true", "teacher.input_size=16",
+    cfg = load_config("s2bnn", ["backbone.width_multiplier=0.125", "backbone.blocks=4", "method.head_hidden=16",
+                                "teacher.kind=resnet18", "teacher.small_input_stem=true", "teacher.input_size=16",
                                 f"teacher.weights={moco_teacher}"])
     model = build_method(cfg, 1)
     assert teacher_head_role(model.teacher_backbone) == "projector"

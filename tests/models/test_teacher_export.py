@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from burn_tf.build import build_method
 from burn_tf.config import load_config
 from burn_tf.convert.pretrained_teacher import build_teacher
 from burn_tf.export.model_card import _teacher_origin
 from burn_tf.models.teacher import build_teacher_backbone
-from burn_tf.pretrain import build_method, pretrain_stage
 from burn_tf.pretrain import main as pretrain_main
+from burn_tf.pretrain import pretrain_stage
 from burn_tf.saved_backbone import (
     BackboneFormatError,
     build_teacher_from_export,
@@ -69,7 +70,8 @@ def test_with_its_head_the_teacher_outputs_the_supervised_classifier(export):
 
 
 def test_supervised_kl_pretrains_against_the_exported_teacher(export, tmp_path):
-    cfg = load_config("supervised_kl", [*TINY, "backbone.width_multiplier=0.125", "backbone.blocks=4", f"teacher.weights={export}"])
+    cfg = load_config("supervised_kl", [*TINY, "backbone.width_multiplier=0.125", "backbone.blocks=4",
+                                        f"teacher.weights={export}"])
     model = build_method(cfg, 1)
     assert model.teacher_backbone.output_shape == (None, 10) and model.student_classifier.output_shape == (None, 10)
     assert model.teacher_input_size == 16  # the student's 32 px view is resized to the export's size
