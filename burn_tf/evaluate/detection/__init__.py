@@ -1,6 +1,6 @@
 """Object detection with a binary backbone (keras-cv RetinaNet; COCO-style mAP / AP50 / AP75).
 
-``train`` is the driver (:func:`detect`, :func:`evaluate_detector`, :func:`summarize_runs`),
+``train`` is the driver (:func:`detect`), ``results`` scores and summarises the runs,
 ``model`` builds the detector on the backbone (pyramid levels, RetinaNet, NMS) and ``data``
 makes its batches (Fashion-MNIST composites offline, or a prepared tfds VOC). This package
 is the task ``detect`` of ``burn_tf.evaluate``: ``from burn_tf.evaluate.detection import
@@ -25,14 +25,8 @@ from burn_tf.evaluate.detection.model import (
     random_init_like,
     resolve_pyramid_layers,
 )
-from burn_tf.evaluate.detection.train import (
-    DATASETS,
-    PROTOCOLS,
-    detect,
-    evaluate_detector,
-    format_result,
-    summarize_runs,
-)
+from burn_tf.evaluate.detection.results import evaluate_detector, format_result, summarize_runs
+from burn_tf.evaluate.detection.train import DATASETS, PROTOCOLS, detect
 
 __all__ = [
     "DATASETS", "LEVELS", "NMS_MODES", "PROTOCOLS", "DetectionConfigError", "DetectionData",
