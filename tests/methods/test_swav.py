@@ -135,4 +135,7 @@ def test_two_replicas_compute_sinkhorn_on_the_global_batch():
     # Measured: loss 2e-6, weights 7.6e-4 relative, queue 5e-5 apart — float32 rounding that
     # Sinkhorn's exp(s/0.05) and T = 0.1 amplify (~20×). Sinkhorn on each replica's half
     # instead differs by 8 % (loss), 86 % (weights) and 0.3 (queue).
-    two_replica_comparison("swav", weights_tolerance=1e-2, state_tolerance=1e-3)
+    # Loss: step 3 measured 3.510583 vs 3.510494 (2.5e-5 relative) on a fresh environment, the
+    # same at 3ae56b9 and after the restructuring (npid_replicas.py, all four methods in one
+    # process): the same Sinkhorn amplification, 3000× below the per-replica Sinkhorn's 8 %.
+    two_replica_comparison("swav", weights_tolerance=1e-2, state_tolerance=1e-3, loss_tolerance=1e-4)
