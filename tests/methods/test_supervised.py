@@ -5,6 +5,7 @@ both refusing an unlabelled source before the run directory exists."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from contrastive_helpers import TINY_CLI
 from method_helpers import changed, snapshot, tiny_reactnet, tiny_teacher, view_pair
 
 from burn_tf.config import ConfigError, load_config
@@ -19,19 +20,6 @@ from burn_tf.methods import (
 )
 from burn_tf.pretrain import main as pretrain_main
 from burn_tf.pretrain import pretrain_stage
-
-TINY_RUN = [
-    "backbone.width_multiplier=0.125",
-    "backbone.blocks=4",
-    "train.batch_size=8",
-    "train.steps_per_epoch=2",
-    "train.epochs=1",
-    "train.verbose=0",
-    "train.run_eagerly=true",
-    "data.limit=32",
-    "data.shuffle_buffer=32",
-    "optimizer.warmup_epochs=0",
-]
 
 
 def tiny_student():
@@ -141,7 +129,7 @@ def test_an_unlabelled_image_folder_is_refused_before_the_run_dir_exists(name, t
         tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(np.full((28, 28, 3), 40 * i, np.uint8)))
     run_dir = tmp_path / "run"
     overrides = [
-        *TINY_RUN,
+        *TINY_CLI,
         "data.source=image_folder",
         f"data.path={folder}",
         "teacher.weights=null",
