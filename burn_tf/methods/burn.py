@@ -54,6 +54,8 @@ from burn_tf.ops import diagnostics, schedules, targets
 from burn_tf.schema import check_choice, check_range
 
 TARGETS = ("softmax", "centered", "sinkhorn")
+HEAD_INITS = ("keras", "released")
+PRE_FC = "pre_fc"  # the name suffix of the student's pre-fc layer (student_pre_fc)
 
 
 @dataclasses.dataclass
@@ -77,6 +79,19 @@ class BURNConfig(MethodConfig):
     # The paper's moving target. False freezes g_θ at its random init (released code's
     # behaviour, kept as an ablation).
     train_teacher_classifier: bool = True
+    # g_θ's BatchNorm normalises by each batch even when g_θ is frozen (the released code's
+    # frozen neck stays in train mode: burn.py:42-43 freezes parameters, not the mode). Off:
+    # a frozen g_θ uses its moving averages, which stay at their init (mean 0, variance 1).
+    # A trained g_θ always normalises by the batch.
+    teacher_classifier_batch_stats: bool = False
+    # Released code: the student backbone ends in pool → Linear(1024, 1024) → ReLU before its
+    # 2000-wide neck (ReActnet(use_mlp=True), models/backbones/reactnet.py:437-455). Here that
+    # layer is the first of l_φ (the exported backbone stays the pooled feature).
+    student_pre_fc: bool = False
+    # "keras": Glorot-uniform kernels, zero biases. "released": the necks' Linear layers
+    # kaiming_init(fan_in, relu, normal), zero biases (models/burn.py:74-76, necks.py:10-18);
+    # the pre-fc keeps PyTorch's nn.Linear default U(±1/√fan_in) for kernel and bias.
+    head_init: str = "keras"
     # cosine (Eq. 3) | constant (end) | step (start, then end at T/2) | heaviside (Table 7
     # literally: 1, then 0 at T/2)
     lambda_schedule: str = "cosine"
@@ -117,6 +132,7 @@ class BURNConfig(MethodConfig):
         check_choice("method", "similarity_on", self.similarity_on, ("head", "features"))
         check_choice("method", "lambda_schedule", self.lambda_schedule, schedules.LAMBDA_SCHEDULES)
         check_choice("method", "target", self.target, TARGETS)
+        check_choice("method", "head_init", self.head_init, HEAD_INITS)
         check_range("method", "temperature", self.temperature, 0, low_open=True)
         check_range("method", "target_temperature", self.target_temperature, 0, low_open=True)
         check_range("method", "head_width", self.head_width, 2)
@@ -139,14 +155,49 @@ class BURNConfig(MethodConfig):
                              "train g_θ; they need train_teacher_classifier=true")
 
 
-def build_classifier(cfg: BURNConfig, input_dim: int, name: str) -> tf.keras.Model:
+def build_classifier(cfg: BURNConfig, input_dim: int, name: str, pre_fc: bool = False) -> tf.keras.Model:
     """g_θ or l_φ: :func:`build_head`, or with ``bounded_logits`` the same trunk ending in an
-    L2-normalised bottleneck and a :class:`CosineDense` layer."""
+    L2-normalised bottleneck and a :class:`CosineDense` layer; ``pre_fc`` puts a
+    Linear(input_dim, input_dim) → ReLU first (the released student's ``use_mlp``). Its
+    Dense layers are initialised as ``cfg.head_init`` says."""
+    head_name = f"{name}_head" if pre_fc else name
     if not cfg.bounded_logits:
-        return build_head(cfg.head, input_dim, cfg.head_width, name)
-    trunk = build_head(cfg.head, input_dim, cfg.bottleneck_dim, f"{name}_trunk", hidden=cfg.head_width)
-    x = L2Normalize(name=f"{name}_l2")(trunk.output)
-    return tf.keras.Model(trunk.input, CosineDense(cfg.head_width, name=f"{name}_cosine")(x), name=name)
+        head = build_head(cfg.head, input_dim, cfg.head_width, head_name)
+    else:
+        trunk = build_head(cfg.head, input_dim, cfg.bottleneck_dim, f"{name}_trunk", hidden=cfg.head_width)
+        x = L2Normalize(name=f"{name}_l2")(trunk.output)
+        head = tf.keras.Model(trunk.input, CosineDense(cfg.head_width, name=f"{name}_cosine")(x), name=head_name)
+    if pre_fc:
+        inputs = tf.keras.Input((input_dim,), name=f"{name}_input")
+        x = tf.keras.layers.Dense(input_dim, activation="relu", name=f"{name}_{PRE_FC}")(inputs)
+        head = tf.keras.Model(inputs, head(x), name=name)
+    if cfg.head_init == "released":
+        initialize_as_released(head)
+    return head
+
+
+def initialize_as_released(model: tf.keras.Model) -> None:
+    """Re-draws every Dense layer of ``model`` (nested models too) as naver-ai/burn does:
+    mmcv ``kaiming_init(mode="fan_in", nonlinearity="relu")`` — N(0, 2/fan_in), bias 0 — for
+    the necks; the pre-fc keeps torch ``nn.Linear``'s default, U(±1/√fan_in) for kernel and
+    bias. (Batch-normalised hidden layers do not care; the last layer's scale sets how sharp
+    softmax(g/T) starts: √2 × Glorot's spread at 2000 → 2000.)"""
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            initialize_as_released(layer)
+            continue
+        if not isinstance(layer, tf.keras.layers.Dense):
+            continue
+        fan_in = int(layer.kernel.shape[0])
+        if layer.name.endswith(PRE_FC):
+            bound = fan_in ** -0.5
+            layer.kernel.assign(tf.random.uniform(layer.kernel.shape, -bound, bound))
+            if layer.bias is not None:
+                layer.bias.assign(tf.random.uniform(layer.bias.shape, -bound, bound))
+            continue
+        layer.kernel.assign(tf.random.normal(layer.kernel.shape, stddev=(2.0 / fan_in) ** 0.5))
+        if layer.bias is not None:
+            layer.bias.assign(tf.zeros_like(layer.bias))
 
 
 @register
@@ -166,8 +217,12 @@ class BURN(DistillationMethod):
                          **kwargs)
         cfg = self.config
         self.teacher_classifier = build_classifier(cfg, self.teacher_dim, "teacher_classifier")
-        self.teacher_classifier.trainable = cfg.train_teacher_classifier
-        self.student_classifier = build_classifier(cfg, self.student_dim, "student_classifier")
+        # Keras runs a non-trainable layer's BatchNorm in inference mode whatever `training`
+        # says: batch statistics need the flag on. A frozen g_θ is still left out of the
+        # gradient groups (add_head below) and behind stop_gradient (compute_losses).
+        self.teacher_classifier.trainable = cfg.train_teacher_classifier or cfg.teacher_classifier_batch_stats
+        self.student_classifier = build_classifier(cfg, self.student_dim, "student_classifier",
+                                                   pre_fc=cfg.student_pre_fc)
         self.student_projection = None
         if cfg.similarity_on == "features":
             # The FP and binary features differ in width (e.g. 2048 vs 1024): a learnable
@@ -279,7 +334,7 @@ class BURN(DistillationMethod):
         teacher_feat = self.teacher_features(images)
         student_feat = self.student_backbone(images, training=training)
         teacher_logits = self.teacher_classifier(
-            teacher_feat, training=training and cfg.train_teacher_classifier
+            teacher_feat, training=training and (cfg.train_teacher_classifier or cfg.teacher_classifier_batch_stats)
         )
         if not cfg.train_teacher_classifier:
             teacher_logits = tf.stop_gradient(teacher_logits)

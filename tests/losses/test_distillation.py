@@ -63,3 +63,18 @@ def test_normalized_mse_is_twice_the_cosine_distance():
     v2 = np.array([[0.0, 2.0], [6.0, 8.0]], np.float32)
     # unit vectors [1,0] vs [0,1]: squared distance 2; identical directions: 0 → mean 1
     assert float(distillation.feature_similarity(v1, v2, "normalized_mse")) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_normalized_mse_is_the_released_squared_distance_with_twice_the_cosine_gradient():
+    # naver-ai/burn burn_heads.py:41-46: MSELoss(normalize(input), normalize(target)).sum() / N.
+    a = tf.random.normal((6, 10), seed=2)
+    b = tf.random.normal((6, 10), seed=3)
+    released = tf.reduce_mean(tf.reduce_sum(tf.square(tf.math.l2_normalize(a, -1) - tf.math.l2_normalize(b, -1)), -1))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(a)
+        squared = distillation.feature_similarity(a, b, "normalized_mse")
+        cosine = distillation.feature_similarity(a, b, "cosine")
+    assert float(squared) == pytest.approx(float(released), rel=1e-5)
+    assert float(squared) == pytest.approx(2 * float(cosine), rel=1e-6)
+    np.testing.assert_allclose(tape.gradient(squared, a).numpy(), 2 * tape.gradient(cosine, a).numpy(), rtol=1e-5,
+                               atol=1e-7)

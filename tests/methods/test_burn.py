@@ -12,6 +12,7 @@ from burn_tf.callbacks import (
     StepScalarLogger,
 )
 from burn_tf.methods.burn import BURN, BURNConfig
+from burn_tf.ops import diagnostics
 from burn_tf.ops.schedules import lambda_at
 
 
@@ -30,7 +31,7 @@ def make_small_burn(**method):
     depend on the backbone (the ReActNet-A tests above cover that)."""
     student = tiny_teacher(dim=16)
     student._name = "tiny_student"
-    model = BURN(tiny_teacher(), student, BURNConfig(head_width=32, **method))
+    model = BURN(tiny_teacher(), student, BURNConfig(**{"head_width": 32, **method}))
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     return model
 
@@ -325,3 +326,53 @@ def test_collapse_is_reported_in_the_logs_and_the_step_file(tmp_path):
                 "grad_norm_student_backbone", "grad_norm_teacher_classifier"):
         assert all(np.isfinite(r[key]) for r in lines), key
     assert (tmp_path / "logs" / "steps").is_dir()
+
+
+def test_released_head_init_draws_kaiming_necks_and_a_torch_default_pre_fc():
+    # naver-ai/burn: necks kaiming_init(fan_in, relu) = N(0, 2/fan_in), bias 0; the student's
+    # use_mlp Linear(1024, 1024) keeps nn.Linear's U(±1/√fan_in).
+    model = make_small_burn(head_width=512, head_init="released", student_pre_fc=True)
+    fc2 = model.teacher_classifier.get_layer("teacher_classifier_fc2")
+    assert float(np.std(fc2.kernel.numpy())) == pytest.approx((2.0 / 512) ** 0.5, rel=0.02)
+    assert not np.any(fc2.bias.numpy())
+    pre_fc = model.student_classifier.get_layer("student_classifier_pre_fc")
+    bound = 16 ** -0.5
+    for w in (pre_fc.kernel.numpy(), pre_fc.bias.numpy()):
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.5 * bound
+    student_fc2 = model.student_classifier.get_layer("student_classifier_head").get_layer("student_classifier_head_fc2")
+    assert float(np.std(student_fc2.kernel.numpy())) == pytest.approx((2.0 / 512) ** 0.5, rel=0.02)
+    # Keras' default: Glorot uniform, std √(2 / (fan_in + fan_out)) = √(1/512) here.
+    keras = make_small_burn(head_width=512).teacher_classifier.get_layer("teacher_classifier_fc2")
+    assert float(np.std(keras.kernel.numpy())) == pytest.approx((1.0 / 512) ** 0.5, rel=0.02)
+    with pytest.raises(ValueError, match="head_init"):
+        BURNConfig(head_init="he")
+
+
+def test_student_pre_fc_is_a_trained_relu_layer_before_the_student_head():
+    model = make_small_burn(student_pre_fc=True, symmetric=False)
+    pre_fc = model.student_classifier.get_layer("student_classifier_pre_fc")
+    assert pre_fc.kernel.shape == (16, 16) and pre_fc.activation is tf.keras.activations.relu
+    head = model.student_classifier.get_layer("student_classifier_head")
+    feat = tf.random.normal((4, 16), seed=1)
+    np.testing.assert_allclose(model.student_classifier(feat).numpy(),
+                               head(pre_fc(feat)).numpy(), rtol=1e-5, atol=1e-6)
+    before = snapshot([pre_fc.kernel])
+    model.train_on_batch(batch()[0])
+    assert changed(before, [pre_fc.kernel])
+    assert model.teacher_classifier.layers[1].name == "teacher_classifier_fc1"  # g_θ has none
+
+
+@pytest.mark.parametrize("batch_stats", [False, True])
+def test_a_frozen_teacher_classifier_normalises_by_the_batch_when_asked(batch_stats):
+    # The released code freezes its neck's parameters but leaves it in train mode: its
+    # BatchNorm normalises by each batch. Either way no weight of g_θ is trained.
+    model = make_small_burn(symmetric=False, train_teacher_classifier=False, teacher_classifier_batch_stats=batch_stats)
+    images = batch()[0]
+    logits = model.teacher_classifier(model.teacher_features(images), training=batch_stats)
+    want = diagnostics.entropy_of_mean(tf.nn.log_softmax(logits / model.config.temperature))
+    got = model.compute_losses([images], training=True)["target_entropy"]
+    assert float(got) == pytest.approx(float(want), rel=1e-5)
+    theta = snapshot(model.teacher_classifier.trainable_weights)
+    model.train_on_batch(images)
+    assert not changed(theta, model.teacher_classifier.trainable_weights)
+    assert "teacher_classifier" not in model.trainable_groups()
