@@ -10,6 +10,15 @@ from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_
 from burn_tf.methods.registry import method_names
 from burn_tf.studies import compare, compare_config, compare_report
 
+# burn_tf's BURN recipe (demo.yaml) and its L_FS-only control; the paper's recipe (burn_paper.yaml).
+BURN_TF = "BURN (burn_tf: Sinkhorn target, L_FS on features, one view)"
+BURN_TF_FS_ONLY = "BURN (burn_tf) L_FS only"
+PAPER = "BURN (paper recipe)"
+
+
+def _slug(name: str) -> str:
+    return compare_config.TableRow(name=name, method="burn").slug
+
 
 def _runnable(row: compare_config.TableRow) -> bool:
     """The row's method is registered and its base config shipped (other helpers' methods
@@ -47,7 +56,9 @@ def test_presets_rows_and_blocks_are_checked():
                  "burn", compare_config.RANDOM):
         assert name in methods
     burn_rows = [r for r in full.table if r.method == "burn" and r.block in ("methods", "self_teacher")]
-    assert len(burn_rows) == 6 and all(full.row_seeds(r) == 5 for r in burn_rows)
+    # Two recipes (burn_tf's and the paper's) × (BURN, L_FS only, frozen g_θ) × two teachers.
+    assert len(burn_rows) == 12 and all(full.row_seeds(r) == 5 for r in burn_rows)
+    assert sorted(r.base_config for r in burn_rows) == ["burn_paper.yaml"] * 6 + ["demo.yaml"] * 6
     assert {r.block for r in full.table if r.reference} == {"methods", "self_teacher", "shared_views"}
     assert {r.config for r in full.table if r.method == "cld" and r.block == "methods"} == {"cld_npid.yaml",
                                                                                           "cld_moco.yaml"}
@@ -111,15 +122,15 @@ def test_a_rate_at_the_grid_edge_is_flagged_in_the_json_and_the_table():
     assert compare.best_rate({0.002: 0.65, 0.004: 0.65, 0.008: 0.60}) == (0.002, True)  # a tie: the smaller
     assert compare.best_rate({0.004: 0.65}) == (0.004, False)  # one rate: no grid to be at the edge of
     cfg = compare_config.load_compare_config("compare.yaml", "full")
-    choices = {"BURN": {"learning_rate": 0.008, "grid": {"0.002": 0.58, "0.004": 0.61, "0.008": 0.62},
+    choices = {"BURN (paper recipe)": {"learning_rate": 0.008, "grid": {"0.002": 0.58, "0.004": 0.61, "0.008": 0.62},
                         "at_grid_edge": True, "steps_per_stage": 58, "validation_images": 10000},
                "BYOL": {"learning_rate": 0.004, "grid": {"0.002": 0.56, "0.004": 0.63, "0.008": 0.59},
                         "at_grid_edge": False, "steps_per_stage": 58, "validation_images": 10000}}
     markdown = compare_report.format_markdown([], cfg, choices)
-    assert "| BURN | 58.00 | 61.00 | 62.00 | 0.008 (edge) |" in markdown
+    assert "| BURN (paper recipe) | 58.00 | 61.00 | 62.00 | 0.008 (edge) |" in markdown
     assert "| BYOL | 56.00 | 63.00 | 59.00 | 0.004 |" in markdown
     assert "the row's best rate may lie beyond the grid" in markdown
-    choices["BURN"]["at_grid_edge"] = False
+    choices["BURN (paper recipe)"]["at_grid_edge"] = False
     assert "(edge)" not in compare_report.format_markdown([], cfg, choices)
 
 
@@ -135,7 +146,7 @@ def test_every_row_gets_the_shared_budget(tmp_path):
     teacher = _a_resnet18_teacher_run()
     configs = {r.name: compare.row_config(cfg, r, 1, tmp_path, teacher=teacher, learning_rate=0.004)
                for r in cfg.table if _runnable(r)}
-    assert {"S2-BNN", "BURN", "random init (floor)"} <= set(configs)
+    assert {"S2-BNN", BURN_TF, PAPER, "random init (floor)"} <= set(configs)
     for name, pcfg in configs.items():
         assert (pcfg.train.steps_per_epoch, pcfg.train.batch_size, pcfg.train.epochs) == (cfg.steps, cfg.batch_size, 1)
         assert (pcfg.train.seed, pcfg.data.limit, pcfg.backbone.input_size) == (1, cfg.data_limit, 48), name
@@ -156,7 +167,7 @@ def test_every_row_gets_the_shared_budget(tmp_path):
     # method whose own views are BURN's.)
     grouping = {r.name for r in cfg.table if r.block == "cld_grouping"}
     trained = [c.hash() for n, c in configs.items()
-               if not n.startswith("random") and n not in grouping and n != "BURN (shared views)"]
+               if not n.startswith("random") and n not in grouping and n != "BURN (burn_tf, shared views)"]
     assert len(set(trained)) == len(trained)
     # S2-BNN distils the self-trained MoCo v2 teacher: the contract of the teacher rows.
     s2bnn = configs["S2-BNN"]
@@ -167,9 +178,22 @@ def test_every_row_gets_the_shared_budget(tmp_path):
         kl = configs["supervised KL-div (labels)"].teacher
         assert kl.weights == str(tmp_path / "runs" / "teacher_supervised" / "stage1" / "backbone")
     # BURN's controls are the ablation's variants.
-    assert configs["BURN L_FS only (self-trained teacher)"].method.lambda_end == 1.0
-    frozen = configs["BURN frozen g_θ (self-trained teacher)"].method
+    assert configs["BURN (burn_tf) L_FS only (self-trained teacher)"].method.lambda_end == 1.0
+    frozen = configs["BURN (burn_tf) frozen g_θ (self-trained teacher)"].method
     assert not frozen.train_teacher_classifier and frozen.target == "softmax"
+    # The paper's recipe beside burn_tf's variant: the released code's computation, no target
+    # trick; its controls are the same variants, its frozen g_θ the released one (batch BN).
+    for name in (PAPER, f"{PAPER} L_FS only", f"{PAPER} frozen g_θ", "BURN (paper recipe, self-trained teacher)",
+                 f"{PAPER} L_FS only (self-trained teacher)", f"{PAPER} frozen g_θ (self-trained teacher)"):
+        paper = configs[name].method
+        assert (paper.target, paper.similarity_on, paper.feature_similarity, paper.symmetric,
+                paper.head_width, paper.student_pre_fc, paper.head_init) == (
+            "softmax", "head", "normalized_mse", True, 2000, True, "released"), name
+        assert paper.lambda_end == (1.0 if "L_FS" in name else 0.7), name
+        assert paper.train_teacher_classifier == ("frozen" not in name), name
+        assert paper.teacher_classifier_batch_stats, name
+    burn_tf = configs[BURN_TF].method
+    assert (burn_tf.target, burn_tf.similarity_on, burn_tf.symmetric) == ("sinkhorn", "features", False)
     # A row's own views, data limit and fixed rate win over the budget's.
     values = read_config_values("byol.yaml")
     mine = compare_config.TableRow(name="mine", method="byol", views=[{"crop_scale": [0.5, 1.0]}], data_limit=1234,
@@ -237,8 +261,8 @@ def small_comparison(tmp_path_factory, fashion_mnist_available):
     # has landed; burn, s2bnn and the floor before).
     runnable = [r.name for r in cfg.table
                 if r.block == "methods" and {r.name, r.method} & set(cfg.rows) and _runnable(r)]
-    names = [*runnable, "BURN L_FS only", "BURN (self-trained teacher)"]
-    table = [r if r.name in ("BURN", "BURN L_FS only") or r.name not in names or not r.trained
+    names = [*runnable, BURN_TF_FS_ONLY, "BURN (burn_tf, self-trained teacher)"]
+    table = [r if r.name in (BURN_TF, BURN_TF_FS_ONLY) or r.name not in names or not r.trained
              else dataclasses.replace(r, learning_rate=_own_rate(cfg, r, out)) for r in cfg.table]
     cfg = dataclasses.replace(cfg, blocks=["methods", "self_teacher"], rows=names, table=table,
                               lr_grid=[0.001, 0.004], lr_fraction=0.5)
@@ -250,19 +274,19 @@ def small_comparison(tmp_path_factory, fashion_mnist_available):
 @pytest.mark.slow
 def test_small_preset_trains_every_row_and_writes_the_table(small_comparison):
     cfg, rows, out, summary = small_comparison
-    assert {"S2-BNN", "BURN", "random init (floor)", "BURN L_FS only", "BURN (self-trained teacher)"} <= {
+    assert {"S2-BNN", BURN_TF, "random init (floor)", BURN_TF_FS_ONLY, "BURN (burn_tf, self-trained teacher)"} <= {
         r.name for r in rows}
     table = _check_table(out, summary, rows)
     assert table["S2-BNN"]["teacher"] == "resnet18 (trained here: moco_v2)"
-    assert table["BURN"]["teacher"].startswith("efficientnet_lite0")
+    assert table[BURN_TF]["teacher"].startswith("efficientnet_lite0")
     # Every trained row is compared with the floor and with BURN, paired by seed.
-    for name in ("S2-BNN", "MoCo v2", "BURN L_FS only"):
+    for name in ("S2-BNN", "MoCo v2", BURN_TF_FS_ONLY):
         if name in table:
             assert table[name]["vs_floor"]["row"] == "random init (floor)"
-            assert table[name]["vs_reference"]["row"] == "BURN"
+            assert table[name]["vs_reference"]["row"] == BURN_TF
             assert table[name]["vs_floor"]["knn_top1"]["n"] == 1
     # The learning curve: kNN at half the budget (stage 1's step 2 of 4) and at the end.
-    (burn_run,) = [r for r in summary["runs"] if r["row"] == "BURN"]
+    (burn_run,) = [r for r in summary["runs"] if r["row"] == BURN_TF]
     assert [(p["fraction"], p["step"]) for p in burn_run["curve"]] == [(0.5, 2), (1.0, 4)]
     assert burn_run["curve"][-1]["knn_top1"] == burn_run["knn_top1"]
     assert (out / "compare_curves.png").stat().st_size > 1000
@@ -279,7 +303,7 @@ def test_self_trained_teacher_block(small_comparison):
     assert list(table)[-1] == teacher_row and len(table) == len(rows) + 1
     assert [r["row"] for r in summary["runs"]].count(teacher_row) == 1
     students = [r for r in rows if r.block == "self_teacher"]
-    assert [r.name for r in students] == ["BURN (self-trained teacher)"]
+    assert [r.name for r in students] == ["BURN (burn_tf, self-trained teacher)"]
     for row in students:
         assert table[row.name]["teacher"] == f"resnet18 (trained here: {teacher.method.name})"
         # The self-teacher block is compared with its own reference row, not the methods' BURN.
@@ -305,22 +329,22 @@ def test_a_rerun_even_from_a_moved_directory_skips_every_finished_run(small_comp
 @pytest.mark.slow
 def test_learning_rates_are_chosen_on_held_out_training_images(small_comparison):
     cfg, rows, out, summary = small_comparison
-    choice = summary["learning_rates"]["BURN"]
-    assert set(summary["learning_rates"]) == {"BURN"}  # the control takes BURN's (lr_from); the others are fixed
+    choice = summary["learning_rates"][BURN_TF]
+    assert set(summary["learning_rates"]) == {BURN_TF}  # the control takes BURN's (lr_from); the others are fixed
     assert set(choice["grid"]) == {"0.001", "0.004"} and choice["steps_per_stage"] == 2
     assert choice["learning_rate"] == max((0.001, 0.004), key=lambda r: choice["grid"][f"{r:g}"])
     grid_runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()
                  if json.loads(line)["block"] == compare.LR_GRID_BLOCK]
     assert sorted(r["learning_rate"] for r in grid_runs) == [0.001, 0.004]
     # The grid never saw its queries: it pretrained on the images before the held-out ones.
-    grid_yaml = (out / "runs" / compare.LR_GRID_BLOCK / "burn_lr0.004" / "config.yaml").read_text()
+    grid_yaml = (out / "runs" / compare.LR_GRID_BLOCK / f"{_slug(BURN_TF)}_lr0.004" / "config.yaml").read_text()
     assert f"limit: {min(cfg.data_limit, 60000 - cfg.validation_images)}" in grid_yaml
     # Both rows trained with the chosen rate; the table says which.
-    for row in ("burn", "burn_l_fs_only"):
+    for row in (_slug(BURN_TF), _slug(BURN_TF_FS_ONLY)):
         run_yaml = (out / "runs" / row / "seed0" / "config.yaml").read_text()
         assert f"learning_rate: {choice['learning_rate']}" in run_yaml
     rates = {r["row"]: r["learning_rate"] for r in summary["rows"]}
-    assert (rates["BURN"], rates["BURN L_FS only"]) == (choice["learning_rate"], choice["learning_rate"])
+    assert (rates[BURN_TF], rates[BURN_TF_FS_ONLY]) == (choice["learning_rate"], choice["learning_rate"])
     # A row with a fixed rate trains with it (here its config's own).
     (s2bnn,) = [r for r in rows if r.name == "S2-BNN"]
     assert rates["S2-BNN"] == s2bnn.learning_rate
