@@ -11,6 +11,11 @@ FP classifier — the moving target (Kim & Choi, CVPR 2022, Alg. 1, Eq. 1–4).
 L_FS never sends gradient into g_θ (paper Sec. 3.2: it "bypasses" the classifier): on
 features it does not touch g_θ, on head outputs the teacher side is behind stop_gradient.
 
+The released code's computation is a set of options (``head_width`` 2000,
+``similarity_on: head``, ``feature_similarity: normalized_mse``, ``symmetric``,
+``student_pre_fc``, ``head_init: released``, ``teacher_classifier_batch_stats``):
+``configs/burn_paper.yaml`` is the paper's recipe built from them.
+
 Collapse: g_θ and l_φ trained on the KL alone can agree on one class (KL and H(p̄) → 0
 together). Options against it, each a config key, each keeping g_θ trained: ``target``
 ``centered`` (DINO centring + sharpening) or ``sinkhorn`` (SwAV equipartition, g_θ fitted
