@@ -23,19 +23,18 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from burn_tf.export import tflite_op_counts, to_tflite
+from burn_tf.export.latency import lce_latency_ms
 from burn_tf.io import atomic_write_bytes
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.summary import model_stats
@@ -54,31 +53,6 @@ device achieves. To measure on an Arm64 board:
       (Android: --config=android_arm64 and adb push; see LCE's docs "Benchmarking").
   2b. or, where a larq-compute-engine wheel exists for the board's Python, run this script
       there: python benchmarks/deploy.py --tflite-dir deploy_models"""
-
-
-def latency_ms(flatbuffer: bytes, threads: int, runs: int, warmup: int, seed: int = 0,
-               use_xnnpack: bool = False) -> dict:
-    """Single-image latency of ``flatbuffer`` in LCE's interpreter: median/p10/p90 in ms."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    interpreter = Interpreter(flatbuffer, num_threads=threads, use_xnnpack=use_xnnpack)
-    shape = interpreter.input_shapes[0]
-    x = np.random.default_rng(seed).uniform(0, 1, (1, *shape[1:])).astype(np.float32)
-    for _ in range(warmup):
-        interpreter.predict(x)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        interpreter.predict(x)
-        times.append((time.perf_counter() - start) * 1000.0)
-    times.sort()
-    return {
-        "median_ms": statistics.median(times),
-        "p10_ms": times[int(0.1 * (len(times) - 1))],
-        "p90_ms": times[int(0.9 * (len(times) - 1))],
-        "runs": runs,
-        "threads": threads,
-    }
 
 
 def student_model(input_size: int) -> tf.keras.Model:
@@ -145,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
 
     for key in ("student", "teacher"):
         for threads in args.threads:
-            timing = latency_ms(flatbuffers[key], threads, args.runs, args.warmup)
+            timing = lce_latency_ms(flatbuffers[key], threads, args.runs, args.warmup)
             suffix = "" if threads == 1 else f"_{threads}threads"
             result[f"{key}_ms{suffix}"] = timing["median_ms"]
             result[f"{key}_latency{suffix}"] = timing
             if args.xnnpack:
-                timing = latency_ms(flatbuffers[key], threads, args.runs, args.warmup, use_xnnpack=True)
+                timing = lce_latency_ms(flatbuffers[key], threads, args.runs, args.warmup, use_xnnpack=True)
                 result[f"{key}_xnnpack_ms{suffix}"] = timing["median_ms"]
     try:
         result["load_average"] = [round(v, 2) for v in os.getloadavg()]
