@@ -20,8 +20,8 @@ per-image parameters drawn by ``tf.random.stateless_*`` ops from a seed.
 * **Gaussian blur — by hand.**  Per-image σ needs per-image kernels: the selected images
   are moved to the channel axis and blurred with two separable ``tf.nn.depthwise_conv2d``
   after reflect padding (torchvision's padding).  Kernel size as SimCLR/torchvision: 10%
-  of the output size, odd (23 at 224 px, 3 at 28–32 px); σ is in pixels as in the
-  released code.
+  of the output size, odd (23 at 224 px, 3 at 28–32 px); σ is in pixels of the view,
+  the reference's σ rescaled to the view's size (:attr:`AugmentConfig.pixel_sigma`).
 """
 
 from __future__ import annotations

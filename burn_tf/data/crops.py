@@ -12,6 +12,10 @@ BICUBIC does); a test checks equality with ``tf.image.resize`` of the sliced cro
 horizontal flip is folded into the column matrix (free).  Images of varying size (image
 folders) are cropped one by one with ``tf.image.resize`` on the slice
 (:func:`burn_tf.data.view_augmentation.crop_one_image`).
+
+**RandomErasing — by hand.**  torchvision's ``RandomErasing.get_params`` vectorised the same
+way (:func:`random_erasing`): 10 tries of an area fraction and a log-uniform aspect ratio,
+the first box that fits, else the image is left alone.
 """
 
 from __future__ import annotations
@@ -110,3 +114,34 @@ def resized_crop(images, top, left, crop_h, crop_w, size, interpolation="bicubic
         cols = tf.where(flip[:, None, None], tf.reverse(cols, axis=[1]), cols)
     tmp = tf.einsum("bsh,bhwc->bswc", rows, images)
     return tf.einsum("btw,bswc->bstc", cols, tmp)
+
+
+def random_erasing(images, scale, ratio, value, seed, apply):
+    """torchvision ``RandomErasing`` on a batch ``[B, H, W, C]``: on the images where
+    ``apply`` ([B] bool) holds, a box of ``scale`` of the area and aspect ratio in ``ratio``
+    (log-uniform; h = round(√(area·r)), w = round(√(area/r)), the first of 10 tries with
+    h < H and w < W, top ~ U{0 … H − h}, left ~ U{0 … W − w}) is set to ``value`` (one
+    level per channel); an image none of whose tries fits is left alone, as torchvision."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    area = h_f * w_f * tf.random.stateless_uniform([batch, _N_TRIALS], seeds[0], minval=scale[0], maxval=scale[1])
+    aspect = tf.exp(tf.random.stateless_uniform([batch, _N_TRIALS], seeds[1], minval=math.log(ratio[0]),
+                                                maxval=math.log(ratio[1])))
+    h = tf.round(tf.sqrt(area * aspect))
+    w = tf.round(tf.sqrt(area / aspect))
+    valid = (h < h_f) & (w < w_f)
+    first = tf.argmax(tf.cast(valid, tf.int32), axis=1, output_type=tf.int32)
+    h = tf.gather(h, first, axis=1, batch_dims=1)
+    w = tf.gather(w, first, axis=1, batch_dims=1)
+    erase = apply & tf.reduce_any(valid, axis=1)
+    top = tf.floor(tf.random.stateless_uniform([batch], seeds[2]) * (h_f - h + 1.0))
+    left = tf.floor(tf.random.stateless_uniform([batch], seeds[3]) * (w_f - w + 1.0))
+    rows = tf.range(h_f)[None, :]
+    cols = tf.range(w_f)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])
+    box = in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None]
+    fill = tf.cast(tf.reshape(value, [1, 1, 1, -1]), images.dtype)
+    return tf.where(box[..., None], fill, images)

@@ -1,4 +1,4 @@
-"""One augmentation of a batch: crop and flip, then jitter, grey, blur, RandAugment and solarize.
+"""One augmentation of a batch: crop and flip, then jitter, grey, blur, RandAugment, solarize and erasing.
 
 The order is each method's reference: the crop and flip, then ColorJitter → grey → blur →
 solarize (BURN, BYOL, SimCLR, MoCo); **grey first** (``grayscale_first``) for NPID /
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from burn_tf.data.colour import coin_flips, color_jitter, gaussian_blur, solarize, to_grey
-from burn_tf.data.crops import resized_crop, sample_crop_boxes
+from burn_tf.data.crops import random_erasing, resized_crop, sample_crop_boxes
 from burn_tf.data.randaugment import rand_augment
 from burn_tf.data.views import AugmentConfig
 
@@ -63,7 +63,9 @@ def _post_crop(x, views: Sequence[AugmentConfig], seeds):
     if not cfg.grayscale_first and not cfg.randaugment_ops:
         x = grayscale(x)
     if any(view.blur_prob[0] > 0 for view in views):
-        sigma = tf.random.stateless_uniform([batch], seeds[3], minval=cfg.blur_sigma[0], maxval=cfg.blur_sigma[1])
+        # σ in pixels of this view's size (blur_sigma is given at blur_sigma_size).
+        low, high = cfg.pixel_sigma
+        sigma = tf.random.stateless_uniform([batch], seeds[3], minval=low, maxval=high)
         x = gaussian_blur(x, sigma, cfg.kernel_size, apply=coin_flips(seeds[4], batch, blur_prob))
     if cfg.randaugment_ops:
         # Its own stream (folded from the jitter's seed): the other draws stay as they were.
@@ -73,7 +75,14 @@ def _post_crop(x, views: Sequence[AugmentConfig], seeds):
     # Any view, not the first one's only: BYOL's first view never solarizes, its second does.
     if any(view.solarize_prob[0] > 0 for view in views):
         x = solarize(x, cfg.solarize_threshold, apply=coin_flips(seeds[5], batch, solarize_prob))
-    return tf.clip_by_value(x, 0.0, 1.0)
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    if cfg.erasing_prob > 0:
+        # Last, as CLD's RandomErasing after Normalize; its own stream (folded from the
+        # solarize seed): the other draws stay as they were.
+        erase_seed = tf.random.experimental.stateless_fold_in(seeds[5], 1)
+        x = random_erasing(x, cfg.erasing_scale, cfg.erasing_ratio, cfg.erasing_value, erase_seed,
+                           coin_flips(tf.random.experimental.stateless_fold_in(seeds[5], 2), batch, cfg.erasing_prob))
+    return x
 
 
 N_SEEDS = 8  # crop, flip, then _post_crop's six

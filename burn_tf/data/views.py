@@ -33,6 +33,18 @@ class AugmentConfig:
     Pair-valued ``blur_prob`` and ``solarize_prob`` are (view 1, view 2); a single number
     applies to both.  ``blur_kernel_frac`` sets the Gaussian kernel size as a fraction of
     ``image_size`` (odd, at least 3); ``blur_kernel_size`` overrides it.
+
+    ``blur_sigma`` is in pixels of an image of ``blur_sigma_size`` pixels, the size the
+    reference recipe blurs at (224: the ImageNet recipes; 96: SwAV's small crops; 32: CLD's
+    CIFAR scripts): the blur applied has σ × ``image_size`` / ``blur_sigma_size``
+    (:attr:`pixel_sigma`), the same blur relative to the image at any input size (σ 0.1–2 px
+    at 224 is 0.02–0.43 px at 48). ``null``: σ in pixels of ``image_size`` as given.
+
+    ``erasing_prob`` > 0 adds torchvision's ``RandomErasing`` last (CLD-MoCo's ``--erasing``:
+    ``RandomErasing(p=1.0)`` after ``Normalize``): a box of ``erasing_scale`` of the area and
+    aspect ratio in ``erasing_ratio`` (log-uniform, 10 tries, else nothing) filled with
+    ``erasing_value`` (an [0, 1] grey level or RGB triple; the default is the model's
+    normalisation mean, i.e. the 0 that torchvision writes after ``Normalize``).
     """
 
     image_size: int = 224
@@ -50,6 +62,8 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_frac: float = 0.1
     blur_kernel_size: int | None = None
+    # The image size blur_sigma is given at (BURN's released code: 224 px ImageNet crops).
+    blur_sigma_size: int | None = 224
     solarize_prob: tuple[float, float] = (0.0, 0.0)
     solarize_threshold: float = 0.5
     # NPID / InstDisc / MoCo v1 grey the image before the colour jitter (lemniscate main.py).
@@ -60,6 +74,12 @@ class AugmentConfig:
     randaugment_magnitude: float = 10.0
     randaugment_magnitude_std: float = 0.5
     randaugment_prob: float = 0.5
+    # torchvision RandomErasing (defaults scale (0.02, 0.33), ratio (0.3, 3.3)); 0: off.
+    erasing_prob: float = 0.0
+    erasing_scale: tuple[float, float] = (0.02, 0.33)
+    erasing_ratio: tuple[float, float] = (0.3, 3.3)
+    # 0 after the models' Normalize (ImageNet mean, burn_tf.models.reactnet.IMAGENET_MEAN).
+    erasing_value: tuple[float, float, float] = (0.485, 0.456, 0.406)
 
     def __post_init__(self):
         self.image_size = int(self.image_size)
@@ -70,6 +90,22 @@ class AugmentConfig:
         self.blur_prob = _pair(self.blur_prob, "blur_prob")
         self.blur_sigma = _pair(self.blur_sigma, "blur_sigma")
         self.solarize_prob = _pair(self.solarize_prob, "solarize_prob")
+        self.erasing_scale = _pair(self.erasing_scale, "erasing_scale")
+        self.erasing_ratio = _pair(self.erasing_ratio, "erasing_ratio")
+        value = self.erasing_value
+        value = (value,) * 3 if isinstance(value, (int, float)) else tuple(float(v) for v in value)
+        if len(value) != 3 or not all(0.0 <= v <= 1.0 for v in value):
+            raise ValueError(f"erasing_value must be a level in [0, 1] or three of them, got {self.erasing_value!r}")
+        self.erasing_value = value
+        if not 0.0 < self.erasing_scale[0] <= self.erasing_scale[1] <= 1.0:
+            raise ValueError(f"erasing_scale must satisfy 0 < lo <= hi <= 1, got {self.erasing_scale}")
+        if not 0.0 < self.erasing_ratio[0] <= self.erasing_ratio[1]:
+            raise ValueError(f"erasing_ratio must satisfy 0 < lo <= hi, got {self.erasing_ratio}")
+        if self.blur_sigma_size is not None:
+            if int(self.blur_sigma_size) != self.blur_sigma_size or self.blur_sigma_size < 1:
+                raise ValueError(f"blur_sigma_size must be a whole number of pixels >= 1 (or null), "
+                                 f"got {self.blur_sigma_size}")
+            self.blur_sigma_size = int(self.blur_sigma_size)
         if not 0.0 < self.crop_scale[0] <= self.crop_scale[1] <= 1.0:
             raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
         if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
@@ -83,6 +119,7 @@ class AugmentConfig:
             "grayscale_prob": self.grayscale_prob,
             "blur_prob": self.blur_prob[0], "blur_prob[1]": self.blur_prob[1],
             "solarize_prob": self.solarize_prob[0], "solarize_prob[1]": self.solarize_prob[1],
+            "erasing_prob": self.erasing_prob,
         }
         for name, p in probs.items():
             if not 0.0 <= p <= 1.0:
@@ -108,6 +145,15 @@ class AugmentConfig:
             raise ValueError(f"blur_kernel_size must be >= 3 (or null), got {self.blur_kernel_size}")
         if not 0.0 <= self.solarize_threshold <= 1.0:
             raise ValueError(f"solarize_threshold must be in [0, 1], got {self.solarize_threshold}")
+
+    @property
+    def pixel_sigma(self) -> tuple[float, float]:
+        """The blur's σ range in pixels of ``image_size``: ``blur_sigma`` × ``image_size`` /
+        ``blur_sigma_size`` (as given when ``blur_sigma_size`` is null)."""
+        if self.blur_sigma_size is None:
+            return self.blur_sigma
+        scale = self.image_size / self.blur_sigma_size
+        return (self.blur_sigma[0] * scale, self.blur_sigma[1] * scale)
 
     @property
     def kernel_size(self) -> int:
