@@ -10,9 +10,10 @@ fell in, against the other view's centroids::
 
     loss = instance + λ · ½[CE(g₁·C₂ᵀ/T, y₂) + CE(g₂·C₁ᵀ/T, y₁)]
 
-Settings (``CLDConfig``) and sources: λ = 0.25 and T = 0.2 (supplement §6, Tables A.3 and
-A.4: the best of λ ∈ {0.1 … 3} and of T; CLD's CIFAR scripts use ``--Lambda 1.0 --cld_t
-0.2``), 5 k-means rounds (``train_cifar10_npid_cld.sh``: ``--num_iters 5``), a 128-d group
+Settings (``CLDConfig``) and sources: λ (``group_weight``) by default the CIFAR scripts'
+(``scripts/cifar/train_cifar10_npid_cld.sh`` ``--Lambda 1.0``,
+``train_cifar10_moco_cld.sh`` ``--Lambda 0.8``; the supplement's §6 best is 0.25, Tables A.3
+and A.4), T = 0.2 (``--cld_t 0.2``), 5 k-means rounds (``train_cifar10_npid_cld.sh``: ``--num_iters 5``), a 128-d group
 head; the §3 study compares k-means and spectral grouping at 10, 64, 128 and 256 groups
 (Table A.1) — ``grouping`` and ``num_groups`` are its keys (256 groups need a batch of
 512). ``num_groups`` is at most half the batch the grouping runs on (here the global batch,
@@ -20,8 +21,16 @@ see below): CLD's CIFAR scripts group one GPU's batch of 256 into ``--clusters 1
 groups than that leave most groups with one image or none and the group loss degenerates
 into instance discrimination. NPID branch: temperature 0.1 (``--nce-t 0.1``), bank momentum 0.5, both
 views discriminated and written to the bank, as ``train_cifar_npid_cld.py`` does with
-``--two-imgs``; MoCo branch: MoCo v2's keys and defaults (temperature 0.2, queue, τ;
-:mod:`burn_tf.methods.moco`). ``temperature: null`` takes the instance branch's default.
+``--two-imgs``; a softmax over the whole bank as its script (``--nce-k 0``) is
+``negatives: 0``. MoCo branch as ``train_cifar_moco_cld.py`` l. 258-311 with
+``--three-imgs``: **two queries** (views 1 and 2, the online network) against one key (view 3,
+the momentum network), their two InfoNCE losses averaged, the key enqueued once, and the
+group loss on the two queries' group features (``query_views: 1`` is a one-query variant:
+q from view 1, k from view 2); temperature 0.07 (``--nce-t 0.07``), CLD's normalised linear
+heads (``projection_head: cosine``, ``--normlinear``: ``NormedLinear`` for the instance and
+the group head, no MLP), MoCo's queue and τ (:mod:`burn_tf.methods.moco`).
+``temperature: null`` and ``group_weight: null`` take the instance branch's script value;
+``projection_head: null`` its script's head (NPID: linear, MoCo: cosine).
 
 As CLD's released code (``spectral_clustering.py`` ``KMeans``/``spectral_clustering``,
 ``train_cifar_npid_cld.py``), by default:
@@ -65,7 +74,12 @@ from burn_tf.ops import clustering
 from burn_tf.schema import ConfigError, check_choice, check_range
 
 INSTANCE_BRANCHES = ("npid", "moco")
-_INSTANCE_TEMPERATURE = {"npid": 0.1, "moco": 0.2}
+# Each branch's CIFAR script (scripts/cifar/train_cifar10_{npid,moco}_cld.sh): --nce-t, --Lambda
+# and the heads (--normlinear on MoCo's only).
+_INSTANCE_TEMPERATURE = {"npid": 0.1, "moco": 0.07}
+_GROUP_WEIGHT = {"npid": 1.0, "moco": 0.8}
+_PROJECTION_HEAD = {"npid": "dense", "moco": "cosine"}
+PROJECTION_HEADS = ("dense", "cosine", "mlp")
 
 
 @dataclasses.dataclass
@@ -76,7 +90,8 @@ class CLDConfig(NPIDConfig):
     num_groups: int = 128
     group_dim: int = 128
     group_temperature: float = 0.2
-    group_weight: float = 0.25
+    # λ; null: the instance branch's script value (NPID 1.0, MoCo 0.8).
+    group_weight: float | None = None
     kmeans_iterations: int = 5
     # mean: CLD's code (plain means, the loss back-propagates through them); unit: the
     # supplement's spherical k-means (normalised, constant).
@@ -85,14 +100,30 @@ class CLDConfig(NPIDConfig):
     kmeans_init: str = "first_rows"
     # The instance branch's temperature; null: NPID's 0.1 or MoCo v2's 0.2.
     temperature: float | None = None
-    # MoCo v2's keys (instance: moco), defaults as MoCoV2Config.
-    queue_size: int = 65536
-    projector_hidden: int = 2048
+    # MoCo's keys (instance: moco): CLD's CIFAR queue (--nce-k 12288), --alpha 0.999.
+    queue_size: int = 12288
     tau_start: float = 0.999
     tau_end: float = 0.999
+    # Queries of the MoCo branch: 2 (CLD's --three-imgs: views 1 and 2 against view 3's key)
+    # or 1 (view 1 against view 2's key).
+    query_views: int = 2
+    # The instance and group heads: dense (a linear layer), cosine (CLD's NormedLinear,
+    # --normlinear) or, MoCo branch only, mlp (MoCo v2's projector, projector_hidden wide; the
+    # group head is then dense); null: the branch's script (NPID dense, MoCo cosine).
+    projection_head: str | None = None
+    projector_hidden: int = 2048
 
     def __post_init__(self):
         check_choice("method", "instance", self.instance, INSTANCE_BRANCHES)
+        if self.projection_head is None:
+            self.projection_head = _PROJECTION_HEAD[self.instance]
+        check_choice("method", "projection_head", self.projection_head, PROJECTION_HEADS)
+        if self.instance == "npid" and self.projection_head != "dense":
+            raise ConfigError(f"method.projection_head={self.projection_head!r}: the NPID branch's instance head "
+                              "is NPID's linear layer (dense), as CLD's NPID script")
+        check_choice("method", "query_views", self.query_views, (1, 2))
+        if self.group_weight is None:
+            self.group_weight = _GROUP_WEIGHT[self.instance]
         check_choice("method", "grouping", self.grouping, clustering.GROUPINGS)
         check_choice("method", "centroids", self.centroids, clustering.CENTROIDS)
         check_choice("method", "kmeans_init", self.kmeans_init, clustering.KMEANS_INITS)
@@ -115,6 +146,12 @@ class CLDConfig(NPIDConfig):
                 "batch 256) or a larger train.batch_size")
 
     @property
+    def group_head(self) -> str:
+        """The group head's kind: CLD's linear_layer, the instance head's (a linear layer
+        beside MoCo v2's MLP)."""
+        return "cosine" if self.projection_head == "cosine" else "dense"
+
+    @property
     def projector_dim(self) -> int:
         """MoCo v2's name for the instance projection's width."""
         return self.projection_dim
@@ -134,10 +171,15 @@ class CrossLevelGroups:
     num_views = 2
     needs_index = True
 
+    @classmethod
+    def num_views_for(cls, config) -> int:
+        """NPID: 2 views; MoCo: the queries' views and the key's."""
+        return config.query_views + 1 if config.instance == "moco" else 2
+
     def build_group_branch(self) -> None:
         """The group head, declared after the instance method's networks."""
         self.group_projector = self.add_head("group_projector", build_head(
-            "dense", self.feature_dim, self.config.group_dim, "group_projector"))
+            self.config.group_head, self.feature_dim, self.config.group_dim, "group_projector"))
 
     def group_embedding(self, features, training):
         return tf.math.l2_normalize(self.group_projector(features, training=training), axis=-1, epsilon=1e-12)
@@ -210,8 +252,11 @@ class CLDOnNPID(CrossLevelGroups, NPID):
 
 
 class CLDOnMoCo(CrossLevelGroups, MoCoV2):
-    """MoCo v2 + CLD: MoCo v2's loss (q from view 1, k from view 2) plus the group branch
-    on the online backbone's features of both views. The dataset index is not used."""
+    """MoCo + CLD as ``train_cifar_moco_cld.py`` (l. 267-311): queries q₁, q₂ of views 1
+    and 2 (online) against the key k of the last view (momentum encoder), instance loss
+    ½[InfoNCE(q₁, k) + InfoNCE(q₂, k)] over the queue (k enqueued once), plus the group
+    branch on the online features of views 1 and 2. With ``query_views: 1``: q of view 1,
+    k of view 2, the group branch on views 1 and 2. The dataset index is not used."""
 
     loss_terms = ("instance", "group", "positive_cosine")
 
@@ -219,22 +264,36 @@ class CLDOnMoCo(CrossLevelGroups, MoCoV2):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
         self.build_group_branch()
 
+    def build_instance_projector(self) -> tf.keras.Model:
+        """CLD's instance head: a normalised linear layer (``cosine``), a linear layer, or
+        MoCo v2's MLP (``mlp``)."""
+        cfg = self.config
+        if cfg.projection_head == "mlp":
+            return super().build_instance_projector()
+        return build_head(cfg.projection_head, self.feature_dim, cfg.projector_dim, "projector")
+
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         # One fixed order of the networks (key encoder first, as MoCoV2.queries_and_keys):
         # their synchronized BatchNorms must all-reduce in the same order on every replica.
-        keys = tf.stop_gradient(self.momentum_projector(self.momentum_backbone(views[1], training=training),
+        keys = tf.stop_gradient(self.momentum_projector(self.momentum_backbone(views[-1], training=training),
                                                         training=training))
         features_1 = in_order(keys, self.backbone, views[0], training)
         features_2 = in_order(features_1, self.backbone, views[1], training)
-        queries = in_order(features_2, self.projector, features_1, training)
-        group_1 = in_order(queries, self.group_embedding, features_1, training)
+        queried = [features_1, features_2] if self.config.query_views == 2 else [features_1]
+        queries, after = [], features_2
+        for features in queried:
+            after = in_order(after, self.projector, features, training)
+            queries.append(after)
+        group_1 = in_order(after, self.group_embedding, features_1, training)
         group_2 = in_order(group_1, self.group_embedding, features_2, training)
-        instance = contrastive.info_nce(queries, keys, self.queue.read_value(), self.config.temperature)
+        negatives = self.queue.read_value()
+        instance = tf.add_n([contrastive.info_nce(q, keys, negatives, self.config.temperature)
+                             for q in queries]) / len(queries)
         group = self.group_loss(group_1, group_2, after=instance, training=training)
         if training:
             self.enqueue_keys(keys, group)
-        positive = tf.reduce_mean(tf.reduce_sum(
-            tf.math.l2_normalize(queries, -1) * tf.math.l2_normalize(keys, -1), axis=-1))
+        positive = tf.reduce_mean([tf.reduce_mean(tf.reduce_sum(
+            tf.math.l2_normalize(q, -1) * tf.math.l2_normalize(keys, -1), axis=-1)) for q in queries])
         return {**self.group_terms(instance, group), "positive_cosine": positive}
 
 
@@ -248,6 +307,7 @@ class CLD(PretrainMethod):
     num_views = 2
     needs_index = True
     loss_terms = ("instance", "group")
+    num_views_for = CrossLevelGroups.__dict__["num_views_for"]  # the same classmethod
 
     def __new__(cls, backbone, config: CLDConfig | None = None, dataset_size: int | None = None, **kwargs):
         config = config if config is not None else CLDConfig()

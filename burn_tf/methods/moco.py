@@ -93,8 +93,7 @@ class MoCoV2(MomentumMethod):
                  **kwargs):
         super().__init__(backbone, config, accumulation_steps=accumulation_steps, **kwargs)
         cfg = self.config
-        self.projector = self.add_head("projector", build_projector(
-            self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector", batchnorm=False))
+        self.projector = self.add_head("projector", self.build_instance_projector())
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
         self.queue_size = self.negatives_in_queue(cfg)
@@ -110,6 +109,11 @@ class MoCoV2(MomentumMethod):
         return int(config.queue_size)
 
     # ------------------------------------------------------------------ hooks
+    def build_instance_projector(self) -> tf.keras.Model:
+        """g: MoCo v2's Linear → ReLU → Linear (CLD-on-MoCo: its normalised linear layer)."""
+        cfg = self.config
+        return build_projector(self.feature_dim, cfg.projector_hidden, cfg.projector_dim, "projector", batchnorm=False)
+
     def augment_views(self, views: list, training: bool) -> list:
         """The views the encoders see (InfoMin adds its stronger augmentation here)."""
         return views

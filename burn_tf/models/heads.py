@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-HEADS = ("mlp", "dense")
+HEADS = ("mlp", "dense", "cosine")
 
 
 def build_head(kind: str, input_dim: int, width: int, name: str, hidden: int | None = None) -> tf.keras.Model:
     """``mlp``: Linear → BN → ReLU → Linear, output width ``width`` and hidden width
     ``hidden`` (default ``width``: the released BURN code's 1024→2000→2000 student side,
-    2048→2000→2000 teacher side); ``dense``: one linear layer (the paper's "classifier")."""
+    2048→2000→2000 teacher side); ``dense``: one linear layer (the paper's "classifier");
+    ``cosine``: normalised input times column-normalised weights, no bias (CLD's
+    ``NormedLinear``, ``--normlinear``: ``models/resnet_cifar.py`` l. 17-25)."""
     inputs = tf.keras.Input((input_dim,), name=f"{name}_features")
     if kind == "mlp":
         x = tf.keras.layers.Dense(hidden or width, name=f"{name}_fc1")(inputs)
@@ -30,6 +32,8 @@ def build_head(kind: str, input_dim: int, width: int, name: str, hidden: int | N
         x = tf.keras.layers.Dense(width, name=f"{name}_fc2")(x)
     elif kind == "dense":
         x = tf.keras.layers.Dense(width, name=f"{name}_fc")(inputs)
+    elif kind == "cosine":
+        x = CosineDense(width, name=f"{name}_fc")(L2Normalize(name=f"{name}_normalize")(inputs))
     else:
         raise ValueError(f"head {kind!r} is not one of {HEADS}")
     return tf.keras.Model(inputs, x, name=name)

@@ -13,6 +13,8 @@ from test_npid import run_cli, two_replica_comparison
 from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.methods import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID, method_class
+from burn_tf.models.heads import CosineDense
+from burn_tf.losses import contrastive
 from burn_tf.ops import clustering, memory
 
 INDEX = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int64)
@@ -29,12 +31,25 @@ def make_cld(stage=1, reactnet=True, dataset_size=40, **cfg):
     return model
 
 
+def view_triple(n=8):
+    v1, v2 = view_pair(n)
+    return v1, v2, tf.reverse(v1, axis=[2])
+
+
 def test_registered_and_built_by_instance_branch():
     assert method_class("cld") is CLD and CLD.Config is CLDConfig and CLD.needs_index and CLD.num_views == 2
     npid, moco = make_cld(reactnet=False), make_cld(instance="moco", reactnet=False)
     assert type(npid) is CLDOnNPID and type(moco) is CLDOnMoCo
-    assert npid.method_name == moco.method_name == "cld" and npid.views_needed == moco.views_needed == 2
-    assert npid.config.temperature == 0.1 and moco.config.temperature == 0.2  # each branch's default
+    assert npid.method_name == moco.method_name == "cld" and npid.views_needed == 2
+    # Each branch's CIFAR script: NPID --nce-t 0.1 --Lambda 1.0; MoCo --three-imgs --nce-t 0.07
+    # --Lambda 0.8 --nce-k 12288 --normlinear.
+    assert moco.views_needed == CLD.num_views_for(moco.config) == 3
+    assert (npid.config.temperature, npid.config.group_weight) == (0.1, 1.0)
+    assert (moco.config.temperature, moco.config.group_weight) == (0.07, 0.8)
+    assert CLDConfig(instance="moco").queue_size == 12288 and moco.config.projection_head == "cosine"
+    assert any(isinstance(layer, CosineDense) for layer in moco.projector.layers)
+    assert any(isinstance(layer, CosineDense) for layer in moco.group_projector.layers)
+    assert make_cld(instance="moco", query_views=1, reactnet=False).views_needed == 2
     assert "group_projector" in npid.trainable_groups() and "group_projector" in moco.checkpoint_modules()
 
 
@@ -45,6 +60,10 @@ def test_bad_keys_are_named():
         CLDConfig(instance="simclr")
     with pytest.raises(ConfigError, match="method.centroids"):
         CLDConfig(centroids="median")
+    with pytest.raises(ConfigError, match="method.query_views"):
+        CLDConfig(instance="moco", query_views=3)
+    with pytest.raises(ConfigError, match="method.projection_head='cosine'"):
+        CLDConfig(instance="npid", projection_head="cosine")
 
 
 def test_more_groups_than_half_the_batch_are_refused_naming_both():
@@ -74,7 +93,27 @@ def test_group_loss_uses_the_other_views_groups(grouping):
         groups_1[0], tf.matmul(g2, groups_1[1], transpose_b=True) / 0.2, from_logits=True
     )
     assert float(terms["group"]) == pytest.approx(float(tf.reduce_mean(ce_1) + tf.reduce_mean(ce_2)) / 2, rel=1e-5)
-    assert float(terms["loss"]) == pytest.approx(float(terms["instance"]) + 0.25 * float(terms["group"]), rel=1e-6)
+    assert float(terms["loss"]) == pytest.approx(float(terms["instance"]) + 1.0 * float(terms["group"]), rel=1e-6)
+
+
+def test_moco_branch_two_queries_each_get_a_gradient_against_one_key():
+    # train_cifar_moco_cld.py l. 267-282: q1 (view 1) and q2 (view 2) against k3 (view 3,
+    # the momentum encoder), the two InfoNCE losses averaged; the group loss on views 1, 2.
+    model = make_cld(instance="moco", reactnet=False)
+    v1, v2, v3 = view_triple()
+    q1_input, q2_input = tf.Variable(v1), tf.Variable(v2)
+    with tf.GradientTape() as tape:
+        terms = model.compute_losses([q1_input, q2_input, v3], None, training=False, index=INDEX)
+    grad_1, grad_2 = tape.gradient(terms["instance"], [q1_input, q2_input])
+    assert grad_1 is not None and float(tf.reduce_max(tf.abs(grad_1))) > 0
+    assert grad_2 is not None and float(tf.reduce_max(tf.abs(grad_2))) > 0
+    key = model.momentum_projector(model.momentum_backbone(v3, training=False), training=False)
+    queue = model.queue.read_value()
+    q1, q2 = (model.projector(model.backbone(v, training=False), training=False) for v in (v1, v2))
+    want = (contrastive.info_nce(q1, key, queue, 0.07) + contrastive.info_nce(q2, key, queue, 0.07)) / 2
+    assert float(terms["instance"]) == pytest.approx(float(want), rel=1e-5)
+    model.compute_losses([v1, v2, v3], None, training=True, index=INDEX)
+    assert int(model.queue_pointer.numpy()) == 8  # the key enqueued once
 
 
 def test_npid_branch_writes_view_2_then_view_1_as_clds_backward():
@@ -105,8 +144,7 @@ def test_the_group_loss_trains_the_group_head_through_the_centroids():
 
 def test_moco_branch_trains_and_enqueues_keys():
     model = make_cld(instance="moco", grouping="spectral", reactnet=False)
-    v1, v2 = view_pair(8)
-    logs = model.train_on_batch((v1, v2, INDEX), return_dict=True)
+    logs = model.train_on_batch((*view_triple(), INDEX), return_dict=True)
     assert np.isfinite(logs["loss"]) and logs["grad_norm_group_projector"] > 0
     assert int(model.queue_pointer.numpy()) == 8
 
@@ -124,12 +162,12 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
 @pytest.mark.parametrize("instance", ["npid", "moco"])
 def test_stage_two_starts_from_stage_one(instance):
     first = make_cld(instance=instance)
-    v1, v2 = view_pair(8)
-    first.train_on_batch((v1, v2, INDEX))
+    views = view_triple() if instance == "moco" else view_pair(8)
+    first.train_on_batch((*views, INDEX))
     second = make_cld(stage=2, instance=instance)
     second.init_from_previous_stage(first)
     np.testing.assert_array_equal(second.group_projector.get_weights()[0], first.group_projector.get_weights()[0])
-    logs = second.train_on_batch((v1, v2, INDEX), return_dict=True)
+    logs = second.train_on_batch((*views, INDEX), return_dict=True)
     assert np.isfinite(logs["loss"]) and np.isfinite(logs["group"])
 
 
