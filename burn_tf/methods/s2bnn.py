@@ -9,7 +9,9 @@ encoders whose output is the 128-d projection ``q = normalize(fc(encoder(x)))`` 
 moco_t, teacher_q / moco_t)`` with ``moco_t`` 0.2 (szq0214/S2-BNN
 ``Distillation_only/step1/main_moco.py`` ``train``, ``moco/builder_teacher.py`` ``MoCo.forward``)
 — the soft cross-entropy to the teacher's softmax, which is this KL plus the (constant)
-teacher entropy. Both see the same view (``images[0]``); with ``symmetric: true`` the
+teacher entropy. The student's head is S2-BNN's ``--mlp`` head, Linear(d, d) → ReLU →
+Linear(d, 128) without BatchNorm, d the student's feature width (``moco/builder.py``
+l. 29-32; ``head: projector``, ``head_hidden: null``). Both see the same view (``images[0]``); with ``symmetric: true`` the
 student sees one view and the teacher the other, as BURN's released code does.
 
 The teacher given to :class:`S2BNN` already outputs its head (pretraining builds it with
@@ -44,20 +46,24 @@ from burn_tf.losses import distillation
 from burn_tf.methods.base import MethodConfig
 from burn_tf.methods.distillation import DistillationMethod
 from burn_tf.methods.registry import register
-from burn_tf.models.heads import build_head
+from burn_tf.models.heads import build_head, build_projector
 from burn_tf.models.teacher import teacher_head_role
 from burn_tf.ops import diagnostics
 from burn_tf.schema import ConfigError, check_choice, check_range
+
+
+STUDENT_HEADS = ("projector", "mlp", "dense")
 
 
 @dataclasses.dataclass
 class S2BNNConfig(MethodConfig):
     name: str = "s2bnn"
     temperature: float = 0.2
-    # The student's classifier l_φ: "dense" or "mlp" (hidden width head_hidden) to the
-    # teacher head's width.
-    head: str = "mlp"
-    head_hidden: int = 2000
+    # The student's head l_φ to the teacher head's width: "projector" (S2-BNN's: MoCo's --mlp
+    # head Linear → ReLU → Linear, no BatchNorm), "mlp" (BURN's, with BatchNorm) or "dense".
+    head: str = "projector"
+    # The hidden width; null: the student's feature width (S2-BNN's dim_mlp = fc's input).
+    head_hidden: int | None = None
     symmetric: bool = False
     # L2-normalise both outputs before the temperature (S2-BNN's MoCo q). None: by what the
     # teacher's head is (a projector: yes; a class classifier: no; unknown: yes); an explicit
@@ -65,9 +71,10 @@ class S2BNNConfig(MethodConfig):
     normalize: bool | None = None
 
     def __post_init__(self):
-        check_choice("method", "head", self.head, ("mlp", "dense"))
+        check_choice("method", "head", self.head, STUDENT_HEADS)
         check_range("method", "temperature", self.temperature, 0, low_open=True)
-        check_range("method", "head_hidden", self.head_hidden, 1)
+        if self.head_hidden is not None:
+            check_range("method", "head_hidden", self.head_hidden, 1)
 
 
 def normalize_for_head(head_role: str | None, normalize: bool | None, method: str = "s2bnn") -> bool:
@@ -105,9 +112,13 @@ class S2BNN(DistillationMethod):
         cfg = self.config
         # The effective setting (config None resolved by the teacher's head).
         self.normalize = normalize_for_head(teacher_head_role(teacher_with_head), cfg.normalize, self.method_name)
-        self.student_classifier = self.add_head(
-            "student_classifier", build_head(cfg.head, self.student_dim, self.teacher_dim, "student_classifier",
-                                             hidden=cfg.head_hidden), exported="classifier")
+        hidden = cfg.head_hidden or self.student_dim
+        if cfg.head == "projector":
+            # S2-BNN's student: moco/builder.py l. 29-32, fc → Linear(dim_mlp, dim_mlp), ReLU, fc.
+            head = build_projector(self.student_dim, hidden, self.teacher_dim, "student_classifier", batchnorm=False)
+        else:
+            head = build_head(cfg.head, self.student_dim, self.teacher_dim, "student_classifier", hidden=hidden)
+        self.student_classifier = self.add_head("student_classifier", head, exported="classifier")
 
     def head_outputs(self, views, training) -> tuple[tf.Tensor, tf.Tensor]:
         """(teacher logits, student logits) of the views, paired image by image (the

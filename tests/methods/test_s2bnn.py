@@ -70,7 +70,7 @@ def teacher_with_head(width=12):
 
 def make_s2bnn(**cfg):
     student = tiny_reactnet()
-    model = S2BNN(teacher_with_head(), student, S2BNNConfig(head_hidden=16, **cfg))
+    model = S2BNN(teacher_with_head(), student, S2BNNConfig(**{"head_hidden": 16, **cfg}))
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), run_eagerly=True)
     return model
 
@@ -93,6 +93,18 @@ def test_step_trains_the_student_and_never_the_teacher_or_its_head():
     assert changed(student, model.student_backbone.trainable_variables)
     assert model.student_classifier.output_shape[-1] == 12  # the teacher head's width
     assert np.isfinite(logs["kl"]) and logs["loss"] == pytest.approx(logs["kl"])
+
+
+def test_student_head_is_s2bnns_mlp_without_batchnorm():
+    # szq0214/S2-BNN moco/builder.py l. 29-32: fc = Linear(dim_mlp, dim_mlp) → ReLU → fc, with
+    # dim_mlp the encoder's feature width; no BatchNorm anywhere in it.
+    model = make_s2bnn(head_hidden=None)
+    layers = model.student_classifier.layers
+    assert not any(isinstance(layer, tf.keras.layers.BatchNormalization) for layer in layers)
+    dense = [layer for layer in layers if isinstance(layer, tf.keras.layers.Dense)]
+    assert [d.units for d in dense] == [model.student_dim, model.teacher_dim]
+    assert any(isinstance(layer, tf.keras.layers.ReLU) for layer in layers)
+    assert S2BNNConfig().head == "projector" and S2BNNConfig().head_hidden is None
 
 
 @pytest.mark.parametrize("normalize", [True, False])
