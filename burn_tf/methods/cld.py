@@ -98,8 +98,10 @@ class CLDConfig(NPIDConfig):
     centroids: str = "mean"
     # first_rows: CLD's code (c = x[:K]); farthest: farthest-point seeding.
     kmeans_init: str = "first_rows"
-    # The instance branch's temperature; null: NPID's 0.1 or MoCo v2's 0.2.
+    # The instance branch's temperature; null: the branch's script value (NPID 0.1, MoCo 0.07).
     temperature: float | None = None
+    # NPID branch: a softmax over the whole bank (CLD's --nce-k 0); > 0: sampled negatives.
+    negatives: int = 0
     # MoCo's keys (instance: moco): CLD's CIFAR queue (--nce-k 12288), --alpha 0.999.
     queue_size: int = 12288
     tau_start: float = 0.999

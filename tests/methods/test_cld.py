@@ -190,6 +190,20 @@ def test_shipped_groups_are_half_the_batch(config):
     assert config != "cld_moco" or (cfg.method.tau_start, cfg.method.tau_end) == (0.99, 0.999)
 
 
+def test_shipped_yamls_are_the_cifar_scripts_settings():
+    # scripts/cifar/train_cifar10_npid_cld.sh: --nce-k 0 --nce-t 0.1 --Lambda 1.0 --cld_t 0.2;
+    # train_cifar10_moco_cld.sh: --three-imgs --nce-t 0.07 --nce-k 12288 --Lambda 0.8 --normlinear.
+    npid = load_config("cld_npid").method
+    assert (npid.negatives, npid.temperature, npid.group_weight, npid.group_temperature) == (0, 0.1, 1.0, 0.2)
+    moco = load_config("cld_moco")
+    m = moco.method
+    assert (m.query_views, m.temperature, m.group_weight, m.projection_head) == (2, 0.07, 0.8, "cosine")
+    # K: the script's fraction of CIFAR's 50,000 images, of Fashion-MNIST's 60,000, in whole batches.
+    batch = moco.train.batch_size
+    assert m.queue_size == round(12288 / 50000 * 60000 / batch) * batch == 14848
+    assert m.queue_size % 128 == 0  # the comparison's batch
+
+
 @pytest.mark.parametrize("config", ["cld_npid", "cld_moco"])
 def test_cli_runs_the_shipped_yaml(config, tmp_path, fashion_mnist_available):
     assert (
