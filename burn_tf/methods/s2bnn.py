@@ -11,8 +11,9 @@ moco_t, teacher_q / moco_t)`` with ``moco_t`` 0.2 (szq0214/S2-BNN
 — the soft cross-entropy to the teacher's softmax, which is this KL plus the (constant)
 teacher entropy. The student's head is S2-BNN's ``--mlp`` head, Linear(d, d) → ReLU →
 Linear(d, 128) without BatchNorm, d the student's feature width (``moco/builder.py``
-l. 29-32; ``head: projector``, ``head_hidden: null``). Both see the same view (``images[0]``); with ``symmetric: true`` the
-student sees one view and the teacher the other, as BURN's released code does.
+l. 29-32; ``head: projector``, ``head_hidden: null``). Both see the same view
+(``images[0]``); with ``symmetric: true`` the student sees one view and the teacher the
+other, as BURN's released code does.
 
 The teacher given to :class:`S2BNN` already outputs its head (pretraining builds it with
 ``build_teacher(..., include_head=True)``, or from a burn_tf export with the head saved
@@ -50,7 +51,6 @@ from burn_tf.models.heads import build_head, build_projector
 from burn_tf.models.teacher import teacher_head_role
 from burn_tf.ops import diagnostics
 from burn_tf.schema import ConfigError, check_choice, check_range
-
 
 STUDENT_HEADS = ("projector", "mlp", "dense")
 

@@ -42,7 +42,8 @@ def test_nce_loss_is_lemniscates_criterion_with_z_from_the_first_batch(rng):
     weight = np.concatenate([positive[:, None], negatives], axis=1)
     out = np.exp(np.einsum("bkd,bd->bk", weight, features) / t)
     z = out.mean() * n_data
-    assert float(instance.estimate_nce_normaliser(features, positive, negatives, t, n_data)) == pytest.approx(z, rel=1e-5)
+    estimate = instance.estimate_nce_normaliser(features, positive, negatives, t, n_data)
+    assert float(estimate) == pytest.approx(z, rel=1e-5)
     p = out / z
     noise = 5 / n_data
     expected = -(np.log(p[:, 0] / (p[:, 0] + noise + eps)).sum() + np.log(noise / (p[:, 1:] + noise + eps)).sum()) / 3

@@ -12,9 +12,9 @@ from test_npid import run_cli, two_replica_comparison
 
 from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
+from burn_tf.losses import contrastive
 from burn_tf.methods import CLD, CLDConfig, CLDOnMoCo, CLDOnNPID, method_class
 from burn_tf.models.heads import CosineDense
-from burn_tf.losses import contrastive
 from burn_tf.ops import clustering, memory
 
 INDEX = tf.constant([0, 1, 2, 3, 4, 5, 6, 7], tf.int64)
