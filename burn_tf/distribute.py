@@ -32,6 +32,8 @@ counters (``global_step``)    ``aggregation=ONLY_FIRST_REPLICA``
 replica-local sums            ``synchronization=ON_READ`` (BatchNorm statistics: MEAN)
 a branch that synchronises    :func:`run_if`, not ``tf.cond`` in replica context
 replicas
+a batch shuffled across       :func:`apply_to_shuffled_batch` (MoCo's shuffled BatchNorm:
+replicas                      gather, permute, compute, gather, unshuffle)
 ============================  ==========================================================
 """
 
