@@ -32,6 +32,8 @@ counters (``global_step``)    ``aggregation=ONLY_FIRST_REPLICA``
 replica-local sums            ``synchronization=ON_READ`` (BatchNorm statistics: MEAN)
 a branch that synchronises    :func:`run_if`, not ``tf.cond`` in replica context
 replicas
+a batch shuffled across       :func:`apply_to_shuffled_batch` (MoCo's shuffled BatchNorm:
+replicas                      gather, permute, compute, gather, unshuffle)
 ============================  ==========================================================
 """
 
@@ -234,6 +236,26 @@ def gather_in_order(tensors: list, after) -> list:
             previous = gather_from_replicas(tensor)
         gathered.append(previous)
     return gathered
+
+
+def apply_to_shuffled_batch(fn: Callable, tensor: tf.Tensor, permutation: tf.Tensor) -> tf.Tensor:
+    """``fn`` applied to the *global* batch in the order ``permutation`` (a permutation of
+    the global batch, equal on every replica), cut into the replicas' shares as usual; its
+    rows returned in this replica's own order — MoCo's ``_batch_shuffle_ddp`` /
+    ``_batch_unshuffle_ddp`` (gather, shuffle, fn, gather, unshuffle). On one device:
+    ``fn(tensor[permutation])[argsort(permutation)]``. No gradient flows through it (MoCo's
+    keys); the two gathers are ordered by their data: launch it where nothing else
+    synchronises concurrently (before the query encoder)."""
+    tensor = tf.stop_gradient(tensor)
+    inverse = tf.argsort(permutation)  # inverse[i]: where example i sits in the shuffled batch
+    ctx = tf.distribute.get_replica_context()
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tf.stop_gradient(tf.gather(fn(tf.gather(tensor, permutation)), inverse))
+    local = tf.shape(tensor)[0]
+    start = ctx.replica_id_in_sync_group * local
+    mine = tf.gather(ctx.all_gather(tensor, axis=0), permutation[start:start + local])
+    every = ctx.all_gather(tf.stop_gradient(fn(mine)), axis=0)
+    return tf.gather(every, inverse[start:start + local])
 
 
 def mean_over_replicas(values: dict) -> dict:

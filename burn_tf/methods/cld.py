@@ -66,7 +66,7 @@ from burn_tf.distribute import gather_in_order
 from burn_tf.losses import contrastive
 from burn_tf.losses.groups import cross_level_group_loss
 from burn_tf.methods.base import PretrainMethod
-from burn_tf.methods.moco import MoCoV2
+from burn_tf.methods.moco import MoCoV2, check_bn_splits
 from burn_tf.methods.npid import NPID, NPIDConfig, require_index
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_head
@@ -115,6 +115,8 @@ class CLDConfig(NPIDConfig):
     # group head is then dense); null: the branch's script (NPID dense, MoCo cosine).
     projection_head: str | None = None
     projector_hidden: int = 2048
+    # MoCo's shuffled BatchNorm on one device (instance: moco; MoCoV2Config.bn_splits).
+    bn_splits: int = 8
 
     def __post_init__(self):
         check_choice("method", "instance", self.instance, INSTANCE_BRANCHES)
@@ -139,9 +141,13 @@ class CLDConfig(NPIDConfig):
         check_range("method", "group_weight", self.group_weight, 0)
         check_range("method", "tau_start", self.tau_start, 0, 1)
         check_range("method", "tau_end", self.tau_end, 0, 1)
+        check_range("method", "bn_splits", self.bn_splits, 1)
 
     def check_batch_size(self, batch_size: int) -> None:
-        """Refuses more groups than half the (global) batch the grouping runs on."""
+        """Refuses more groups than half the (global) batch the grouping runs on, and (MoCo
+        branch) a batch that does not cut into ``bn_splits`` equal groups."""
+        if self.instance == "moco":
+            check_bn_splits(self.bn_splits, batch_size=batch_size)
         if 2 * self.num_groups > batch_size:
             raise ConfigError(
                 f"method.num_groups={self.num_groups} is more than half the batch {batch_size} (train.batch_size) "
@@ -278,14 +284,14 @@ class CLDOnMoCo(CrossLevelGroups, MoCoV2):
     def compute_losses(self, views, labels=None, training=True, index=None) -> dict:
         # One fixed order of the networks (key encoder first, as MoCoV2.queries_and_keys):
         # their synchronized BatchNorms must all-reduce in the same order on every replica.
-        keys = tf.stop_gradient(self.momentum_projector(self.momentum_backbone(views[-1], training=training),
-                                                        training=training))
-        features_1 = in_order(keys, self.backbone, views[0], training)
-        features_2 = in_order(features_1, self.backbone, views[1], training)
+        keys = self.key_embedding(views[-1], training)
+        backbone, projector = self.encoder(self.backbone, training), self.encoder(self.projector, training)
+        features_1 = in_order(keys, backbone, views[0], training)
+        features_2 = in_order(features_1, backbone, views[1], training)
         queried = [features_1, features_2] if self.config.query_views == 2 else [features_1]
         queries, after = [], features_2
         for features in queried:
-            after = in_order(after, self.projector, features, training)
+            after = in_order(after, projector, features, training)
             queries.append(after)
         group_1 = in_order(after, self.group_embedding, features_1, training)
         group_2 = in_order(group_1, self.group_embedding, features_2, training)

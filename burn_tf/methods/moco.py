@@ -28,9 +28,24 @@ initialisation (0.999⁶⁴). The dataclass default stays MoCo's constant 0.999.
 Implementation notes:
 
 - The momentum encoder's BatchNorm uses its own batch statistics (MoCo's key encoder runs
-  in train mode); the EMA moves weights only (:class:`MomentumMethod`). MoCo's *shuffling*
-  BatchNorm across GPUs is not reproduced: on one device there is nothing to shuffle with,
-  and with ``train.sync_batchnorm`` the statistics are the global batch's anyway.
+  in train mode); the EMA moves weights only (:class:`MomentumMethod`).
+- Shuffled BatchNorm (``bn_splits``). MoCo computes BatchNorm per GPU and shuffles the key
+  batch across GPUs before the key encoder (``moco/builder.py`` ``_batch_shuffle_ddp``,
+  unshuffled after), so the statistics that normalise a key do not come from the same
+  images as its query's: otherwise the encoders can find the positive through the batch
+  statistics instead of the image. One device emulates it as MoCo's CIFAR demo does
+  (``colab/moco_cifar10_demo.ipynb``: ``SplitBatchNorm``, ``--bn-splits 8``, the key batch
+  shuffled by ``torch.randperm`` and unshuffled): in training the BatchNorms of the query
+  and key encoders (and of the projectors, if they had any) compute statistics per group of
+  ``batch / bn_splits`` consecutive examples (:mod:`burn_tf.models.split_batchnorm`,
+  moving statistics moved by the groups' mean), and the keys are computed on the global
+  batch in a permuted order drawn each step from a stateless RNG seeded by ``global_step``
+  (:func:`key_permutation`: a resumed run draws the same), then put back in order
+  (:func:`burn_tf.distribute.apply_to_shuffled_batch`). The groups are the global batch's:
+  R replicas hold ``bn_splits / R`` groups each, exactly the groups of one device, and the
+  split layers do not synchronise (``train.sync_batchnorm`` then applies to nothing of the
+  encoders). ``bn_splits: 1`` is plain BatchNorm and no shuffle (the behaviour before).
+  Inference and the exported backbone are plain BatchNorm.
 - Under ``tf.distribute`` the keys of every replica are gathered (after the loss) before
   they enter the queue, which is a :func:`replica_shared_variable`; the queue and its
   pointer are checkpointed, so a resumed run continues with the same negatives.
@@ -48,14 +63,18 @@ import dataclasses
 
 import tensorflow as tf
 
-from burn_tf.distribute import gather_from_replicas, replica_shared_variable
+from burn_tf.distribute import apply_to_shuffled_batch, gather_from_replicas, replica_shared_variable
 from burn_tf.losses import contrastive
 from burn_tf.methods.base import MethodConfig
 from burn_tf.methods.momentum import MomentumMethod
 from burn_tf.methods.registry import register
 from burn_tf.models.heads import build_projector
+from burn_tf.models.split_batchnorm import split_batchnorm_view
 from burn_tf.ops import memory
-from burn_tf.schema import check_range
+from burn_tf.schema import ConfigError, check_range
+
+# Salt of the stateless RNG that draws the key batch's permutation (global_step the second word).
+_KEY_SHUFFLE_SALT = 2003
 
 
 @dataclasses.dataclass
@@ -73,6 +92,10 @@ class MoCoV2Config(MethodConfig):
     # (moco_v2.yaml: 0.99 → 0.999, solo-learn's CIFAR recipe).
     tau_start: float = 0.999
     tau_end: float = 0.999
+    # Shuffled BatchNorm on one device: BatchNorm statistics per group of batch / bn_splits
+    # examples and the key batch shuffled across the groups (MoCo's CIFAR demo: --bn-splits 8,
+    # emulating MoCo's 8 GPUs); 1: plain BatchNorm, no shuffle.
+    bn_splits: int = 8
 
     def __post_init__(self):
         check_range("method", "temperature", self.temperature, 0, low_open=True)
@@ -81,6 +104,29 @@ class MoCoV2Config(MethodConfig):
         check_range("method", "projector_dim", self.projector_dim, 1)
         check_range("method", "tau_start", self.tau_start, 0, 1)
         check_range("method", "tau_end", self.tau_end, 0, 1)
+        check_range("method", "bn_splits", self.bn_splits, 1)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuses a global batch that does not cut into ``bn_splits`` equal groups."""
+        check_bn_splits(self.bn_splits, batch_size=batch_size)
+
+
+def check_bn_splits(bn_splits: int, batch_size: int | None = None, replicas: int = 1) -> None:
+    """``ConfigError`` naming ``method.bn_splits`` unless the global batch (when given) cuts
+    into ``bn_splits`` equal groups and the groups into the replicas."""
+    if batch_size is not None and batch_size % bn_splits:
+        raise ConfigError(f"method.bn_splits={bn_splits} must divide the global batch train.batch_size={batch_size} "
+                          "(split BatchNorm cuts it into equal groups)")
+    if bn_splits % replicas:
+        raise ConfigError(f"method.bn_splits={bn_splits} must be a multiple of the {replicas} replicas "
+                          "(each replica holds whole groups of the global batch)")
+
+
+def key_permutation(step, global_batch: int) -> tf.Tensor:
+    """The permutation of the key batch at ``step`` (MoCo's ``torch.randperm``): stateless,
+    so every replica and a resumed run draw the same one at the same step."""
+    seed = tf.stack([tf.constant(_KEY_SHUFFLE_SALT, tf.int64), tf.cast(step, tf.int64)])
+    return tf.argsort(tf.random.stateless_uniform([global_batch], seed=seed))
 
 
 @register
@@ -96,6 +142,10 @@ class MoCoV2(MomentumMethod):
         self.projector = self.add_head("projector", self.build_instance_projector())
         self.momentum_backbone = self.add_momentum_pair(backbone)
         self.momentum_projector = self.add_momentum_pair(self.projector)
+        # The encoders' training-time views with split BatchNorm (the same layers and weights).
+        check_bn_splits(cfg.bn_splits, replicas=tf.distribute.get_strategy().num_replicas_in_sync)
+        self.split_views = {network.name: split_batchnorm_view(network, cfg.bn_splits) for network in (
+            backbone, self.projector, self.momentum_backbone, self.momentum_projector)}
         self.queue_size = self.negatives_in_queue(cfg)
         # MoCo initialises the queue with random unit vectors (``moco/builder.py``).
         self.queue = self.add_state("queue", replica_shared_variable(
@@ -118,15 +168,37 @@ class MoCoV2(MomentumMethod):
         """The views the encoders see (InfoMin adds its stronger augmentation here)."""
         return views
 
+    def encoder(self, network: tf.keras.Model, training: bool) -> tf.keras.Model:
+        """``network`` as a training step runs it: its split-BatchNorm view in training."""
+        return self.split_views[network.name] if training else network
+
+    def key_embedding(self, images, training: bool):
+        """The momentum encoder's k = g_m(f_m(x)), no gradient; in training with
+        ``bn_splits`` > 1 computed on the global batch shuffled by :func:`key_permutation`
+        and put back in order (MoCo's shuffled BatchNorm)."""
+        def encode(x):
+            backbone, projector = (self.encoder(n, training) for n in (self.momentum_backbone, self.momentum_projector))
+            return projector(backbone(x, training=training), training=training)
+
+        if not training or self.config.bn_splits == 1:
+            return tf.stop_gradient(encode(images))
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        permutation = key_permutation(self.global_step, tf.shape(images)[0] * replicas)
+        return apply_to_shuffled_batch(encode, images, permutation)
+
+    def query_embedding(self, images, training: bool):
+        """q = g(f(x)) of the online encoder (split BatchNorm in training)."""
+        backbone, projector = (self.encoder(n, training) for n in (self.backbone, self.projector))
+        return projector(backbone(images, training=training), training=training)
+
     def queries_and_keys(self, views: list, training: bool):
         """q = g(f(x₁)) and the momentum encoder's k = g_m(f_m(x₂)) (no gradient)."""
-        keys = self.momentum_projector(self.momentum_backbone(views[1], training=training), training=training)
-        keys = tf.stop_gradient(keys)
+        keys = self.key_embedding(views[1], training)
         # The key encoder first, the query encoder after it: synchronized BatchNorms of both
-        # must all-reduce in the same order on every replica (this order is the one checked
-        # against one device, tests/distributed/contrastive_replicas.py).
+        # and the key shuffle's gathers must run in the same order on every replica (this
+        # order is the one checked against one device, tests/distributed/contrastive_replicas.py).
         with tf.control_dependencies([keys]):
-            queries = self.projector(self.backbone(tf.identity(views[0]), training=training), training=training)
+            queries = self.query_embedding(tf.identity(views[0]), training)
         return queries, keys
 
     def compute_losses(self, views, labels=None, training=True) -> dict:

@@ -23,6 +23,8 @@ from method_helpers import snapshot
 from burn_tf.build import checkpoint_for
 from burn_tf.config import load_config
 from burn_tf.methods import MoCoV2, MoCoV2Config, method_class
+from burn_tf.methods.moco import check_bn_splits, key_permutation
+from burn_tf.models.split_batchnorm import SplitBatchNormalization
 from burn_tf.saved_backbone import load_backbone
 from burn_tf.schema import ConfigError
 
@@ -51,14 +53,23 @@ def test_queue_must_be_a_multiple_of_the_global_batch():
         model.train_on_batch((v1, v2))
 
 
-def test_step_enqueues_the_momentum_keys_first_in_first_out_and_wraps():
-    model = make_moco(queue_size=32, tau_start=0.9, tau_end=0.9)
+def momentum_keys(model, images, bn_splits):
+    """What the step's keys must be, from the plain networks: the momentum encoder before the
+    step on the batch in :func:`key_permutation`'s order, its BatchNorm on the statistics of
+    each group of ``batch / bn_splits`` shuffled images alone (training=True), unshuffled."""
+    permutation = key_permutation(model.global_step, images.shape[0]).numpy()
+    shuffled = tf.gather(images, permutation) if bn_splits > 1 else images
+    keys = tf.concat([model.momentum_projector(model.momentum_backbone(group, training=True), training=True)
+                      for group in tf.split(shuffled, bn_splits)], 0).numpy()
+    return keys[np.argsort(permutation)] if bn_splits > 1 else keys
+
+
+@pytest.mark.parametrize("bn_splits", [4, 1])
+def test_step_enqueues_the_momentum_keys_first_in_first_out_and_wraps(bn_splits):
+    model = make_moco(queue_size=32, tau_start=0.9, tau_end=0.9, bn_splits=bn_splits)
     v1, v2 = first_batch(16)
     initial_queue = model.queue.numpy().copy()
-    # The keys the step will compute: the momentum encoder before the step, its BatchNorm on
-    # the batch's own statistics (training=True), L2-normalised.
-    keys = model.momentum_projector(model.momentum_backbone(v2, training=True), training=True)
-    expected = tf.math.l2_normalize(keys, axis=1).numpy()
+    expected = tf.math.l2_normalize(momentum_keys(model, v2, bn_splits), axis=1).numpy()
     model.train_on_batch((v1, v2))
     np.testing.assert_allclose(model.queue.numpy()[:16], expected, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(model.queue.numpy()[16:], initial_queue[16:])
@@ -66,6 +77,52 @@ def test_step_enqueues_the_momentum_keys_first_in_first_out_and_wraps():
     model.train_on_batch((v1, v2))
     assert int(model.queue_pointer.numpy()) == 0  # wrapped around
     assert not np.array_equal(model.queue.numpy()[16:], initial_queue[16:])
+
+
+def images_normalised_with(embed, images, replaced=None):
+    """[n, m] True where example n's output changes when image m alone is replaced (its
+    colours inverted): the images whose BatchNorm statistics normalise example n (and n).
+    Columns: the images ``replaced`` (default all)."""
+    base = embed(images).numpy()
+    rows = []
+    for m in range(images.shape[0]) if replaced is None else replaced:
+        changed = tf.tensor_scatter_nd_update(images, [[m]], [1.0 - images[m]])
+        rows.append(np.abs(embed(changed).numpy() - base).max(axis=1) > 1e-5 * np.abs(base).max())
+    return np.array(rows).T
+
+
+@pytest.mark.parametrize("bn_splits", [4, 1])
+def test_a_querys_positive_key_is_normalised_with_another_groups_statistics(bn_splits):
+    """MoCo's shuffled BatchNorm (moco/builder.py _batch_shuffle_ddp; one device: the CIFAR
+    demo's SplitBatchNorm): query n is normalised with the statistics of its own group of the
+    batch; its positive key — the other view of image n — with those of the group of the
+    shuffled key batch it landed in, whose images are not the query's group. Without splits
+    (bn_splits 1, the code before) both see the whole batch: the same images, the leak."""
+    model = make_moco(bn_splits=bn_splits)
+    v1, v2 = first_batch(16)
+    replaced = [0] if bn_splits == 1 else None  # one group: one replaced image shows it
+    queries = images_normalised_with(lambda x: model.query_embedding(x, training=True), v1, replaced)
+    keys = images_normalised_with(lambda x: model.key_embedding(x, training=True), v2, replaced)
+    if bn_splits == 1:
+        assert queries.all() and keys.all()  # the whole batch for both
+        return
+    group = np.arange(16) // 4
+    np.testing.assert_array_equal(queries, group[:, None] == group[None, :])
+    # The keys' groups are those of the shuffled batch: image n sits at position where[n].
+    where = np.argsort(key_permutation(model.global_step, 16).numpy())
+    np.testing.assert_array_equal(keys, group[where][:, None] == group[where][None, :])
+    assert all((keys[n] != queries[n]).any() for n in range(16))
+
+
+def test_bn_splits_must_cut_the_batch_and_the_replicas_naming_the_key():
+    with pytest.raises(ConfigError, match="method.bn_splits"):
+        MoCoV2Config(bn_splits=0)
+    with pytest.raises(ConfigError, match=r"method.bn_splits=8 must divide .*train.batch_size=12"):
+        load_config("moco_v2", ["train.batch_size=12"])
+    assert load_config("moco_v2", ["train.batch_size=12", "method.bn_splits=4"]).method.bn_splits == 4
+    # Checked when the method is built under a strategy (tests/distributed/: 2 replicas).
+    with pytest.raises(ConfigError, match=r"method.bn_splits=6 must be a multiple of the 4 replicas"):
+        check_bn_splits(6, batch_size=12, replicas=4)
 
 
 def test_momentum_encoder_is_the_exact_ema_of_weights_with_its_own_batch_statistics():
@@ -107,14 +164,22 @@ def test_shipped_yaml_anneals_tau_from_0_99_to_0_999_by_solo_learns_cosine():
     assert seen == pytest.approx([0.99, 0.99131802, 0.9945, 0.99768198], abs=1e-7)
 
 
-def test_queue_and_pointer_are_checkpointed_and_restored(tmp_path):
-    model = make_moco()
+def test_queue_pointer_and_the_key_shuffle_resume_exactly(tmp_path):
+    model = make_moco()  # bn_splits 8: the key batch is shuffled every step
     model.train_on_batch(first_batch(16))
     path = checkpoint_for(model).save(str(tmp_path / "ckpt"))
     restored = make_moco()
     checkpoint_for(restored).restore(path).assert_existing_objects_matched()
     np.testing.assert_array_equal(restored.queue.numpy(), model.queue.numpy())
     assert int(restored.queue_pointer.numpy()) == 16
+    # The key permutation is a function of the step (stateless): the resumed step draws the
+    # uninterrupted run's, and so enqueues the same keys.
+    first, again, next_step = (key_permutation(s, 16).numpy() for s in (5, 5, 6))
+    assert sorted(first) == list(range(16)) and np.array_equal(first, again) and not np.array_equal(first, next_step)
+    batch = next(iter(fashion_views(32, 16).skip(1)))
+    for m in (model, restored):
+        m.train_on_batch(batch)
+    np.testing.assert_array_equal(restored.queue.numpy(), model.queue.numpy())
 
 
 def test_stage2_takes_the_online_networks_and_restarts_the_momentum_encoder_from_them():
@@ -143,10 +208,13 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
 
 
 def test_pretrain_cli_runs_moco_v2_yaml_through_both_stages(fashion_mnist_available, tmp_path):
+    # The YAML's split BatchNorm (bn_splits 8) trains; the export is the plain network.
     metrics = run_cli("moco_v2", tmp_path, ["method.queue_size=16", "method.projector_hidden=16"], stage="all")
     assert metrics["method"] == "moco_v2" and metrics["stage"] == 2 and np.isfinite(metrics["loss"])
-    _, meta = load_backbone(tmp_path / "stage2" / "backbone")
+    backbone, meta = load_backbone(tmp_path / "stage2" / "backbone")
     assert meta["method"] == "moco_v2" and (tmp_path / "stage2" / "backbone" / "projector.keras").exists()
+    assert not any(isinstance(layer, SplitBatchNormalization) for layer in backbone.layers)
+    assert any(type(layer) is tf.keras.layers.BatchNormalization for layer in backbone.layers)
 
 
 @pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
