@@ -228,7 +228,8 @@ def load_backbone(path: str | os.PathLike, allow_missing_metadata: bool = False)
 
 
 # The architectures rebuilt from metadata.json: 'architecture' → (what it is, the config type of 'student').
-REBUILT_ARCHITECTURES = {"reactnet_a": ("ReActNet-A", ReActNetConfig), "larq_zoo": ("larq-zoo student", ZooStudentConfig)}
+REBUILT_ARCHITECTURES = {"reactnet_a": ("ReActNet-A", ReActNetConfig),
+                         "larq_zoo": ("larq-zoo student", ZooStudentConfig)}
 
 
 def _rebuild(path: Path, meta: dict) -> tf.keras.Model:
