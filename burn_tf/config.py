@@ -24,6 +24,7 @@ from burn_tf.data import SOURCES
 from burn_tf.data.views import AugmentConfig, per_view_configs
 from burn_tf.distribute import STRATEGIES
 from burn_tf.methods import BURNConfig, method_class
+from burn_tf.models.larq_zoo import zoo_min_input_size
 from burn_tf.models.reactnet import NUM_BLOCKS
 from burn_tf.models.trained_network import BackboneConfig
 from burn_tf.optim import OptimizerConfig
@@ -145,7 +146,7 @@ class TrainConfig:
 # Keys added after runs were logged (a comparison's runs.jsonl, benchmarks/results/): at
 # their default they stay out of PretrainConfig.hash, so a run logged before the key existed
 # keeps its identity and is not run again.
-HASH_NEUTRAL_DEFAULTS = (("backbone", "blocks", NUM_BLOCKS),)
+HASH_NEUTRAL_DEFAULTS = (("backbone", "blocks", NUM_BLOCKS), ("backbone", "name", None))
 
 
 @dataclass
@@ -242,13 +243,29 @@ def config_from_dict(values: dict) -> PretrainConfig:
         view = {"image_size": size, **view}
         views.append(build_dataclass(AugmentConfig, view, f"views[{i}]."))
     cfg.views = views
-    cfg.view_configs()  # checks the number of views against the method
+    check_view_sizes(cfg, cfg.view_configs())  # view_configs() checks the number of views against the method
     # A method whose keys depend on the batch (CLD groups at most half of it) is refused here,
     # when the config is read, not when the run starts.
     check_batch_size = getattr(cfg.method, "check_batch_size", None)
     if check_batch_size is not None:
         check_batch_size(cfg.train.batch_size)
     return cfg
+
+
+def check_view_sizes(cfg: PretrainConfig, views: list[AugmentConfig]) -> None:
+    """Refuses a view a larq-zoo student cannot take: a multi-crop method's small crops
+    (SwAV's 96/224 of the input size) run the same network at their own size, and a zoo
+    architecture has a smallest input (its downsampling would shrink a map to nothing)."""
+    if cfg.backbone.kind != "larq_zoo":
+        return
+    minimum = zoo_min_input_size(cfg.backbone.name)
+    for i, view in enumerate(views):
+        if view.image_size < minimum:
+            raise ConfigError(
+                f"views[{i}].image_size={view.image_size}: method {cfg.method.name!r} feeds this view to larq-zoo "
+                f"{cfg.backbone.name}, which needs at least {minimum} px; raise the view's size (SwAV: "
+                f"method.small_crop_size) or backbone.input_size"
+            )
 
 
 def _find_config_dir() -> Path:

@@ -14,8 +14,9 @@ is a directory::
       classifier.keras      the student's self-supervised head, put there by pretraining
                             (not by save_backbone; export --with-classifier reads it)
 
-ReActNet-A backbones are rebuilt from ``metadata.json`` and only their weights are read,
-so loading never deserialises arbitrary objects. Other Keras models are read from the
+ReActNet-A backbones and larq-zoo students (``architecture: larq_zoo``, ``student``: the
+zoo model's ``name``, ``input_size`` and ``stage``) are rebuilt from ``metadata.json`` and
+only their weights are read, so loading never deserialises arbitrary objects. Other Keras models are read from the
 ``.keras`` file with ``safe_mode=True`` (no lambdas, no pickled code).
 
 Integrity: loading checks every file ``metadata.json`` lists against its sha256 and names
@@ -47,6 +48,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from burn_tf.io import atomic_output, atomic_write_json, refuse_existing
+from burn_tf.models.larq_zoo import ZooStudentConfig, build_zoo_student
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.teacher import build_teacher_backbone, freeze
 
@@ -102,11 +104,12 @@ def save_backbone(
         **(metadata or {}),
     }
     cfg = getattr(model, "reactnet_config", None)
-    if cfg is not None:
-        meta.setdefault("architecture", "reactnet_a")
-        meta["student"] = dataclasses.asdict(cfg)
-        meta["stage"] = cfg.stage
-        meta["input_size"] = cfg.input_size
+    zoo = getattr(model, "zoo_config", None)
+    if cfg is not None or zoo is not None:
+        meta.setdefault("architecture", "reactnet_a" if cfg is not None else "larq_zoo")
+        meta["student"] = dataclasses.asdict(cfg if cfg is not None else zoo)
+        meta["stage"] = (cfg or zoo).stage
+        meta["input_size"] = (cfg or zoo).input_size
     else:
         meta.setdefault("architecture", "keras")
     with atomic_output(path, directory=True) as tmp:
@@ -209,20 +212,8 @@ def load_backbone(path: str | os.PathLike, allow_missing_metadata: bool = False)
         verify_checksums(path if path.is_dir() else path.parent, meta,
                          names=None if path.is_dir() else [path.name])
     if path.is_dir():
-        if meta.get("architecture") == "reactnet_a":
-            try:
-                cfg = ReActNetConfig(**meta["student"])
-            except (KeyError, TypeError, ValueError) as err:
-                raise BackboneFormatError(f"{path / METADATA_FILE}: bad 'student' entry ({err})") from None
-            model = reactnet_a(cfg)
-            weights = path / WEIGHTS_FILE
-            if not weights.exists():
-                raise BackboneFormatError(f"{path}: missing {WEIGHTS_FILE}")
-            try:
-                model.load_weights(weights)
-            except (ValueError, OSError) as err:
-                raise BackboneFormatError(f"{weights}: does not fit a ReActNet-A {cfg} ({err})") from None
-            return model, meta
+        if meta.get("architecture") in REBUILT_ARCHITECTURES:
+            return _rebuild(path, meta), meta
         model_file = path / MODEL_FILE
     else:
         model_file = path
@@ -234,6 +225,39 @@ def load_backbone(path: str | os.PathLike, allow_missing_metadata: bool = False)
     model = load_keras_file(model_file, BackboneFormatError)
     check_feature_extractor(model, str(model_file))
     return model, meta
+
+
+# The architectures rebuilt from metadata.json: 'architecture' → (what it is, the config type of 'student').
+REBUILT_ARCHITECTURES = {"reactnet_a": ("ReActNet-A", ReActNetConfig),
+                         "larq_zoo": ("larq-zoo student", ZooStudentConfig)}
+
+
+def _rebuild(path: Path, meta: dict) -> tf.keras.Model:
+    """The network ``metadata.json``'s ``architecture`` and ``student`` describe, with the
+    weights of ``backbone.weights.h5`` (no ``.keras`` file is deserialised)."""
+    meta_file = path / METADATA_FILE
+    what, config_type = REBUILT_ARCHITECTURES[meta["architecture"]]
+    student = meta.get("student")
+    if not isinstance(student, dict):
+        raise BackboneFormatError(f"{meta_file}: key 'student' must be a mapping of the {what}'s config, "
+                                  f"got {student!r}")
+    try:
+        cfg = config_type(**student)
+    except (TypeError, ValueError) as err:
+        raise BackboneFormatError(f"{meta_file}: bad 'student' entry for architecture "
+                                  f"{meta['architecture']!r} ({err})") from None
+    if isinstance(cfg, ZooStudentConfig):
+        model = build_zoo_student(cfg.name, cfg.input_size, cfg.stage, model_name=meta.get("name"))
+    else:
+        model = reactnet_a(cfg)
+    weights = path / WEIGHTS_FILE
+    if not weights.exists():
+        raise BackboneFormatError(f"{path}: missing {WEIGHTS_FILE}")
+    try:
+        model.load_weights(weights)
+    except (ValueError, OSError) as err:
+        raise BackboneFormatError(f"{weights}: does not fit a {what} {cfg} ({err})") from None
+    return model
 
 
 def resolve_backbone(backbone, allow_missing_metadata: bool = False) -> tuple[tf.keras.Model, dict]:
@@ -259,10 +283,12 @@ def find_backbone(run_dir: str | os.PathLike, stage: int | None = None) -> tuple
 
 
 def model_stage(model: tf.keras.Model, meta: dict | None = None) -> int | None:
-    """ReActNet-A stage (1: FP kernels, 2: binary kernels) from metadata or the model."""
+    """The binary student's stage (1: FP kernels, 2: binary kernels) of a ReActNet-A or a
+    larq-zoo student, from metadata or the model."""
     stage = (meta or {}).get("stage")
-    if stage is None and getattr(model, "reactnet_config", None) is not None:
-        stage = model.reactnet_config.stage
+    cfg = getattr(model, "reactnet_config", None) or getattr(model, "zoo_config", None)
+    if stage is None and cfg is not None:
+        stage = cfg.stage
     return int(stage) if stage is not None else None
 
 

@@ -13,6 +13,7 @@ its convolutions' 1-bit-activation MACs are reported separately as
 CLI::
 
     python -m burn_tf.summary --stage 2 --input-size 224          # ReActNet-A, 1000-way head
+    python -m burn_tf.summary --kind larq_zoo --name QuickNet --input-size 224   # a zoo student's features
     python -m burn_tf.summary --backbone runs/demo/stage2/backbone --json
     python -m burn_tf.summary --backbone model.keras --num-classes 0
 
@@ -31,6 +32,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from burn_tf.models.larq_zoo import build_zoo_student
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.saved_backbone import METADATA_FILE, load_backbone, load_keras_file
 
@@ -97,9 +99,10 @@ def model_stats(model: tf.keras.Model) -> dict:
         "fp32_memory_bytes": fp32_bits / 8,
         "compression_ratio": (fp32_bits / memory_bits) if memory_bits else None,
     }
-    cfg = getattr(model, "reactnet_config", None)
-    if cfg is not None:
-        stats["reactnet"] = dataclasses.asdict(cfg)
+    for key, attribute in (("reactnet", "reactnet_config"), ("larq_zoo", "zoo_config")):
+        cfg = getattr(model, attribute, None)
+        if cfg is not None:
+            stats[key] = dataclasses.asdict(cfg)
     return stats
 
 
@@ -187,17 +190,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m burn_tf.summary", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--kind", choices=["reactnet_a", "larq_zoo"], default="reactnet_a",
+                        help="the student to build (as backbone.kind); ignored with --backbone")
+    parser.add_argument("--name", help="--kind larq_zoo: the zoo model (QuickNet, BiRealNet, …)")
     parser.add_argument("--stage", type=int, choices=[1, 2], default=2)
     parser.add_argument("--input-size", type=int, default=224)
-    parser.add_argument("--width-multiplier", type=float, default=1.0)
+    parser.add_argument("--width-multiplier", type=float, default=1.0, help="ReActNet-A only")
     parser.add_argument("--num-classes", type=int, default=1000,
-                        help="size of the FP head (0: none); ignored with --backbone")
+                        help="size of ReActNet-A's FP head (0: none; a larq-zoo student has none: its "
+                             "pooled features); ignored with --backbone")
     parser.add_argument("--backbone", help="exported backbone directory or a Keras model file")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the stats")
     args = parser.parse_args(argv)
     try:
         if args.backbone:
             model = load_any_model(args.backbone)
+        elif args.kind == "larq_zoo" or args.name is not None:
+            if args.kind != "larq_zoo" or args.name is None:
+                raise ValueError("a larq-zoo student needs both --kind larq_zoo and --name (e.g. QuickNet)")
+            model = build_zoo_student(args.name, args.input_size, args.stage)
         else:
             model = build_reactnet(args.stage, args.input_size, args.width_multiplier, args.num_classes)
     except (ValueError, OSError) as err:  # not a model, bad option; missing or unreadable file

@@ -17,6 +17,7 @@ from burn_tf.config import (
     resolve_config_path,
 )
 from burn_tf.data import SOURCES
+from burn_tf.models.larq_zoo import ZooStudentConfig
 from burn_tf.schema import build_dataclass
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,6 +107,35 @@ def test_experiment_budget_numbers_are_checked(key, value):
         build_dataclass(ExperimentConfig, {key: value}, "")
 
 
+ZOO = ["backbone.kind=larq_zoo", "backbone.name=QuickNet"]
+
+
+def test_a_larq_zoo_student_is_named_in_the_backbone_section():
+    cfg = load_config(None, [*ZOO, "backbone.input_size=32"])
+    assert cfg.backbone.is_binary and cfg.backbone.stages == (1, 2)
+    assert cfg.backbone.zoo_config(stage=1) == ZooStudentConfig("QuickNet", 32, 1)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["backbone.kind=larq_zoo"], ["backbone.kind=larq_zoo needs backbone.name", "QuickNet"]),
+    ([*ZOO[:1], "backbone.name=MobileNet"], ["'MobileNet' is not one of the students", "QuickNetSmall"]),
+    ([*ZOO[:1], "backbone.name=DoReFaNet"], ["DoReFaNet", "cannot be a binary student"]),
+    ([*ZOO, "backbone.input_size=28"], ["QuickNet", "28 px", "at least 29 px"]),
+    ([*ZOO, "backbone.input_size=32", "backbone.width_multiplier=0.25"], ["backbone.width_multiplier=0.25",
+                                                                          "ReActNet-A setting", "QuickNet"]),
+    ([*ZOO, "backbone.input_size=32", "backbone.blocks=4"], ["backbone.blocks=4"]),
+    ([*ZOO, "backbone.input_size=32", "backbone.small_input_stem=true"], ["backbone.small_input_stem"]),
+    (["backbone.name=QuickNet"], ["backbone.name='QuickNet'", "backbone.kind=larq_zoo"]),
+    # The shipped SwAV's 16 px small crops would shrink a QuickNet map to nothing.
+    ([*ZOO, "backbone.width_multiplier=1.0"], ["views[2].image_size=16", "'swav'", "QuickNet", "29 px"]),
+])
+def test_a_larq_zoo_student_it_cannot_be_is_refused_naming_the_key_model_and_limit(overrides, words):
+    with pytest.raises(ConfigError) as err:
+        load_config("swav" if "backbone.width_multiplier=1.0" in overrides else None, overrides)
+    for word in words:
+        assert word in str(err.value)
+
+
 def test_hash_is_stable_and_sensitive():
     a, b = load_config(None), load_config(None)
     assert a.hash() == b.hash()
@@ -113,13 +143,17 @@ def test_hash_is_stable_and_sensitive():
 
 
 def test_a_key_added_later_leaves_the_hash_of_older_runs_alone_at_its_default():
-    # backbone.blocks came after comparison runs were logged by this hash: at its default
-    # (13) the hash is the one computed without the key; any other value is another run.
+    # backbone.blocks and backbone.name came after comparison runs were logged by this hash:
+    # at their defaults (13, null) the hash is the one computed without the keys; any other
+    # value is another run.
     cfg = load_config("demo", ["backbone.input_size=48"])
-    before_the_key = cfg.to_dict()
-    del before_the_key["backbone"]["blocks"]
-    assert cfg.hash() == hashlib.sha256(json.dumps(before_the_key, sort_keys=True).encode()).hexdigest()[:16]
+    before_the_keys = cfg.to_dict()
+    del before_the_keys["backbone"]["blocks"], before_the_keys["backbone"]["name"]
+    assert cfg.hash() == hashlib.sha256(json.dumps(before_the_keys, sort_keys=True).encode()).hexdigest()[:16]
     assert load_config("demo", ["backbone.input_size=48", "backbone.blocks=4"]).hash() != cfg.hash()
+    zoo = load_config(None, ["backbone.input_size=48", "backbone.kind=larq_zoo", "backbone.name=QuickNet"])
+    assert zoo.hash() != load_config(None, ["backbone.input_size=48", "backbone.kind=larq_zoo",
+                                            "backbone.name=BiRealNet"]).hash()
 
 
 def test_missing_file_is_named(tmp_path):

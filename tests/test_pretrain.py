@@ -233,3 +233,38 @@ def test_the_console_gets_the_totals_and_the_layer_table_goes_to_a_file(tiny_cfg
     assert "stem_conv" not in out and "block_" not in out and "+----" not in out
     assert "params" in out and "MACs" in out and str(tmp_path / "stage1" / "summary.txt") in out
     assert "step 2/2" in out
+
+
+@pytest.mark.slow
+def test_a_larq_zoo_student_trains_evaluates_and_exports_from_the_cli(fashion_mnist_available, tmp_path, capsys):
+    # Issue 29's end to end: backbone.kind=larq_zoo through python -m burn_tf.pretrain
+    # (stage 1, then stage 2 from it), the kNN evaluator on its export and the LCE export.
+    from burn_tf.evaluate.__main__ import main as evaluate
+    from burn_tf.export.cli import main as export
+
+    run_dir = tmp_path / "run"
+    zoo = ["backbone.kind=larq_zoo", "backbone.name=QuickNetSmall", "backbone.width_multiplier=1.0",
+           "backbone.blocks=13", "train.epochs=1", "train.steps_per_epoch=2"]
+    args = ["--config", "demo", "--run-dir", str(run_dir), "--stage", "all"]
+    for item in [*TINY, *zoo]:
+        args += ["--set", item]
+    assert main(args) == 0, capsys.readouterr().err
+    for stage in (1, 2):
+        model, meta = load_backbone(run_dir / f"stage{stage}" / "backbone")
+        assert meta["architecture"] == "larq_zoo" and meta["method"] == "burn" and meta["stage"] == stage
+        assert model.zoo_config.name == "QuickNetSmall" and model.output_shape == (None, 512)
+        assert "quant_conv2d" in (run_dir / f"stage{stage}" / "summary.txt").read_text()
+    capsys.readouterr()
+    assert evaluate(["knn", "--backbone", str(run_dir / "stage2" / "backbone"), "--set", "num_train=200",
+                     "--set", "num_test=50", "--set", "k=5", "--json"]) == 0
+    knn = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert knn["backbone"]["architecture"] == "larq_zoo" and knn["backbone"]["feature_dim"] == 512
+    # Not a quality bar: a random QuickNetSmall at 32 px scores 15-25 % (its pooled features
+    # share one large offset), and this one trained 2 + 2 steps.
+    assert 0.0 <= knn["top1"] <= 1.0 and knn["num_test"] == 50
+    out = tmp_path / "quicknet_small.tflite"
+    assert export(["--run-dir", str(run_dir), "--format", "tflite", "--out", str(out)]) == 0
+    report = json.loads((tmp_path / "quicknet_small.tflite.json").read_text())
+    assert report["architecture"] == "larq_zoo" and report["stage"] == 2
+    assert report["check"]["exact"], report["check"]
+    assert report["op_counts"]["LceBconv2d"] > 0

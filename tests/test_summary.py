@@ -77,6 +77,21 @@ def test_cli_mistakes_are_one_error_line(tmp_path, capsys):
     assert err.startswith("error: ") and str(garbage) in err and len(err.splitlines()) == 1
 
 
+def test_a_larq_zoo_student_is_named_on_the_command_line(capsys):
+    assert summary.main(["--kind", "larq_zoo", "--name", "QuickNet", "--input-size", "32", "--json"]) == 0
+    out = capsys.readouterr().out
+    stats = _last_json_line(out)
+    assert "quant_conv2d" in out and stats["output_shape"] == [512]
+    assert stats["larq_zoo"] == {"name": "QuickNet", "input_size": 32, "stage": 2}
+    assert stats["binary_macs"] == stats["binary_activation_macs"] > 0
+    for argv, words in ((["--kind", "larq_zoo", "--name", "QuickNet", "--input-size", "28"], "at least 29 px"),
+                        (["--kind", "larq_zoo"], "needs both --kind larq_zoo and --name"),
+                        (["--name", "QuickNet"], "needs both --kind larq_zoo and --name")):
+        assert summary.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and words in err and len(err.splitlines()) == 1
+
+
 def test_readable_count_writes_counts_as_larqs_summary_does():
     assert [summary.readable_count(n) for n in (0, 999, 999_000, 999_999, 1_234_567, 4_816_896_000)] == [
         "0", "999", "999 k", "1 M", "1.23 M", "4.82 B"]

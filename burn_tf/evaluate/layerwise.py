@@ -5,7 +5,8 @@ and § "linear classification" of its implementation details. The result's ``"pr
 names the protocol that ran (``protocol=``):
 
 * ``"seed"`` — the seed's protocol: every block output (ReActNet-A: the stem and the 13
-  ``block_XX_out`` layers) is **average-pooled** — globally for ImageNet-style data (every
+  ``block_XX_out`` layers; a larq-zoo student: the last layer at each resolution) is
+  **average-pooled** — globally for ImageNet-style data (every
   data set here but Places/VOC), to about **9,000 dimensions** for Places205 / VOC07 (a g×g
   grid with channels · g² closest to 9,000, capped at the map's side) — and one linear
   softmax layer per block is trained on the frozen features with **SGD, momentum 0.9, 100
@@ -46,6 +47,7 @@ from burn_tf.evaluate.metrics import topk_accuracy
 from burn_tf.evaluate.plots import save_png
 from burn_tf.evaluate.probe import dense_head, step_schedule
 from burn_tf.evaluate.threads import limit_blas_threads
+from burn_tf.models.larq_zoo import resolution_outputs
 from burn_tf.models.reactnet import block_output_names
 from burn_tf.progress import Progress, format_value
 
@@ -61,7 +63,11 @@ STEM_LAYER = "stem_bn"
 
 
 def default_layers(model: tf.keras.Model) -> list[str]:
-    """The ReActNet-A stem output (``stem_bn``) and its 13 block outputs, in order."""
+    """The ReActNet-A stem output (``stem_bn``) and its 13 block outputs, in order; for a
+    larq-zoo student the last layer at each spatial resolution (its stage outputs:
+    :func:`~burn_tf.models.larq_zoo.resolution_outputs`)."""
+    if getattr(model, "zoo_config", None) is not None:
+        return [name for name, _ in resolution_outputs(model)]
     try:
         blocks = block_output_names(model)
     except ValueError:

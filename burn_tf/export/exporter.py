@@ -72,10 +72,19 @@ def compose_with_classifier(backbone: tf.keras.Model, classifier_path: str | os.
         )
     outputs = classifier(backbone.outputs[0], training=False)
     model = tf.keras.Model(backbone.inputs, outputs, name=f"{backbone.name}_with_classifier")
-    cfg = getattr(backbone, "reactnet_config", None)
-    if cfg is not None:
-        model.reactnet_config = cfg
+    for attribute in ("reactnet_config", "zoo_config"):  # what the student is (its stage, for the export)
+        if getattr(backbone, attribute, None) is not None:
+            setattr(model, attribute, getattr(backbone, attribute))
     return model
+
+
+def student_kind(model: tf.keras.Model, meta: dict | None) -> str:
+    """What the binary student is, for messages: ReActNet-A or the larq-zoo model's name."""
+    zoo = getattr(model, "zoo_config", None)
+    if zoo is not None or (meta or {}).get("architecture") == "larq_zoo":
+        name = zoo.name if zoo is not None else (meta or {}).get("student", {}).get("name", "student")
+        return f"larq-zoo {name}"
+    return "ReActNet-A"
 
 
 def check_binary_export(model: tf.keras.Model, meta: dict | None, source: str, allow_fp: bool) -> dict:
@@ -87,7 +96,7 @@ def check_binary_export(model: tf.keras.Model, meta: dict | None, source: str, a
         return stats
     if stage == 1:
         raise ExportError(
-            f"{source} is a stage-1 ReActNet-A (binary activations, full-precision kernels): "
+            f"{source} is a stage-1 {student_kind(model, meta)} (binary activations, full-precision kernels): "
             "LCE has no binary weights to bit-pack, so it would not be a binary model. Export "
             "the stage-2 backbone (--stage 2), or pass --allow-fp to export stage 1 as a "
             "full-precision model"

@@ -26,6 +26,7 @@ import yaml
 
 from burn_tf.io import atomic_write_text, path_size
 from burn_tf.methods import method_class
+from burn_tf.models.larq_zoo import ZOO_STUDENTS
 from burn_tf.models.reactnet import NUM_BLOCKS, ReActNetConfig, reactnet_a
 from burn_tf.saved_backbone import (
     CLASSIFIER_FILE,
@@ -247,6 +248,16 @@ def build_model_card(run_dir: str | Path) -> str:
                    + (f", width multiplier {width}" if width is not None else "") + ".")
         out.append("- **Stages**: stage 1 = binary activations, full-precision weights; stage 2 = binary "
                    "weights (sign · mean|W| per output channel) and activations, initialised from stage 1. "
+                   f"Present in this run: {', '.join(f'stage {s}' for s in stages) or 'none'}.")
+    elif kind == "larq_zoo":
+        zoo = ZOO_STUDENTS.get(student.get("name"))
+        known = (f" (larq-zoo 2.4.0: {zoo.imagenet_top1} % supervised ImageNet top-1 at 224 px with its "
+                 f"classifier)" if zoo is not None and zoo.imagenet_top1 is not None else "")
+        out.append(f"- **Architecture**: larq-zoo `{student.get('name')}`{known}, built without weights, its "
+                   f"features tapped before the zoo's classifier (global average pool)" + size_text
+                   + (f"; full precision: {zoo.full_precision}" if zoo is not None else "") + ".")
+        out.append("- **Stages**: stage 1 = binary activations, full-precision weights; stage 2 = the zoo's own "
+                   "binary weights too, initialised from stage 1. "
                    f"Present in this run: {', '.join(f'stage {s}' for s in stages) or 'none'}.")
     else:
         out.append(f"- **Architecture**: full-precision torchvision-layout `{kind}`"

@@ -18,6 +18,9 @@ Every layer is named as in a fresh session (Keras's default name, counted within
 model), so the names are the same in both stages and in every process, and stage 2
 starts from stage 1 by layer name as ReActNet-A does (``transfer_stage1_to_stage2``).
 
+Intermediate taps (layer-wise probes, detection pyramids): :func:`resolution_outputs`, the
+last layer at each spatial resolution — each stage's output, whatever the zoo names it.
+
 An architecture that cannot take the input size (:func:`zoo_min_input_size`) or cannot be
 a binary student (:data:`REFUSED_ZOO_MODELS`) raises a ValueError naming it and the limit.
 
@@ -297,3 +300,17 @@ def build_zoo_student(name: str, input_size: int = 224, stage: int = 2, *,
     model = tf.keras.Model.from_config(config)
     model.zoo_config = cfg
     return model
+
+
+def resolution_outputs(model: tf.keras.Model) -> list[tuple[str, int]]:
+    """(layer name, map side) of the last layer at each spatial resolution of a student, from
+    the input to the pooled features: the output of each of its stages (and, where larq-zoo
+    downsamples in two steps, of the step between), whatever the zoo names its layers."""
+    last: dict[int, str] = {}
+    for layer in model.layers[1:]:  # the input layer is not a feature
+        shape = layer.output.shape if not isinstance(layer.output, (list, tuple)) else None
+        if shape is None or shape.rank != 4 or layer.name == "normalize":
+            continue
+        last.pop(int(shape[1]), None)  # re-inserted: ordered by where the resolution ends
+        last[int(shape[1])] = layer.name
+    return [(name, side) for side, name in last.items()]

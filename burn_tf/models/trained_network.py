@@ -10,6 +10,11 @@ never trained: :mod:`burn_tf.models.teacher`). ``backbone.kind`` selects it:
   self-supervised FP teacher with burn_tf itself (one stage; ``small_input_stem`` for
   28–64 px images). Their exported backbones load as ``teacher.weights`` of kind
   ``resnet18`` / ``resnet50``.
+- ``larq_zoo``: a binary student from larq-zoo named by ``backbone.name`` (QuickNet,
+  Bi-Real Net, …: :data:`~burn_tf.models.larq_zoo.ZOO_STUDENTS`), built offline at
+  ``input_size`` with its features tapped before the zoo's classifier; two stages as
+  ReActNet-A. ReActNet-A's own fields must stay at their defaults (the zoo's architecture
+  fixes them), and ``input_size`` must be one the architecture can take.
 
 >>> build_backbone(BackboneConfig(kind="reactnet_a", input_size=32, width_multiplier=0.25), stage=1)
 """
@@ -20,11 +25,17 @@ import dataclasses
 
 import tensorflow as tf
 
+from burn_tf.models.larq_zoo import ZOO_STUDENTS, ZooStudentConfig, build_zoo_student
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 from burn_tf.models.resnet import build_resnet
 from burn_tf.schema import ConfigError, check_range
 
-BACKBONES = ("reactnet_a", "resnet18", "resnet50")
+BACKBONES = ("reactnet_a", "larq_zoo", "resnet18", "resnet50")
+BINARY_BACKBONES = ("reactnet_a", "larq_zoo")
+# ReActNet-A's fields that describe its architecture: a larq-zoo student's architecture is
+# the zoo's, so these must stay at their defaults (``stage`` and ``input_size`` apply to both).
+REACTNET_ONLY_FIELDS = ("width_multiplier", "activation_gradient", "pad_values", "bn_momentum", "bn_epsilon",
+                        "blocks")
 
 
 @dataclasses.dataclass
@@ -34,9 +45,12 @@ class BackboneConfig(ReActNetConfig):
     ``small_input_stem``. ReActNet-A's fields are checked only when ``kind`` is
     ``reactnet_a``; ``stage`` is set by the stage being run. Give ``reactnet_a`` the plain
     :meth:`reactnet_config`, not this object: an exported backbone records its network's
-    config, and that must not carry ``kind``."""
+    config, and that must not carry ``kind``. ``kind: larq_zoo`` needs ``name`` (a larq-zoo
+    student) and refuses ReActNet-A's architecture fields set away from their defaults."""
 
     kind: str = "reactnet_a"
+    # larq_zoo only: the zoo model (QuickNet, QuickNetSmall, BiRealNet, …; burn_tf.models.larq_zoo).
+    name: str | None = None
     # ResNet only: a 3×3 stride-1 stem without max-pool for small images (CIFAR-style).
     small_input_stem: bool = False
 
@@ -45,6 +59,12 @@ class BackboneConfig(ReActNetConfig):
             raise ConfigError(f"backbone.kind={self.kind!r} is not one of {BACKBONES}")
         check_range("backbone", "bn_momentum", self.bn_momentum, 0.0, 1.0)
         check_range("backbone", "bn_epsilon", self.bn_epsilon, 0.0, low_open=True)
+        if self.kind == "larq_zoo":
+            self._check_zoo()
+            return
+        if self.name is not None:
+            raise ConfigError(f"backbone.name={self.name!r} names a larq-zoo model: it needs backbone.kind=larq_zoo, "
+                              f"not {self.kind!r}")
         if self.is_binary:
             try:
                 self.reactnet_config()
@@ -53,9 +73,27 @@ class BackboneConfig(ReActNetConfig):
         elif not 16 <= int(self.input_size) <= 1024:
             raise ConfigError(f"backbone.input_size must be in [16, 1024], got {self.input_size!r}")
 
+    def _check_zoo(self) -> None:
+        if self.name is None:
+            raise ConfigError(f"backbone.kind=larq_zoo needs backbone.name, one of {tuple(ZOO_STUDENTS)}")
+        defaults = ReActNetConfig()
+        for key in REACTNET_ONLY_FIELDS:
+            if getattr(self, key) != getattr(defaults, key):
+                raise ConfigError(
+                    f"backbone.{key}={getattr(self, key)!r} is a ReActNet-A setting; larq-zoo {self.name} has its "
+                    f"own architecture, so backbone.{key} must stay at its default (over a config that sets it: "
+                    f"--set backbone.{key}={getattr(defaults, key)!r})"
+                )
+        if self.small_input_stem:
+            raise ConfigError("backbone.small_input_stem is a ResNet setting; larq-zoo students have their own stems")
+        try:
+            self.zoo_config()
+        except ValueError as err:
+            raise ConfigError(f"backbone.name / backbone.input_size: {err}") from None
+
     @property
     def is_binary(self) -> bool:
-        return self.kind == "reactnet_a"
+        return self.kind in BINARY_BACKBONES
 
     @property
     def stages(self) -> tuple[int, ...]:
@@ -70,9 +108,16 @@ class BackboneConfig(ReActNetConfig):
             values["stage"] = stage
         return ReActNetConfig(**values)
 
+    def zoo_config(self, stage: int | None = None) -> ZooStudentConfig:
+        """The larq-zoo student of this config (``kind: larq_zoo``) at ``stage`` (default ``self.stage``)."""
+        return ZooStudentConfig(str(self.name), int(self.input_size), self.stage if stage is None else stage)
+
 
 def build_backbone(cfg: BackboneConfig, stage: int = 1, name: str = "student_backbone") -> tf.keras.Model:
     """The backbone of ``stage``: images in [0, 1] ``[B, S, S, 3]`` → pooled feature ``[B, D]``."""
+    if cfg.kind == "larq_zoo":
+        zoo = cfg.zoo_config(stage)
+        return build_zoo_student(zoo.name, zoo.input_size, zoo.stage, model_name=name)
     if cfg.is_binary:
         return reactnet_a(cfg.reactnet_config(stage), name=name)
     if stage != 1:

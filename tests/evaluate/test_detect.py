@@ -13,8 +13,9 @@ from burn_tf.evaluate.data import VOC_CLASSES
 from burn_tf.evaluate.detection import DetectionConfigError, detect, summarize_runs
 from burn_tf.evaluate.detection import data as detection_data
 from burn_tf.evaluate.detection import model as detection_model
+from burn_tf.models.larq_zoo import ZooStudentConfig, build_zoo_student, resolution_outputs
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-from burn_tf.saved_backbone import save_backbone
+from burn_tf.saved_backbone import load_backbone, save_backbone
 from burn_tf.schema import ConfigError
 
 TINY = ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125)
@@ -66,6 +67,26 @@ def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone
     assert isinstance(backbone, keras_cv.models.Backbone)
     assert backbone.pyramid_level_inputs == levels
     assert backbone.get_layer("block_11_out").output.shape[1:3] == (4, 4)
+
+
+def test_a_larq_zoo_student_is_rebuilt_at_the_detection_size_and_taps_strides_8_16_32(tmp_path):
+    model, meta = load_backbone(save_backbone(build_zoo_student("QuickNet", 32, stage=2), tmp_path / "backbone"))
+    sized = detection_model.backbone_at_size(model, meta, 64)
+    assert sized.zoo_config == ZooStudentConfig("QuickNet", 64, 2)
+    for a, b in zip(model.get_weights(), sized.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    levels = detection_model.resolve_pyramid_layers(sized, None, 64, reactnet=False)
+    # The last layer at sides 8, 4, 2: the ends of QuickNet's stages 2-4 (and its final ReLU).
+    assert [sized.get_layer(levels[k]).output.shape[1] for k in detection_model.LEVELS] == [8, 4, 2]
+    assert list(levels.values()) == [n for n, side in resolution_outputs(sized) if side in (8, 4, 2)]
+    fresh = detection_model.random_init_like(model, meta, 64, seed=1)
+    assert fresh.zoo_config == sized.zoo_config
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), sized.get_weights(), strict=True))
+    # 100 px: QuickNet's max-pools (−1 px) give sides 12, 6, 3, not ceil(100 / 8, 16, 32) = 13, 7, 4.
+    with pytest.raises(DetectionConfigError, match=r"larq-zoo QuickNet at 100 px has feature maps of sides .* 128"):
+        detection_model.resolve_pyramid_layers(detection_model.backbone_at_size(model, meta, 100), None, 100, False)
+    with pytest.raises(DetectionConfigError, match="QuickNet cannot take 28 px inputs: it needs at least 29 px"):
+        detection_model.backbone_at_size(model, meta, 28)
 
 
 def test_generic_backbone_needs_pyramid_layers_and_then_builds():

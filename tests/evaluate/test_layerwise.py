@@ -8,11 +8,13 @@ import pytest
 import tensorflow as tf
 
 from burn_tf.evaluate.layerwise import (
+    default_layers,
     format_result,
     layerwise,
     logistic_regression_probe,
     pooled_layer_model,
 )
+from burn_tf.models.larq_zoo import build_zoo_student
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -91,6 +93,17 @@ def test_any_backbone_with_named_layers(data):
     one_class = ((data[0][0], np.zeros_like(data[0][1])), data[1])
     with pytest.raises(ValueError, match="1 class"):
         layerwise(model, data=one_class, layers=["gap"])
+
+
+def test_a_larq_zoo_student_is_probed_at_the_end_of_each_resolution(data):
+    # QuickNet at 32 px: stem 16, 8; each transition's 2x2 stride-1 max-pool (−1) then its
+    # stride-2 blur-pool conv; the last map (1 px) is the ReLU before the pool.
+    model = build_zoo_student("QuickNet", 32, stage=2)
+    layers = default_layers(model)
+    assert [model.get_layer(n).output.shape[1] for n in layers] == [16, 8, 7, 4, 3, 2, 1]
+    assert layers[-1] == "relu_features" and len(set(layers)) == len(layers)
+    result = layerwise(model, data=data, max_iter=100)
+    assert result["layers"] == layers and all(0.0 <= r["top1"] <= 1.0 for r in result["rows"])
 
 
 def test_linear_probe_separable_and_noise():

@@ -1,3 +1,6 @@
+import json
+import shutil
+
 import larq as lq
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from burn_tf.models.larq_zoo import (
     zoo_stage_factory,
 )
 from burn_tf.models.reactnet import Normalize, transfer_stage1_to_stage2
-from burn_tf.saved_backbone import load_backbone, save_backbone
+from burn_tf.saved_backbone import BackboneFormatError, load_backbone, load_keras_file, save_backbone
 from burn_tf.summary import model_stats
 
 TEST_SIZE = 32
@@ -102,10 +105,40 @@ def test_exported_backbone_reloads_with_safe_mode(name, tmp_path):
     # its identity Lambdas became Identity layers.
     stage2 = build_zoo_student(name, _size(name), stage=2)
     images = np.random.default_rng(2).uniform(0, 1, (2, _size(name), _size(name), 3)).astype("float32")
-    save_backbone(stage2, tmp_path / "backbone", {"architecture": "larq_zoo"})
+    save_backbone(stage2, tmp_path / "backbone")
     loaded, meta = load_backbone(tmp_path / "backbone")
     assert meta["feature_dim"] == ZOO_STUDENTS[name].feature_dim
+    # Rebuilt from metadata.json (what the student is) and its weights file.
+    assert meta["architecture"] == "larq_zoo" and meta["stage"] == 2 and meta["input_size"] == _size(name)
+    assert meta["student"] == {"name": name, "input_size": _size(name), "stage": 2}
+    assert loaded.zoo_config == stage2.zoo_config and loaded.name == stage2.name
     np.testing.assert_array_equal(loaded(images, training=False), stage2(images, training=False))
+    # The .keras file alone loads too, with safe_mode.
+    alone = load_keras_file(tmp_path / "backbone" / "backbone.keras")
+    np.testing.assert_array_equal(alone(images, training=False), stage2(images, training=False))
+
+
+@pytest.mark.parametrize("student, words", [
+    ({"name": "MobileNet", "input_size": 32, "stage": 2}, ["'MobileNet' is not one of the students"]),
+    ({"name": "BiRealNet", "input_size": 32, "stage": 3}, ["stage must be one of"]),
+    ({"name": "BiRealNet", "input_size": 32, "stage": 2, "width_multiplier": 0.5}, ["width_multiplier"]),
+    ("BiRealNet", ["key 'student' must be a mapping"]),
+    ({"name": "QuickNetSmall", "input_size": 32, "stage": 2}, ["backbone.weights.h5: does not fit a larq-zoo student"]),
+])
+def test_bad_zoo_metadata_names_the_file_and_key(zoo_export, tmp_path, student, words):
+    path = tmp_path / "backbone"
+    shutil.copytree(zoo_export, path)
+    meta = json.loads((path / "metadata.json").read_text())
+    (path / "metadata.json").write_text(json.dumps({**meta, "student": student}))
+    with pytest.raises(BackboneFormatError) as err:
+        load_backbone(path)
+    for word in [*words, "metadata.json" if "weights" not in words[0] else "backbone"]:
+        assert word in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def zoo_export(tmp_path_factory):
+    return save_backbone(build_zoo_student("BiRealNet", 32, stage=2), tmp_path_factory.mktemp("zoo") / "backbone")
 
 
 def test_min_input_sizes_follow_the_layers():

@@ -2,7 +2,9 @@
 
 An exported ReActNet-A is rebuilt at the detection input size from its metadata and its
 weights copied (all of them are size independent); its P3/P4/P5 are the last block outputs
-at strides 8/16/32 (``block_05_out``, ``block_11_out``, ``block_13_out``). Another
+at strides 8/16/32 (``block_05_out``, ``block_11_out``, ``block_13_out``). A larq-zoo
+student is rebuilt the same way; its P3/P4/P5 are its last layers at strides 8/16/32 (its
+stage outputs), where its downsampling reaches exactly those sides. Another
 functional Keras model is cloned at that size and names its levels (``pyramid_layers``)
 unless it is a ``keras_cv.models.Backbone`` with ``pyramid_level_inputs``. The FPN and the
 heads are keras-cv's with a configurable width; detections are decoded with per-class NMS
@@ -19,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from burn_tf.evaluate.metrics import box_iou_matrix
+from burn_tf.models.larq_zoo import ZooStudentConfig, build_zoo_student, resolution_outputs
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
 NMS_MODES = ("per_class", "class_agnostic")
@@ -43,20 +46,43 @@ def reactnet_config(model, meta: Mapping):
     return None
 
 
+def zoo_config(model, meta: Mapping):
+    """The larq-zoo student config of ``model`` (attribute or export metadata), else None."""
+    cfg = getattr(model, "zoo_config", None)
+    if cfg is not None:
+        return cfg
+    if meta.get("architecture") == "larq_zoo" and isinstance(meta.get("student"), Mapping):
+        return ZooStudentConfig(**meta["student"])
+    return None
+
+
+def _rebuild_student(model, meta: Mapping, input_size: int):
+    """A ReActNet-A or larq-zoo student of ``model``'s config rebuilt at ``input_size`` (fresh
+    weights), else None; a size the student cannot take raises naming the model and limit."""
+    cfg = reactnet_config(model, meta)
+    if cfg is not None:
+        return reactnet_a(dataclasses.replace(cfg, input_size=input_size), name=model.name)
+    zoo = zoo_config(model, meta)
+    if zoo is None:
+        return None
+    try:
+        return build_zoo_student(zoo.name, input_size, zoo.stage, model_name=model.name)
+    except ValueError as err:
+        raise DetectionConfigError(f"backbone {model.name!r}: {err}") from None
+
+
 def backbone_at_size(model: tf.keras.Model, meta: Mapping, input_size: int) -> tf.keras.Model:
     """A copy of the backbone (same weights) taking ``input_size`` × ``input_size`` images.
 
     Always a copy, so fine-tuning the detector never changes the caller's model.
     """
-    cfg = reactnet_config(model, meta)
-    if cfg is not None:
-
-        rebuilt = reactnet_a(dataclasses.replace(cfg, input_size=input_size), name=model.name)
+    rebuilt = _rebuild_student(model, meta, input_size)
+    if rebuilt is not None:
         try:
             rebuilt.set_weights(model.get_weights())
         except ValueError as err:
             raise DetectionConfigError(
-                f"backbone {model.name!r}: its weights do not fit a ReActNet-A {cfg} rebuilt at "
+                f"backbone {model.name!r}: its weights do not fit its architecture rebuilt at "
                 f"{input_size} px ({err})"
             ) from None
         return rebuilt
@@ -81,9 +107,9 @@ def random_init_like(model: tf.keras.Model, meta: Mapping, input_size: int, seed
     the floor a pretrained backbone has to beat. A ReActNet-A is rebuilt from its config;
     another functional model is cloned (``clone_model`` re-initialises every layer)."""
     tf.keras.utils.set_random_seed(int(seed))
-    cfg = reactnet_config(model, meta)
-    if cfg is not None:
-        return reactnet_a(dataclasses.replace(cfg, input_size=input_size), name=model.name)
+    rebuilt = _rebuild_student(model, meta, input_size)
+    if rebuilt is not None:
+        return rebuilt
     channels = model.inputs[0].shape[-1]
     try:
         return tf.keras.models.clone_model(
@@ -139,6 +165,17 @@ def resolve_pyramid_layers(model: tf.keras.Model, pyramid_layers, input_size: in
                 raise DetectionConfigError(
                     f"ReActNet-A {model.name!r} at {input_size} px has no block outputs at "
                     "strides 8, 16 and 32"
+                )
+        elif getattr(model, "zoo_config", None) is not None:
+            pyramid_layers = default_pyramid_layers(model, input_size)
+            if pyramid_layers is None:
+                sides = [side for _, side in resolution_outputs(model)]
+                want = [math.ceil(input_size / stride) for stride in LEVEL_STRIDES.values()]
+                raise DetectionConfigError(
+                    f"larq-zoo {model.zoo_config.name} at {input_size} px has feature maps of sides {sides}, not "
+                    f"the {want} of strides 8, 16 and 32 that P3-P5 need (its downsampling does not divide "
+                    f"{input_size} px evenly); choose an input_size it does (e.g. a multiple of 32: "
+                    f"{32 * max(2, math.ceil(input_size / 32))}) or pass pyramid_layers"
                 )
         else:
             suggestion = default_pyramid_layers(model, input_size)

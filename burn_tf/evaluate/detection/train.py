@@ -97,6 +97,7 @@ from burn_tf.evaluate.detection.model import (
     random_init_like,
     reactnet_config,
     resolve_pyramid_layers,
+    zoo_config,
 )
 from burn_tf.evaluate.detection.results import evaluate_detector, summarize_runs
 from burn_tf.evaluate.probe import as_strategy, create_optimizer_variables
@@ -333,6 +334,7 @@ def detect(
     started = time.perf_counter()
     model, meta = resolve_backbone(backbone)
     is_reactnet = reactnet_config(model, meta) is not None
+    architecture = "reactnet_a" if is_reactnet else "larq_zoo" if zoo_config(model, meta) is not None else "keras"
     existing = getattr(model, "pyramid_level_inputs", None)  # a keras_cv Backbone's own levels
     if pyramid_layers is None and not is_reactnet and existing and all(k in existing for k in LEVELS):
         pyramid_layers = {k: existing[k] for k in LEVELS}
@@ -421,7 +423,7 @@ def detect(
     result = evaluator_result(
         "detect",
         data=data,
-        backbone=backbone_info(backbone, model, meta, "reactnet_a" if is_reactnet else "keras", input_size=input_size),
+        backbone=backbone_info(backbone, model, meta, architecture, input_size=input_size),
         protocol={
             "source": PROTOCOL_SOURCE,
             "protocols": protocols,
