@@ -36,16 +36,23 @@ VARIANTS = {
     "npid": ("npid", dict(projection_dim=8, negatives=4)),
     "cld_npid": ("cld", dict(projection_dim=8, negatives=4, num_groups=2, group_dim=8)),
     "cld_moco": ("cld", dict(instance="moco", projection_dim=8, queue_size=32, projector_hidden=16, num_groups=2,
-                             group_dim=8)),
+                             group_dim=8, projection_head="mlp")),
+    # The shipped defaults since the heads became their scripts' (CLD's normalised linear heads,
+    # S2-BNN's Linear → ReLU → Linear without BatchNorm).
+    "cld_moco_script_heads": ("cld", dict(instance="moco", projection_dim=8, queue_size=32, num_groups=2,
+                                          group_dim=8)),
     "supervised": ("supervised", dict()),
-    "s2bnn": ("s2bnn", dict(head_hidden=16)),
+    "s2bnn": ("s2bnn", dict(head="mlp", head_hidden=16)),
+    "s2bnn_script_head": ("s2bnn", dict(head_hidden=16)),
     "supervised_kl": ("supervised_kl", dict()),
 }
 
 # What the code before the heads were declared once (commit 2236e80) returned for VARIANTS:
 # gradient groups in order with their variable counts (the order is the optimizer's slot
 # order, so a resumed run's optimizer state must find it), checkpoint keys and exported file
-# stems (a run directory's format). Generated once from that code, pasted here.
+# stems (a run directory's format). Generated once from that code, pasted here; the variants
+# added since (``*_script_head(s)``) and NPID's ``nce_normaliser`` (lemniscate's Z, estimated
+# once and checkpointed, since 70b58b6) were read off the code that added them.
 EXPECTED_LAYOUT = {
     "burn": {
         "trainable_groups": [("student_backbone", 6), ("student_classifier", 6), ("student_projection", 1),
@@ -92,16 +99,22 @@ EXPECTED_LAYOUT = {
     },
     "npid": {
         "trainable_groups": [("backbone", 6), ("projector", 2)],
-        "checkpoint_modules": ["backbone", "memory_bank", "projector"],
+        "checkpoint_modules": ["backbone", "memory_bank", "nce_normaliser", "projector"],
         "exported_heads": ["projector"],
     },
     "cld_npid": {
         "trainable_groups": [("backbone", 6), ("projector", 2), ("group_projector", 2)],
-        "checkpoint_modules": ["backbone", "group_projector", "memory_bank", "projector"],
+        "checkpoint_modules": ["backbone", "group_projector", "memory_bank", "nce_normaliser", "projector"],
         "exported_heads": ["group_projector", "projector"],
     },
     "cld_moco": {
         "trainable_groups": [("backbone", 6), ("projector", 4), ("group_projector", 2)],
+        "checkpoint_modules": ["backbone", "group_projector", "momentum_backbone", "momentum_projector", "projector",
+                               "queue", "queue_pointer"],
+        "exported_heads": ["group_projector", "projector"],
+    },
+    "cld_moco_script_heads": {
+        "trainable_groups": [("backbone", 6), ("projector", 1), ("group_projector", 1)],
         "checkpoint_modules": ["backbone", "group_projector", "momentum_backbone", "momentum_projector", "projector",
                                "queue", "queue_pointer"],
         "exported_heads": ["group_projector", "projector"],
@@ -113,6 +126,11 @@ EXPECTED_LAYOUT = {
     },
     "s2bnn": {
         "trainable_groups": [("student_backbone", 6), ("student_classifier", 6)],
+        "checkpoint_modules": ["student_backbone", "student_classifier"],
+        "exported_heads": ["classifier"],
+    },
+    "s2bnn_script_head": {
+        "trainable_groups": [("student_backbone", 6), ("student_classifier", 4)],
         "checkpoint_modules": ["student_backbone", "student_classifier"],
         "exported_heads": ["classifier"],
     },
