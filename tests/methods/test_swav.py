@@ -10,6 +10,7 @@ from method_helpers import changed, snapshot, tiny_reactnet, view_pair
 from test_base import small_backbone
 from test_npid import run_cli, two_replica_comparison
 
+from burn_tf.build import checkpoint_for
 from burn_tf.config import load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
 from burn_tf.methods import SwAV, SwAVConfig, method_class
@@ -30,8 +31,8 @@ def make_swav(stage=1, reactnet=True, **cfg):
     return model
 
 
-def crops(n=8, small_crops=1):
-    v1, v2 = view_pair(n)
+def crops(n=8, small_crops=1, seed=0):
+    v1, v2 = view_pair(n, seed)
     return (v1, v2, *[tf.image.resize(v1, (SMALL, SMALL)) for _ in range(small_crops)])
 
 
@@ -46,13 +47,13 @@ def test_registered_with_multi_crop_views():
 
 def test_shipped_views_follow_the_student_and_small_crop_size_with_swavs_colour():
     sizes = lambda cfg: [v.image_size for v in cfg.view_configs()]  # noqa: E731
-    assert sizes(load_config("swav")) == [32, 32, 16, 16, 16, 16]
+    assert sizes(load_config("swav")) == [32, 32] + [16] * 6  # swav --nmb_crops 2 6
     # One override resizes the small crops (swav: 96 beside 224); the large ones follow the student.
     cfg = load_config("swav", overrides=["backbone.input_size=48", "method.small_crop_size=24"])
-    assert sizes(cfg) == [48, 48, 24, 24, 24, 24]
+    assert sizes(cfg) == [48, 48] + [24] * 6
     assert SwAV.view_sizes_for(cfg.method, 48) == sizes(cfg)
     auto = load_config("swav", overrides=["backbone.input_size=48", "method.small_crop_size=0"])
-    assert sizes(auto) == [48, 48, 21, 21, 21, 21]  # 96/224 of 48
+    assert sizes(auto) == [48, 48] + [21] * 6  # 96/224 of 48
     # swav get_color_distortion(s=1.0): jitter (0.8, 0.8, 0.8, 0.2) with p 0.8, grayscale 0.2.
     for view in cfg.views:
         assert (view.brightness, view.contrast, view.saturation, view.hue) == (0.8, 0.8, 0.8, 0.2)
@@ -113,14 +114,44 @@ def test_short_fit_on_fashion_mnist_lowers_the_loss(fashion_mnist_available):
     assert history["loss"][-1] < 0.9 * history["loss"][0]
 
 
-def test_stage_two_starts_from_stage_one():
-    first = make_swav()
-    first.train_on_batch(crops())
-    second = make_swav(stage=2)
+def test_stage_two_continues_stage_ones_run_no_second_freeze_and_its_queue():
+    # swav's one run split in two: stage 1 ran past the freeze (2 steps) and filled the queue.
+    schedule = dict(freeze_prototypes_steps=2, queue_size=16, queue_start_step=1)
+    first = make_swav(**schedule)
+    for _ in range(3):
+        first.train_on_batch(crops())
+    assert bool(first.queue_in_use())
+    second = make_swav(stage=2, **schedule)
     second.init_from_previous_stage(first)
     np.testing.assert_array_equal(second.prototype_kernel.numpy(), first.prototype_kernel.numpy())
+    np.testing.assert_array_equal(second.queue.numpy(), first.queue.numpy())
+    assert int(second.queue_filled.numpy()) == 16 and int(second.run_step()) == 3
     logs = second.train_on_batch(crops(), return_dict=True)
-    assert np.isfinite(logs["loss"])
+    # Stage 2's first step: the prototypes learn (no second freeze), Sinkhorn uses the queue.
+    assert np.isfinite(logs["loss"]) and logs["grad_norm_prototypes"] > 0
+    assert logs["queue_in_use"] == 1.0
+
+
+def test_resume_in_stage_two_continues_the_runs_freeze_exactly(tmp_path):
+    # The freeze (4 steps) outlasts stage 1 (3 steps): stage 2's step 0 is run step 3, still
+    # frozen; its step 1 (run step 4) is not — also after a resume from a checkpoint in between.
+    schedule = dict(freeze_prototypes_steps=4, queue_size=16, queue_start_step=2)
+    first = make_swav(**schedule)
+    for _ in range(3):
+        first.train_on_batch(crops())
+    second = make_swav(stage=2, **schedule)
+    second.init_from_previous_stage(first)
+    assert second.train_on_batch(crops(), return_dict=True)["grad_norm_prototypes"] == 0.0
+    path = checkpoint_for(second, second.optimizer).save(str(tmp_path / "ckpt"))
+    uninterrupted = second.train_on_batch(crops(seed=1), return_dict=True)
+    resumed = make_swav(stage=2, **schedule)
+    checkpoint_for(resumed, resumed.optimizer).restore(path).assert_existing_objects_matched()
+    logs = resumed.train_on_batch(crops(seed=1), return_dict=True)
+    assert logs["grad_norm_prototypes"] > 0 and int(resumed.run_step()) == 5
+    assert logs["loss_step"] == pytest.approx(uninterrupted["loss_step"], rel=1e-6)
+    for ours, theirs in zip(snapshot(resumed.weights), snapshot(second.weights)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(resumed.queue.numpy(), second.queue.numpy())
 
 
 def test_cli_runs_the_shipped_yaml(tmp_path, fashion_mnist_available):
