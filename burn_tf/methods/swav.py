@@ -24,6 +24,18 @@ Settings (``SwAVConfig``) and where they come from:
   full (as swav: when its last row is filled). SwAV adds it when the batch is small beside
   the number of prototypes (paper §4, "small batch"): Sinkhorn then equipartitions
   batch + queue. ``queue_size: 0`` turns it off.
+- One schedule over both stages. ``freeze_prototypes_steps`` and ``queue_start_step`` are
+  training batches of the whole run (:meth:`SwAV.run_step`: the batches of the earlier
+  stages, ``steps_before_stage``, plus this stage's ``global_step``), as swav counts
+  ``iteration = epoch * len(train_loader) + it`` over its one run and keeps its queue
+  (``queue<rank>.pth``) from epoch to epoch. ReActNet's two stages are that run split in
+  two: stage 2 (:meth:`SwAV.init_from_previous_stage`) continues stage 1's step count (no
+  second freeze, no second wait for the queue) and starts with stage 1's final queue, as
+  NPID carries its bank and Z. The queue's features come from the online network stage 2
+  starts from (SwAV has no separate target encoder; MoCo restarts its queue because its key
+  encoder restarts), and they only enter Sinkhorn's equipartition; stage 2 replaces all of
+  them within ``queue_size`` / batch steps (8 in ``configs/swav.yaml``; swav's queue spans
+  15 iterations of features from older weights too).
 - Multi-crop: 2 large crops at the backbone's input size and ``small_crops`` small ones
   of ``small_crop_size`` (swav ``--nmb_crops 2 6 --size_crops 224 96``; 0 = 96/224 of the
   input size). A ``views`` entry without ``image_size`` takes its crop's size from these
@@ -105,6 +117,10 @@ class SwAV(PretrainMethod):
             # Features pushed so far (the queue is used once this reaches its size).
             self.queue_filled = self.add_state("queue_filled", replica_shared_variable(tf.constant(0, tf.int64),
                                                                                        "queue_filled"))
+        # Training batches of the earlier stages of this run: the freeze and the queue's start
+        # count the whole run (run_step), as swav's one run does.
+        self.steps_before_stage = self.add_state("steps_before_stage", replica_shared_variable(
+            tf.constant(0, tf.int64), "steps_before_stage"))
 
     @classmethod
     def num_views_for(cls, config) -> int:
@@ -131,6 +147,20 @@ class SwAV(PretrainMethod):
 
     def after_update(self) -> None:
         self.normalize_prototypes()
+
+    def run_step(self):
+        """The step of the whole run: earlier stages' batches + this stage's ``global_step``
+        (what ``freeze_prototypes_steps`` and ``queue_start_step`` count)."""
+        return self.steps_before_stage + self.global_step
+
+    def init_from_previous_stage(self, previous: SwAV) -> None:
+        """Stage 2 continues stage 1's run: its networks (the base's rules), its step count
+        and its queue (see the module docstring)."""
+        super().init_from_previous_stage(previous)
+        self.steps_before_stage.assign(previous.steps_before_stage + previous.global_step)
+        if self.config.queue_size:
+            self.queue.assign(previous.queue)
+            self.queue_filled.assign(previous.queue_filled)
 
     def extra_logs(self) -> dict:
         if not self.config.queue_size:
@@ -187,7 +217,7 @@ class SwAV(PretrainMethod):
         embedded = self.embed(views, training)
         kernel = self.prototype_kernel
         # Frozen prototypes: the forward pass is the same, no gradient reaches them.
-        frozen = self.global_step < cfg.freeze_prototypes_steps
+        frozen = self.run_step() < cfg.freeze_prototypes_steps
         kernel = tf.where(frozen, tf.stop_gradient(kernel), kernel)
         scores = [tf.matmul(z, kernel) for z in embedded]
         # Every forward pass (and its synchronized BatchNorms) before the gathers.
@@ -207,7 +237,7 @@ class SwAV(PretrainMethod):
         every = gather_in_order([tf.stop_gradient(z) for z in large_embeddings], after)
         size = self.config.queue_size
         pushed = tf.stack([tf.concat([z, self.queue[i]], axis=0)[:size] for i, z in enumerate(every)])
-        started = self.global_step >= self.config.queue_start_step
+        started = self.run_step() >= self.config.queue_start_step
         self.queue.assign(tf.where(started, pushed, self.queue))
         added = tf.cast(tf.shape(every[0])[0], tf.int64)
         self.queue_filled.assign(tf.where(started, tf.minimum(self.queue_filled + added, size), self.queue_filled))
