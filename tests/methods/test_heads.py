@@ -51,8 +51,9 @@ VARIANTS = {
 # gradient groups in order with their variable counts (the order is the optimizer's slot
 # order, so a resumed run's optimizer state must find it), checkpoint keys and exported file
 # stems (a run directory's format). Generated once from that code, pasted here; the variants
-# added since (``*_script_head(s)``) and NPID's ``nce_normaliser`` (lemniscate's Z, estimated
-# once and checkpointed, since 70b58b6) were read off the code that added them.
+# added since (``*_script_head(s)``), NPID's ``nce_normaliser`` (lemniscate's Z, estimated
+# once and checkpointed, since 70b58b6) and SwAV's ``steps_before_stage`` (the run's step
+# count stage 2 continues) were read off the code that added them.
 EXPECTED_LAYOUT = {
     "burn": {
         "trainable_groups": [("student_backbone", 6), ("student_classifier", 6), ("student_projection", 1),
@@ -89,12 +90,12 @@ EXPECTED_LAYOUT = {
     },
     "swav": {
         "trainable_groups": [("backbone", 6), ("projector", 6), ("prototypes", 1)],
-        "checkpoint_modules": ["backbone", "projector", "prototypes", "queue", "queue_filled"],
+        "checkpoint_modules": ["backbone", "projector", "prototypes", "queue", "queue_filled", "steps_before_stage"],
         "exported_heads": ["projector", "prototypes"],
     },
     "swav_no_queue": {
         "trainable_groups": [("backbone", 6), ("projector", 6), ("prototypes", 1)],
-        "checkpoint_modules": ["backbone", "projector", "prototypes"],
+        "checkpoint_modules": ["backbone", "projector", "prototypes", "steps_before_stage"],
         "exported_heads": ["projector", "prototypes"],
     },
     "npid": {
