@@ -20,8 +20,8 @@ LONGEST_FILES = (
     "test_distributed.py", "test_notebooks.py", "test_full_size_step.py", "studies/test_demo.py",
     "evaluate/test_detect.py", "test_pretrain.py", "test_faults.py", "studies/test_compare.py",
     "methods/test_moco.py", "export/test_export.py", "methods/test_burn.py", "methods/test_cld.py",
-    "studies/test_ablate.py", "studies/test_students.py", "evaluate/test_svm.py", "methods/test_s2bnn.py", "methods/test_byol.py",
-    "methods/test_npid.py", "methods/test_swav.py",
+    "studies/test_ablate.py", "studies/test_students.py", "evaluate/test_svm.py", "methods/test_s2bnn.py",
+    "methods/test_byol.py", "methods/test_npid.py", "methods/test_swav.py",
 )
 
 
