@@ -9,7 +9,11 @@ overrides, pretrained with the same budget (``steps`` per stage, ``batch_size``)
 :func:`burn_tf.pretrain.pretrain_stage` — the code the CLI runs — once per seed; a seed gives
 every variant the same initial student. Each exported backbone is evaluated with the
 demo's weighted kNN (:func:`burn_tf.evaluate.knn.knn_accuracy`) and linear probe
-(:mod:`burn_tf.evaluate.probe`) on ``knn_bank`` train images / ``knn_queries`` test images.
+(:mod:`burn_tf.evaluate.probe`) on the **validation split**: the last ``validation_images``
+training images are the queries, the training images before them the bank / probe data, and
+no variant pretrains on the held-out images (``data_limit`` ≤ 60000 − ``validation_images``).
+The ablation makes choices (the demo's target, the comparison's recipe), so it never reads
+the test split; ``ablation.json`` says so (``evaluation``, each run's ``split``).
 
 Writes to ``--out``: ``ablation.md`` (mean ± std over seeds), ``ablation.json``,
 ``runs.jsonl`` (one line per finished run: a rerun skips those already done with the same
@@ -126,6 +130,7 @@ def run_variant(cfg: AblationConfig, variant: Variant, seed: int, out: Path, dat
                 base: dict | None = None) -> dict:
     """Pretrains (unless ``random``) and evaluates one variant for one seed."""
     pcfg = pretrain_config(cfg, variant, seed, base)
+    data.check_held_out(pcfg, f"variant {variant.name}")
     run_dir = out / "runs" / variant.name / f"seed{seed}"
     result = {"variant": variant.name, "seed": seed, "stage": variant.stage}
     if not variant.train:
@@ -188,11 +193,16 @@ def format_markdown(rows: list[dict], cfg: AblationConfig) -> str:
             f"{r['paper']:.2f}" if r["paper"] else "–",
         ]) + " |")
     lines.append("")
+    held_out = 60000 - cfg.validation_images
+    bank = min(cfg.knn_bank or held_out, held_out)
+    queries = min(cfg.knn_queries or cfg.validation_images, cfg.validation_images)
     lines.append(f"{rows[0]['seeds'] if rows else 0} seed(s) per variant (mean ± std, ddof 1); {cfg.steps} steps × "
                  f"batch {cfg.batch_size} per stage on the first {cfg.data_limit or 60000} training images; kNN "
-                 f"(K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear "
-                 f"probe with the first {cfg.knn_bank} train images as bank / probe data, scored on the first "
-                 f"{cfg.knn_queries} test images. Δ kNN: this variant minus the control, per seed (the seeds share "
+                 f"(K {min(cfg.knn_k, bank)}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear "
+                 f"probe with the first {bank} train images as bank / probe data, scored on the validation split: "
+                 f"training images {held_out}–{held_out + queries - 1}, held out of every pretraining (the test "
+                 "split is never read: the ablation's choices are made here). Δ kNN: this variant minus the control, "
+                 "per seed (the seeds share "
                  "the initial student), mean ± std. Target alive: per-step H(p̄) stayed above 0.5·log C and KL above "
                  "1e-3 for the whole stage. min/run: pretraining wall-clock of the stage.")
     return "\n".join(lines)
@@ -264,13 +274,13 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
     variants = selected_variants(cfg)
     runs = harness.RunLog(out / "runs.jsonl", "variant")
     base = read_config_values(cfg.base)
-    data = harness.EvalData(cfg)
+    data = harness.EvalData(cfg, validation=cfg.validation_images)
     results = []
     start = time.time()
     by_priority = sorted(variants, key=lambda v: RUN_ORDER.index(v.name))
     for v in by_priority:
         for seed in range(cfg.seeds):
-            key = harness.run_key(pretrain_config(cfg, v, seed, base), cfg, v.stage, v.stage1_of)
+            key = harness.run_key(pretrain_config(cfg, v, seed, base), cfg, v.stage, v.stage1_of, data.describe())
             result, fresh = runs.run(v.name, key, lambda v=v, seed=seed: run_variant(cfg, v, seed, out, data, base))
             results.append(result)
             if fresh:
@@ -279,8 +289,8 @@ def run_ablation(cfg: AblationConfig, out: str | Path, figures: bool = True, log
                     f"H(p̄)/logC min {result.get('target_entropy_fraction_min', float('nan')):.3f}  "
                     f"KL min {result.get('kl_min', float('nan')):.3g}  ({result['seconds']:.0f} s)")
     rows = aggregate(results, variants)
-    summary = {"config": dataclasses.asdict(cfg), "rows": rows, "runs": results,
-               "minutes": round((time.time() - start) / 60, 1)}
+    summary = {"config": dataclasses.asdict(cfg), "evaluation": data.describe(), "code_version": runs.code_version,
+               "rows": rows, "runs": results, "minutes": round((time.time() - start) / 60, 1)}
     atomic_write_text(out / "ablation.md", format_markdown(rows, cfg) + "\n")
     if figures:
         widths = [r["head_width"] for r in results if "head_width" in r]

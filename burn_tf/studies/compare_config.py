@@ -46,6 +46,9 @@ class TableRow:
     learning_rate: float | None = None  # a fixed Adam rate (no grid for this row)
     lr_from: str | None = None  # take the rate the grid chose for this row
     reference: bool = False  # the row its block's others are compared with (BURN)
+    # The row this one is compared with (paired by seed) instead of its block's reference: a
+    # second BURN recipe's controls are compared with that recipe's BURN.
+    versus: str | None = None
 
     def __post_init__(self):
         if self.block not in BLOCKS:
@@ -76,13 +79,20 @@ class TableRow:
 
 @dataclasses.dataclass
 class TeacherRun:
-    """A teacher this command pretrains (once) for the rows with ``teacher: <name>``."""
+    """A teacher this command pretrains for the rows with ``teacher: <name>``: once per seed
+    (``seeds``), student seed i distilling teacher seed i mod ``seeds``."""
 
     name: str = "self"
     config: str = "demo_teacher.yaml"
     steps: int = 64
     overrides: list[str] = dataclasses.field(default_factory=list)
     block: str = "self_teacher"  # where its own row ("<name> teacher itself") goes
+    seeds: int = 1
+
+    def __post_init__(self):
+        if self.seeds < 1 or self.steps < 1:
+            raise ConfigError(f"teacher_runs {self.name!r}: seeds and steps must be >= 1, got {self.seeds}, "
+                              f"{self.steps}")
 
     @property
     def row_name(self) -> str:
@@ -101,7 +111,19 @@ class CompareConfig(harness.ExperimentConfig):
     teacher_runs: list[TeacherRun] = dataclasses.field(default_factory=lambda: [TeacherRun()])
     lr_grid: list[float] = dataclasses.field(default_factory=list)  # []: each config's own rate
     lr_fraction: float = 0.25  # of the budget's steps, for a grid run
-    validation_images: int = 10000  # the last training images, held out of the grid's pretraining
+    lr_grid_seeds: int = 2  # a grid point's score: the mean validation kNN of seeds 0 … n − 1
+    # A rate chosen at the grid's edge widens the grid by one more rate beyond it (the grid's
+    # ratio there), up to this many times; still at an edge after them: reported, not hidden.
+    lr_grid_extensions: int = 3
+    # The same-seeds rule: every row runs seeds 0 … seeds − 1; a row whose paired kNN interval
+    # against its block's reference spans zero then gets seeds up to this many, and so does
+    # the reference (null: off). The floor runs every seed any row runs.
+    seeds_if_unsure: int | None = 5
+    # Runs logged by this other code version count as this code's once one sample rerun here
+    # (``reuse_sample``: a row's seed 0; null: the first trained selected row) has
+    # bit-identical exported weights; else the comparison stops and says so.
+    reuse_code_version: str | None = None
+    reuse_sample: str | None = None
     curve_fractions: list[float] = dataclasses.field(default_factory=list)  # of the budget, < 1
     curve_seeds: int = 1  # seeds 0 … curve_seeds − 1 get a learning curve
     max_seeds: int | None = None  # caps every row's seeds, its own too (the small preset: 1)
@@ -129,6 +151,8 @@ class CompareConfig(harness.ExperimentConfig):
             if row.teacher != SHIPPED and row.teacher not in teachers:
                 raise ConfigError(f"table row {row.name!r}: teacher={row.teacher!r} is not {SHIPPED!r} or one of "
                                   f"teacher_runs {teachers}")
+            if row.versus is not None and row.versus not in by_name:
+                raise ConfigError(f"table row {row.name!r}: versus={row.versus!r} is not a row of table")
             source = by_name.get(row.lr_from) if row.lr_from is not None else None
             if row.lr_from is not None and (source is None or not source.trained or source.lr_from is not None):
                 raise ConfigError(f"table row {row.name!r}: lr_from={row.lr_from!r} must name a trained row of "
@@ -137,8 +161,13 @@ class CompareConfig(harness.ExperimentConfig):
             raise ConfigError(f"lr_grid: every rate must be > 0, got {self.lr_grid}")
         if not 0 < self.lr_fraction <= 1:
             raise ConfigError(f"lr_fraction must be in (0, 1], got {self.lr_fraction}")
-        if self.validation_images < 1:
-            raise ConfigError(f"validation_images must be >= 1, got {self.validation_images}")
+        if self.lr_grid_seeds < 1 or self.lr_grid_extensions < 0:
+            raise ConfigError(f"lr_grid_seeds must be >= 1 and lr_grid_extensions >= 0, got {self.lr_grid_seeds}, "
+                              f"{self.lr_grid_extensions}")
+        if self.seeds_if_unsure is not None and self.seeds_if_unsure < self.seeds:
+            raise ConfigError(f"seeds_if_unsure must be >= seeds ({self.seeds}) or null, got {self.seeds_if_unsure}")
+        if self.reuse_sample is not None and self.reuse_sample not in names:
+            raise ConfigError(f"reuse_sample {self.reuse_sample!r} is not a row of table")
         if any(not 0 < f < 1 for f in self.curve_fractions):
             raise ConfigError(f"curve_fractions must lie in (0, 1) (the end of the budget is always scored), "
                               f"got {self.curve_fractions}")
@@ -150,9 +179,18 @@ class CompareConfig(harness.ExperimentConfig):
     def teacher_run(self, name: str) -> TeacherRun:
         return next(t for t in self.teacher_runs if t.name == name)
 
-    def row_seeds(self, row: TableRow) -> int:
-        seeds = row.seeds or self.seeds
+    def teacher_seed(self, name: str, student_seed: int) -> int:
+        """The seed of teacher ``name`` that student seed ``student_seed`` distils."""
+        return student_seed % self.teacher_run(name).seeds
+
+    def capped(self, seeds: int) -> int:
         return min(seeds, self.max_seeds) if self.max_seeds else seeds
+
+    def row_seeds(self, row: TableRow, unsure: bool = False) -> int:
+        """The seeds a row runs: its own ``seeds``, else the comparison's — ``seeds_if_unsure``
+        when the same-seeds rule extends it (``unsure``) — capped by ``max_seeds``."""
+        seeds = row.seeds or (self.seeds_if_unsure if unsure and self.seeds_if_unsure else self.seeds)
+        return self.capped(seeds)
 
 
 def load_compare_config(path=DEFAULT_CONFIG, preset: str | None = None) -> CompareConfig:

@@ -46,7 +46,6 @@ def aggregate(results: list[dict], rows: list[TableRow], info: dict, teacher_run
     by_row = {name: [r for r in results if r["row"] == name] for name in
               [r.name for r in rows] + [t.row_name for t in teacher_runs]}
     floor = next((r.name for r in rows if r.method == RANDOM), None)
-    references = {r.block: r.name for r in rows if r.reference}
     out = []
     for name, block in [(r.name, r.block) for r in rows] + [(t.row_name, t.block) for t in teacher_runs]:
         runs = by_row[name]
@@ -56,7 +55,7 @@ def aggregate(results: list[dict], rows: list[TableRow], info: dict, teacher_run
         for key in ("knn_top1", "linear_top1", "train_seconds"):
             row[key], row[f"{key}_std"] = harness.mean_std([r.get(key) for r in runs])
         is_teacher = name not in {r.name for r in rows}
-        reference = references.get(block, references.get("methods"))
+        reference = reference_of(name, rows)
         for label, other in (("floor", floor), ("reference", reference)):
             if is_teacher or other is None or other == name or not by_row.get(other):
                 continue
@@ -66,6 +65,17 @@ def aggregate(results: list[dict], rows: list[TableRow], info: dict, teacher_run
             row["beats_floor"] = beats(row["vs_floor"]["knn_top1"])
         out.append(row)
     return out
+
+
+def reference_of(name: str, rows: list[TableRow]) -> str | None:
+    """The row that row ``name`` is compared with, paired by seed: its ``versus``, else its
+    block's reference row (or the ``methods`` block's, for a block without one)."""
+    row = next((r for r in rows if r.name == name), None)
+    if row is not None and row.versus is not None:
+        return row.versus
+    block = row.block if row is not None else None
+    references = {r.block: r.name for r in rows if r.reference}
+    return references.get(block, references.get("methods"))
 
 
 def format_difference(row: dict, label: str, key: str = "knn_top1") -> str:
@@ -81,7 +91,11 @@ def format_difference(row: dict, label: str, key: str = "knn_top1") -> str:
     return text
 
 
-def format_markdown(rows: list[dict], cfg: CompareConfig, learning_rates: dict | None = None) -> str:
+def format_markdown(rows: list[dict], cfg: CompareConfig, learning_rates: dict | None = None,
+                    evaluation: dict | None = None, code_version: str | None = None) -> str:
+    """``compare.md``: a table per block, the learning-rate grid, and a paragraph saying how the
+    numbers were made — which split each came from (``evaluation``: :meth:`EvalData.describe`)
+    and the one code version of the runs."""
     lines = []
     for block, title in BLOCKS.items():
         block_rows = [r for r in rows if r["block"] == block]
@@ -131,12 +145,18 @@ def format_markdown(rows: list[dict], cfg: CompareConfig, learning_rates: dict |
             edge = " (edge)" if choice.get("at_grid_edge") else ""
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {choice['learning_rate']:g}{edge} |")
         any_choice = next(iter(learning_rates.values()))
+        extended = {name: c["extended"] for name, c in learning_rates.items() if c.get("extended")}
         lines += [
             "",
-            f"Grid runs: seed 0, {any_choice['steps_per_stage']} steps per stage, pretrained without the "
-            f"last {any_choice['validation_images']} training images, which are the kNN queries."
+            f"Grid runs: the mean of seeds 0–{cfg.lr_grid_seeds - 1} per rate, {any_choice['steps_per_stage']} steps "
+            f"per stage (step-counted settings scaled alike), pretrained without the last "
+            f"{any_choice['validation_images']} training images, which are the kNN queries (the validation split; "
+            "the test split is never read for a choice)."
+            + ("" if not extended else " Widened past an edge: " + "; ".join(
+                f"{name} + {', '.join(f'{r:g}' for r in rates)}" for name, rates in extended.items()) + ".")
             + (
-                " (edge): the grid's smallest or largest rate won, so the row's best rate may lie beyond the grid."
+                " (edge): the grid's smallest or largest rate won even after widening, so the row's best rate may "
+                "lie beyond the grid."
                 if any(c.get("at_grid_edge") for c in learning_rates.values())
                 else ""
             ),
@@ -146,17 +166,23 @@ def format_markdown(rows: list[dict], cfg: CompareConfig, learning_rates: dict |
     seeds = sorted({r["seeds"] for r in rows if r["row"] not in teacher_rows})
     teachers = "; ".join(
         f"'{t.row_name}': {t.steps} steps of {t.config}" + (f" with {', '.join(t.overrides)}" if t.overrides else "")
+        + (f", {t.seeds} seeds (student seed i distils teacher seed i mod {t.seeds})" if t.seeds > 1 else ", seed 0")
         for t in cfg.teacher_runs
         if t.row_name in {r["row"] for r in rows}
     )
+    evaluation = evaluation or {"split": "test", "bank_images": f"train[0:{cfg.knn_bank or 60000}]",
+                                "query_images": f"test[0:{cfg.knn_queries or 10000}]"}
     lines.append(
         f"{'/'.join(map(str, seeds))} seed(s) per row (mean ± std, ddof 1; differences paired by seed with a 95 % t "
-        f"interval); every row: its method's shipped config, then {cfg.steps} steps × batch {cfg.batch_size} per stage "
-        f"(stage(s) {cfg.stages} of the binary student) on the first {cfg.data_limit or 60000} training images, its "
-        f"method's own augmentation unless 'shared'; kNN (K {min(cfg.knn_k, cfg.knn_bank)}, τ {cfg.knn_temperature}) "
-        f"and a {cfg.linear_epochs}-epoch linear probe with the first {cfg.knn_bank} train images as bank / probe "
-        f"data, scored on the first {cfg.knn_queries} test images. Pretraining min: wall-clock of the training steps."
-        + (f" Teachers trained here, once (seed 0) and shared by every seed: {teachers}." if teachers else "")
+        f"interval; a row whose interval vs its reference spans zero at {cfg.seeds} seeds runs "
+        f"{cfg.seeds_if_unsure or cfg.seeds}, and so does the reference); every row: its method's shipped config, "
+        f"then {cfg.steps} steps × batch {cfg.batch_size} per stage (stage(s) {cfg.stages} of the binary student) on "
+        f"the first {cfg.data_limit or 60000} training images, its method's own augmentation unless 'shared'; kNN "
+        f"(K {cfg.knn_k}, τ {cfg.knn_temperature}) and a {cfg.linear_epochs}-epoch linear probe with "
+        f"{evaluation['bank_images']} as bank / probe data, scored on {evaluation['query_images']} (the "
+        f"{evaluation['split']} split, read for this table only). Pretraining min: wall-clock of the training steps."
+        + (f" Teachers trained here: {teachers}." if teachers else "")
+        + (f" Every run: code version {code_version}." if code_version else "")
     )
     return "\n".join(lines)
 

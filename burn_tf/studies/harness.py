@@ -57,8 +57,12 @@ class ExperimentConfig:
     steps: int = 64  # per stage
     batch_size: int = 128
     data_limit: int | None = 20000  # pretrain on the first N training images
-    knn_bank: int = 10000
-    knn_queries: int = 2000
+    # None: every image — all training images but the held-out ones as bank / probe data, all
+    # 10,000 test images (or all held-out ones) as queries; a number: the first N (a quick check).
+    knn_bank: int | None = None
+    knn_queries: int | None = None
+    # The last N training images: the validation split every choice is made on (never trained on).
+    validation_images: int = 10000
     knn_k: int = 200
     knn_temperature: float = 0.07
     linear_epochs: int = 10
@@ -66,8 +70,9 @@ class ExperimentConfig:
     run_eagerly: bool = False  # tiny presets: skip tracing the train step
 
     def __post_init__(self):
-        for key in ("seeds", "steps", "batch_size", "knn_bank", "knn_queries", "knn_k", "linear_epochs"):
-            if getattr(self, key) < 1:
+        for key in ("seeds", "steps", "batch_size", "knn_bank", "knn_queries", "knn_k", "linear_epochs",
+                    "validation_images"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.data_limit is not None and self.data_limit < 1:
             raise ConfigError(f"data_limit must be >= 1 (or null for all), got {self.data_limit}")
@@ -114,29 +119,52 @@ def run_key(pcfg: PretrainConfig, cfg: ExperimentConfig, *extra) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-class EvalData:
-    """The kNN bank / probe training images and the queries, loaded once.
+TEST, VALIDATION = "test", "validation"  # the two splits a number can come from
 
-    ``validation`` N > 0: the queries are the *last* N training images instead of test images
-    (a held-out validation split for choosing hyper-parameters: runs evaluated on it must
-    pretrain on ``data.limit`` ≤ 60000 − N images so they never see them); the bank is the
-    first ``knn_bank`` training images either way."""
+
+class EvalData:
+    """The kNN bank / probe training images and the queries, loaded once. ``validation`` N > 0:
+    the queries are the *last* N training images (the validation split every choice is made on;
+    runs scored on it pretrain on ``data.limit`` ≤ 60000 − N images, :meth:`check_held_out`),
+    the bank the training images before them; else the queries are the test images, the bank
+    all training images. ``knn_bank`` / ``knn_queries`` (None: all) take the first N of either;
+    :attr:`split` and :meth:`describe` say where the numbers come from."""
 
     def __init__(self, cfg: ExperimentConfig, validation: int = 0):
         x_train, y_train = load_fashion_mnist_arrays("train")
         self.train_size = len(x_train)
-        self.x_bank, self.y_bank = x_train[: cfg.knn_bank], y_train[: cfg.knn_bank]
+        self.split = VALIDATION if validation else TEST
+        self.bank_pool = self.train_size - validation  # the images a bank may take
+        if validation and validation >= self.train_size:
+            raise ConfigError(f"validation_images {validation} leaves no training image (of {self.train_size})")
+        if cfg.knn_bank is not None and cfg.knn_bank > self.bank_pool:
+            raise ConfigError(f"knn_bank {cfg.knn_bank} overlaps the {validation} held-out validation images "
+                              f"(at most {self.bank_pool})")
+        bank = cfg.knn_bank or self.bank_pool
+        self.x_bank, self.y_bank = x_train[:bank], y_train[:bank]
         if validation:
-            if cfg.knn_bank > len(x_train) - validation:
-                raise ConfigError(f"knn_bank {cfg.knn_bank} overlaps the {validation} held-out validation images")
-            held_out = slice(len(x_train) - validation, len(x_train) - validation + min(cfg.knn_queries, validation))
+            first = self.bank_pool
+            held_out = slice(first, first + min(cfg.knn_queries or validation, validation))
             self.x_query, self.y_query = x_train[held_out], y_train[held_out]
+            self.query_images = f"train[{held_out.start}:{held_out.stop}]"
         else:
             x_test, y_test = load_fashion_mnist_arrays("test")
             self.x_query, self.y_query = x_test[: cfg.knn_queries], y_test[: cfg.knn_queries]
-        self.eval_cfg = DemoEvalConfig(knn_k=min(cfg.knn_k, cfg.knn_bank), knn_temperature=cfg.knn_temperature,
+            self.query_images = f"test[0:{len(self.x_query)}]"
+        self.eval_cfg = DemoEvalConfig(knn_k=min(cfg.knn_k, len(self.x_bank)), knn_temperature=cfg.knn_temperature,
                                        linear_epochs=cfg.linear_epochs,
                                        linear_learning_rate=cfg.linear_learning_rate)
+
+    def describe(self) -> dict:
+        """Where the numbers come from: the split, the bank / probe and query images."""
+        return {"split": self.split, "bank_images": f"train[0:{len(self.x_bank)}]", "query_images": self.query_images}
+
+    def check_held_out(self, pcfg: PretrainConfig, what: str) -> None:
+        """A ConfigError naming ``what`` when a run scored on the validation split would
+        pretrain on its queries (``data.limit`` null or over the images before them)."""
+        if self.split == VALIDATION and (pcfg.data.limit is None or pcfg.data.limit > self.bank_pool):
+            raise ConfigError(f"{what}: data.limit={pcfg.data.limit} would pretrain on the held-out validation "
+                              f"images {self.query_images}; at most {self.bank_pool}")
 
     def features(self, model: tf.keras.Model) -> tuple[np.ndarray, np.ndarray]:
         """``model``'s features of the bank and of the queries."""
@@ -150,8 +178,10 @@ class EvalData:
         return float(result["top1"])
 
     def evaluate(self, model: tf.keras.Model, seed: int) -> dict:
+        """kNN and linear top-1, and the split they come from."""
         bank, query = self.features(model)
-        return evaluate_features(bank, self.y_bank, query, self.y_query, self.eval_cfg, seed=seed)
+        return {**evaluate_features(bank, self.y_bank, query, self.y_query, self.eval_cfg, seed=seed),
+                "split": self.split}
 
 
 class KNNCurve(tf.keras.callbacks.Callback):
@@ -197,7 +227,8 @@ def pretrain_run(
     """Pretrains ``stages`` of ``pcfg`` in ``run_dir`` (a stage 2 continues the stage 1
     already there); returns the last stage's exported backbone and a summary: the last
     stage's collapse metrics (methods with a moving target report them), the first and last
-    step's loss, ``train_seconds`` summed over the stages. Every step's scalars go to
+    step's loss, ``train_seconds`` summed over the stages, the exported weights'
+    :func:`weights_sha256` (what proves a rerun bit-identical). Every step's scalars go to
     ``steps_path`` (JSON, the stages one after the other). ``stage_callbacks(stage)`` gives
     more Keras callbacks for a stage (e.g. :class:`KNNCurve`)."""
     records, summary, seconds = [], {}, 0.0
@@ -214,7 +245,18 @@ def pretrain_run(
     if steps_path is not None:
         atomic_write_json(steps_path, records)
     model, _ = load_backbone(run_dir / f"stage{stages[-1]}" / "backbone")
+    summary["weights_sha256"] = weights_sha256(model)
     return model, summary
+
+
+def weights_sha256(model: tf.keras.Model) -> str:
+    """The sha256 of a model's weight values (shapes, dtypes and bytes, in order): equal for
+    bit-identical weights whatever file format they were saved in."""
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _git_revision() -> str | None:
@@ -239,6 +281,27 @@ def _git_revision() -> str | None:
 
 
 _REVISION_AT_IMPORT: list = []
+_CODE_AT_IMPORT: list = []
+
+
+def code_tree_hash(root: Path | None = None) -> str:
+    """The sha256 (first 16 hex digits) of burn_tf's source: every ``*.py`` file under
+    ``root`` (default: the imported package), its path and its bytes, in path order. Two
+    processes get the same hash exactly when they run the same code, committed or not."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def code_version() -> str:
+    """:func:`code_tree_hash` of the code this process imported (read once, at the first call,
+    which :class:`RunLog` makes when it is created): every run key and record carries it."""
+    if not _CODE_AT_IMPORT:
+        _CODE_AT_IMPORT.append(code_tree_hash())
+    return _CODE_AT_IMPORT[0]
 
 
 def source_revision() -> str | None:
@@ -250,9 +313,21 @@ def source_revision() -> str | None:
     return _REVISION_AT_IMPORT[0]
 
 
+def versioned_key(config_key: str, code: str) -> str:
+    """A run's key: its config key (:func:`run_key`) and the code version that ran it."""
+    return hashlib.sha256(json.dumps([config_key, code]).encode()).hexdigest()[:16]
+
+
+class CodeVersionError(ValueError):
+    """Runs of another code version offered for reuse are not bit-identical to this code's."""
+
+
 class RunLog:
-    """``runs.jsonl``: one line per finished run, ``{<name_field>: …, "key": …, …}``. A run
-    already logged under the same name and key is not run again.
+    """``runs.jsonl``: one line per finished run, ``{<name_field>, "key", "config_key",
+    "code_version", …}``. A run already logged under the same name and key is not run again.
+    ``key`` hashes the config key (:func:`run_key`) *and* the code version (:func:`code_version`):
+    a run of other code is never taken for this code's unless :meth:`accept_version` proved
+    that version bit-identical on a rerun sample (:meth:`other_versions` counts the others).
 
     Several processes on one machine may share one log (one ``--out``, disjoint
     ``--rows``/``--variants``): each run is done under a lock of its own (``<log>.locks/``), and
@@ -262,6 +337,8 @@ class RunLog:
 
     def __init__(self, path: Path, name_field: str):
         source_revision()  # the code this process runs, before the checkout can move on
+        self.code_version = code_version()
+        self.versions = [self.code_version]  # this code's, then versions proved identical
         self.path, self.name_field = Path(path), name_field
         self.locks = self.path.with_name(self.path.name + ".locks")
         self.locks.mkdir(parents=True, exist_ok=True)
@@ -285,22 +362,66 @@ class RunLog:
                     f"{self.path}: line {number} is not a run record ({err}); remove it to run that run again"
                 ) from None
 
-    def run(self, name: str, key: str, fn: Callable[[], dict]) -> tuple[dict, bool]:
-        """(the logged result, False) or (``fn()`` with its key and seconds, True)."""
-        if (name, key) in self.done:
-            return self.done[name, key], False
+    def lookup(self, name: str, config_key: str) -> dict | None:
+        """The logged record of run ``name`` with ``config_key`` made by this code or by a
+        version proved identical (:meth:`accept_version`), or None."""
+        for version in self.versions:
+            record = self.done.get((name, versioned_key(config_key, version)))
+            if record is not None:
+                return record
+        return None
+
+    def run(self, name: str, config_key: str, fn: Callable[[], dict]) -> tuple[dict, bool]:
+        """(the logged result, False) or (``fn()`` with its keys, code version and seconds, True)."""
+        record = self.lookup(name, config_key)
+        if record is not None:
+            return record, False
+        key = versioned_key(config_key, self.code_version)
         lock_name = hashlib.sha256(json.dumps([name, key]).encode()).hexdigest()[:16]
         with file_lock(self.locks / f"{lock_name}.lock"):
             self._read()
-            if (name, key) in self.done:
-                return self.done[name, key], False
+            record = self.lookup(name, config_key)
+            if record is not None:
+                return record, False
             start = time.time()
-            result = {**fn(), self.name_field: name, "key": key, "code": source_revision()}
+            result = {**fn(), self.name_field: name, "key": key, "config_key": config_key,
+                      "code_version": self.code_version, "code": source_revision()}
             result["seconds"] = round(time.time() - start, 1)
             with file_lock(self.locks / "runs.jsonl.lock"), self.path.open("a") as f:
                 f.write(json.dumps(result) + "\n")
         self.done[name, key] = result
         return result, True
+
+    def accept_version(self, version: str, name: str, config_key: str, fn: Callable[[], dict]) -> dict:
+        """Reuse the runs of code ``version`` if a repeated sample proves it bit-identical:
+        run ``name`` (``config_key``, ``fn`` as for :meth:`run`) must be logged under
+        ``version``; it is run again under this code (or taken from the log if already run)
+        and both records' ``weights_sha256`` must be equal. Then every run of ``version``
+        counts as this code's; else a :class:`CodeVersionError` says which differ."""
+        if version in self.versions:
+            return {"version": version, "sample": name, "identical": True}
+        old = self.done.get((name, versioned_key(config_key, version)))
+        if old is None:
+            raise CodeVersionError(f"{self.path}: no run {name!r} of code version {version} to repeat; "
+                                   f"versions logged: {sorted(self.other_versions())}")
+        new, _ = self.run(name, config_key, fn)
+        if "weights_sha256" not in old or old["weights_sha256"] != new.get("weights_sha256"):
+            raise CodeVersionError(
+                f"{self.path}: run {name!r} of code version {version} is not bit-identical under this code "
+                f"({self.code_version}): exported weights {str(old.get('weights_sha256'))[:16]} vs "
+                f"{str(new.get('weights_sha256'))[:16]}; its runs are not reused")
+        self.versions.append(version)
+        return {"version": version, "sample": name, "identical": True, "weights_sha256": new["weights_sha256"]}
+
+    def other_versions(self) -> dict[str, int]:
+        """{code version: logged runs} of the versions this log does not count (None: records
+        from before code versions were recorded)."""
+        counts: dict[str, int] = {}
+        for record in self.done.values():
+            version = record.get("code_version")
+            if version not in self.versions:
+                counts[str(version)] = counts.get(str(version), 0) + 1
+        return counts
 
 
 def mean_std(values) -> tuple[float, float]:

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from burn_tf.config import ConfigError, apply_overrides, config_from_dict, read_config_values, resolve_config_path
 from burn_tf.methods.registry import method_names
-from burn_tf.studies import compare, compare_config, compare_report
+from burn_tf.studies import compare, compare_config, compare_grid, compare_report, compare_rows, harness
 
 # burn_tf's BURN recipe (demo.yaml) and its L_FS-only control; the paper's recipe (burn_paper.yaml).
 BURN_TF = "BURN (burn_tf: Sinkhorn target, L_FS on features, one view)"
@@ -49,16 +49,32 @@ def test_presets_rows_and_blocks_are_checked():
     # The budget: both stages at the demo's resolution, every row's rate from the grid, curves.
     assert full.stages == [1, 2] and "backbone.input_size=48" in full.overrides and len(full.lr_grid) >= 3
     assert full.curve_fractions == [0.125, 0.25, 0.5] and full.curve_seeds >= 1
-    # The rows the issue names, each with its method; BURN's three-way question with 5 seeds
-    # for both teachers.
+    # The rows the issue names, each with its method; every row 3 seeds, 5 when the same-seeds
+    # rule extends it (no row fixes its own count, so BURN and what it is compared with agree).
     methods = [r.method for r in full.table if r.block == "methods"]
     for name in ("supervised", "supervised_kl", "s2bnn", "byol", "moco_v2", "simclr_v2", "swav", "infomin", "npid",
                  "burn", compare_config.RANDOM):
         assert name in methods
     burn_rows = [r for r in full.table if r.method == "burn" and r.block in ("methods", "self_teacher")]
-    # Two recipes (burn_tf's and the paper's) × (BURN, L_FS only, frozen g_θ) × two teachers.
-    assert len(burn_rows) == 12 and all(full.row_seeds(r) == 5 for r in burn_rows)
+    # Two recipes (burn_tf's and the paper's) × (BURN, L_FS only, frozen g_θ) × two teachers;
+    # every row 3 seeds, 5 when the same-seeds rule extends it (no row fixes its own count).
+    assert len(burn_rows) == 12 and all(full.row_seeds(r) == 3 and full.row_seeds(r, unsure=True) == 5
+                                        for r in burn_rows)
     assert sorted(r.base_config for r in burn_rows) == ["burn_paper.yaml"] * 6 + ["demo.yaml"] * 6
+    assert not [r.name for r in full.table if r.seeds is not None]
+    # The paper recipe's controls are compared with the paper recipe's BURN.
+    assert {r.name: r.versus for r in burn_rows if r.versus} == {
+        f"{PAPER} L_FS only": PAPER, f"{PAPER} frozen g_θ": PAPER,
+        f"{PAPER} L_FS only (self-trained teacher)": "BURN (paper recipe, self-trained teacher)",
+        f"{PAPER} frozen g_θ (self-trained teacher)": "BURN (paper recipe, self-trained teacher)"}
+    # The whole evaluation: every training image as bank / probe data, every test image.
+    assert (full.knn_bank, full.knn_queries, full.validation_images) == (None, None, 10000)
+    # Every distillation row with both teachers; the self-trained one with 3 seeds.
+    pairs, alone = compare_rows.distillation_pairs(full)
+    assert alone == [] and ["S2-BNN", "S2-BNN (self-trained teacher)"] in pairs and len(pairs) == 7
+    assert [f"{PAPER} frozen g_θ", f"{PAPER} frozen g_θ (self-trained teacher)"] in pairs
+    assert full.teacher_run("self").seeds == 3 and [full.teacher_seed("self", s) for s in range(5)] == [0, 1, 2, 0, 1]
+    assert (full.lr_grid_seeds, full.lr_grid_extensions, full.seeds_if_unsure) == (2, 3, 5)
     assert {r.block for r in full.table if r.reference} == {"methods", "self_teacher", "shared_views"}
     assert {r.config for r in full.table if r.method == "cld" and r.block == "methods"} == {"cld_npid.yaml",
                                                                                           "cld_moco.yaml"}
@@ -116,11 +132,12 @@ def test_paired_difference_is_a_t_interval_over_common_seeds():
 
 def test_a_rate_at_the_grid_edge_is_flagged_in_the_json_and_the_table():
     # The first full grid ended at 0.008 and nine of 13 rows chose it: the table must say so.
-    assert compare.best_rate({0.002: 0.58, 0.004: 0.61, 0.008: 0.62}) == (0.008, True)
-    assert compare.best_rate({0.002: 0.64, 0.004: 0.65, 0.008: 0.63}) == (0.004, False)
-    assert compare.best_rate({0.002: 0.66, 0.004: 0.65, 0.008: 0.63}) == (0.002, True)
-    assert compare.best_rate({0.002: 0.65, 0.004: 0.65, 0.008: 0.60}) == (0.002, True)  # a tie: the smaller
-    assert compare.best_rate({0.004: 0.65}) == (0.004, False)  # one rate: no grid to be at the edge of
+    best_rate = compare_grid.best_rate
+    assert best_rate({0.002: 0.58, 0.004: 0.61, 0.008: 0.62}) == (0.008, True)
+    assert best_rate({0.002: 0.64, 0.004: 0.65, 0.008: 0.63}) == (0.004, False)
+    assert best_rate({0.002: 0.66, 0.004: 0.65, 0.008: 0.63}) == (0.002, True)
+    assert best_rate({0.002: 0.65, 0.004: 0.65, 0.008: 0.60}) == (0.002, True)  # a tie: the smaller
+    assert best_rate({0.004: 0.65}) == (0.004, False)  # one rate: no grid to be at the edge of
     cfg = compare_config.load_compare_config("compare.yaml", "full")
     choices = {"BURN (paper recipe)": {"learning_rate": 0.008, "grid": {"0.002": 0.58, "0.004": 0.61, "0.008": 0.62},
                         "at_grid_edge": True, "steps_per_stage": 58, "validation_images": 10000},
@@ -129,7 +146,7 @@ def test_a_rate_at_the_grid_edge_is_flagged_in_the_json_and_the_table():
     markdown = compare_report.format_markdown([], cfg, choices)
     assert "| BURN (paper recipe) | 58.00 | 61.00 | 62.00 | 0.008 (edge) |" in markdown
     assert "| BYOL | 56.00 | 63.00 | 59.00 | 0.004 |" in markdown
-    assert "the row's best rate may lie beyond the grid" in markdown
+    assert "the row's best rate may lie beyond the grid" in markdown and "seeds 0–1 per rate" in markdown
     choices["BURN (paper recipe)"]["at_grid_edge"] = False
     assert "(edge)" not in compare_report.format_markdown([], cfg, choices)
 
@@ -169,14 +186,24 @@ def test_every_row_gets_the_shared_budget(tmp_path):
     trained = [c.hash() for n, c in configs.items()
                if not n.startswith("random") and n not in grouping and n != "BURN (burn_tf, shared views)"]
     assert len(set(trained)) == len(trained)
-    # S2-BNN distils the self-trained MoCo v2 teacher: the contract of the teacher rows.
-    s2bnn = configs["S2-BNN"]
+    # S2-BNN distils both teachers: the shipped ImageNet-supervised one and the self-trained
+    # MoCo v2 teacher — seed 1 its seed 1 (i mod 3): the contract of the teacher rows.
+    assert configs["S2-BNN"].teacher.weights == "imagenet"
+    s2bnn = configs["S2-BNN (self-trained teacher)"]
     assert (s2bnn.teacher.kind, s2bnn.teacher.small_input_stem) == ("resnet18", True)
-    assert s2bnn.teacher.weights == str(tmp_path / "runs" / "teacher_self" / "stage1" / "backbone")
+    assert s2bnn.teacher.weights == str(tmp_path / "runs" / "teacher_self_seed1" / "stage1" / "backbone")
+    (s2bnn_row,) = [r for r in cfg.table if r.name == "S2-BNN (self-trained teacher)"]
+    seed4 = compare.row_config(cfg, s2bnn_row, 4, tmp_path, teacher=teacher)
+    assert seed4.teacher.weights == str(tmp_path / "runs" / "teacher_self_seed1" / "stage1" / "backbone")
+    # The labels column says where a teacher was trained with ImageNet's labels.
+    (burn_row,) = [r for r in cfg.table if r.name == BURN_TF]
+    assert compare_rows.describe(burn_row, configs[BURN_TF], None)["needs_labels"] == "ImageNet labels (teacher)"
+    assert compare_rows.describe(s2bnn_row, s2bnn, teacher)["needs_labels"] == "no"
+    assert compare_rows.describe(burn_row, configs["BYOL"], None)["needs_labels"] == "no"
     # Supervised KL-div distils the supervised FP network this command trains.
     if "supervised KL-div (labels)" in configs:
         kl = configs["supervised KL-div (labels)"].teacher
-        assert kl.weights == str(tmp_path / "runs" / "teacher_supervised" / "stage1" / "backbone")
+        assert kl.weights == str(tmp_path / "runs" / "teacher_supervised_seed0" / "stage1" / "backbone")
     # BURN's controls are the ablation's variants.
     assert configs["BURN (burn_tf) L_FS only (self-trained teacher)"].method.lambda_end == 1.0
     frozen = configs["BURN (burn_tf) frozen g_θ (self-trained teacher)"].method
@@ -204,10 +231,18 @@ def test_every_row_gets_the_shared_budget(tmp_path):
     shared = compare_config.TableRow(name="shared", method="byol", shared_views=True)
     assert compare.row_config(cfg, shared, 0, tmp_path, values).views == []
     # A grid run holds the validation images out of pretraining and runs a fraction of the steps.
-    grid = compare.grid_config(cfg, mine, tmp_path, values, None, 0.008, 60000)
+    grid = compare_grid.grid_config(cfg, mine, tmp_path, values, None, 0.008, 60000)
     assert (grid.data.limit, grid.train.steps_per_epoch, grid.train.seed) == (1234, round(234 * 0.25), 0)
-    grid = compare.grid_config(cfg, shared, tmp_path, values, None, 0.008, 60000)
-    assert (grid.data.limit, grid.optimizer.learning_rate) == (50000, 0.008)
+    grid = compare_grid.grid_config(cfg, shared, tmp_path, values, None, 0.008, 60000, seed=1)
+    assert (grid.data.limit, grid.optimizer.learning_rate, grid.train.seed) == (50000, 0.008, 1)
+    # ... and scales its step-counted settings with its length (SwAV froze its prototypes for
+    # 50 of a grid run's 58 steps and never reached the queue that starts at step 100).
+    (swav,) = [r for r in cfg.table if r.method == "swav"]
+    full_swav, grid_swav = configs[swav.name].method, compare_grid.grid_config(
+        cfg, swav, tmp_path, read_config_values(swav.base_config), None, 0.008, 60000).method
+    assert (full_swav.freeze_prototypes_steps, full_swav.queue_start_step) == (50, 100)
+    assert (grid_swav.freeze_prototypes_steps, grid_swav.queue_start_step) == (round(50 * 58 / 234),
+                                                                                round(100 * 58 / 234))
 
 
 def _check_table(tmp_path, summary, rows):
@@ -226,7 +261,7 @@ def _check_table(tmp_path, summary, rows):
             assert math.isfinite(run["loss_first"]) and run["loss_last"] != run["loss_first"], row.name
             steps = json.loads((tmp_path / "steps" / f"{row.slug}_seed0.json").read_text())
             assert [s["step"] for s in steps] == list(range(1, 5)), row.name
-            assert line["needs_labels"] in ("yes", "no") and line["train_seconds"] > 0
+            assert line["needs_labels"] in ("yes", "no", "ImageNet labels (teacher)") and line["train_seconds"] > 0
     markdown = (tmp_path / "compare.md").read_text()
     headers = sum(f"### {title}" in markdown for title in compare_config.BLOCKS.values())
     grid = summary["learning_rates"]  # its table: a header line and a line per row that chose its rate
@@ -265,7 +300,7 @@ def small_comparison(tmp_path_factory, fashion_mnist_available):
     table = [r if r.name in (BURN_TF, BURN_TF_FS_ONLY) or r.name not in names or not r.trained
              else dataclasses.replace(r, learning_rate=_own_rate(cfg, r, out)) for r in cfg.table]
     cfg = dataclasses.replace(cfg, blocks=["methods", "self_teacher"], rows=names, table=table,
-                              lr_grid=[0.001, 0.004], lr_fraction=0.5)
+                              lr_grid=[0.001, 0.004], lr_fraction=0.5, lr_grid_extensions=0)
     rows = compare_config.selected_rows(cfg)
     summary = compare.run_comparison(cfg, out, log=lambda *a: None)
     return cfg, rows, out, summary
@@ -277,8 +312,15 @@ def test_small_preset_trains_every_row_and_writes_the_table(small_comparison):
     assert {"S2-BNN", BURN_TF, "random init (floor)", BURN_TF_FS_ONLY, "BURN (burn_tf, self-trained teacher)"} <= {
         r.name for r in rows}
     table = _check_table(out, summary, rows)
-    assert table["S2-BNN"]["teacher"] == "resnet18 (trained here: moco_v2)"
-    assert table[BURN_TF]["teacher"].startswith("efficientnet_lite0")
+    assert table["S2-BNN"]["teacher"] == table[BURN_TF]["teacher"] == "efficientnet_lite0 (imagenet)"
+    assert table[BURN_TF]["needs_labels"] == "ImageNet labels (teacher)"
+    # One code version, named in the JSON; the table's numbers from the test split, all of it
+    # that the preset asks for.
+    assert {r["code_version"] for r in summary["runs"]} == {summary["code_version"]} == {harness.code_version()}
+    assert summary["code_versions_used"] == [summary["code_version"]] and summary["other_code_versions"] == {}
+    assert summary["splits"]["rows"] == {"split": "test", "bank_images": "train[0:300]", "query_images": "test[0:100]"}
+    assert {r["split"] for r in summary["runs"]} == {"test"}
+    assert all(len(r["weights_sha256"]) == 64 for r in summary["runs"] if r["method"] != compare_config.RANDOM)
     # Every trained row is compared with the floor and with BURN, paired by seed.
     for name in ("S2-BNN", "MoCo v2", BURN_TF_FS_ONLY):
         if name in table:
@@ -296,7 +338,8 @@ def test_small_preset_trains_every_row_and_writes_the_table(small_comparison):
 def test_self_trained_teacher_block(small_comparison):
     cfg, rows, out, summary = small_comparison
     teacher = compare.teacher_config(cfg)
-    assert (out / "runs" / "teacher_self" / "stage1" / "backbone").is_dir()
+    assert (out / "runs" / "teacher_self_seed0" / "stage1" / "backbone").is_dir()
+    assert not (out / "runs" / "teacher_self_seed1").exists()  # one student seed: teacher seed 0 only
     table = {r["row"]: r for r in summary["rows"]}
     teacher_row = cfg.teacher_run("self").row_name
     # Trained once for both of its students (S2-BNN and BURN's self-teacher row), listed last.
@@ -305,7 +348,7 @@ def test_self_trained_teacher_block(small_comparison):
     students = [r for r in rows if r.block == "self_teacher"]
     assert [r.name for r in students] == ["BURN (burn_tf, self-trained teacher)"]
     for row in students:
-        assert table[row.name]["teacher"] == f"resnet18 (trained here: {teacher.method.name})"
+        assert table[row.name]["teacher"] == f"resnet18 (trained here: {teacher.method.name}, 3 seeds paired i mod 3)"
         # The self-teacher block is compared with its own reference row, not the methods' BURN.
         assert "vs_reference" not in table[row.name] and table[row.name]["vs_floor"]["knn_top1"]["n"] == 1
     (teacher_run,) = [r for r in summary["runs"] if r["row"] == teacher_row]
@@ -332,12 +375,15 @@ def test_learning_rates_are_chosen_on_held_out_training_images(small_comparison)
     choice = summary["learning_rates"][BURN_TF]
     assert set(summary["learning_rates"]) == {BURN_TF}  # the control takes BURN's (lr_from); the others are fixed
     assert set(choice["grid"]) == {"0.001", "0.004"} and choice["steps_per_stage"] == 2
+    assert choice["split"] == "validation" and choice["extended"] == [] and choice["at_grid_edge"]
     assert choice["learning_rate"] == max((0.001, 0.004), key=lambda r: choice["grid"][f"{r:g}"])
     grid_runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()
-                 if json.loads(line)["block"] == compare.LR_GRID_BLOCK]
+                 if json.loads(line)["block"] == compare_grid.LR_GRID_BLOCK]
     assert sorted(r["learning_rate"] for r in grid_runs) == [0.001, 0.004]
+    assert {r["split"] for r in grid_runs} == {"validation"}
     # The grid never saw its queries: it pretrained on the images before the held-out ones.
-    grid_yaml = (out / "runs" / compare.LR_GRID_BLOCK / f"{_slug(BURN_TF)}_lr0.004" / "config.yaml").read_text()
+    grid_yaml = (out / "runs" / compare_grid.LR_GRID_BLOCK / f"{_slug(BURN_TF)}_lr0.004_seed0" / "config.yaml"
+                 ).read_text()
     assert f"limit: {min(cfg.data_limit, 60000 - cfg.validation_images)}" in grid_yaml
     # Both rows trained with the chosen rate; the table says which.
     for row in (_slug(BURN_TF), _slug(BURN_TF_FS_ONLY)):
@@ -376,3 +422,61 @@ def test_every_learning_curve_of_a_panel_has_its_own_style():
             assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1  # beside, not over
     finally:
         compare_report._pyplot().close(fig)
+
+
+def test_a_rate_at_an_edge_widens_the_grid_until_it_is_interior():
+    # A row whose best rate is 0.064: the grid {0.002 … 0.016} ends at 0.016, so it is widened
+    # by 0.032, then 0.064, then 0.128, where the best is interior.
+    def score(rate):
+        return -abs(math.log2(rate / 0.064))
+
+    scores, added, complete = compare_grid.search_grid([0.002, 0.004, 0.008, 0.016], score, extensions=3)
+    assert complete and added == [0.032, 0.064, 0.128]
+    assert compare_grid.best_rate(scores) == (0.064, False)
+    # Out of extensions: still at the edge, and the choice says so.
+    scores, added, _ = compare_grid.search_grid([0.002, 0.004, 0.008, 0.016], score, extensions=1)
+    assert added == [0.032] and compare_grid.best_rate(scores) == (0.032, True)
+    # At the small edge it widens downwards; a rate not logged yet stops the search, incomplete.
+    scores, added, complete = compare_grid.search_grid([0.004, 0.008], lambda r: -r, extensions=2)
+    assert added == [0.002, 0.001]
+    assert compare_grid.search_grid([0.004, 0.008], lambda r: None if r < 0.004 else -r, 2)[2] is False
+
+
+def test_rows_whose_interval_vs_burn_spans_zero_get_five_seeds():
+    cfg = compare_config.load_compare_config("compare.yaml", "full")
+    fs_only, frozen, paper_fs = BURN_TF_FS_ONLY, "BURN (burn_tf) frozen g_θ", f"{PAPER} L_FS only"
+    names = (BURN_TF, fs_only, frozen, "BYOL", "random init (floor)", PAPER, paper_fs)
+    rows = [r for r in compare_config.selected_rows(dataclasses.replace(cfg, blocks=["methods"])) if r.name in names]
+
+    def runs(name, values):
+        return [{"row": name, "seed": s, "method": "burn", "knn_top1": v} for s, v in enumerate(values)]
+
+    results = (runs(BURN_TF, [0.70, 0.72, 0.71]) + runs(fs_only, [0.69, 0.73, 0.70])  # spans zero
+               + runs(frozen, [0.60, 0.61, 0.62]) + runs("BYOL", [0.80, 0.82, 0.81])
+               + runs("random init (floor)", [0.4, 0.4, 0.4])
+               # The paper recipe's control is paired with the paper recipe's BURN (versus),
+               # against which it spans zero (against burn_tf's BURN it would not).
+               + runs(PAPER, [0.50, 0.55, 0.52]) + runs(paper_fs, [0.52, 0.53, 0.53]))
+    unsure = compare.unsure_rows(cfg, rows, results)
+    assert unsure == {BURN_TF, fs_only, PAPER, paper_fs}
+    # Decided on seeds 0–2 only: the added seeds do not change the decision on a rerun.
+    assert compare.unsure_rows(cfg, rows, results + runs(fs_only, [0.5] * 5)[3:]) == unsure
+    plan = compare.seed_plan(cfg, rows, unsure)
+    assert plan == {BURN_TF: 5, fs_only: 5, frozen: 3, "BYOL": 3, "random init (floor)": 5, PAPER: 5, paper_fs: 5}
+    assert compare.unsure_rows(dataclasses.replace(cfg, seeds_if_unsure=None), rows, results) == set()
+    # The table pairs the paper recipe's control with the paper recipe's BURN too.
+    info = {name: {} for name in names}
+    table = {r["row"]: r for r in compare_report.aggregate(results, rows, info)}
+    assert table[paper_fs]["vs_reference"]["row"] == PAPER and table[fs_only]["vs_reference"]["row"] == BURN_TF
+
+
+def test_each_teacher_trains_the_seeds_its_students_pair_with():
+    full = compare_config.load_compare_config("compare.yaml", "full")
+    assert compare.needed_teacher_seeds(full, compare_config.selected_rows(full)) == {"self": [0, 1, 2],
+                                                                                     "supervised": [0]}
+    small = compare_config.load_compare_config("compare.yaml", "small")  # one student seed: teacher seed 0
+    only = dataclasses.replace(small, rows=["S2-BNN (self-trained teacher)"])
+    assert compare.needed_teacher_seeds(only, compare_config.selected_rows(only)) == {"self": [0]}
+    two = dataclasses.replace(only, max_seeds=2, seeds=2)
+    assert compare.needed_teacher_seeds(two, compare_config.selected_rows(two)) == {"self": [0, 1]}
+    assert harness.code_version()  # (the run keys' code version exists in this process)
