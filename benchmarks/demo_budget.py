@@ -6,10 +6,15 @@
 Each point is the demo's BURN recipe (``configs/demo.yaml``, ``method.target:
 sinkhorn``) at the sweep's reference values (:data:`SWEEP_BASE`) with one or more ``--set``
 overrides (:data:`POINTS`): steps per stage,
-resolution, learning rate, head width. A run pretrains both stages through
-:func:`burn_tf.pretrain.pretrain` (no controls) and scores the stage-2 student with the
-demo's weighted kNN (:class:`burn_tf.studies.demo.DemoEvalConfig`: cosine, K 200, τ 0.07, bank =
-the 60k train split, queries = the 10k test split). It appends one row to
+resolution, learning rate, head width. The sweep makes choices (the demo's resolution and
+rate, which the comparison's rows inherit), so it scores on the **validation split** only: a
+run pretrains both stages through :func:`burn_tf.pretrain.pretrain` (no controls) on the first
+50,000 training images (``data.limit``; steps per stage as at 60k: 468) and scores the stage-2
+student with the demo's weighted kNN (cosine, K 200, τ 0.07) with those 50,000 as the bank and
+the last 10,000 training images, never trained on, as the queries
+(:class:`burn_tf.studies.harness.EvalData` ``validation=10000``). Rows carry their ``split``;
+rows from before (no ``split``) were scored on the test split and are kept apart
+(``plot --split test``). It appends one row to
 ``benchmarks/results/demo_budget.json``: pretraining wall seconds per stage (the run's own
 ``train_seconds``), steps/s and the load average sampled every 10 s during pretraining —
 the machine's 2 cores are shared, so a reader scales the minutes by the load.
@@ -31,13 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from burn_tf.config import load_config
-from burn_tf.data import load_fashion_mnist_arrays
-from burn_tf.evaluate.features import extract_features
-from burn_tf.evaluate.knn import knn_accuracy
 from burn_tf.io import atomic_write_json
 from burn_tf.pretrain import pretrain
 from burn_tf.saved_backbone import load_backbone
-from burn_tf.studies.demo import DEFAULT_CONFIG, DemoEvalConfig
+from burn_tf.studies.demo import DEFAULT_CONFIG
+from burn_tf.studies.harness import VALIDATION, EvalData, ExperimentConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo_budget.json"
 # The sweep's reference is demo.yaml as it was when the sweep ran (Adam lr 0.002, 32 px); the
@@ -47,6 +50,10 @@ SWEEP_BASE = ["optimizer.learning_rate=0.002", "backbone.input_size=32"]
 REFERENCE = f"(demo.yaml with {' '.join(SWEEP_BASE)})"
 # The demo: 60k images // batch 128 = 468 steps per stage (train.epochs 1).
 DEMO_STEPS = 468
+# The validation split: the last 10,000 training images, held out of every pretraining; the
+# step count per stage stays the demo's (a point's own steps_per_epoch wins).
+VALIDATION_IMAGES = 10000
+HELD_OUT = [f"data.limit={60000 - VALIDATION_IMAGES}", f"train.steps_per_epoch={DEMO_STEPS}"]
 # One factor at a time around the demo, then combinations. ``steps_per_epoch`` caps an epoch,
 # so ×0.5 is one epoch of 234 steps and ×1.5 two epochs of 351.
 POINTS = {
@@ -86,19 +93,17 @@ class LoadSampler(threading.Thread):
             self.stop.wait(self.period)
 
 
-def student_knn(backbone_dir: Path, ev: DemoEvalConfig) -> float:
-    """The demo's weighted kNN top-1 of one exported backbone (burn_tf.studies.demo.evaluate_features's kNN)."""
-    x_train, y_train = load_fashion_mnist_arrays("train")
-    x_test, y_test = load_fashion_mnist_arrays("test")
-    model = load_backbone(backbone_dir)[0]
-    knn = knn_accuracy(extract_features(model, x_train), y_train, extract_features(model, x_test), y_test,
-                       k=ev.knn_k, temperature=ev.knn_temperature, num_classes=10, ks=(1,))
-    return float(knn["top1"])
+def validation_data() -> EvalData:
+    """The demo's weighted kNN (K 200, τ 0.07) on the validation split: bank = the first
+    50,000 training images, queries = the last 10,000."""
+    return EvalData(ExperimentConfig(validation_images=VALIDATION_IMAGES), validation=VALIDATION_IMAGES)
 
 
 def run_point(name: str, seed: int, run_root: Path) -> dict:
-    overrides = SWEEP_BASE + point_overrides(name) + [f"train.seed={seed}", "train.verbose=0"]
+    overrides = SWEEP_BASE + HELD_OUT + point_overrides(name) + [f"train.seed={seed}", "train.verbose=0"]
     cfg = load_config(DEFAULT_CONFIG, overrides)
+    data = validation_data()
+    data.check_held_out(cfg, f"point {name}")
     run_dir = run_root / f"{name}_s{seed}"
     sampler = LoadSampler()
     load_before = os.getloadavg()
@@ -113,9 +118,9 @@ def run_point(name: str, seed: int, run_root: Path) -> dict:
     seconds = sum(s["train_seconds"] for s in stages.values())
     steps = sum(s["steps"] for s in stages.values())
     start = time.time()
-    knn = student_knn(run_dir / f"stage{cfg.backbone.stages[-1]}" / "backbone", DemoEvalConfig())
+    knn = data.knn(load_backbone(run_dir / f"stage{cfg.backbone.stages[-1]}" / "backbone")[0])
     row = {
-        "point": name, "seed": seed, "overrides": point_overrides(name),
+        "point": name, "seed": seed, "overrides": point_overrides(name), **data.describe(),
         "knn_top1": round(knn, 4),
         "pretrain_minutes": round(seconds / 60, 2), "steps_total": steps,
         "steps_per_second": round(steps / seconds, 3),
@@ -127,9 +132,15 @@ def run_point(name: str, seed: int, run_root: Path) -> dict:
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     rows = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
-    atomic_write_json(RESULTS, [r for r in rows if (r["point"], r["seed"]) != (name, seed)] + [row])
+    atomic_write_json(RESULTS, [r for r in rows if (r["point"], r["seed"], split_of(r)) != (name, seed, VALIDATION)]
+                      + [row])
     print(json.dumps(row), flush=True)
     return row
+
+
+def split_of(row: dict) -> str:
+    """The split a row was scored on (rows from before the field: the test split)."""
+    return row.get("split", "test")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -214,11 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     # The README's teacher row (EfficientNet-Lite0, frozen: no seed dependence).
     show.add_argument("--teacher-knn", type=float, default=83.07)
     show.add_argument("--png", default=str(RESULTS.with_suffix(".png")))
+    show.add_argument("--split", default=VALIDATION, choices=[VALIDATION, "test"],
+                      help="the rows scored on this split (test: the sweep's rows from before it chose on validation)")
     args = parser.parse_args(argv)
     if args.command == "run":
         run_point(args.point, args.seed, Path(args.run_root))
     else:
-        rows = json.loads(RESULTS.read_text())
+        rows = [r for r in json.loads(RESULTS.read_text()) if split_of(r) == args.split]
         plot(rows, args.teacher_knn, Path(args.png))
         print(table(rows))
     return 0
