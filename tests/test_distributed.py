@@ -93,7 +93,10 @@ def test_mirrored_batch_level_targets_use_the_global_batch(fashion_mnist_availab
     assert result["weights_max_relative"] < 0.1, result
 
 
-CONTRASTIVE_CASES = ("swav", "simclr_v2:each_step", "byol:each_step")
+# SwAV's two replicas (Sinkhorn on the gathered global batch, the queue of gathered features,
+# a small crop) are compared in tests/methods/test_swav.py (tests/distributed/npid_replicas.py
+# swav); `python tests/distributed/contrastive_replicas.py swav` runs swav.yaml's 2 + 6 crops.
+CONTRASTIVE_CASES = ("simclr_v2:each_step", "byol:each_step")
 
 
 @functools.cache
@@ -105,17 +108,6 @@ def _contrastive_replicas() -> dict:
     proc = _python([str(HERE / "contrastive_replicas.py"), *CONTRASTIVE_CASES], timeout=2 * TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def test_mirrored_swav_multi_crop_matches_one_device(fashion_mnist_available):
-    """SwAV with swav.yaml's multi-crop (2 large + 4 small crops; Sinkhorn on the gathered
-    global batch; its queue of gathered features): 2 steps on 2 replicas equal one device's
-    (a 3rd parts through the binary activations, as SimCLR v2's does)."""
-    result = _contrastive_replicas()["swav"]
-    assert result["replicas"] == 2 and result["optimizer_iterations"] == [2, 2], result
-    assert result["loss_max_relative"] < 1e-5, result
-    assert result["weights_max_relative"] < 1e-4, result
-    assert result["queue_filled"] == [16, 16] and result["queue_max_abs"] < 1e-5, result
 
 
 def _check_each_step(result):

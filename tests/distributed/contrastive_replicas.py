@@ -68,12 +68,12 @@ SETTINGS = {
     "simclr_v2": ["method.projector_hidden=16", "method.projector_dim=8"],
     "byol": ["method.projector_hidden=16", "method.projector_dim=8", "method.predictor_hidden=16",
              "method.tau_start=0.9", "method.tau_end=0.9"],
-    # Multi-crop as swav.yaml: 2 large crops (32 px) and 4 small (16 px); the queue (2
+    # Multi-crop as swav.yaml: 2 large crops (32 px) and 6 small (16 px); the queue (2
     # global batches) fills from step 1 (in use from step 3), prototypes trained from step 2.
     "swav": ["method.projection_hidden=16", "method.projection_dim=8", "method.num_prototypes=6",
              "method.freeze_prototypes_steps=1", "method.queue_size=16", "method.queue_start_step=0"],
 }
-VIEW_SIZES = {"swav": [32, 32, 16, 16, 16, 16]}
+VIEW_SIZES = {"swav": [32, 32, 16, 16, 16, 16, 16, 16]}
 
 
 def views(steps, sizes=(32, 32)):

@@ -72,7 +72,8 @@ def build():
 
 def batches():
     rng = np.random.default_rng(0)
-    sizes = {"npid": [32], "cld": [32, 32], "cld_moco": [32, 32], "swav": [32, 32, 16]}[METHOD]
+    # CLD-MoCo: two queries and the momentum encoder's key (train_cifar_moco_cld.py's three views).
+    sizes = {"npid": [32], "cld": [32, 32], "cld_moco": [32, 32, 32], "swav": [32, 32, 16]}[METHOD]
     views = [rng.uniform(size=(STEPS * GLOBAL_BATCH, size, size, 3)).astype("float32") for size in sizes]
     # Each step a different set of images; the third step revisits rows the first wrote.
     index = np.concatenate([rng.permutation(DATASET_SIZE)[:GLOBAL_BATCH] for _ in range(STEPS)]).astype("int64")
