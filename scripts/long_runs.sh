@@ -8,11 +8,12 @@
 #   bash scripts/long_runs.sh status     the tables of the runs logged so far, running nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+# Niced: the studies take the CPU the interactive work and the tests leave.
+PY="nice -n 10 .venv/bin/python"
 STUDENTS=benchmarks/results/students
 COMPARE=benchmarks/results/compare_v2
 if [ "${1:-start}" = status ]; then
-  $PY -m burn_tf.studies.compare --preset full --report --out $COMPARE
+  .venv/bin/python -m burn_tf.studies.compare --preset full --report --out $COMPARE
   exit 0
 fi
 mkdir -p $STUDENTS/logs $COMPARE/logs
