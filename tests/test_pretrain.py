@@ -266,5 +266,9 @@ def test_a_larq_zoo_student_trains_evaluates_and_exports_from_the_cli(fashion_mn
     assert export(["--run-dir", str(run_dir), "--format", "tflite", "--out", str(out)]) == 0
     report = json.loads((tmp_path / "quicknet_small.tflite.json").read_text())
     assert report["architecture"] == "larq_zoo" and report["stage"] == 2
-    assert report["check"]["exact"], report["check"]
-    assert report["op_counts"]["LceBconv2d"] > 0
+    # LCE's optimised and reference binary kernels both give Keras's outputs, and every binary
+    # layer of the student became a bit-packed LceBconv2d.
+    assert report["check"]["exact"] and report["check"]["exact_reference_bconv"], report["check"]
+    model, _ = load_backbone(run_dir / "stage2" / "backbone")
+    binary = [layer for layer in model.layers if getattr(layer, "kernel_quantizer", None) is not None]
+    assert report["op_counts"]["LceBconv2d"] == len(binary) == 16

@@ -8,7 +8,6 @@ import tensorflow as tf
 from larq_zoo import preprocess_input
 from larq_zoo.sota.quicknet import QuickNetFactory
 
-from burn_tf.export.tflite import check_tflite, to_tflite
 from burn_tf.models.larq_zoo import (
     REFUSED_ZOO_MODELS,
     ZOO_STUDENTS,
@@ -196,12 +195,3 @@ def test_normalisation_is_larq_zoo_preprocess_input_of_0_255_pixels():
     theirs = np.asarray(preprocess_input(image))[0, 0]
     mine = Normalize()(tf.constant(pixel[None] / 255.0)).numpy()[0]
     np.testing.assert_allclose(mine, theirs, rtol=1e-5)
-
-
-def test_quicknet_stage2_converts_with_lce_and_matches_keras():
-    model = build_zoo_student("QuickNet", TEST_SIZE, stage=2)
-    images = np.random.default_rng(3).uniform(0, 1, (4, TEST_SIZE, TEST_SIZE, 3)).astype("float32")
-    report = check_tflite(model, to_tflite(model, converter="savedmodel"), images)
-    assert report["exact"] and report["exact_reference_bconv"], report
-    binary = [layer for layer in _quantized(model) if layer.kernel_quantizer is not None]
-    assert report["op_counts"]["LceBconv2d"] == len(binary) == 16
