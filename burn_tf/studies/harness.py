@@ -322,6 +322,10 @@ class CodeVersionError(ValueError):
     """Runs of another code version offered for reuse are not bit-identical to this code's."""
 
 
+#: What :meth:`RunLog.run` adds to a run's own result (with the log's name field).
+RECORD_FIELDS = ("key", "config_key", "code_version", "code", "seconds")
+
+
 class RunLog:
     """``runs.jsonl``: one line per finished run, ``{<name_field>, "key", "config_key",
     "code_version", …}``. A run already logged under the same name and key is not run again.
@@ -385,7 +389,7 @@ class RunLog:
                 return record, False
             start = time.time()
             result = {**fn(), self.name_field: name, "key": key, "config_key": config_key,
-                      "code_version": self.code_version, "code": source_revision()}
+                      "code_version": self.code_version, "code": source_revision()}  # RECORD_FIELDS
             result["seconds"] = round(time.time() - start, 1)
             with file_lock(self.locks / "runs.jsonl.lock"), self.path.open("a") as f:
                 f.write(json.dumps(result) + "\n")

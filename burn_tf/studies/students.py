@@ -277,12 +277,11 @@ def run_students(cfg: StudentsConfig, out: str | Path, figures: bool = True, log
                 log(f"[{(time.time() - start) / 60:5.1f} min] {s.name:<16} seed {seed}: kNN "
                     f"{100 * result['knn_top1']:.2f}%  linear {100 * result['linear_top1']:.2f}%  "
                     f"({result['seconds']:.0f} s)")
-    facts = {name: {k: v for k, v in f.items() if k not in ("student", "key", "code", "seconds")}
+    facts = {name: {k: v for k, v in f.items() if k not in ("student", *harness.RECORD_FIELDS)}
              for name, f in facts.items()}
     rows = aggregate(results, facts, read_latency(cfg), students)
-    summary = {"config": dataclasses.asdict(cfg), "rows": rows, "runs": results,
-               "code": sorted({r.get("code") or "unknown" for r in results}),
-               "minutes": round((time.time() - start) / 60, 1)}
+    summary = {"config": dataclasses.asdict(cfg), "evaluation": data.describe(), "code_version": runs.code_version,
+               "rows": rows, "runs": results, "minutes": round((time.time() - start) / 60, 1)}
     atomic_write_text(out / "students.md", format_markdown(rows, cfg) + "\n")
     if figures and rows:
         summary["figures"] = [write_figure(out, rows)]

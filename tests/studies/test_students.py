@@ -52,6 +52,9 @@ def test_small_preset_trains_both_stages_of_each_student_and_writes_the_table(tm
     table = (tmp_path / "students.md").read_text()
     assert table.count("\n| ") == len(rows) and "± " in table and "not a device's" in table
     assert (tmp_path / summary["figures"][0]).stat().st_size > 1000
+    assert summary["evaluation"]["split"] == "test" and summary["code_version"]
+    assert {run["code_version"] for run in summary["runs"]} == {summary["code_version"]}
+    assert not set(rows["QuickNetSmall"]) & {"config_key", "code_version", "key"}  # facts, not bookkeeping
     # a rerun runs nothing and gives the same table
     again = students.run_students(cfg, tmp_path, figures=False)
     assert again["rows"] == json.loads(json.dumps(summary["rows"]))
