@@ -183,8 +183,11 @@ def _with(section: str, name: str, kind, number) -> dict:
         values["views"] = [{name: value}]
     elif section.startswith("method:"):
         method = section.split(":")[1]
-        # The tiny batch of 4 takes at most 2 CLD groups (every other key is drawn alone).
+        # The tiny batch of 4 takes at most 2 CLD groups and 2 split-BatchNorm groups (MoCo's
+        # shuffled BN, default 8); every other key is drawn alone.
         fits_batch = {"burn": {"head_width": 16}, "cld": {"num_groups": 2}}.get(method, {})
+        if "bn_splits" in {f.name for f in dataclasses.fields(method_class(method).Config)}:
+            fits_batch = {**fits_batch, "bn_splits": 2}
         values["method"] = {"name": method, **fits_batch, name: value}
     else:
         values[section][name] = value
