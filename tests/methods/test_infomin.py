@@ -4,7 +4,8 @@ of the queue's negatives."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from contrastive_helpers import fashion_views, first_batch, run_cli, tiny_reactnet
+from contrastive_helpers import fashion_views, run_cli, tiny_reactnet
+from method_helpers import view_pair
 
 from burn_tf.config import load_config
 from burn_tf.methods import InfoMin, InfoMinConfig, MoCoV2, method_class
@@ -32,7 +33,7 @@ def test_registered_on_moco_v2_with_the_supplements_negatives():
 def test_queue_holds_the_fraction_and_the_model_leaves_the_views_alone():
     model = make_infomin()
     assert model.queue.shape == (32, 8)
-    v1, v2 = first_batch(8)
+    v1, v2 = view_pair(8)
     # RandAugment belongs to the data pipeline (before the grey conversion, as PyContrast).
     assert model.augment_views([v1, v2], training=True)[0] is v1
     logs = model.train_on_batch((v1, v2), return_dict=True)
