@@ -1,6 +1,7 @@
 """Faults a long run meets: SIGKILL at any step or inside a checkpoint write, then --resume;
 a run directory that cannot take the run. The killed runs are subprocesses
-(tests/faults/kill_run.py); every one is bounded by a timeout."""
+(tests/faults/kill_run.py), every one bounded by a timeout; the uninterrupted run they are
+compared with and the resumed runs train in this process, as kill_run.py would."""
 
 import json
 import os
@@ -63,10 +64,17 @@ def assert_same_state(a_dir, b_dir, rtol=1e-5):
             np.testing.assert_array_equal(b[key], a[key], err_msg=key)
 
 
+def train_here(run_dir, resume=False) -> dict:
+    """kill_run.py's run (without a kill) in this process: its metrics."""
+    run_dir = Path(run_dir)
+    return pretrain_stage(load_config("demo", TINY), 1, run_dir, resume=resume,
+                          extra_callbacks=[RecordSteps(run_dir / "steps.jsonl", None)])
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, fashion_mnist_dir):
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    run(run_dir)
+    train_here(run_dir)
     return run_dir
 
 
@@ -83,7 +91,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(unin
     if kill_at < 2:  # killed before the first checkpoint (step 2): nothing to resume
         assert tf.train.latest_checkpoint(str(cut / "stage1" / "checkpoints")) is None
         return
-    metrics = json.loads(run(cut, "--resume").stdout.strip().splitlines()[-1])
+    metrics = train_here(cut, resume=True)
     full = json.loads((uninterrupted / "stage1" / "metrics.json").read_text())
     assert metrics["global_step"] == full["global_step"] == 6, f"killed at step {kill_at}"
     assert metrics["lambda"] == full["lambda"] and metrics["lr"] == full["lr"]
@@ -102,15 +110,14 @@ def test_sigkill_inside_a_checkpoint_write_leaves_a_good_latest_checkpoint(unint
     assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2
     # Complete and readable: every tensor loads.
     assert checkpoint_values(latest)
-    cfg = load_config("demo", TINY)
-    metrics = pretrain_stage(cfg, 1, cut, resume=True, extra_callbacks=[RecordSteps(cut / "steps.jsonl", None)])
+    metrics = train_here(cut, resume=True)
     assert metrics["global_step"] == 6
     assert steps_of(cut) == steps_of(uninterrupted)
     assert_same_state(uninterrupted, cut)
 
 
 def test_two_uninterrupted_runs_are_bit_identical(uninterrupted, tmp_path):
-    again = tmp_path / "again"
+    again = tmp_path / "again"  # in a fresh process; the first one ran in this one
     run(again)
     assert steps_of(again) == steps_of(uninterrupted)
     assert_same_state(uninterrupted, again, rtol=0)
