@@ -2,6 +2,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from burn_tf import summary
@@ -11,6 +12,13 @@ from burn_tf.saved_backbone import save_backbone
 
 def _last_json_line(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tiny_stage2():
+    """The 13-block stage-2 ReActNet-A of width 0.125 at 32 px (built once: counting does not
+    change it)."""
+    return reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
 
 
 def test_reference_counts_at_224_stage2(capsys):
@@ -27,17 +35,16 @@ def test_reference_counts_at_224_stage2(capsys):
 
 
 def test_stage1_has_no_bops_but_binary_activations():
-    model = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125), include_top=True,
-                       num_classes=10)
+    model = reactnet_a(ReActNetConfig(stage=1, input_size=32, width_multiplier=0.125, blocks=4),
+                       include_top=True, num_classes=10)
     stats = summary.model_stats(model)
     assert stats["binary_macs"] == 0
     assert stats["binary_activation_macs"] > 0
     assert stats["ops"] == stats["fp_macs"] > stats["binary_activation_macs"]
 
 
-def test_stage2_tiny_counts_are_consistent():
-    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
-    stats = summary.model_stats(model)
+def test_stage2_tiny_counts_are_consistent(tiny_stage2):
+    stats = summary.model_stats(tiny_stage2)
     assert stats["binary_macs"] == stats["binary_activation_macs"] > 0
     assert stats["macs_by_precision"]["1"] == stats["binary_macs"]
     assert stats["total_macs"] == stats["binary_macs"] + stats["fp_macs"]
@@ -46,7 +53,8 @@ def test_stage2_tiny_counts_are_consistent():
 
 
 def test_backbone_dir_and_plain_keras_file(tmp_path, capsys):
-    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
+    # 4 blocks: the command rebuilds the export from its metadata, one build per block.
+    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125, blocks=4))
     backbone = save_backbone(model, tmp_path / "backbone")
     assert summary.main(["--backbone", str(backbone), "--json"]) == 0
     stats = _last_json_line(capsys.readouterr().out)
@@ -92,13 +100,12 @@ def test_a_larq_zoo_student_is_named_on_the_command_line(capsys):
         assert err.startswith("error: ") and words in err and len(err.splitlines()) == 1
 
 
-def test_readable_count_writes_counts_as_larqs_summary_does():
+def test_readable_count_writes_counts_as_larqs_summary_does(tiny_stage2):
     assert [summary.readable_count(n) for n in (0, 999, 999_000, 999_999, 1_234_567, 4_816_896_000)] == [
         "0", "999", "999 k", "1 M", "1.23 M", "4.82 B"]
     # The totals line prints larq's own table's figures for the same model.
-    model = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125))
-    table = summary.summary_text(model)
-    totals = summary.summary_totals(model)
+    table = summary.summary_text(tiny_stage2)
+    totals = summary.summary_totals(tiny_stage2)
     for label, figure in (("Total params", "450 k"), ("Number of MACs", "1.56 M"),
                           ("Float-32 Equivalent", "1.72 MiB")):
         assert re.search(rf"{label} +{re.escape(figure)} ", table) and figure in totals

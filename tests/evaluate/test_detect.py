@@ -15,17 +15,30 @@ from burn_tf.evaluate.detection import data as detection_data
 from burn_tf.evaluate.detection import model as detection_model
 from burn_tf.models.larq_zoo import ZooStudentConfig, build_zoo_student, resolution_outputs
 from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
-from burn_tf.saved_backbone import load_backbone, save_backbone
+from burn_tf.saved_backbone import save_backbone
 from burn_tf.schema import ConfigError
 
+# All 13 blocks: P5 (stride 32) is block 13's output. A build of it costs seconds, so the
+# tests share one and rebuild only what detect itself rebuilds.
 TINY = ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125)
 
 
 @pytest.fixture(scope="module")
-def tiny_backbone_dir(tmp_path_factory):
+def tiny_reactnet_13():
+    return reactnet_a(TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone_dir(tiny_reactnet_13, tmp_path_factory):
     path = tmp_path_factory.mktemp("detect") / "backbone"
-    save_backbone(reactnet_a(TINY), path)
+    save_backbone(tiny_reactnet_13, path)
     return path
+
+
+# The small CNN's levels at strides 8/16/32: where a test checks detect's arguments or
+# plumbing rather than a binary backbone, the detector is built on it (it traces in a
+# fraction of a ReActNet-A's time).
+SMALL_CNN_LEVELS = "down_3,down_4,down_5"
 
 
 def small_cnn():
@@ -42,10 +55,8 @@ def small_cnn():
 
 
 @pytest.mark.slow  # > 30 s
-def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone_dir):
-    from burn_tf.saved_backbone import load_backbone
-
-    model, meta = load_backbone(tiny_backbone_dir)
+def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_reactnet_13):
+    model, meta = tiny_reactnet_13, {}  # rebuilt from model.reactnet_config (an export's metadata: the CLI test)
     sized = detection_model.backbone_at_size(model, meta, 64)
     assert sized.inputs[0].shape[1:3] == (64, 64) and sized.reactnet_config.width_multiplier == 0.125
     for a, b in zip(model.get_weights(), sized.get_weights()):
@@ -69,8 +80,10 @@ def test_reactnet_pyramid_levels_and_rebuild_at_the_detection_size(tiny_backbone
     assert backbone.get_layer("block_11_out").output.shape[1:3] == (4, 4)
 
 
-def test_a_larq_zoo_student_is_rebuilt_at_the_detection_size_and_taps_strides_8_16_32(tmp_path):
-    model, meta = load_backbone(save_backbone(build_zoo_student("QuickNet", 32, stage=2), tmp_path / "backbone"))
+def test_a_larq_zoo_student_is_rebuilt_at_the_detection_size_and_taps_strides_8_16_32():
+    # Rebuilt from model.zoo_config; that an exported student reloads with it:
+    # tests/models/test_larq_zoo.py::test_exported_backbone_reloads_with_safe_mode.
+    model, meta = build_zoo_student("QuickNet", 32, stage=2), {}
     sized = detection_model.backbone_at_size(model, meta, 64)
     assert sized.zoo_config == ZooStudentConfig("QuickNet", 64, 2)
     for a, b in zip(model.get_weights(), sized.get_weights(), strict=True):
@@ -125,14 +138,16 @@ def test_generic_backbone_needs_pyramid_layers_and_then_builds():
         ({"data": "voc/2007"}, SourceNotFoundError, "data_dir"),
     ],
 )
-def test_bad_arguments_are_clear_errors(tiny_backbone_dir, kwargs, error, match):
+def test_bad_arguments_are_clear_errors(kwargs, error, match):
+    # The data errors come after the backbone is read and rebuilt at the input size: a
+    # small CNN, not a ReActNet-A (two builds per case).
     with pytest.raises(error, match=match):
-        detect(tiny_backbone_dir, **kwargs)
+        detect(small_cnn(), pyramid_layers=SMALL_CNN_LEVELS, **kwargs)
 
 
-def test_voc_needs_a_prepared_data_dir(tiny_backbone_dir, tmp_path):
+def test_voc_needs_a_prepared_data_dir(tmp_path):
     with pytest.raises(SourceNotFoundError, match="not prepared"):
-        detect(tiny_backbone_dir, data="voc/2007", data_dir=tmp_path, input_size=64)
+        detect(small_cnn(), pyramid_layers=SMALL_CNN_LEVELS, data="voc/2007", data_dir=tmp_path, input_size=64)
 
 
 def test_generic_backbone_without_levels_is_refused_by_detect():
@@ -174,11 +189,10 @@ def test_voc_examples_become_pixel_xyxy_batches():
 # -------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.slow  # > 30 s
-def test_random_init_like_is_the_same_architecture_freshly_initialised(tiny_backbone_dir):
-    from burn_tf.saved_backbone import load_backbone
-
-    model, meta = load_backbone(tiny_backbone_dir)
+def test_random_init_like_is_the_same_architecture_freshly_initialised():
+    # 4 blocks: the rebuild from the config does not depend on the depth (a third of the
+    # 13-block net's build time for each of the four builds).
+    model, meta = reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125, blocks=4)), {}
     a = detection_model.random_init_like(model, meta, 64, seed=1)
     b = detection_model.random_init_like(model, meta, 64, seed=1)
     c = detection_model.random_init_like(model, meta, 64, seed=2)
@@ -241,18 +255,23 @@ def test_short_real_run_through_the_cli(tiny_backbone_dir, tmp_path):
                                         "Shirt", "Sneaker", "Bag", "Ankle boot"}
 
 
-@pytest.mark.slow  # two detector trainings (one under a strategy): minutes
-def test_under_a_strategy_trains_the_detector_on_its_replicas_as_without(tiny_backbone_dir):
+def test_under_a_strategy_trains_the_detector_on_its_replicas_as_without():
     """``strategy="mirrored"`` (here one CPU, one replica) builds backbone copy, detector and
     optimizer in the strategy's scope; the run equals the one without a strategy. An unknown
-    name is the config error."""
+    name is the config error. The backbone is a small CNN (the copy is a clone of it, made in
+    the scope as a ReActNet-A's rebuild is, by the same call): a ReActNet-A detector's train
+    step takes a minute to trace here, and one trains in the CLI test above."""
     settings = {"input_size": 64, "epochs": 1, "num_train": 32, "num_test": 8, "batch_size": 16,
                 "head_width": 8, "head_depth": 1, "protocols": "finetune", "random_init": False,
-                "warmup_epochs": 0.0, "verbose": 0}
-    plain = detect(tiny_backbone_dir, **settings)
-    mirrored = detect(tiny_backbone_dir, strategy="mirrored", **settings)
+                "warmup_epochs": 0.0, "verbose": 0, "pyramid_layers": SMALL_CNN_LEVELS}
+    backbone = small_cnn()
+    before = [w.copy() for w in backbone.get_weights()]
+    plain = detect(backbone, **settings)
+    mirrored = detect(backbone, strategy="mirrored", **settings)
     assert mirrored["strategy"] == "mirrored" and plain["strategy"] == "default"
     assert mirrored["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-5)
     assert (mirrored["mAP"], mirrored["AP50"]) == pytest.approx((plain["mAP"], plain["AP50"]), abs=1e-6)
+    for a, b in zip(before, backbone.get_weights(), strict=True):  # fine-tuned a copy, both times
+        np.testing.assert_array_equal(a, b)
     with pytest.raises(ConfigError, match="train.strategy='nowhere'"):
-        detect(tiny_backbone_dir, strategy="nowhere", **settings)
+        detect(backbone, strategy="nowhere", **settings)

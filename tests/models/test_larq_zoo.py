@@ -98,11 +98,13 @@ def test_stage2_starts_from_stage1_every_weight_and_batchnorm_statistic(stages):
 RELOADED = ("QuickNet", "BiRealNet", "RealToBinaryNet", "BinaryDenseNet28", "XNORNet")
 
 
-@pytest.mark.parametrize("name", _params(RELOADED, fast=("QuickNet",)))
-def test_exported_backbone_reloads_with_safe_mode(name, tmp_path):
+# The stage-2 student of the module's `stages` (pytest runs these with the other tests of the
+# same student: one build per student and stage in the module).
+@pytest.mark.parametrize("stages", _params(RELOADED, fast=("QuickNet",)), indirect=True)
+def test_exported_backbone_reloads_with_safe_mode(stages, tmp_path):
     # QuickNet: a registered initializer function and TFOpLambda adds; Real-to-Binary Net:
     # its identity Lambdas became Identity layers.
-    stage2 = build_zoo_student(name, _size(name), stage=2)
+    name, _, stage2 = stages
     images = np.random.default_rng(2).uniform(0, 1, (2, _size(name), _size(name), 3)).astype("float32")
     save_backbone(stage2, tmp_path / "backbone")
     loaded, meta = load_backbone(tmp_path / "backbone")
@@ -117,6 +119,7 @@ def test_exported_backbone_reloads_with_safe_mode(name, tmp_path):
     np.testing.assert_array_equal(alone(images, training=False), stage2(images, training=False))
 
 
+@pytest.mark.parametrize("stages", ["BiRealNet"], indirect=True)  # zoo_export's student
 @pytest.mark.parametrize("student, words", [
     ({"name": "MobileNet", "input_size": 32, "stage": 2}, ["'MobileNet' is not one of the students"]),
     ({"name": "BiRealNet", "input_size": 32, "stage": 3}, ["stage must be one of"]),
@@ -124,7 +127,7 @@ def test_exported_backbone_reloads_with_safe_mode(name, tmp_path):
     ("BiRealNet", ["key 'student' must be a mapping"]),
     ({"name": "QuickNetSmall", "input_size": 32, "stage": 2}, ["backbone.weights.h5: does not fit a larq-zoo student"]),
 ])
-def test_bad_zoo_metadata_names_the_file_and_key(zoo_export, tmp_path, student, words):
+def test_bad_zoo_metadata_names_the_file_and_key(stages, zoo_export, tmp_path, student, words):
     path = tmp_path / "backbone"
     shutil.copytree(zoo_export, path)
     meta = json.loads((path / "metadata.json").read_text())
@@ -136,8 +139,11 @@ def test_bad_zoo_metadata_names_the_file_and_key(zoo_export, tmp_path, student, 
 
 
 @pytest.fixture(scope="module")
-def zoo_export(tmp_path_factory):
-    return save_backbone(build_zoo_student("BiRealNet", 32, stage=2), tmp_path_factory.mktemp("zoo") / "backbone")
+def zoo_export(stages, tmp_path_factory):
+    """The stage-2 BiRealNet at 32 px of ``stages``, exported (no build of its own)."""
+    name, _, stage2 = stages
+    assert name == "BiRealNet" and stage2.zoo_config.input_size == 32
+    return save_backbone(stage2, tmp_path_factory.mktemp("zoo") / "backbone")
 
 
 def test_min_input_sizes_follow_the_layers():
