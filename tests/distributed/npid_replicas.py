@@ -1,5 +1,5 @@
-"""Run in a subprocess by tests/methods/test_npid.py (the CPU is split into 2 logical devices
-before TensorFlow initialises them). Prints one JSON line.
+"""Run in a subprocess by tests/test_distributed.py, through tests/distributed/mirrored.py
+(the CPU is split into 2 logical devices before TensorFlow initialises them).
 
     python tests/distributed/npid_replicas.py METHOD [METHOD …]   (npid, cld, cld_moco, swav)
 
@@ -8,8 +8,9 @@ NPID (two views, k-means of the global batch's group features, the group loss
 back-propagating through the centroids across replicas), CLD on MoCo v2 (its queue in
 place of the bank) or SwAV (Sinkhorn on the global batch's scores, its queue) on a small
 FP backbone with synchronized BatchNorm, the same initial weights and global batches
-(images and dataset indices), trained for a few steps on one device and under
-MirroredStrategy over 2 logical CPUs: the losses, weights and the memory bank (rows
+(images and dataset indices), trained for a few steps on one device (eagerly,
+replicas.one_device) and under MirroredStrategy over 2 logical CPUs (replicas.two_cpus,
+shared with tests/distributed/mirrored.py's other cases): the losses, weights and the memory bank (rows
 gathered from both replicas, then scattered into a replica-shared variable) or queue must
 match. Negatives are sampled (the replica takes its rows of the global batch's draw).
 Prints one JSON line per method, in the order given (one process: TensorFlow starts once).
@@ -27,7 +28,7 @@ import tensorflow as tf
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS.parent), str(TESTS / "methods"), str(TESTS / "distributed")]
 
-from replicas import StepLosses, comparison_optimizer, weight_difference  # noqa: E402 (splits the CPU)
+from replicas import StepLosses, comparison_optimizer, one_device, two_cpus, weight_difference  # noqa: E402 (splits the CPU)
 
 from burn_tf.distribute import synchronize_batchnorm  # noqa: E402
 from burn_tf.methods import CLD, NPID, CLDConfig, NPIDConfig, SwAV, SwAVConfig  # noqa: E402
@@ -66,7 +67,7 @@ def build():
         model = CLD(backbone, config, dataset_size=DATASET_SIZE)
     else:
         model = NPID(backbone, NPIDConfig(projection_dim=8, negatives=5), dataset_size=DATASET_SIZE)
-    model.compile(optimizer=comparison_optimizer())
+    model.compile(optimizer=comparison_optimizer(), run_eagerly=one_device())
     return model
 
 
@@ -104,11 +105,15 @@ def shared_state(model):
     return model.queue if METHOD in ("swav", "cld_moco") else model.memory_bank
 
 
-def compare(mirrored):
+def compare(method):
+    """One device vs :func:`replicas.two_cpus` for ``method``: the largest differences."""
+    global METHOD
+    METHOD = method  # the module-level name every helper above reads
+    mirrored = two_cpus()
     tf.keras.utils.set_random_seed(0)
     initial, one_losses, one_state, one_bank, (bank_start, one_start) = train(tf.distribute.get_strategy(), None)
     _, two_losses, two_state, two_bank, (two_bank_start, _) = train(mirrored, initial)
-    print(json.dumps({
+    return {
         "method": METHOD,
         "replicas": mirrored.num_replicas_in_sync,
         "losses": [one_losses, two_losses],
@@ -119,17 +124,14 @@ def compare(mirrored):
         # NPID: the bank filled before the first step (the same on both when nothing filled it).
         "initial_bank_max_abs": float(np.max(np.abs(two_bank_start - bank_start))),
         "bank_rows_written": int(np.sum(np.any(one_bank != bank_start, axis=-1))),  # SwAV: queue rows
-    }))
+    }
 
 
 def main():
-    global METHOD
-    # One strategy for every method: a second MirroredStrategy on the same devices numbers its
-    # collectives from the start again and collides with the first one's.
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # One strategy for every method (replicas.two_cpus): a second MirroredStrategy on the same
+    # devices numbers its collectives from the start again and collides with the first one's.
     for name in sys.argv[1:] or ["npid"]:
-        METHOD = name  # the module-level name every helper above reads
-        compare(mirrored)
+        print(json.dumps(compare(name)))
 
 
 if __name__ == "__main__":

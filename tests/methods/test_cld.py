@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from method_helpers import tiny_reactnet, view_pair
 from test_base import small_backbone
-from test_npid import run_cli, two_replica_comparison
+from test_npid import run_cli
 
 from burn_tf.config import ConfigError, load_config
 from burn_tf.data import AugmentConfig, fashion_mnist, multi_view_dataset
@@ -225,14 +225,6 @@ def test_cli_runs_the_shipped_yaml(config, tmp_path, fashion_mnist_available):
     assert metrics["method"] == "cld" and metrics["global_step"] == 4 and np.isfinite(metrics["group"])
 
 
-@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
-def test_two_replicas_group_the_global_batch_as_one_device():
-    # Group features gathered from both replicas, the same k-means on each: the group loss,
-    # the weights and the bank match one device on the global batch.
-    two_replica_comparison("cld")
-
-
-@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
-def test_two_replicas_of_cld_on_moco_match_one_device():
-    # Its queue in place of the bank; tau annealed from 0.99 as cld_moco.yaml.
-    two_replica_comparison("cld_moco", state_tolerance=1e-5)
+# Two replicas against one device (the group features gathered, CLD on NPID and on MoCo v2):
+# in tests/test_distributed.py (test_cld_two_replicas_group_the_global_batch_as_one_device,
+# test_cld_on_moco_two_replicas_match_one_device), which runs every two-replica case in one process.

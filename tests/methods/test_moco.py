@@ -1,11 +1,5 @@
 """MoCo v2: the queue (FIFO, gathered keys, checkpointed), the momentum encoder (exact EMA of
-weights, its own BatchNorm statistics), stages, an FP backbone, the CLI, two replicas."""
-
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+weights, its own BatchNorm statistics), stages, an FP backbone, the CLI (two replicas: tests/test_distributed.py)."""
 
 import numpy as np
 import pytest
@@ -27,8 +21,6 @@ from burn_tf.methods.moco import check_bn_splits, key_permutation
 from burn_tf.models.split_batchnorm import SplitBatchNormalization
 from burn_tf.saved_backbone import load_backbone
 from burn_tf.schema import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def make_moco(backbone=None, lr=1e-2, **cfg):
@@ -217,21 +209,6 @@ def test_pretrain_cli_runs_moco_v2_yaml_through_both_stages(fashion_mnist_availa
     assert any(type(layer) is tf.keras.layers.BatchNormalization for layer in backbone.layers)
 
 
-@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
-@pytest.mark.parametrize("method", ["moco_v2"])
-def test_two_replicas_match_one_device_for_the_queue_and_cross_replica_negatives(method, fashion_mnist_available):
-    """MirroredStrategy over 2 logical CPUs vs one device, same weights and global batches
-    (tests/distributed/contrastive_replicas.py): MoCo's gathered queue. SimCLR's negatives from
-    every replica are checked step by step in tests/test_distributed.py (simclr_v2:each_step),
-    which covers this file's former 2-step SimCLR case."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "distributed" / "contrastive_replicas.py"), method],
-                          capture_output=True, text=True, timeout=1200, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])[method]
-    steps = {"moco_v2": 3, "simclr_v2": 2}[method]
-    assert result["replicas"] == 2 and result["optimizer_iterations"] == [steps, steps], result
-    assert result["loss_max_relative"] < 1e-5, result
-    assert result["weights_max_relative"] < 1e-4, result
-    if method == "moco_v2":
-        assert result["queue_max_abs"] < 1e-5 and result["queue_pointer"] == [8, 8], result
+# Two replicas against one device (MoCo's gathered queue, the momentum encoder): in
+# tests/test_distributed.py (test_moco_v2_two_replicas_match_one_device_for_the_queue), which
+# runs every two-replica case in one process.

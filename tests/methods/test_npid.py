@@ -1,12 +1,7 @@
 """NPID and the dataset-index feature it needs (multi_view_dataset(with_index=True),
 PretrainMethod.needs_index)."""
 
-import functools
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +16,6 @@ from burn_tf.losses import instance
 from burn_tf.methods import NPID, NPIDConfig, method_class
 from burn_tf.ops import memory
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "--set",
     "data.limit=64",
@@ -226,40 +220,6 @@ def test_cli_runs_the_shipped_yaml_through_both_stages(tmp_path, fashion_mnist_a
     assert (tmp_path / "run" / "stage2" / "backbone" / "projector.keras").exists()
 
 
-# The methods tests/distributed/npid_replicas.py compares in one process (TensorFlow and
-# the 2 logical CPUs start once for all of them).
-BANK_METHODS = ("npid", "cld", "cld_moco")
-
-
-@functools.cache
-def replica_results(methods: tuple) -> dict:
-    """``{method: result}`` of tests/distributed/npid_replicas.py ``methods``: one device vs
-    2 logical CPUs."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "distributed" / "npid_replicas.py"), *methods],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    results = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
-    return {r["method"]: r for r in results}
-
-
-def two_replica_comparison(method, weights_tolerance=1e-4, state_tolerance=1e-5, loss_tolerance=1e-5):
-    """One device vs 2 logical CPUs for ``method`` (the bank methods share one subprocess)."""
-    result = replica_results(BANK_METHODS if method in BANK_METHODS else (method,))[method]
-    assert result["replicas"] == 2 and result["bank_rows_written"] > 8  # more than one step's rows
-    # Tolerances as tests/test_distributed.py: float32 sums in another order.
-    assert result["loss_max_relative"] < loss_tolerance, result
-    assert result["weights_moved_max_abs"] > 1e-3, result
-    assert result["weights_max_relative"] < weights_tolerance, result
-    assert result["bank_max_abs"] < state_tolerance, result
-    assert result["initial_bank_max_abs"] < state_tolerance, result  # NPID: the bank filled before step 1
-
-
-@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
-def test_two_replicas_write_the_same_bank_as_one_device():
-    two_replica_comparison("npid")
+# Two replicas against one device (the bank gathered and scattered across replicas; CLD's and
+# SwAV's too): in tests/test_distributed.py (test_npid_two_replicas_write_the_same_bank_as_one_device),
+# which runs every two-replica case in one process.

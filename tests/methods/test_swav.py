@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from method_helpers import changed, snapshot, tiny_reactnet, view_pair
 from test_base import small_backbone
-from test_npid import run_cli, two_replica_comparison
+from test_npid import run_cli
 
 from burn_tf.build import checkpoint_for
 from burn_tf.config import load_config
@@ -161,12 +161,6 @@ def test_cli_runs_the_shipped_yaml(tmp_path, fashion_mnist_available):
     assert metrics["method"] == "swav" and metrics["global_step"] == 4 and np.isfinite(metrics["loss"])
 
 
-@pytest.mark.slow  # a subprocess on 2 logical CPUs (minutes)
-def test_two_replicas_compute_sinkhorn_on_the_global_batch():
-    # Measured: loss 2e-6, weights 7.6e-4 relative, queue 5e-5 apart — float32 rounding that
-    # Sinkhorn's exp(s/0.05) and T = 0.1 amplify (~20×). Sinkhorn on each replica's half
-    # instead differs by 8 % (loss), 86 % (weights) and 0.3 (queue).
-    # Loss: step 3 measured 3.510583 vs 3.510494 (2.5e-5 relative) on a fresh environment, the
-    # same at 3ae56b9 and after the restructuring (npid_replicas.py, all four methods in one
-    # process): the same Sinkhorn amplification, 3000× below the per-replica Sinkhorn's 8 %.
-    two_replica_comparison("swav", weights_tolerance=1e-2, state_tolerance=1e-3, loss_tolerance=1e-4)
+# Two replicas against one device (Sinkhorn on the global batch, the gathered queue): in
+# tests/test_distributed.py (test_swav_two_replicas_compute_sinkhorn_on_the_global_batch), which
+# runs every two-replica case in one process.
