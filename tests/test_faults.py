@@ -125,7 +125,10 @@ def test_two_uninterrupted_runs_are_bit_identical(uninterrupted, tmp_path):
 
 def test_run_dir_that_cannot_be_written_or_is_full_is_reported_before_training(tmp_path, monkeypatch,
                                                                                fashion_mnist_dir):
-    cfg = load_config("demo", TINY)
+    # The checks come after the stage is built (the space it needs is its checkpoints'): the
+    # cheapest stage to build, a supervised tiny ReActNet-A (no teacher, crop and flip only).
+    cfg = load_config("supervised", ["backbone.width_multiplier=0.125", "backbone.blocks=4", "train.batch_size=8",
+                                     "train.steps_per_epoch=2", "train.verbose=0", "data.limit=64"])
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file where the run directory's parent should be")
     with pytest.raises(RunDirError, match="not a directory"):

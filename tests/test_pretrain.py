@@ -2,17 +2,13 @@ import contextlib
 import io
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from burn_tf.build import (
-    build_method,
-    build_train_dataset,
-    checkpoint_for,
-    init_from_previous_stage,
-)
+from burn_tf.build import build_train_dataset
 from burn_tf.config import load_config
 from burn_tf.ops.schedules import lambda_at
 from burn_tf.pretrain import main, pretrain, pretrain_stage
@@ -35,22 +31,44 @@ def tiny_cfg(fashion_mnist_available):
 
 # The tiny run, printing its progress lines (train.verbose=2) as a user's console shows them.
 RUN = [*TINY, "train.verbose=2"]
+# What stage 2 takes from stage 1: θ and φ (and, with L_FS on features, the projection).
+TRANSFERRED = ("teacher_classifier", "student_backbone", "student_classifier", "student_projection")
+
+
+class TransferredWeights(tf.keras.callbacks.Callback):
+    """Copies of the TRANSFERRED networks' weights where each stage's training begins and
+    ends: {("burn_stage1", "end"): {network: [arrays]}, …}."""
+
+    def __init__(self):
+        super().__init__()
+        self.at = {}
+
+    def _copy(self, moment):
+        self.at[self.model.name, moment] = {name: [np.array(w.numpy()) for w in getattr(self.model, name).weights]
+                                            for name in TRANSFERRED}
+
+    def on_train_begin(self, logs=None):
+        self._copy("begin")
+
+    def on_train_end(self, logs=None):
+        self._copy("end")
 
 
 @pytest.fixture(scope="module")
 def finished_run(fashion_mnist_available, tmp_path_factory):
     """One uninterrupted tiny run of both stages, shared by the tests that only read it (or
-    copy its stage 1): (run dir, pretrain's results, its config, what it printed)."""
+    copy its stage 1): its directory, pretrain's results, its config, what it printed and
+    the TRANSFERRED weights where each stage began and ended."""
     run_dir = tmp_path_factory.mktemp("finished")
     cfg = load_config("demo", RUN)
-    out = io.StringIO()
+    out, weights = io.StringIO(), TransferredWeights()
     with contextlib.redirect_stdout(out):
-        results = pretrain(cfg, run_dir, "all")
-    return run_dir, results, cfg, out.getvalue()
+        results = pretrain(cfg, run_dir, "all", extra_callbacks=[weights])
+    return SimpleNamespace(dir=run_dir, results=results, cfg=cfg, out=out.getvalue(), weights=weights.at)
 
 
 def test_two_stages_write_the_run_dir_and_stage2_starts_from_stage1(finished_run):
-    run_dir, results, cfg, _ = finished_run
+    run_dir, results, cfg = finished_run.dir, finished_run.results, finished_run.cfg
     for stage in (1, 2):
         d = run_dir / f"stage{stage}"
         for name in ("config.yaml", "summary.txt", "metrics.json", "history.jsonl", "backbone/metadata.json",
@@ -63,22 +81,19 @@ def test_two_stages_write_the_run_dir_and_stage2_starts_from_stage1(finished_run
     assert meta["stage"] == 2 and meta["method"] == "burn" and meta["config_hash"] == cfg.hash()
     assert "Ratio of MACs that are binarized" in (run_dir / "stage2" / "summary.txt").read_text()
 
-    # Stage 2's initial state is stage 1's final θ and φ (and, with L_FS on features, the
-    # projection): rebuild it the way stage 2 does.
+    # Stage 2's first step starts from stage 1's final θ and φ (and, with L_FS on features,
+    # the projection), as the run trained them ...
     assert cfg.method.similarity_on == "features"
-    stage1 = build_method(cfg, 1)
-    stage1.build_all()
-    checkpoint_for(stage1).restore(tf.train.latest_checkpoint(str(run_dir / "stage1" / "final"))).expect_partial()
-    stage2 = build_method(cfg, 2, teacher=stage1.teacher_backbone)
-    init_from_previous_stage(stage2, cfg, run_dir / "stage1" / "final", stage1.teacher_backbone)
-    for name in ("teacher_classifier", "student_backbone", "student_classifier", "student_projection"):
-        a_weights, b_weights = getattr(stage1, name).weights, getattr(stage2, name).weights
-        assert a_weights, name
-        for a, b in zip(a_weights, b_weights):
-            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
-    # ... and not what a fresh stage-2 model starts from.
-    fresh = build_method(cfg, 2, teacher=stage1.teacher_backbone)
-    assert not np.array_equal(fresh.student_projection.weights[0].numpy(), stage2.student_projection.weights[0].numpy())
+    weights = finished_run.weights
+    stage1_begin, stage1_end = weights["burn_stage1", "begin"], weights["burn_stage1", "end"]
+    stage2_begin = weights["burn_stage2", "begin"]
+    for name in TRANSFERRED:
+        assert stage1_end[name] and len(stage1_end[name]) == len(stage2_begin[name]), name
+        for a, b in zip(stage1_end[name], stage2_begin[name]):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name}: stage 2 does not start from stage 1's end")
+        # ... which stage 1 trained away from its initialisation: no fresh model starts there.
+        assert any(not np.array_equal(a, b) for a, b in zip(stage1_begin[name], stage1_end[name])), \
+            f"{name}: stage 1 ended where it began"
 
 
 def test_stage2_without_stage1_says_so(tiny_cfg, tmp_path):
@@ -111,7 +126,7 @@ class InterruptStage2(tf.keras.callbacks.Callback):
 def test_stage_all_resume_reuses_stage1_and_resumes_stage2_at_the_uninterrupted_step_and_lambda(finished_run,
                                                                                                  tmp_path):
     # (A killed stage 1 resumes bit-exactly too: tests/test_faults.py.)
-    full_dir, full, cfg, _ = finished_run
+    full_dir, full, cfg = finished_run.dir, finished_run.results, finished_run.cfg
     shutil.copytree(full_dir / "stage1", tmp_path / "stage1")  # a finished stage 1
     with pytest.raises(KeyboardInterrupt):  # stage 1 reused, stage 2 started and killed after its epoch 1
         pretrain(cfg, tmp_path, "all", resume=True, extra_callbacks=[InterruptStage2()])
@@ -234,7 +249,7 @@ def test_a_stream_started_late_reads_only_what_it_yields_and_continues_the_run(f
 
 
 def test_the_console_gets_the_totals_and_the_layer_table_goes_to_a_file(finished_run):
-    run_dir, _, _, out = finished_run  # printed at train.verbose=2
+    run_dir, out = finished_run.dir, finished_run.out  # printed at train.verbose=2
     table = (run_dir / "stage1" / "summary.txt").read_text()
     # The file holds larq's whole summary: one row per layer, then the totals.
     assert "stem_conv" in table and "block_04_conv1x1" in table  # the last of TINY's 4 blocks
