@@ -150,7 +150,7 @@ def test_default_svm_runs_on_a_backbone_exported_like_the_demos(tmp_path):
 
     path = save_backbone(reactnet_a(ReActNetConfig(stage=2, input_size=48, width_multiplier=0.125)),
                          tmp_path / "stage2" / "backbone", {"method": "burn", "stage": 2})
-    result = svm(path, n_train=200, n_test=100, costs=[1.0], folds=2, shots=[1], samples=1,
+    result = svm(path, n_train=100, n_test=50, costs=[1.0], folds=2, shots=[1], samples=1,
                  out_dir=tmp_path / "out")
     pooling = result["pooling"]
     assert (pooling["grid"], pooling["input_size"], pooling["feature_dim"]) == (6, 192, 6 * 6 * 128)
