@@ -19,8 +19,24 @@ def backbone_dir(tmp_path_factory):
     from burn_tf.models.reactnet import ReActNetConfig, reactnet_a
 
     path = tmp_path_factory.mktemp("cli") / "backbone"
-    save_backbone(reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125)), path)
+    # 4 blocks: most commands below read (rebuild) it before they refuse an argument.
+    save_backbone(reactnet_a(ReActNetConfig(stage=2, input_size=32, width_multiplier=0.125, blocks=4)), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def pyramid_cnn_dir(tmp_path_factory):
+    """An exported plain CNN with layers at strides 8/16/32 (``down_3``-``down_5``): detect
+    reads the data only once the backbone has its pyramid levels, which 4 ReActNet-A blocks
+    do not reach."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input((64, 64, 3))
+    x = inputs
+    for i in range(1, 6):
+        x = tf.keras.layers.Conv2D(4, 3, strides=2, padding="same", name=f"down_{i}")(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(x), name="pyramid_cnn")
+    return save_backbone(model, tmp_path_factory.mktemp("cli") / "cnn")
 
 
 def one_error_line(capsys, argv) -> str:
@@ -39,7 +55,7 @@ def test_missing_backbone_path_in_a_subprocess():
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_set_key_value_and_task(capsys, backbone_dir):
+def test_bad_set_key_value_and_task(capsys, backbone_dir, pyramid_cnn_dir):
     line = one_error_line(capsys, ["knn", "--backbone", str(backbone_dir), "--set", "kk=3"])
     assert "unknown --set key 'kk'" in line and "temperature" in line  # lists the valid keys
     line = one_error_line(capsys, ["knn", "--backbone", str(backbone_dir), "--set", "k"])
@@ -51,7 +67,8 @@ def test_bad_set_key_value_and_task(capsys, backbone_dir):
     assert "k must be ≥ 1" in line
     line = one_error_line(capsys, ["knnn", "--backbone", str(backbone_dir)])
     assert "invalid choice: 'knnn'" in line
-    line = one_error_line(capsys, ["detect", "--backbone", str(backbone_dir), "--data", "voc/2007"])
+    line = one_error_line(capsys, ["detect", "--backbone", str(pyramid_cnn_dir), "--data", "voc/2007",
+                                   "--set", "pyramid_layers=down_3,down_4,down_5"])
     assert "data_dir" in line
     line = one_error_line(capsys, ["knn", "--backbone", str(backbone_dir), "--protocol", "seed"])
     assert line == "error: knn takes no --protocol"

@@ -90,7 +90,8 @@ def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path, fashion_one_hot, pi
                                                    noise_backbone):
     data = fashion_one_hot(1000, 1000)
     costs = [0.01, 0.1, 1.0, 10.0]
-    pixels = svm(pixel_backbone(28), data=data, costs=costs, shots=[1, 8], samples=2,
+    # 2-fold cost sweeps (3 is the default): the same choice here in half the LIBLINEAR fits.
+    pixels = svm(pixel_backbone(28), data=data, costs=costs, folds=2, shots=[1, 8], samples=2,
                  out_dir=tmp_path)
     full, few = pixels["full"], pixels["fewshot"]
     print(f"\npixel features, Fashion-MNIST one-hot 1000→1000: full mAP {full['map']:.4f} "
@@ -101,7 +102,7 @@ def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path, fashion_one_hot, pi
     assert len(few["1"]["samples"]) == 2 and few["1"]["cost"] in costs
     assert len(full["per_class"]) == 10
     assert json.loads((tmp_path / "svm.json").read_text())["full"]["map"] == pytest.approx(full["map"])
-    noise = svm(noise_backbone(28), data=data, costs=costs, fewshot=False)
+    noise = svm(noise_backbone(28), data=data, costs=costs, folds=2, fewshot=False)
     print(f"noise features: full mAP {noise['full']['map']:.4f}")
     assert noise["full"]["map"] < 0.2  # chance: 10% positives
     assert "mAP" in V.format_result(pixels)
@@ -109,7 +110,7 @@ def test_pixels_on_fashion_mnist_one_hot_and_noise(tmp_path, fashion_one_hot, pi
 
 def test_composites_default_data(noise_backbone):
     costs = [0.1, 1.0, 10.0]
-    kw = dict(n_train=600, n_test=600, costs=costs, shots=[2], samples=2, ap_method="voc07")
+    kw = dict(n_train=600, n_test=600, costs=costs, folds=2, shots=[2], samples=2, ap_method="voc07")
     rc = svm(randconv_backbone(64), **kw)
     noise = svm(noise_backbone(64), **kw)
     print(f"\ncomposites 600→600 (VOC07 11-point): random-conv features full mAP "
@@ -150,7 +151,7 @@ def test_default_svm_runs_on_a_backbone_exported_like_the_demos(tmp_path):
 
     path = save_backbone(reactnet_a(ReActNetConfig(stage=2, input_size=48, width_multiplier=0.125)),
                          tmp_path / "stage2" / "backbone", {"method": "burn", "stage": 2})
-    result = svm(path, n_train=200, n_test=100, costs=[1.0], folds=2, shots=[1], samples=1,
+    result = svm(path, n_train=100, n_test=50, costs=[1.0], folds=2, shots=[1], samples=1,
                  out_dir=tmp_path / "out")
     pooling = result["pooling"]
     assert (pooling["grid"], pooling["input_size"], pooling["feature_dim"]) == (6, 192, 6 * 6 * 128)
