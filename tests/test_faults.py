@@ -20,7 +20,7 @@ from burn_tf.rundir import RunDirError
 
 KILL_RUN = Path(__file__).resolve().parent / "faults" / "kill_run.py"
 sys.path.insert(0, str(KILL_RUN.parent))
-from kill_run import TINY, RecordSteps  # noqa: E402
+from kill_run import train as train_in_this_process  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
@@ -64,17 +64,10 @@ def assert_same_state(a_dir, b_dir, rtol=1e-5):
             np.testing.assert_array_equal(b[key], a[key], err_msg=key)
 
 
-def train_here(run_dir, resume=False) -> dict:
-    """kill_run.py's run (without a kill) in this process: its metrics."""
-    run_dir = Path(run_dir)
-    return pretrain_stage(load_config("demo", TINY), 1, run_dir, resume=resume,
-                          extra_callbacks=[RecordSteps(run_dir / "steps.jsonl", None)])
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, fashion_mnist_dir):
     run_dir = tmp_path_factory.mktemp("uninterrupted")
-    train_here(run_dir)
+    train_in_this_process(run_dir)
     return run_dir
 
 
@@ -91,7 +84,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(unin
     if kill_at < 2:  # killed before the first checkpoint (step 2): nothing to resume
         assert tf.train.latest_checkpoint(str(cut / "stage1" / "checkpoints")) is None
         return
-    metrics = train_here(cut, resume=True)
+    metrics = train_in_this_process(cut, resume=True)
     full = json.loads((uninterrupted / "stage1" / "metrics.json").read_text())
     assert metrics["global_step"] == full["global_step"] == 6, f"killed at step {kill_at}"
     assert metrics["lambda"] == full["lambda"] and metrics["lr"] == full["lr"]
@@ -110,7 +103,7 @@ def test_sigkill_inside_a_checkpoint_write_leaves_a_good_latest_checkpoint(unint
     assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2
     # Complete and readable: every tensor loads.
     assert checkpoint_values(latest)
-    metrics = train_here(cut, resume=True)
+    metrics = train_in_this_process(cut, resume=True)
     assert metrics["global_step"] == 6
     assert steps_of(cut) == steps_of(uninterrupted)
     assert_same_state(uninterrupted, cut)

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import tensorflow as tf
-from replicas import StepLosses, comparison_optimizer, two_cpus, weight_difference
+from replicas import StepLosses, comparison_optimizer, one_device, two_cpus, weight_difference
 
 from burn_tf.build import build_method
 from burn_tf.config import load_config
@@ -101,7 +101,7 @@ def build(name, strategy):
     cfg = load_config(name, [*TINY, *SETTINGS[name], *SHALLOW])
     with strategy.scope():
         model = build_method(cfg, 1)
-        model.compile(optimizer=comparison_optimizer(), run_eagerly=strategy.num_replicas_in_sync == 1)
+        model.compile(optimizer=comparison_optimizer(), run_eagerly=one_device())
     return model
 
 

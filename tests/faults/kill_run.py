@@ -79,6 +79,15 @@ def kill_inside_writes(mode: str) -> None:
     checkpoint_management.update_checkpoint_state_internal = update_index
 
 
+def train(run_dir, resume: bool = False, kill_at: int | None = None, overrides=()) -> dict:
+    """The tiny stage-1 run, recording every batch (and SIGKILL after batch ``kill_at``): its
+    metrics. tests/test_faults.py calls it in its own process for the runs it does not kill."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return pretrain_stage(load_config("demo", [*TINY, *overrides]), 1, run_dir, resume=resume,
+                          extra_callbacks=[RecordSteps(run_dir / "steps.jsonl", kill_at)])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir")
@@ -87,14 +96,9 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    cfg = load_config("demo", [*TINY, *args.overrides])
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if args.kill_in_write:
         kill_inside_writes(args.kill_in_write)
-    metrics = pretrain_stage(cfg, 1, run_dir, resume=args.resume,
-                             extra_callbacks=[RecordSteps(run_dir / "steps.jsonl", args.kill_at_step)])
-    print(json.dumps(metrics))
+    print(json.dumps(train(args.run_dir, resume=args.resume, kill_at=args.kill_at_step, overrides=args.overrides)))
     return 0
 
 
