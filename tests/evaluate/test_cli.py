@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_detect import SMALL_CNN_LEVELS, small_cnn
 
 from burn_tf.evaluate.__main__ import main
 from burn_tf.saved_backbone import save_backbone
@@ -26,17 +27,9 @@ def backbone_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pyramid_cnn_dir(tmp_path_factory):
-    """An exported plain CNN with layers at strides 8/16/32 (``down_3``-``down_5``): detect
-    reads the data only once the backbone has its pyramid levels, which 4 ReActNet-A blocks
-    do not reach."""
-    import tensorflow as tf
-
-    inputs = tf.keras.Input((64, 64, 3))
-    x = inputs
-    for i in range(1, 6):
-        x = tf.keras.layers.Conv2D(4, 3, strides=2, padding="same", name=f"down_{i}")(x)
-    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(x), name="pyramid_cnn")
-    return save_backbone(model, tmp_path_factory.mktemp("cli") / "cnn")
+    """test_detect's small CNN (layers at strides 8/16/32), exported: detect reads the data
+    only once the backbone has its pyramid levels, which 4 ReActNet-A blocks do not reach."""
+    return save_backbone(small_cnn(), tmp_path_factory.mktemp("cli") / "cnn")
 
 
 def one_error_line(capsys, argv) -> str:
@@ -68,7 +61,7 @@ def test_bad_set_key_value_and_task(capsys, backbone_dir, pyramid_cnn_dir):
     line = one_error_line(capsys, ["knnn", "--backbone", str(backbone_dir)])
     assert "invalid choice: 'knnn'" in line
     line = one_error_line(capsys, ["detect", "--backbone", str(pyramid_cnn_dir), "--data", "voc/2007",
-                                   "--set", "pyramid_layers=down_3,down_4,down_5"])
+                                   "--set", f"pyramid_layers={SMALL_CNN_LEVELS}"])
     assert "data_dir" in line
     line = one_error_line(capsys, ["knn", "--backbone", str(backbone_dir), "--protocol", "seed"])
     assert line == "error: knn takes no --protocol"
